@@ -1,0 +1,32 @@
+"""geo: street networks, snapping and travel-time routing.
+
+The room that answers "how long does it take this unit to get there, on real streets?".
+It reads street networks from files the caller names (OSM XML, OSM PBF, osmnx GraphML) or
+generates a synthetic city, snaps WGS 84 points onto the streets and ranks units by ETA.
+It performs no other I/O and imports nothing else of Qorgau.
+
+Public names::
+
+    net = load_network("almaty.osm.pbf")          # or .osm / .osm.gz / .graphml(.gz)
+    net = generate_city(n_nodes=10_000, seed=1)   # synthetic, net.label says so
+    router = Router(net, max_snap_m=500.0, walk_speed_mps=1.4)
+    router.place_unit("booth-1", "booth", lat, lon)   # add or move a unit
+    router.remove_unit("booth-1")                     # no longer recommendable
+    router.recommend(lat, lon, k=3)  # -> [Recommendation(unit_id, unit_kind, eta_s, distance_m)]
+"""
+
+from __future__ import annotations
+
+from geo.network import StreetNetwork, load_network
+from geo.routing import OutsideServiceArea, Recommendation, Router, Snap
+from geo.synthetic import generate_city
+
+__all__ = [
+    "OutsideServiceArea",
+    "Recommendation",
+    "Router",
+    "Snap",
+    "StreetNetwork",
+    "generate_city",
+    "load_network",
+]

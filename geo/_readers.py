@@ -1,0 +1,100 @@
+"""File readers for street networks: OSM XML/PBF through pyosmium, GraphML through osmnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from geo.network import StreetNetwork, _segments_from_ways
+
+
+def read_osm(path: Path, *, label: str) -> StreetNetwork:
+    """Read highway ways from OSM XML (plain, gz, bz2) or PBF with pyosmium.
+
+    Node locations come from pyosmium's location cache; a way node whose location is missing
+    (a clipped extract) yields ``None`` and breaks the way there.
+    """
+    import osmium
+
+    ways = []
+    processor = (
+        osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
+        .with_locations()
+        .with_filter(osmium.filter.KeyFilter("highway"))
+    )
+    for obj in processor:
+        if not obj.is_way():
+            continue
+        nodes: list[tuple[int, float, float] | None] = []
+        for ref in obj.nodes:
+            loc = ref.location
+            nodes.append((ref.ref, loc.lat, loc.lon) if loc.valid() else None)
+        ways.append((dict(obj.tags), nodes))
+    return _segments_from_ways(ways, label=label)
+
+
+def read_graphml(path: Path, *, label: str) -> StreetNetwork:
+    """Read an osmnx GraphML file (plain or gzip) into straight segments.
+
+    Each directed edge becomes a chain of segments along its geometry (or a straight one). A car
+    may use a segment only in the edge's direction: osmnx stores a two-way street as two edges.
+    Walking ignores direction, so a two-way street appears twice for pedestrians, which changes
+    no travel time.
+    """
+    import osmnx as ox
+
+    graph = ox.load_graphml(path)
+    node_id = {n: i for i, n in enumerate(graph.nodes)}
+    lat = [float(d["y"]) for _, d in graph.nodes(data=True)]
+    lon = [float(d["x"]) for _, d in graph.nodes(data=True)]
+    osm_ids = [int(n) if str(n).lstrip("-").isdigit() else -1 for n in graph.nodes]
+    u: list[int] = []
+    v: list[int] = []
+    hw: list[str] = []
+    speed: list[float] = []
+    from geo.network import drive_allowed, drive_speed_kmh, walk_allowed
+
+    walk: list[bool] = []
+    drive: list[bool] = []
+    for a, b, data in graph.edges(data=True):
+        highway = data.get("highway", "road")
+        if isinstance(highway, list):  # osmnx merges ways of several types into a list
+            highway = highway[0]
+        tags = {"highway": str(highway)}
+        if data.get("maxspeed"):
+            ms = data["maxspeed"]
+            tags["maxspeed"] = str(ms[0] if isinstance(ms, list) else ms)
+        kmh = drive_speed_kmh(tags)
+        chain = [node_id[a]]
+        geom = data.get("geometry")
+        if geom is not None:
+            coords = list(geom.coords)[1:-1]
+            for x, y in coords:
+                chain.append(len(lat))
+                lat.append(float(y))
+                lon.append(float(x))
+                osm_ids.append(-1)
+        chain.append(node_id[b])
+        for p, q in zip(chain[:-1], chain[1:], strict=True):
+            if p == q:
+                continue
+            u.append(p)
+            v.append(q)
+            hw.append(str(highway))
+            speed.append(kmh)
+            walk.append(walk_allowed(tags) or not drive_allowed(tags))
+            drive.append(drive_allowed(tags))
+    return StreetNetwork.from_arrays(
+        lat,
+        lon,
+        u,
+        v,
+        np.array(hw, dtype=object),
+        oneway=np.ones(len(u), dtype=bool),
+        maxspeed_kmh=speed,
+        walk=walk,
+        drive=drive,
+        label=label,
+        node_osm_id=osm_ids,
+    )

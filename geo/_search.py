@@ -1,0 +1,202 @@
+"""Compiled (numba) Dijkstra that runs backwards from an alert and stops at the k-th unit.
+
+Kept apart from :mod:`geo.routing` so that the Python side stays readable. Work arrays (``dist``,
+``stamp``...) live as long as the graph and are invalidated by a generation counter instead of
+being cleared, so a search costs what it visits, not the size of the city.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _heap_push(hk, hv, hw, size, key, val, aux):  # pragma: no cover - compiled
+    i = size
+    hk[i] = key
+    hv[i] = val
+    hw[i] = aux
+    while i > 0:
+        parent = (i - 1) >> 1
+        if hk[parent] <= hk[i]:
+            break
+        hk[i], hk[parent] = hk[parent], hk[i]
+        hv[i], hv[parent] = hv[parent], hv[i]
+        hw[i], hw[parent] = hw[parent], hw[i]
+        i = parent
+    return size + 1
+
+
+@njit(cache=True, nogil=True)
+def _heap_pop(hk, hv, hw, size):  # pragma: no cover - compiled
+    key, val, aux = hk[0], hv[0], hw[0]
+    size -= 1
+    if size > 0:
+        hk[0], hv[0], hw[0] = hk[size], hv[size], hw[size]
+        i = 0
+        while True:
+            left = 2 * i + 1
+            if left >= size:
+                break
+            child = left
+            if left + 1 < size and hk[left + 1] < hk[left]:
+                child = left + 1
+            if hk[i] <= hk[child]:
+                break
+            hk[i], hk[child] = hk[child], hk[i]
+            hv[i], hv[child] = hv[child], hv[i]
+            hw[i], hw[child] = hw[child], hw[i]
+            i = child
+    return key, val, aux, size
+
+
+@njit(cache=True, nogil=True)
+def _push2(hk, hv, size, key, val):  # pragma: no cover - compiled
+    i = size
+    while i > 0:
+        parent = (i - 1) >> 1
+        if hk[parent] <= key:
+            break
+        hk[i] = hk[parent]
+        hv[i] = hv[parent]
+        i = parent
+    hk[i] = key
+    hv[i] = val
+    return size + 1
+
+
+@njit(cache=True, nogil=True)
+def _pop2(hk, hv, size):  # pragma: no cover - compiled
+    key, val = hk[0], hv[0]
+    size -= 1
+    if size > 0:
+        lk, lv = hk[size], hv[size]
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= size:
+                break
+            if child + 1 < size and hk[child + 1] < hk[child]:
+                child += 1
+            if lk <= hk[child]:
+                break
+            hk[i] = hk[child]
+            hv[i] = hv[child]
+            i = child
+        hk[i] = lk
+        hv[i] = lv
+    return key, val, size
+
+
+@njit(cache=True, nogil=True)
+def reverse_search(
+    indptr,
+    indices,
+    wt,
+    wl,
+    dist,
+    dlen,
+    pred,
+    stamp,
+    gen,
+    seed_nodes,
+    seed_t,
+    seed_l,
+    head,
+    nxt,
+    entry_slot,
+    entry_t,
+    entry_l,
+    direct_slots,
+    direct_t,
+    direct_l,
+    best_t,
+    best_l,
+    best_gen,
+    heap_k,
+    heap_n,
+    k,
+    limit,
+):  # pragma: no cover - compiled
+    """Rank units by network time to the alert; return (slots, times, lengths) of the first ``k``.
+
+    The reverse CSR (``indptr``, ``indices``, ``wt``, ``wl``) lists for each node ``b`` the nodes
+    ``a`` with a street ``a -> b``. Units hang off nodes through a linked list (``head``, ``nxt``)
+    of entries, each giving the unit's slot and its time/length from the unit to that node.
+    A unit's time is final once the search frontier has passed it, so the search stops when ``k``
+    units are final, or when the frontier passes ``limit`` seconds (units beyond it are not wanted). ``pred[a]`` is the next node from ``a`` towards the alert.
+    """
+    n_cand_cap = 2 * entry_slot.size + direct_slots.size + 1
+    ck = np.empty(n_cand_cap)
+    cs = np.empty(n_cand_cap, dtype=np.int64)
+    cl = np.empty(n_cand_cap)
+    csize = 0
+    out_s = np.empty(k, dtype=np.int64)
+    out_t = np.empty(k)
+    out_l = np.empty(k)
+    n_out = 0
+    for j in range(direct_slots.size):
+        s = direct_slots[j]
+        if best_gen[s] != gen or direct_t[j] < best_t[s]:
+            best_gen[s] = gen
+            best_t[s] = direct_t[j]
+            best_l[s] = direct_l[j]
+            csize = _heap_push(ck, cs, cl, csize, direct_t[j], s, direct_l[j])
+    hsize = 0
+    for j in range(seed_nodes.size):
+        node = seed_nodes[j]
+        if stamp[node] != gen or seed_t[j] < dist[node]:
+            stamp[node] = gen
+            dist[node] = seed_t[j]
+            dlen[node] = seed_l[j]
+            pred[node] = -1
+            hsize = _push2(heap_k, heap_n, hsize, seed_t[j], node)
+    while hsize > 0:
+        d, node, hsize = _pop2(heap_k, heap_n, hsize)
+        if d > limit:
+            break  # no unit beyond the limit is wanted
+        if d > dist[node]:
+            continue  # a stale entry: the node was reached faster since
+        ln = dlen[node]
+        # Every unit whose best time is <= d is final: no unsettled node can improve it.
+        while csize > 0 and ck[0] <= d:
+            t, s, l, csize = _heap_pop(ck, cs, cl, csize)
+            if best_gen[s] == gen and t == best_t[s]:
+                best_gen[s] = -gen  # final
+                out_s[n_out] = s
+                out_t[n_out] = t
+                out_l[n_out] = l
+                n_out += 1
+                if n_out == k:
+                    return out_s, out_t, out_l, n_out
+        e = head[node]
+        while e >= 0:
+            s = entry_slot[e]
+            cand = d + entry_t[e]
+            if best_gen[s] != -gen and (best_gen[s] != gen or cand < best_t[s]):
+                best_gen[s] = gen
+                best_t[s] = cand
+                best_l[s] = ln + entry_l[e]
+                csize = _heap_push(ck, cs, cl, csize, cand, s, ln + entry_l[e])
+            e = nxt[e]
+        for p in range(indptr[node], indptr[node + 1]):
+            a = indices[p]
+            nd = d + wt[p]
+            if stamp[a] != gen or nd < dist[a]:
+                stamp[a] = gen
+                dist[a] = nd
+                dlen[a] = ln + wl[p]
+                pred[a] = node
+                hsize = _push2(heap_k, heap_n, hsize, nd, a)
+    while csize > 0 and n_out < k:
+        t, s, l, csize = _heap_pop(ck, cs, cl, csize)
+        if t > limit:
+            break
+        if best_gen[s] == gen and t == best_t[s]:
+            best_gen[s] = -gen
+            out_s[n_out] = s
+            out_t[n_out] = t
+            out_l[n_out] = l
+            n_out += 1
+    return out_s, out_t, out_l, n_out

@@ -1,0 +1,396 @@
+"""Street networks as flat arrays: nodes in WGS 84 and a metric UTM plane, segments with tags.
+
+A :class:`StreetNetwork` keeps every street as straight two-node *segments* (the pieces between
+consecutive OSM way nodes), so a point can be snapped onto a street and split exactly, and a
+segment's length is its metric length. Which segments a pedestrian or a car may use, and how fast,
+is decided here from OSM tags (:func:`walk_allowed`, :func:`drive_allowed`, :func:`drive_speed_kmh`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pyproj import CRS, Transformer
+
+__all__ = [
+    "DEFAULT_SPEEDS_KMH",
+    "StreetNetwork",
+    "drive_allowed",
+    "drive_speed_kmh",
+    "load_network",
+    "utm_crs_for",
+    "walk_allowed",
+]
+
+#: Driving speed by ``highway`` type when a way has no usable ``maxspeed`` (km/h). The urban
+#: limit in Kazakhstan is 60 km/h; these are typical free-flow speeds below it for lesser roads.
+DEFAULT_SPEEDS_KMH: dict[str, float] = {
+    "motorway": 90.0,
+    "motorway_link": 60.0,
+    "trunk": 70.0,
+    "trunk_link": 50.0,
+    "primary": 60.0,
+    "primary_link": 45.0,
+    "secondary": 50.0,
+    "secondary_link": 40.0,
+    "tertiary": 40.0,
+    "tertiary_link": 35.0,
+    "unclassified": 35.0,
+    "road": 35.0,
+    "residential": 30.0,
+    "living_street": 20.0,
+    "service": 20.0,
+}
+
+_NOT_WALKABLE = frozenset(
+    {
+        "motorway",
+        "motorway_link",
+        "construction",
+        "proposed",
+        "abandoned",
+        "razed",
+        "raceway",
+        "bus_guideway",
+        "busway",
+        "escape",
+        "platform",
+        "elevator",
+        "corridor",
+        "no",
+    }
+)
+_NO = frozenset({"no", "private"})
+
+# Named limits seen in OSM for Kazakhstan and Russia ("RU:urban", "KZ:rural", ...).
+_ZONE_SPEEDS_KMH = {"urban": 60.0, "rural": 90.0, "living_street": 20.0, "motorway": 110.0}
+
+
+def walk_allowed(tags: dict[str, str]) -> bool:
+    """Whether a pedestrian (a foot patrol) may use a way with these OSM tags."""
+    highway = tags.get("highway")
+    if not highway or highway in _NOT_WALKABLE:
+        return False
+    if tags.get("foot") in _NO:
+        return False
+    if tags.get("access") in _NO and tags.get("foot") not in {"yes", "designated", "permissive"}:
+        return False
+    return tags.get("area") != "yes"
+
+
+def drive_allowed(tags: dict[str, str]) -> bool:
+    """Whether a patrol car may use a way with these OSM tags."""
+    if tags.get("highway") not in DEFAULT_SPEEDS_KMH:
+        return False
+    if tags.get("motor_vehicle") in _NO or tags.get("motorcar") in _NO:
+        return False
+    if tags.get("access") in _NO and tags.get("motor_vehicle") not in {"yes", "designated"}:
+        return False
+    return tags.get("area") != "yes"
+
+
+def drive_speed_kmh(tags: dict[str, str]) -> float:
+    """Driving speed from ``maxspeed`` ("60", "30 mph", "RU:urban") or the road type's default."""
+    default = DEFAULT_SPEEDS_KMH.get(tags.get("highway", ""), 30.0)
+    raw = (tags.get("maxspeed") or "").strip().lower()
+    if not raw:
+        return default
+    for zone, speed in _ZONE_SPEEDS_KMH.items():
+        if raw.endswith(":" + zone):
+            return speed
+    match = re.match(r"^(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph)?", raw.split(";")[0])
+    if not match:
+        return default
+    value = float(match.group(1)) * (1.609344 if match.group(2) == "mph" else 1.0)
+    return value if 5.0 <= value <= 150.0 else default
+
+
+def oneway_direction(tags: dict[str, str]) -> int:
+    """+1 one-way along the way's node order, -1 against it, 0 two-way (for cars)."""
+    value = tags.get("oneway", "").lower()
+    if value in {"yes", "true", "1"}:
+        return 1
+    if value in {"-1", "reverse"}:
+        return -1
+    if value in {"no", "false", "0"}:
+        return 0
+    if tags.get("junction") in {"roundabout", "circular"} or tags.get("highway") == "motorway":
+        return 1
+    return 0
+
+
+def utm_crs_for(lat: float, lon: float) -> CRS:
+    """The UTM zone CRS (WGS 84) that holds a point: Almaty is 43N (EPSG:32643)."""
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+@dataclass(eq=False)
+class StreetNetwork:
+    """Streets as nodes and straight segments, in WGS 84 and in the city's UTM zone.
+
+    Segment ``i`` joins ``seg_u[i]`` to ``seg_v[i]``; for cars it is one-way from ``u`` to ``v``
+    where ``seg_oneway[i]`` is true. Build one with :meth:`from_arrays`, :func:`load_network` or
+    :func:`geo.generate_city`.
+    """
+
+    label: str
+    node_lat: NDArray[np.float64]
+    node_lon: NDArray[np.float64]
+    node_x: NDArray[np.float64]
+    node_y: NDArray[np.float64]
+    crs: CRS
+    seg_u: NDArray[np.int64]
+    seg_v: NDArray[np.int64]
+    seg_length_m: NDArray[np.float64]
+    seg_highway: NDArray[np.str_]
+    seg_walk: NDArray[np.bool_]
+    seg_drive: NDArray[np.bool_]
+    seg_oneway: NDArray[np.bool_]
+    seg_speed_kmh: NDArray[np.float64]
+    node_osm_id: NDArray[np.int64] | None = None
+    _to_xy: Transformer = field(init=False, repr=False)
+    _to_lonlat: Transformer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._to_xy = Transformer.from_crs(4326, self.crs, always_xy=True)
+        self._to_lonlat = Transformer.from_crs(self.crs, 4326, always_xy=True)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        lat: ArrayLike,
+        lon: ArrayLike,
+        u: ArrayLike,
+        v: ArrayLike,
+        highway: ArrayLike | str = "residential",
+        *,
+        oneway: ArrayLike | None = None,
+        maxspeed_kmh: ArrayLike | None = None,
+        walk: ArrayLike | None = None,
+        drive: ArrayLike | None = None,
+        label: str = "street network",
+        node_osm_id: ArrayLike | None = None,
+    ) -> StreetNetwork:
+        """Build a network from node coordinates and segment endpoints (indices into the nodes).
+
+        ``walk``/``drive``/``maxspeed_kmh`` default to what the ``highway`` type implies.
+        """
+        lat_a = np.asarray(lat, dtype=np.float64)
+        lon_a = np.asarray(lon, dtype=np.float64)
+        if lat_a.shape != lon_a.shape or lat_a.ndim != 1 or lat_a.size == 0:
+            msg = f"lat and lon must be equal-length non-empty 1-d arrays, got {lat_a.shape} and {lon_a.shape}"
+            raise ValueError(msg)
+        u_a = np.asarray(u, dtype=np.int64)
+        v_a = np.asarray(v, dtype=np.int64)
+        m = u_a.size
+        if v_a.size != m or m == 0:
+            msg = f"u and v must be equal-length and non-empty, got {u_a.size} and {v_a.size}"
+            raise ValueError(msg)
+        if u_a.min() < 0 or max(u_a.max(), v_a.max()) >= lat_a.size:
+            msg = f"segment endpoints must index the {lat_a.size} nodes"
+            raise ValueError(msg)
+        hw = np.full(m, highway, dtype=object) if isinstance(highway, str) else np.asarray(highway, dtype=object)
+        tags = [{"highway": h} for h in hw]
+        walk_a = np.array([walk_allowed(t) for t in tags]) if walk is None else np.asarray(walk, dtype=bool)
+        drive_a = np.array([drive_allowed(t) for t in tags]) if drive is None else np.asarray(drive, dtype=bool)
+        speed = (
+            np.array([drive_speed_kmh(t) for t in tags])
+            if maxspeed_kmh is None
+            else np.asarray(maxspeed_kmh, dtype=np.float64)
+        )
+        one = np.zeros(m, dtype=bool) if oneway is None else np.asarray(oneway, dtype=bool)
+        crs = utm_crs_for(float(np.median(lat_a)), float(np.median(lon_a)))
+        x, y = Transformer.from_crs(4326, crs, always_xy=True).transform(lon_a, lat_a)
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        length = np.hypot(x[u_a] - x[v_a], y[u_a] - y[v_a])
+        return cls(
+            label=label,
+            node_lat=lat_a,
+            node_lon=lon_a,
+            node_x=x,
+            node_y=y,
+            crs=crs,
+            seg_u=u_a,
+            seg_v=v_a,
+            seg_length_m=length,
+            seg_highway=hw.astype(str),
+            seg_walk=walk_a,
+            seg_drive=drive_a,
+            seg_oneway=one,
+            seg_speed_kmh=speed,
+            node_osm_id=None if node_osm_id is None else np.asarray(node_osm_id, dtype=np.int64),
+        )
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes."""
+        return int(self.node_lat.size)
+
+    @property
+    def n_segments(self) -> int:
+        """Number of straight segments."""
+        return int(self.seg_u.size)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(min_lat, min_lon, max_lat, max_lon)`` of the nodes."""
+        return (
+            float(self.node_lat.min()),
+            float(self.node_lon.min()),
+            float(self.node_lat.max()),
+            float(self.node_lon.max()),
+        )
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """``(lat, lon)`` of the median node: a sensible map centre."""
+        return float(np.median(self.node_lat)), float(np.median(self.node_lon))
+
+    def to_xy(self, lat: ArrayLike, lon: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Project WGS 84 lat/lon to the network's metric plane."""
+        x, y = self._to_xy.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        return np.asarray(x), np.asarray(y)
+
+    def to_latlon(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Project metric coordinates back to WGS 84 ``(lat, lon)``."""
+        lon, lat = self._to_lonlat.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+        return np.asarray(lat), np.asarray(lon)
+
+    def segments_geojson(self, *, mode: str | None = None) -> dict:
+        """The segments as a GeoJSON FeatureCollection of LineStrings (for maps)."""
+        mask = np.ones(self.n_segments, dtype=bool)
+        if mode == "walk":
+            mask = self.seg_walk
+        elif mode == "drive":
+            mask = self.seg_drive
+        features = []
+        for i in np.flatnonzero(mask):
+            u, v = int(self.seg_u[i]), int(self.seg_v[i])
+            features.append(
+                {
+                    "type": "Feature",
+                    "geometry": {
+                        "type": "LineString",
+                        "coordinates": [
+                            [float(self.node_lon[u]), float(self.node_lat[u])],
+                            [float(self.node_lon[v]), float(self.node_lat[v])],
+                        ],
+                    },
+                    "properties": {"highway": str(self.seg_highway[i])},
+                }
+            )
+        return {"type": "FeatureCollection", "features": features}
+
+
+def load_network(path: str | Path, *, label: str | None = None) -> StreetNetwork:
+    """Load a street network from a local file.
+
+    Parameters
+    ----------
+    path
+        OSM XML (``.osm``, ``.osm.gz``, ``.osm.bz2``), OSM PBF (``.osm.pbf``/``.pbf``) or an osmnx
+        GraphML file (``.graphml``, ``.graphml.gz``). Clipped extracts, whose ways reference nodes
+        missing from the file, load: such ways are split at the missing nodes.
+    label
+        A human label; defaults to the file name.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the format is not recognised or the file holds no streets.
+    """
+    from geo import _readers
+
+    p = Path(path)
+    if not p.is_file():
+        msg = f"street network file not found: {str(p)!r}"
+        raise FileNotFoundError(msg)
+    name = p.name.lower()
+    if name.endswith((".graphml", ".graphml.gz")):
+        return _readers.read_graphml(p, label=label or p.name)
+    if name.endswith((".osm", ".osm.gz", ".osm.bz2", ".osm.pbf", ".pbf", ".xml", ".xml.gz")):
+        return _readers.read_osm(p, label=label or p.name)
+    msg = (
+        f"unrecognised street network format for {p.name!r}: "
+        "expected .osm, .osm.gz, .osm.bz2, .osm.pbf or .graphml(.gz)"
+    )
+    raise ValueError(msg)
+
+
+def _segments_from_ways(
+    ways: Sequence[tuple[dict[str, str], list[tuple[int, float, float] | None]]],
+    *,
+    label: str,
+) -> StreetNetwork:
+    """Assemble a network from ways given as (tags, [(node_id, lat, lon) or None if missing]).
+
+    Runs of existing nodes become segments; a missing node (a clipped extract) breaks the run.
+    Ways neither walkable nor drivable are skipped.
+    """
+    node_index: dict[int, int] = {}
+    lats: list[float] = []
+    lons: list[float] = []
+    ids: list[int] = []
+    u: list[int] = []
+    v: list[int] = []
+    hw: list[str] = []
+    walk: list[bool] = []
+    drive: list[bool] = []
+    oneway: list[bool] = []
+    speed: list[float] = []
+    for tags, nodes in ways:
+        can_walk, can_drive = walk_allowed(tags), drive_allowed(tags)
+        if not (can_walk or can_drive):
+            continue
+        direction = oneway_direction(tags) if can_drive else 0
+        kmh = drive_speed_kmh(tags)
+        highway = tags.get("highway", "")
+        prev: int | None = None
+        for node in nodes:
+            if node is None:
+                prev = None
+                continue
+            osm_id, lat, lon = node
+            idx = node_index.get(osm_id)
+            if idx is None:
+                idx = len(lats)
+                node_index[osm_id] = idx
+                lats.append(lat)
+                lons.append(lon)
+                ids.append(osm_id)
+            if prev is not None and prev != idx:
+                a, b = (idx, prev) if direction < 0 else (prev, idx)
+                u.append(a)
+                v.append(b)
+                hw.append(highway)
+                walk.append(can_walk)
+                drive.append(can_drive)
+                oneway.append(direction != 0)
+                speed.append(kmh)
+            prev = idx
+    if not u:
+        msg = f"{label!r} holds no walkable or drivable streets"
+        raise ValueError(msg)
+    return StreetNetwork.from_arrays(
+        lats,
+        lons,
+        u,
+        v,
+        np.array(hw, dtype=object),
+        oneway=oneway,
+        maxspeed_kmh=speed,
+        walk=walk,
+        drive=drive,
+        label=label,
+        node_osm_id=ids,
+    )

@@ -1,0 +1,504 @@
+"""Travel-time routing: snap points onto streets and rank units by ETA.
+
+Two travel modes share one :class:`StreetNetwork`: ``walk`` (booths and foot patrols, 1.4 m/s on
+every walkable segment, one-ways ignored) and ``drive`` (car patrols, ``maxspeed`` or the road
+type's default, one-ways respected). Each mode keeps only its largest connected component
+(strongly connected for cars), so every unit can reach every snapped alert.
+
+ETA of a unit for an alert = off-network leg of the unit (straight line from its position to its
+snapped point, at walking speed) + network travel time from that snapped point to the alert's
+snapped point + the alert's off-network leg (at walking speed).
+
+:meth:`Router.recommend` runs one Dijkstra per mode *backwards from the alert* over the reversed
+graph, with units indexed by the street nodes next to them, and stops as soon as the ``k`` best
+ETAs can no longer improve. Its cost grows with the area holding the ``k`` nearest units, not with
+the number of units or the size of the city; moving a unit is an O(1) index update.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from shapely import STRtree, linestrings, points
+
+from geo._search import reverse_search
+from geo.network import StreetNetwork
+
+__all__ = ["Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap", "UNIT_MODES"]
+
+Mode = Literal["walk", "drive"]
+
+#: Which network each kind of unit moves on.
+UNIT_MODES: dict[str, Mode] = {"booth": "walk", "foot": "walk", "car": "drive"}
+
+
+class OutsideServiceArea(ValueError):
+    """A point lies farther from every street than the router's ``max_snap_m``."""
+
+    def __init__(self, lat: float, lon: float, distance_m: float, max_snap_m: float) -> None:
+        self.lat, self.lon = lat, lon
+        self.distance_m = distance_m
+        self.max_snap_m = max_snap_m
+        super().__init__(
+            f"point ({lat:.6f}, {lon:.6f}) is {distance_m:.0f} m from the nearest street, "
+            f"beyond the service-area limit of {max_snap_m:.0f} m"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snap:
+    """Where a point meets the street network of one mode.
+
+    ``segment`` indexes the network's segments; the snapped point lies at ``fraction`` of the way
+    from the segment's ``u`` node to its ``v`` node, ``distance_m`` from the original point.
+    """
+
+    mode: Mode
+    segment: int
+    fraction: float
+    distance_m: float
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """A unit ranked for an alert: its estimated time of arrival and the length of its path."""
+
+    unit_id: str
+    unit_kind: str
+    eta_s: float
+    distance_m: float
+
+
+@dataclass(slots=True)
+class _Unit:
+    unit_id: str
+    kind: str
+    mode: Mode
+    snap: Snap
+    # (node, time_s, length_m) from the unit's own position to each end node it can leave by.
+    exits: tuple[tuple[int, float, float], ...]
+
+
+class _ModeGraph:
+    """One mode's street graph: reverse adjacency for searches, a segment index for snapping."""
+
+    def __init__(self, net: StreetNetwork, mode: Mode, walk_speed_mps: float) -> None:
+        self.mode = mode
+        usable = net.seg_walk if mode == "walk" else net.seg_drive
+        seg = np.flatnonzero(usable)
+        if seg.size == 0:
+            self.segments = seg
+            self.size = 0
+            return
+        u, v = net.seg_u[seg], net.seg_v[seg]
+        length = net.seg_length_m[seg]
+        if mode == "walk":
+            fwd_ok = np.ones(seg.size, dtype=bool)
+            bwd_ok = np.ones(seg.size, dtype=bool)
+            time_s = length / walk_speed_mps
+        else:
+            fwd_ok = np.ones(seg.size, dtype=bool)
+            bwd_ok = ~net.seg_oneway[seg]
+            time_s = length / (net.seg_speed_kmh[seg] / 3.6)
+        # Keep the largest (strongly, for cars) connected component.
+        n = net.n_nodes
+        src = np.concatenate([u[fwd_ok], v[bwd_ok]])
+        dst = np.concatenate([v[fwd_ok], u[bwd_ok]])
+        adjacency = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n)).tocsr()
+        connection = "weak" if mode == "walk" else "strong"
+        _, labels = connected_components(adjacency, directed=True, connection=connection)
+        used = np.zeros(n, dtype=bool)
+        used[u] = True
+        used[v] = True
+        counts = np.bincount(labels[used])
+        biggest = int(np.argmax(counts))
+        keep = (labels[u] == biggest) & (labels[v] == biggest)
+        self.segments = seg[keep]
+        self.u, self.v = u[keep], v[keep]
+        self.length = length[keep]
+        self.time = time_s[keep]
+        self.fwd_ok, self.bwd_ok = fwd_ok[keep], bwd_ok[keep]
+        self.size = int(self.segments.size)
+        self.n_nodes = int(np.count_nonzero(np.bincount(np.concatenate([self.u, self.v]), minlength=n)))
+        # Reverse CSR: row b lists every a with a street a -> b, for searches from an alert.
+        src = np.concatenate([self.u[self.fwd_ok], self.v[self.bwd_ok]])
+        dst = np.concatenate([self.v[self.fwd_ok], self.u[self.bwd_ok]])
+        t_all = np.concatenate([self.time[self.fwd_ok], self.time[self.bwd_ok]])
+        l_all = np.concatenate([self.length[self.fwd_ok], self.length[self.bwd_ok]])
+        order = np.lexsort((src, dst))
+        self.indptr = np.searchsorted(dst[order], np.arange(n + 1)).astype(np.int64)
+        self.indices = src[order].astype(np.int64)
+        self.wt = t_all[order].astype(np.float64)
+        self.wl = l_all[order].astype(np.float64)
+        # Work arrays of the compiled search, reused across searches (see geo._search).
+        self._gen = 0
+        self.dist = np.zeros(n)
+        self.dlen = np.zeros(n)
+        self.pred = np.full(n, -1, dtype=np.int64)
+        self.stamp = np.zeros(n, dtype=np.int64)
+        cap = self.indices.size + 8
+        self.heap_k = np.empty(cap)
+        self.heap_n = np.empty(cap, dtype=np.int64)
+        self.x0, self.y0 = net.node_x[self.u], net.node_y[self.u]
+        self.x1, self.y1 = net.node_x[self.v], net.node_y[self.v]
+        lines = linestrings(
+            np.stack(
+                [np.stack([self.x0, self.y0], axis=1), np.stack([self.x1, self.y1], axis=1)],
+                axis=1,
+            )
+        )
+        self.tree = STRtree(lines)
+
+    def snap_xy(self, x: float, y: float) -> tuple[int, float, float, float, float]:
+        """Nearest segment (local index), fraction along it, distance, snapped x and y."""
+        hits, dists = self.tree.query_nearest(points(x, y), return_distance=True, all_matches=True)
+        i = int(hits.min())  # deterministic among equidistant segments
+        dist = float(dists.min())
+        x0, y0, x1, y1 = self.x0[i], self.y0[i], self.x1[i], self.y1[i]
+        dx, dy = x1 - x0, y1 - y0
+        seg2 = dx * dx + dy * dy
+        t = 0.0 if seg2 == 0.0 else min(1.0, max(0.0, ((x - x0) * dx + (y - y0) * dy) / seg2))
+        return i, float(t), dist, float(x0 + t * dx), float(y0 + t * dy)
+
+    def entries(self, i: int, t: float) -> tuple[tuple[int, float, float], ...]:
+        """(node, time, length) to reach the point at fraction ``t`` of local segment ``i`` from a node."""
+        out = []
+        if self.fwd_ok[i]:
+            out.append((int(self.u[i]), t * self.time[i], t * self.length[i]))
+        if self.bwd_ok[i]:
+            out.append((int(self.v[i]), (1 - t) * self.time[i], (1 - t) * self.length[i]))
+        return tuple(out)
+
+    def exits(self, i: int, t: float) -> tuple[tuple[int, float, float], ...]:
+        """(node, time, length) from the point at fraction ``t`` of local segment ``i`` to a node."""
+        out = []
+        if self.fwd_ok[i]:
+            out.append((int(self.v[i]), (1 - t) * self.time[i], (1 - t) * self.length[i]))
+        if self.bwd_ok[i]:
+            out.append((int(self.u[i]), t * self.time[i], t * self.length[i]))
+        return tuple(out)
+
+    def search(
+        self,
+        seed_nodes: NDArray[np.int64],
+        seed_t: NDArray[np.float64],
+        seed_l: NDArray[np.float64],
+        index: _UnitIndex,
+        direct_slots: NDArray[np.int64],
+        direct_t: NDArray[np.float64],
+        direct_l: NDArray[np.float64],
+        k: int,
+        limit: float = math.inf,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], int]:
+        """The compiled reverse search (callers hold the router's lock)."""
+        self._gen += 1
+        return reverse_search(
+            self.indptr, self.indices, self.wt, self.wl,
+            self.dist, self.dlen, self.pred, self.stamp, self._gen,
+            seed_nodes, seed_t, seed_l,
+            index.head, index.nxt, index.entry_slot, index.entry_t, index.entry_l,
+            direct_slots, direct_t, direct_l,
+            index.best_t, index.best_l, index.best_gen,
+            self.heap_k, self.heap_n, k, limit,
+        )  # fmt: skip
+
+    def along(self, i: int, t_from: float, t_to: float) -> tuple[float, float] | None:
+        """Time and length along local segment ``i`` from one fraction to another, if allowed."""
+        if t_to >= t_from and self.fwd_ok[i]:
+            return (t_to - t_from) * self.time[i], (t_to - t_from) * self.length[i]
+        if t_to <= t_from and self.bwd_ok[i]:
+            return (t_from - t_to) * self.time[i], (t_from - t_to) * self.length[i]
+        return None
+
+
+class _UnitIndex:
+    """Units of one mode hung off street nodes, in arrays the compiled search reads.
+
+    A unit has a *slot*; its (up to two) exits are entries ``2 * slot`` and ``2 * slot + 1``,
+    chained per node in a doubly linked list (``head``/``nxt``/``prv``) so that a move is O(1).
+    """
+
+    def __init__(self, n_nodes: int, capacity: int = 64) -> None:
+        self.head = np.full(n_nodes, -1, dtype=np.int64)
+        self.slot_of: dict[str, int] = {}
+        self.unit_at: list[str | None] = []
+        self.free: list[int] = []
+        self._alloc(capacity)
+
+    def _alloc(self, capacity: int) -> None:
+        old = len(self.unit_at)
+        grow = capacity - old
+
+        def extend(arr: NDArray | None, fill: float | int, dtype: type, per_slot: int) -> NDArray:
+            new = np.full(grow * per_slot, fill, dtype=dtype)
+            return new if arr is None else np.concatenate([arr, new])
+
+        first = old == 0
+        self.nxt = extend(None if first else self.nxt, -1, np.int64, 2)
+        self.prv = extend(None if first else self.prv, -1, np.int64, 2)
+        self.entry_node = extend(None if first else self.entry_node, -1, np.int64, 2)
+        self.entry_slot = np.repeat(np.arange(capacity, dtype=np.int64), 2)
+        self.entry_t = extend(None if first else self.entry_t, math.inf, np.float64, 2)
+        self.entry_l = extend(None if first else self.entry_l, math.inf, np.float64, 2)
+        self.best_t = extend(None if first else self.best_t, math.inf, np.float64, 1)
+        self.best_l = extend(None if first else self.best_l, math.inf, np.float64, 1)
+        self.best_gen = extend(None if first else self.best_gen, 0, np.int64, 1)
+        self.unit_at.extend([None] * grow)
+        self.free.extend(range(capacity - 1, old - 1, -1))
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def add(self, unit_id: str, exits: tuple[tuple[int, float, float], ...]) -> None:
+        if not self.free:
+            self._alloc(2 * len(self.unit_at))
+        slot = self.free.pop()
+        self.slot_of[unit_id] = slot
+        self.unit_at[slot] = unit_id
+        for e, (node, t, ln) in enumerate(exits[:2]):
+            entry = 2 * slot + e
+            self.entry_node[entry] = node
+            self.entry_t[entry] = t
+            self.entry_l[entry] = ln
+            first = self.head[node]
+            self.nxt[entry] = first
+            self.prv[entry] = -1
+            if first >= 0:
+                self.prv[first] = entry
+            self.head[node] = entry
+
+    def remove(self, unit_id: str) -> None:
+        slot = self.slot_of.pop(unit_id, None)
+        if slot is None:
+            return
+        for entry in (2 * slot, 2 * slot + 1):
+            node = self.entry_node[entry]
+            if node < 0:
+                continue
+            before, after = self.prv[entry], self.nxt[entry]
+            if before >= 0:
+                self.nxt[before] = after
+            else:
+                self.head[node] = after
+            if after >= 0:
+                self.prv[after] = before
+            self.entry_node[entry] = -1
+            self.nxt[entry] = self.prv[entry] = -1
+        self.unit_at[slot] = None
+        self.free.append(slot)
+
+
+class Router:
+    """Rank units by travel time on streets, with units that move.
+
+    Parameters
+    ----------
+    network
+        The city's streets.
+    max_snap_m
+        A point farther than this from every street is outside the service area.
+    walk_speed_mps
+        Walking speed, for foot patrols, booth officers and every off-network leg.
+
+    Examples
+    --------
+    >>> from geo import generate_city
+    >>> router = Router(generate_city(n_nodes=400, seed=1))
+    >>> lat, lon = router.network.center
+    >>> _ = router.place_unit("booth-1", "booth", lat, lon)
+    >>> [r.unit_id for r in router.recommend(lat, lon, k=1)]
+    ['booth-1']
+    """
+
+    def __init__(self, network: StreetNetwork, *, max_snap_m: float = 500.0, walk_speed_mps: float = 1.4) -> None:
+        if max_snap_m <= 0 or walk_speed_mps <= 0:
+            msg = f"max_snap_m and walk_speed_mps must be positive, got {max_snap_m} and {walk_speed_mps}"
+            raise ValueError(msg)
+        self.network = network
+        self.max_snap_m = float(max_snap_m)
+        self.walk_speed_mps = float(walk_speed_mps)
+        self._graphs: dict[Mode, _ModeGraph] = {
+            "walk": _ModeGraph(network, "walk", walk_speed_mps),
+            "drive": _ModeGraph(network, "drive", walk_speed_mps),
+        }
+        if self._graphs["walk"].size == 0:
+            msg = f"{network.label!r} has no walkable streets: nothing to route on"
+            raise ValueError(msg)
+        self._units: dict[str, _Unit] = {}
+        self._index: dict[Mode, _UnitIndex] = {m: _UnitIndex(network.n_nodes) for m in self._graphs}
+        # Per mode, per local segment: units standing on it (for alerts on the same segment).
+        self._on_segment: dict[Mode, dict[int, set[str]]] = {"walk": {}, "drive": {}}
+        self._lock = threading.RLock()
+
+    # -- snapping ---------------------------------------------------------------------------
+    def graph_size(self, mode: Mode) -> tuple[int, int]:
+        """``(nodes, segments)`` in the mode's connected street graph."""
+        g = self._graphs[mode]
+        return (g.n_nodes if g.size else 0), g.size
+
+    def snap(self, lat: float, lon: float, mode: Mode = "walk", *, check_area: bool = True) -> Snap:
+        """Snap a WGS 84 point onto the nearest street of ``mode`` (an STRtree query).
+
+        Raises
+        ------
+        OutsideServiceArea
+            When ``check_area`` and the point is farther than ``max_snap_m`` from that street.
+        ValueError
+            When the coordinates are not a WGS 84 position.
+        """
+        return self._snap_xy(lat, lon, *self._project(lat, lon), mode, check_area=check_area)
+
+    def _project(self, lat: float, lon: float) -> tuple[float, float]:
+        if not (
+            isinstance(lat, (int, float))
+            and isinstance(lon, (int, float))
+            and math.isfinite(lat)
+            and math.isfinite(lon)
+            and -90 <= lat <= 90
+            and -180 <= lon <= 180
+        ):
+            msg = f"not a WGS 84 coordinate: lat={lat!r}, lon={lon!r}"
+            raise ValueError(msg)
+        x, y = self.network.to_xy(lat, lon)
+        return float(x), float(y)
+
+    def _snap_xy(self, lat: float, lon: float, x: float, y: float, mode: Mode, *, check_area: bool) -> Snap:
+        g = self._graphs[mode]
+        if g.size == 0:
+            msg = f"{self.network.label!r} has no {mode} streets"
+            raise ValueError(msg)
+        i, t, dist, sx, sy = g.snap_xy(x, y)
+        if check_area and dist > self.max_snap_m:
+            raise OutsideServiceArea(lat, lon, dist, self.max_snap_m)
+        slat, slon = self.network.to_latlon(sx, sy)
+        return Snap(mode, int(g.segments[i]), t, dist, float(slat), float(slon))
+
+    def in_service_area(self, lat: float, lon: float) -> bool:
+        """Whether a point is within ``max_snap_m`` of a walkable street."""
+        try:
+            self.snap(lat, lon, "walk")
+        except OutsideServiceArea:
+            return False
+        return True
+
+    def _local(self, snap: Snap) -> tuple[_ModeGraph, int]:
+        g = self._graphs[snap.mode]
+        return g, int(np.searchsorted(g.segments, snap.segment))
+
+    # -- units -------------------------------------------------------------------------------
+    def place_unit(self, unit_id: str, kind: str, lat: float, lon: float) -> Snap:
+        """Add a unit or move it to a new position; it becomes recommendable.
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``kind`` or a position that is not WGS 84.
+        OutsideServiceArea
+            When the position is farther than ``max_snap_m`` from the unit's streets; the unit
+            then keeps its previous position, if it had one.
+        """
+        mode = UNIT_MODES.get(kind)
+        if mode is None:
+            msg = f"unknown unit kind {kind!r}; expected one of {sorted(UNIT_MODES)}"
+            raise ValueError(msg)
+        snap = self.snap(lat, lon, mode)
+        g, i = self._local(snap)
+        leg_t = snap.distance_m / self.walk_speed_mps
+        exits = tuple((n, leg_t + t, snap.distance_m + ln) for n, t, ln in g.exits(i, snap.fraction))
+        with self._lock:
+            self._forget(unit_id)
+            self._units[unit_id] = _Unit(unit_id, kind, mode, snap, exits)
+            self._index[mode].add(unit_id, exits)
+            self._on_segment[mode].setdefault(i, set()).add(unit_id)
+        return snap
+
+    def remove_unit(self, unit_id: str) -> None:
+        """Stop recommending a unit (assigned, off duty, offline). Unknown ids are ignored."""
+        with self._lock:
+            self._forget(unit_id)
+
+    def _forget(self, unit_id: str) -> None:
+        unit = self._units.pop(unit_id, None)
+        if unit is None:
+            return
+        self._index[unit.mode].remove(unit_id)
+        _, i = self._local(unit.snap)
+        on_seg = self._on_segment[unit.mode].get(i)
+        if on_seg is not None:
+            on_seg.discard(unit_id)
+            if not on_seg:
+                del self._on_segment[unit.mode][i]
+
+    @property
+    def unit_ids(self) -> list[str]:
+        """Ids of the units that can be recommended."""
+        with self._lock:
+            return sorted(self._units)
+
+    # -- recommendation -----------------------------------------------------------------------
+    def recommend(self, lat: float, lon: float, *, k: int | None = 3) -> list[Recommendation]:
+        """The ``k`` units with the shortest ETA to a point (all reachable units if ``k`` is None).
+
+        Raises
+        ------
+        OutsideServiceArea
+            When the point is farther than ``max_snap_m`` from every walkable street.
+        """
+        if k is not None and k < 1:
+            msg = f"k must be a positive number of units or None, got {k!r}"
+            raise ValueError(msg)
+        x, y = self._project(lat, lon)
+        walk_snap = self._snap_xy(lat, lon, x, y, "walk", check_area=True)
+        found: list[Recommendation] = []
+        with self._lock:
+            if len(self._index["walk"]):
+                found.extend(self._search(walk_snap, k))
+            if len(self._index["drive"]):
+                # A car matters only if it beats the k-th walker: that bounds the car search.
+                limit = found[k - 1].eta_s if k is not None and len(found) >= k else math.inf
+                drive_snap = self._snap_xy(lat, lon, x, y, "drive", check_area=False)
+                found.extend(self._search(drive_snap, k, limit=limit))
+        found.sort(key=lambda r: (r.eta_s, r.unit_id))
+        return found if k is None else found[:k]
+
+    def _search(self, snap: Snap, k: int | None, *, limit: float = math.inf) -> list[Recommendation]:
+        """Top ``k`` units of the snap's mode with ETA <= ``limit`` (seconds), fastest first."""
+        g, i = self._local(snap)
+        index = self._index[snap.mode]
+        want = len(index) if k is None else min(k, len(index))
+        direct_slots, direct_t, direct_l = [], [], []
+        for unit_id in self._on_segment[snap.mode].get(i, ()):
+            unit = self._units[unit_id]
+            along = g.along(i, unit.snap.fraction, snap.fraction)
+            if along is not None:
+                leg = unit.snap.distance_m
+                direct_slots.append(index.slot_of[unit_id])
+                direct_t.append(along[0] + leg / self.walk_speed_mps)
+                direct_l.append(along[1] + leg)
+        seeds = g.entries(i, snap.fraction)
+        slots, times, lengths, n = g.search(
+            np.array([s[0] for s in seeds], dtype=np.int64),
+            np.array([s[1] for s in seeds], dtype=np.float64),
+            np.array([s[2] for s in seeds], dtype=np.float64),
+            index,
+            np.array(direct_slots, dtype=np.int64),
+            np.array(direct_t, dtype=np.float64),
+            np.array(direct_l, dtype=np.float64),
+            want,
+            limit - snap.distance_m / self.walk_speed_mps,
+        )
+        leg_t = snap.distance_m / self.walk_speed_mps
+        out = []
+        for s, t, ln in zip(slots[:n].tolist(), times[:n].tolist(), lengths[:n].tolist(), strict=True):
+            unit_id = index.unit_at[s]
+            out.append(Recommendation(unit_id, self._units[unit_id].kind, t + leg_t, ln + snap.distance_m))
+        return out
