@@ -1,0 +1,134 @@
+# Qorgau: set-up and operations. `make help` lists the targets.
+#
+# Needs only Python 3.11 (with venv), GNU make and, for `make services` on a machine without
+# them, root and Debian's apt. Everything Python goes into .venv from requirements.lock.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON      ?= python3.11
+VENV        ?= .venv
+VPY         := $(VENV)/bin/python
+UV          := $(VENV)/bin/uv
+# uv itself is pinned too; it is the only thing pip installs.
+UV_VERSION  ?= 0.13.9
+LOCK        := requirements.lock
+# The platform the lock is resolved for: CI, the dev machines and the Docker image.
+LOCK_FLAGS  := --extra test --extra bench --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+PYTEST_ARGS ?=
+DEMO_ARGS   ?=
+BENCH_ARGS  ?=
+
+# `make test QORGAU_MQTT_PORT=18830` (or QORGAU_PG_PORT=...) runs the suite against services on
+# those ports: ensure-services starts a broker there from deploy/mosquitto.conf, and the tests
+# (tests/conftest.py) are pointed at it unless QORGAU_TEST_MQTT_URL / QORGAU_TEST_PG_URL are set.
+ifdef QORGAU_MQTT_PORT
+export QORGAU_MQTT_PORT
+export QORGAU_TEST_MQTT_URL ?= mqtt://127.0.0.1:$(QORGAU_MQTT_PORT)
+endif
+ifdef QORGAU_PG_PORT
+export QORGAU_PG_PORT
+export QORGAU_TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:$(QORGAU_PG_PORT)/postgres
+endif
+
+# uv's cache usually sits on another filesystem than .venv: copy instead of warning about
+# failed hard links on every install.
+export UV_LINK_MODE ?= copy
+
+# The install stamp is keyed on the CONTENT of the lock file and pyproject.toml (entry points,
+# package list): a changed lock gets a new stamp name and reinstalls; an unchanged one is a
+# no-op, whatever the files' mtimes say after a clone or checkout.
+STAMP_KEY := $(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+STAMP     := $(VENV)/.qorgau-installed-$(STAMP_KEY)
+
+.PHONY: help venv install lock lock-upgrade check-lock services stop-services test demo bench clean distclean
+
+help:
+	@echo "make install        .venv (Python 3.11) + uv + pinned deps from $(LOCK) + qorgau (editable)"
+	@echo "make venv           same as install"
+	@echo "make lock           regenerate $(LOCK) from pyproject.toml (keeps current pins where possible)"
+	@echo "make lock-upgrade   regenerate $(LOCK) taking the newest allowed versions"
+	@echo "make check-lock     fail if $(LOCK) no longer matches pyproject.toml"
+	@echo "make services       make sure Mosquitto (127.0.0.1:1883) and PostgreSQL (127.0.0.1:5432) are up"
+	@echo "make stop-services  stop the broker that 'make services' started (if any)"
+	@echo "make test           install + services + the whole pytest suite (PYTEST_ARGS=...)"
+	@echo "make demo           install + services + qorgau demo (DEMO_ARGS=...)"
+	@echo "make bench          install + services + python -m bench, which writes BENCHMARKS.md"
+	@echo "make clean          remove caches, build output and var/ (stops our broker first)"
+	@echo "make distclean      clean + remove .venv"
+
+# --- Python environment ----------------------------------------------------------------------
+
+$(VPY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "ERROR: $(PYTHON) not found. Install Python 3.11 with venv (Debian 12: apt-get install python3 python3-venv) or pass PYTHON=/path/to/python3.11"; exit 1; }
+	@echo "==> creating $(VENV) with $$(command -v $(PYTHON))"
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): | $(VPY)
+	@echo "==> installing uv $(UV_VERSION) into $(VENV)"
+	$(VPY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(LOCK):
+	@echo "ERROR: $(LOCK) is missing: run 'make lock' and commit it"; exit 1
+
+$(STAMP): | $(UV) $(LOCK)
+	@$(VPY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	  echo "ERROR: $(VENV) is Python $$($(VPY) -c 'import platform; print(platform.python_version())'), not 3.11: run 'make distclean install'"; exit 1; }
+	@rc=0; scripts/check-lock.sh $(UV) $(LOCK) $(LOCK_FLAGS) || rc=$$?; \
+	  if [ $$rc -eq 1 ]; then echo "ERROR: $(LOCK) is stale: run 'make lock' and commit it"; exit 1; fi; \
+	  if [ $$rc -eq 2 ]; then echo "WARNING: could not check that $(LOCK) matches pyproject.toml; installing it as it is"; fi
+	@echo "==> installing pinned dependencies from $(LOCK)"
+	$(UV) pip install --quiet --python $(VPY) -r $(LOCK)
+	@echo "==> installing qorgau (editable, --no-deps)"
+	$(UV) pip install --quiet --python $(VPY) --no-deps -e .
+	@rm -f $(VENV)/.qorgau-installed-*
+	@touch $@
+	@echo "==> $(VENV) ready: $$($(UV) pip list --python $(VPY) 2>/dev/null | tail -n +3 | wc -l) packages"
+
+venv install: $(STAMP)
+
+lock: | $(UV)
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(LOCK)
+
+lock-upgrade: | $(UV)
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o $(LOCK)
+
+check-lock: | $(UV) $(LOCK)
+	@scripts/check-lock.sh $(UV) $(LOCK) $(LOCK_FLAGS) && echo "$(LOCK) is up to date" || { \
+	  rc=$$?; [ $$rc -eq 1 ] && echo "ERROR: $(LOCK) is stale: run 'make lock' and commit it"; exit $$rc; }
+
+# --- Services --------------------------------------------------------------------------------
+
+services:
+	@scripts/ensure-services.sh
+
+stop-services:
+	@pidfile=var/mosquitto/mosquitto.pid; \
+	if [ -f $$pidfile ] && kill -0 "$$(cat $$pidfile)" 2>/dev/null; then \
+	  echo "==> stopping mosquitto (pid $$(cat $$pidfile))"; kill "$$(cat $$pidfile)"; \
+	  for i in $$(seq 50); do kill -0 "$$(cat $$pidfile 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done; \
+	else echo "==> no broker started by 'make services' is running"; fi
+
+# --- Run -------------------------------------------------------------------------------------
+
+test: install services
+	@echo "==> pytest $(strip $(PYTEST_ARGS))"
+	@$(VPY) -m pytest $(PYTEST_ARGS)
+
+demo: install services
+	$(VENV)/bin/qorgau demo $(DEMO_ARGS)
+
+bench: install services
+	$(VPY) -m bench $(BENCH_ARGS)
+
+# --- Cleaning --------------------------------------------------------------------------------
+
+clean: stop-services
+	rm -rf var build dist .pytest_cache test-artifacts *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
