@@ -59,8 +59,9 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
     drive: list[bool] = []
     for a, b, data in graph.edges(data=True):
         highway = data.get("highway", "road")
-        if isinstance(highway, list):  # osmnx merges ways of several types into a list
-            highway = highway[0]
+        if isinstance(highway, list):
+            # osmnx merged ways of several types into one edge: it is drivable if any part is.
+            highway = next((h for h in highway if drive_allowed({"highway": h})), highway[0])
         tags = {"highway": str(highway)}
         if data.get("maxspeed"):
             ms = data["maxspeed"]

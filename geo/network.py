@@ -259,6 +259,15 @@ class StreetNetwork:
         x, y = self._to_xy.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
         return np.asarray(x), np.asarray(y)
 
+    def project_point(self, lat: float, lon: float) -> tuple[float, float]:
+        """Project one WGS 84 point to ``(x, y)`` metres (the scalar fast path of :meth:`to_xy`)."""
+        return self._to_xy.transform(lon, lat)
+
+    def unproject_point(self, x: float, y: float) -> tuple[float, float]:
+        """Project one metric point back to ``(lat, lon)``."""
+        lon, lat = self._to_lonlat.transform(x, y)
+        return lat, lon
+
     def to_latlon(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Project metric coordinates back to WGS 84 ``(lat, lon)``."""
         lon, lat = self._to_lonlat.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))

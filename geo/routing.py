@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from shapely import STRtree, linestrings, points
+from shapely import Point, STRtree, linestrings
 
 from geo._search import reverse_search
 from geo.network import StreetNetwork
@@ -160,7 +160,7 @@ class _ModeGraph:
 
     def snap_xy(self, x: float, y: float) -> tuple[int, float, float, float, float]:
         """Nearest segment (local index), fraction along it, distance, snapped x and y."""
-        hits, dists = self.tree.query_nearest(points(x, y), return_distance=True, all_matches=True)
+        hits, dists = self.tree.query_nearest(Point(x, y), return_distance=True, all_matches=True)
         i = int(hits.min())  # deterministic among equidistant segments
         dist = float(dists.min())
         x0, y0, x1, y1 = self.x0[i], self.y0[i], self.x1[i], self.y1[i]
@@ -368,8 +368,7 @@ class Router:
         ):
             msg = f"not a WGS 84 coordinate: lat={lat!r}, lon={lon!r}"
             raise ValueError(msg)
-        x, y = self.network.to_xy(lat, lon)
-        return float(x), float(y)
+        return self.network.project_point(float(lat), float(lon))
 
     def _snap_xy(self, lat: float, lon: float, x: float, y: float, mode: Mode, *, check_area: bool) -> Snap:
         g = self._graphs[mode]
@@ -379,8 +378,8 @@ class Router:
         i, t, dist, sx, sy = g.snap_xy(x, y)
         if check_area and dist > self.max_snap_m:
             raise OutsideServiceArea(lat, lon, dist, self.max_snap_m)
-        slat, slon = self.network.to_latlon(sx, sy)
-        return Snap(mode, int(g.segments[i]), t, dist, float(slat), float(slon))
+        slat, slon = self.network.unproject_point(sx, sy)
+        return Snap(mode, int(g.segments[i]), t, dist, slat, slon)
 
     def in_service_area(self, lat: float, lon: float) -> bool:
         """Whether a point is within ``max_snap_m`` of a walkable street."""
