@@ -1,0 +1,103 @@
+"""The database tables, all in this one module so migrations can be generated from it.
+
+Times are stored as UTC: ``timestamptz`` on PostgreSQL, naive UTC text on SQLite (see
+:class:`UTCDateTime`); Python always sees timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["AlertRow", "Base", "RecommendationRow", "UTCDateTime", "UnitRow"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime column that only takes aware datetimes and always returns UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            msg = f"refusing to store the naive datetime {value.isoformat()!r}: give it a timezone"
+            raise ValueError(msg)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AlertRow(Base):
+    """One alert; ``(source, sender, event_id)`` is unique so a redelivery is ingested once."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("source", "sender", "event_id", name="uq_alerts_source_sender_event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    kind: Mapped[str | None] = mapped_column(String(16))
+    site: Mapped[str | None] = mapped_column(String(16))
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    category: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)
+    snap_distance_m: Mapped[float | None] = mapped_column(Float)
+
+    recommendations: Mapped[list[RecommendationRow]] = relationship(
+        back_populates="alert",
+        order_by="RecommendationRow.rank",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+    )
+
+
+class RecommendationRow(Base):
+    """One unit recommended for an alert, ranked by ETA (rank 0 is the fastest)."""
+
+    __tablename__ = "alert_recommendations"
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(128))
+    unit_kind: Mapped[str] = mapped_column(String(16))
+    eta_s: Mapped[float] = mapped_column(Float)
+    distance_m: Mapped[float] = mapped_column(Float)
+
+    alert: Mapped[AlertRow] = relationship(back_populates="recommendations")
+
+
+class UnitRow(Base):
+    """A unit's last known position and status."""
+
+    __tablename__ = "units"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(256))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    position_ts: Mapped[datetime | None] = mapped_column(UTCDateTime())

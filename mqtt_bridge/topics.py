@@ -1,0 +1,110 @@
+"""MQTT topic names under a configurable root (default ``qorgau/v1``).
+
+In::
+
+    {root}/sos/{device_id}/alert       {"event_id", "ts", "kind": "press" | "test"}
+    {root}/app102/report               {"event_id", "ts", "lat", "lon", "accuracy_m", "category", "text"}
+    {root}/units/{unit_id}/position    {"ts", "lat", "lon"}
+
+Out::
+
+    {root}/sos/{device_id}/ack         {"event_id", "alert_id", "status", "reason", "detail"}
+    {root}/app102/ack/...              the same ack, when a 102 report names it as its MQTT 5
+                                       Response Topic (with Correlation Data echoed)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["DEFAULT_TOPIC_ROOT", "Route", "Topics"]
+
+DEFAULT_TOPIC_ROOT = "qorgau/v1"
+
+
+class Route(StrEnum):
+    """What an incoming topic carries."""
+
+    SOS_ALERT = "sos_alert"
+    APP102_REPORT = "app102_report"
+    UNIT_POSITION = "unit_position"
+
+
+def _check_id(value: str, *, what: str) -> str:
+    if not value or any(c in value for c in "/+#\0"):
+        msg = f"{what} must be a non-empty MQTT topic level without '/', '+', '#', got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names and filters under ``root``.
+
+    Examples
+    --------
+    >>> t = Topics("qorgau/v1")
+    >>> t.sos_ack("btn-7")
+    'qorgau/v1/sos/btn-7/ack'
+    >>> t.route("qorgau/v1/units/car-3/position")
+    (<Route.UNIT_POSITION: 'unit_position'>, 'car-3')
+    """
+
+    root: str = DEFAULT_TOPIC_ROOT
+
+    def __post_init__(self) -> None:
+        levels = self.root.split("/")
+        if not self.root or any(not level or level in ("+", "#") or "#" in level or "+" in level for level in levels):
+            msg = (
+                f"topic root must be one or more non-empty topic levels without wildcards and without "
+                f"a leading or trailing '/', got {self.root!r}"
+            )
+            raise ValueError(msg)
+        if self.root.startswith("$"):
+            msg = f"topic root must not start with '$' (reserved for the broker), got {self.root!r}"
+            raise ValueError(msg)
+
+    # filters the bridge subscribes to
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        return (f"{self.root}/sos/+/alert", f"{self.root}/app102/report", f"{self.root}/units/+/position")
+
+    # concrete topics
+    def sos_alert(self, device_id: str) -> str:
+        return f"{self.root}/sos/{_check_id(device_id, what='device id')}/alert"
+
+    def sos_ack(self, device_id: str) -> str:
+        return f"{self.root}/sos/{_check_id(device_id, what='device id')}/ack"
+
+    @property
+    def app102_report(self) -> str:
+        return f"{self.root}/app102/report"
+
+    @property
+    def app102_ack_prefix(self) -> str:
+        """Response Topics of 102 reports must start with this (the bridge publishes nowhere else)."""
+        return f"{self.root}/app102/ack/"
+
+    def unit_position(self, unit_id: str) -> str:
+        return f"{self.root}/units/{_check_id(unit_id, what='unit id')}/position"
+
+    def route(self, topic: str) -> tuple[Route, str | None] | None:
+        """What ``topic`` carries and the device or unit id in it; None for any other topic."""
+        prefix = self.root + "/"
+        if not topic.startswith(prefix):
+            return None
+        levels = topic[len(prefix) :].split("/")
+        if levels == ["app102", "report"]:
+            return Route.APP102_REPORT, None
+        if len(levels) == 3 and levels[1]:
+            if levels[0] == "sos" and levels[2] == "alert":
+                return Route.SOS_ALERT, levels[1]
+            if levels[0] == "units" and levels[2] == "position":
+                return Route.UNIT_POSITION, levels[1]
+        return None
+
+    def is_app102_response_topic(self, topic: str) -> bool:
+        """Whether a 102 report may ask for its ack on ``topic``."""
+        rest = topic[len(self.app102_ack_prefix) :]
+        return topic.startswith(self.app102_ack_prefix) and bool(rest) and not any(c in rest for c in "+#\0")

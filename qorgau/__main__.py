@@ -1,0 +1,5 @@
+"""``python -m qorgau`` runs the ``qorgau`` command."""
+
+from qorgau.cli import main
+
+raise SystemExit(main())

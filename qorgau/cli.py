@@ -1,0 +1,251 @@
+"""The ``qorgau`` command: ``serve``, ``simulate`` and ``demo``.
+
+Settings come from ``QORGAU_*`` environment variables; flags override them (see
+:class:`qorgau.settings.Settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dispatch import UnitKind, load_devices, load_units
+from geo import Router, generate_city, load_network
+from qorgau.demo import write_seed_registry
+from qorgau.runtime import QorgauService
+from qorgau.settings import Settings
+from qorgau.simulate import Simulator
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("qorgau")
+
+# flag dest -> Settings field
+_SETTING_OF = {"db": "db_url", "mqtt": "mqtt_url"}
+
+DEMO_TOPIC_ROOT = "qorgau-demo/v1"
+DEMO_CLIENT_ID = "qorgau-demo"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {_SETTING_OF.get(k, k): v for k, v in vars(args).items()}
+    return Settings.from_flags(flags)
+
+
+def _add_broker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mqtt", metavar="URL", help="MQTT broker URL [QORGAU_MQTT_URL; mqtt://127.0.0.1:1883]")
+    p.add_argument("--topic-root", metavar="ROOT", help="MQTT topic root [QORGAU_TOPIC_ROOT; qorgau/v1]")
+    p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR [QORGAU_LOG_LEVEL; INFO]")
+
+
+def _add_registry_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--network",
+        type=Path,
+        metavar="FILE",
+        help="street network .osm/.osm.gz/.osm.pbf/.graphml[.gz] [QORGAU_NETWORK]",
+    )
+    p.add_argument("--units", type=Path, metavar="FILE", help="units GeoJSON [QORGAU_UNITS]")
+    p.add_argument("--devices", type=Path, metavar="FILE", help="SOS devices GeoJSON [QORGAU_DEVICES]")
+
+
+def _add_service_flags(p: argparse.ArgumentParser) -> None:
+    _add_registry_flags(p)
+    p.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL; sqlite:///var/qorgau.sqlite3]")
+    p.add_argument("--host", help="HTTP bind address [QORGAU_HOST; 127.0.0.1]")
+    p.add_argument("--port", type=int, help="HTTP port, 0 for any free one [QORGAU_PORT; 8000]")
+    p.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="fixed MQTT client id of the persistent session [QORGAU_CLIENT_ID; qorgau-dispatch]",
+    )
+    _add_broker_flags(p)
+
+
+def _add_simulation_flags(p: argparse.ArgumentParser, *, rate: float) -> None:
+    p.add_argument("--rate", type=float, default=rate, help=f"alerts per second [{rate}]")
+    p.add_argument("--sos-share", type=float, default=0.5, help="fraction of alerts that are SOS presses [0.5]")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qorgau", description="SOS-button dispatch for city police.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the MQTT bridge and the HTTP API in one process")
+    _add_service_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("simulate", help="publish simulated SOS presses, 102 reports and unit moves")
+    _add_registry_flags(sim)
+    _add_broker_flags(sim)
+    _add_simulation_flags(sim, rate=1.0)
+    sim.add_argument("--count", type=int, default=10, help="alerts to publish, 0 for until Ctrl-C [10]")
+    sim.add_argument(
+        "--kind",
+        choices=("test", "press"),
+        default="test",
+        help="kind of SOS press; 'test' presses are recorded but nobody is sent [test]",
+    )
+    sim.add_argument("--move-units", action="store_true", help="also move cars and foot patrols (needs --units)")
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="serve a generated city with seed units and a running simulator")
+    _add_service_flags(demo)
+    _add_simulation_flags(demo, rate=0.5)
+    demo.add_argument(
+        "--data-dir", type=Path, default=Path("var/demo"), help="where seed GeoJSON and the demo database go [var/demo]"
+    )
+    demo.add_argument("--nodes", type=int, default=10_000, help="intersections of the generated city [10000]")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds [until Ctrl-C]")
+    demo.set_defaults(func=cmd_demo, seed=1)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    service = QorgauService(settings)
+    print(
+        f"Qorgau dispatch on {service.network.label}; API at http://{settings.host}:{settings.port}/api/alerts",
+        flush=True,
+    )
+    service.serve_forever()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    router = Router(load_network(settings.network)) if settings.network else None
+    devices = list(load_devices(settings.devices).values()) if settings.devices else []
+    units = load_units(settings.units) if settings.units else []
+    if args.move_units and not units:
+        print("qorgau simulate: --move-units needs --units", file=sys.stderr)
+        return 2
+    if router is None:
+        print("no --network: publishing SOS presses only (102 reports are drawn on streets)", flush=True)
+    sim = Simulator(
+        url=settings.mqtt_url,
+        topic_root=settings.topic_root,
+        devices=devices,
+        router=router,
+        units=units,
+        rate_per_s=args.rate,
+        sos_share=args.sos_share,
+        kind=args.kind,
+        move_units=args.move_units,
+        seed=args.seed,
+    )
+    try:
+        report = sim.run(args.count or None)
+    except KeyboardInterrupt:
+        return 130
+    print(
+        f"published {report.sos} SOS alerts, {report.app102} 102 reports, {report.positions} unit positions "
+        f"to {settings.mqtt_url} under {settings.topic_root}/",
+        flush=True,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    data_dir: Path = args.data_dir
+    # The demo keeps to its own database, topics and session unless told otherwise by a flag,
+    # so it never feeds simulated alerts into a real service configured through QORGAU_*.
+    update: dict[str, Any] = {}
+    if args.db is None:
+        update["db_url"] = f"sqlite:///{data_dir / 'demo.sqlite3'}"
+    if args.topic_root is None:
+        update["topic_root"] = DEMO_TOPIC_ROOT
+    if args.client_id is None:
+        update["client_id"] = DEMO_CLIENT_ID
+    if settings.network is None:
+        network = generate_city(n_nodes=args.nodes, seed=args.seed)
+    else:
+        network = load_network(settings.network)
+    router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
+    if settings.units is None or settings.devices is None:
+        units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)
+        update.setdefault("units", settings.units or units_path)
+        update.setdefault("devices", settings.devices or devices_path)
+    settings = settings.model_copy(update=update)
+    assert settings.units is not None and settings.devices is not None
+    units = load_units(settings.units)
+    devices = list(load_devices(settings.devices).values())
+
+    service = QorgauService(settings, network=network).start()
+    stop = threading.Event()
+    sim = Simulator(
+        url=settings.mqtt_url,
+        topic_root=settings.topic_root,
+        devices=devices,
+        router=router,
+        units=units,
+        rate_per_s=args.rate,
+        sos_share=args.sos_share,
+        kind="press",
+        move_units=True,
+        seed=args.seed,
+    )
+    sim_thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, name="qorgau-sim", daemon=True)
+    sim_thread.start()
+    counts = {kind: sum(u.kind is kind for u in units) for kind in UnitKind}
+    url = service.base_url
+    print("Qorgau demo", flush=True)
+    print(f"  street network: {network.label}")
+    print(
+        f"  units: {settings.units} ({counts[UnitKind.BOOTH]} booths, {counts[UnitKind.FOOT]} foot patrols, "
+        f"{counts[UnitKind.CAR]} patrol cars)"
+    )
+    print(f"  SOS buttons: {settings.devices} ({len(devices)})")
+    print(f"  database: {settings.db_url}")
+    print(f"  MQTT: {settings.mqtt_url}, topics under {settings.topic_root}/")
+    print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving")
+    print(f"Open {url}/api/alerts  (units: {url}/api/units, API docs: {url}/docs, health: {url}/healthz)")
+    print("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.", flush=True)
+    try:
+        if args.duration is None:
+            while sim_thread.is_alive():
+                sim_thread.join(timeout=1.0)
+        else:
+            deadline = time.monotonic() + args.duration
+            while sim_thread.is_alive() and time.monotonic() < deadline:
+                sim_thread.join(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        sim_thread.join(timeout=10)
+        metrics = service.service.metrics()
+        service.stop(end_session=True)
+    print(
+        f"demo stopped: {sum(metrics['accepted'].values())} alerts accepted, "
+        f"{sum(metrics['rejected'].values())} messages rejected",
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qorgau`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, ConnectionError, FileNotFoundError, RuntimeError) as e:
+        print(f"qorgau {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,156 @@
+"""The running service: store, router, dispatch, MQTT bridge and HTTP API in one process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from types import TracebackType
+
+import uvicorn
+
+from dispatch import DispatchService, Store, create_app, load_devices, load_units
+from geo import Router, StreetNetwork, load_network
+from mqtt_bridge import MqttBridge
+from qorgau.settings import Settings
+
+__all__ = ["QorgauService"]
+
+log = logging.getLogger(__name__)
+
+
+class QorgauService:
+    """Everything ``qorgau serve`` runs, wired together.
+
+    Parameters
+    ----------
+    settings
+        Where the network, registries, database and broker are.
+    network
+        An already loaded (or generated) street network; else ``settings.network`` is loaded.
+
+    Examples
+    --------
+    >>> with QorgauService(settings, network=generate_city(2000, seed=7)).start() as svc:  # doctest: +SKIP
+    ...     print(svc.base_url)
+    """
+
+    def __init__(self, settings: Settings, *, network: StreetNetwork | None = None) -> None:
+        self.settings = settings
+        if network is None:
+            if settings.network is None:
+                msg = "no street network: give --network (or QORGAU_NETWORK), or run `qorgau demo` on a generated city"
+                raise ValueError(msg)
+            network = load_network(settings.network)
+        self.network = network
+        self.router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
+        units = load_units(settings.units) if settings.units else []
+        devices = load_devices(settings.devices) if settings.devices else {}
+        if not units:
+            log.warning("no units registered (--units): alerts will have no recommendations")
+        if not devices:
+            log.warning("no SOS devices registered (--devices): every SOS alert will be rejected")
+        self.store = Store(settings.db_url)
+        self.service = DispatchService(
+            self.store,
+            self.router,
+            devices=devices,
+            units=units,
+            recommend_k=settings.recommend_k,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
+        )
+        self.bridge = MqttBridge(
+            self.service,
+            url=settings.mqtt_url,
+            topic_root=settings.topic_root,
+            client_id=settings.client_id,
+            session_expiry_s=settings.session_expiry_s,
+        )
+        self.app = create_app(self.service, checks={"mqtt": self.bridge.is_connected})
+        self._server: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+        self._running = False
+
+    # life cycle ---------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.store.create_schema()
+        self.service.open()
+        self.bridge.start()
+        self._running = True
+
+    def _new_server(self) -> uvicorn.Server:
+        config = uvicorn.Config(
+            self.app, host=self.settings.host, port=self.settings.port, log_config=None, lifespan="off"
+        )
+        return uvicorn.Server(config)
+
+    def start(self, *, timeout_s: float = 10.0) -> QorgauService:
+        """Open the store, connect the bridge and serve HTTP from a background thread.
+
+        Raises
+        ------
+        ConnectionError
+            If the MQTT broker cannot be reached.
+        RuntimeError
+            If the HTTP server does not come up within ``timeout_s`` (e.g. the port is taken).
+        """
+        self._open()
+        self._server = self._new_server()
+        self._http_thread = threading.Thread(target=self._server.run, name="qorgau-http", daemon=True)
+        self._http_thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._http_thread.is_alive() or time.monotonic() > deadline:
+                self._running = False
+                self.bridge.stop()
+                msg = f"HTTP server did not start on {self.settings.host}:{self.settings.port} within {timeout_s} s"
+                raise RuntimeError(msg)
+            time.sleep(0.01)
+        log.info("Qorgau dispatch serving %s on %s", self.network.label, self.base_url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Open everything and serve HTTP in this thread until interrupted (Ctrl-C, SIGTERM) or :meth:`stop`."""
+        self._open()
+        self._server = self._new_server()
+        try:
+            self._server.run()
+        finally:
+            self.stop()
+
+    def stop(self, *, end_session: bool = False) -> None:
+        """Stop HTTP and the bridge; ``end_session`` also discards the broker session. Idempotent."""
+        if not self._running:
+            return
+        self._running = False
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._http_thread is not None:
+            self._http_thread.join(timeout=10)
+            self._http_thread = None
+        self.bridge.stop(end_session=end_session)
+        self.store.close()
+
+    def __enter__(self) -> QorgauService:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The HTTP port actually bound (differs from settings when it was 0)."""
+        if self._server is None or not self._server.started:
+            return self.settings.port
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        host = self.settings.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"

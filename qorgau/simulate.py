@@ -1,0 +1,233 @@
+"""Simulated SOS buttons, 102 reporters and moving patrols, publishing to a real broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from dispatch import Device, Unit, UnitKind
+from geo import OutsideServiceArea, Router
+from mqtt_bridge import Topics, new_client, parse_mqtt_url
+
+__all__ = ["SimulationReport", "Simulator", "random_street_point"]
+
+log = logging.getLogger(__name__)
+
+REPORT_CATEGORIES = ("theft", "assault", "disorder", "traffic", "domestic_violence", "vandalism", "other")
+_M_PER_DEG = 111_320.0
+
+
+def _offset(lat: float, lon: float, distance_m: float, bearing_rad: float) -> tuple[float, float]:
+    dlat = distance_m * math.cos(bearing_rad) / _M_PER_DEG
+    dlon = distance_m * math.sin(bearing_rad) / (_M_PER_DEG * math.cos(math.radians(lat)))
+    return lat + dlat, lon + dlon
+
+
+def random_street_point(
+    router: Router,
+    rng: random.Random,
+    *,
+    mode: Literal["walk", "drive"] = "walk",
+    near: tuple[float, float] | None = None,
+    radius_m: float | None = None,
+    max_street_m: float = 60.0,
+    tries: int = 200,
+) -> tuple[float, float]:
+    """A random point on a street of ``mode``: in the network's bounds, or within ``radius_m`` of ``near``.
+
+    Raises
+    ------
+    ValueError
+        If no street point was found in ``tries`` draws.
+    """
+    min_lat, min_lon, max_lat, max_lon = router.network.bounds
+    for _ in range(tries):
+        if near is not None and radius_m is not None:
+            lat, lon = _offset(*near, rng.uniform(0, radius_m), rng.uniform(0, 2 * math.pi))
+        else:
+            lat, lon = rng.uniform(min_lat, max_lat), rng.uniform(min_lon, max_lon)
+        try:
+            snap = router.snap(lat, lon, mode)
+        except OutsideServiceArea:
+            continue
+        if snap.distance_m <= max_street_m:
+            return float(snap.lat), float(snap.lon)
+    msg = f"found no {mode} street point within {max_street_m} m in {tries} draws on {router.network.label!r}"
+    raise ValueError(msg)
+
+
+@dataclass(slots=True)
+class SimulationReport:
+    """What a simulation published."""
+
+    sos: int = 0
+    app102: int = 0
+    positions: int = 0
+
+    @property
+    def alerts(self) -> int:
+        return self.sos + self.app102
+
+
+class Simulator:
+    """Publish SOS presses, 102 reports and unit positions at a steady rate.
+
+    Parameters
+    ----------
+    url
+        The broker.
+    topic_root
+        Topic root of the service to feed.
+    devices
+        SOS buttons to press (from the device registry).
+    router
+        The city's router, to draw 102 reports and unit moves on streets; without it only SOS
+        presses are sent.
+    units
+        Units to move (booths stay put) when ``move_units``.
+    rate_per_s
+        Alerts per second.
+    sos_share
+        Fraction of alerts that are SOS presses (the rest are 102 reports).
+    kind
+        ``"test"`` (default: safe against a real service) or ``"press"``.
+    move_units
+        Also move one car or foot patrol along the streets with every alert.
+    seed
+        Random seed, for reproducible runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        topic_root: str,
+        devices: Sequence[Device] = (),
+        router: Router | None = None,
+        units: Sequence[Unit] = (),
+        rate_per_s: float = 1.0,
+        sos_share: float = 0.5,
+        kind: Literal["press", "test"] = "test",
+        move_units: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        if rate_per_s <= 0:
+            msg = f"rate_per_s must be positive, got {rate_per_s!r}"
+            raise ValueError(msg)
+        if not 0.0 <= sos_share <= 1.0:
+            msg = f"sos_share must lie in [0, 1], got {sos_share!r}"
+            raise ValueError(msg)
+        if kind not in ("press", "test"):
+            msg = f"kind must be 'press' or 'test', got {kind!r}"
+            raise ValueError(msg)
+        if router is None:
+            sos_share = 1.0
+        if sos_share > 0 and not devices:
+            msg = "SOS presses need devices (--devices); give a network (--network) and --sos-share 0 for 102 only"
+            raise ValueError(msg)
+        if move_units and router is None:
+            msg = "moving units needs the street network (--network)"
+            raise ValueError(msg)
+        self.address = parse_mqtt_url(url)
+        self.topics = Topics(topic_root)
+        self.devices = list(devices)
+        self.router = router
+        self.rate_per_s = rate_per_s
+        self.sos_share = sos_share
+        self.kind = kind
+        self.move_units = move_units
+        self.rng = random.Random(seed)
+        self._mobile = {u.id: u.copy() for u in units if u.kind is not UnitKind.BOOTH}
+
+    def run(self, count: int | None = 10, *, stop: threading.Event | None = None) -> SimulationReport:
+        """Publish ``count`` alerts (None: until ``stop`` is set) and return what was sent.
+
+        Raises
+        ------
+        ConnectionError
+            If the broker cannot be reached.
+        """
+        stop = stop or threading.Event()
+        client = new_client(self.address, client_id=f"qorgau-sim-{uuid.uuid4().hex[:12]}")
+        try:
+            client.connect(self.address.host, self.address.port, keepalive=30)
+        except OSError as e:
+            msg = f"cannot reach the MQTT broker at {self.address}: {e}"
+            raise ConnectionError(msg) from e
+        client.loop_start()
+        report = SimulationReport()
+        interval = 1.0 / self.rate_per_s
+        next_at = time.monotonic()
+        try:
+            while (count is None or report.alerts < count) and not stop.is_set():
+                if self.rng.random() < self.sos_share:
+                    self._publish(client, *self._sos())
+                    report.sos += 1
+                else:
+                    self._publish(client, *self._report())
+                    report.app102 += 1
+                if self.move_units and self._mobile:
+                    self._publish(client, *self._move())
+                    report.positions += 1
+                next_at += interval
+                stop.wait(max(0.0, next_at - time.monotonic()))
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        log.info("simulation sent %d SOS, %d 102 reports, %d positions", report.sos, report.app102, report.positions)
+        return report
+
+    def _publish(self, client: Any, topic: str, payload: dict[str, Any]) -> None:
+        info = client.publish(topic, json.dumps(payload), qos=1)
+        info.wait_for_publish(timeout=10)
+        if not info.is_published():
+            msg = f"broker at {self.address} did not acknowledge a message on {topic!r} within 10 s"
+            raise ConnectionError(msg)
+
+    @staticmethod
+    def _now() -> str:
+        return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def _sos(self) -> tuple[str, dict[str, Any]]:
+        device = self.rng.choice(self.devices)
+        payload = {"event_id": f"sim-{uuid.uuid4()}", "ts": self._now(), "kind": self.kind}
+        return self.topics.sos_alert(device.id), payload
+
+    def _report(self) -> tuple[str, dict[str, Any]]:
+        assert self.router is not None
+        lat, lon = random_street_point(self.router, self.rng)
+        accuracy_m = round(self.rng.uniform(5.0, 30.0), 1)
+        lat, lon = _offset(lat, lon, self.rng.uniform(0, accuracy_m), self.rng.uniform(0, 2 * math.pi))
+        payload = {
+            "event_id": f"sim-{uuid.uuid4()}",
+            "ts": self._now(),
+            "lat": round(lat, 7),
+            "lon": round(lon, 7),
+            "accuracy_m": accuracy_m,
+            "category": self.rng.choice(REPORT_CATEGORIES),
+            "text": "[simulated report]",
+        }
+        return self.topics.app102_report, payload
+
+    def _move(self) -> tuple[str, dict[str, Any]]:
+        assert self.router is not None
+        unit = self._mobile[self.rng.choice(sorted(self._mobile))]
+        car = unit.kind is UnitKind.CAR
+        unit.lat, unit.lon = random_street_point(
+            self.router,
+            self.rng,
+            mode="drive" if car else "walk",
+            near=(unit.lat, unit.lon),
+            radius_m=400.0 if car else 100.0,
+        )
+        payload = {"ts": self._now(), "lat": round(unit.lat, 7), "lon": round(unit.lon, 7)}
+        return self.topics.unit_position(unit.id), payload

@@ -1,0 +1,206 @@
+"""Fixtures: the real Mosquitto, real databases (SQLite and PostgreSQL) and a running service.
+
+Environment:
+
+- ``QORGAU_TEST_MQTT_URL`` (default ``mqtt://127.0.0.1:1883``): the broker; tests fail loudly if
+  nothing listens there.
+- ``QORGAU_TEST_PG_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``): an admin
+  connection used to create a throwaway database for the session (dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from support import Probe
+
+from dispatch import Device, DeviceSite, Store, Unit, load_devices, load_units, write_devices, write_units
+from geo import Router, StreetNetwork, generate_city
+from mqtt_bridge import parse_mqtt_url
+from qorgau import QorgauService, Settings
+from qorgau.demo import seed_registry
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+FAR_DEVICE = "far-1"
+"""A registered SOS button about 5 km outside the generated city: outside the service area."""
+
+
+# -- broker ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> str:
+    url = os.environ.get("QORGAU_TEST_MQTT_URL", DEFAULT_MQTT_URL)
+    address = parse_mqtt_url(url)
+    try:
+        socket.create_connection((address.host, address.port), timeout=2).close()
+    except OSError as e:
+        pytest.fail(
+            f"no MQTT broker listens at {url} ({e}). These tests need a real broker: start Mosquitto "
+            f"(apt-get install mosquitto; mosquitto -d) or point QORGAU_TEST_MQTT_URL at one.",
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture
+def topic_root() -> str:
+    """A topic root no other test uses, so no test sees another's messages or sessions."""
+    return f"qorgau-test/{uuid.uuid4().hex[:12]}/v1"
+
+
+@pytest.fixture
+def probe(mqtt_url: str, topic_root: str) -> Iterator[Probe]:
+    p = Probe(mqtt_url, topic_root)
+    yield p
+    p.close()
+
+
+# -- databases ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """An admin connection to the test PostgreSQL server (creates and drops databases)."""
+    return os.environ.get("QORGAU_TEST_PG_URL", DEFAULT_PG_ADMIN_URL)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session."""
+    admin_url = pg_admin_url
+    name = f"qorgau_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as e:
+        admin.dispose()
+        pytest.fail(
+            f"cannot create a test database through {admin_url} ({e}). These tests need a real PostgreSQL: "
+            f"start it or point QORGAU_TEST_PG_URL at an admin connection.",
+            pytrace=False,
+        )
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or the session's PostgreSQL database with its tables dropped."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'qorgau.sqlite3'}"
+    url: str = request.getfixturevalue("pg_url")
+    store = Store(url)
+    store.drop_schema()
+    store.close()
+    return url
+
+
+# -- city -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registry:
+    units: list[Unit]
+    devices: dict[str, Device]
+    units_path: Path
+    devices_path: Path
+
+    def router(self, city: StreetNetwork) -> Router:
+        """An independent router with every unit placed where the registry puts it."""
+        router = Router(city)
+        for unit in self.units:
+            router.place_unit(unit.id, unit.kind.value, unit.lat, unit.lon)
+        return router
+
+
+@pytest.fixture(scope="session")
+def city() -> StreetNetwork:
+    return generate_city(n_nodes=2000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def registry(city: StreetNetwork, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    units, devices = seed_registry(Router(city), booths=4, foot=4, cars=3, devices=6, seed=7)
+    min_lat, min_lon, _, _ = city.bounds
+    devices.append(Device(id=FAR_DEVICE, site=DeviceSite.SCHOOL, lat=min_lat - 0.045, lon=min_lon))
+    folder = tmp_path_factory.mktemp("registry")
+    units_path = write_units(folder / "units.geojson", units)
+    devices_path = write_devices(folder / "devices.geojson", devices)
+    # Read back what the service will read (coordinates are rounded to 7 decimals in the files).
+    return Registry(load_units(units_path), load_devices(devices_path), units_path, devices_path)
+
+
+# -- the running service --------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """A started service and an HTTP client for its API."""
+
+    service: QorgauService
+    http: httpx.Client
+
+    def rejected(self, reason: str) -> int:
+        return int(self.http.get("/api/metrics").json()["rejected"][reason])
+
+    def alerts(self) -> list[dict]:
+        response = self.http.get("/api/alerts")
+        response.raise_for_status()
+        return list(response.json())
+
+
+@pytest.fixture
+def start_service(
+    city: StreetNetwork, registry: Registry, db_url: str, mqtt_url: str, topic_root: str
+) -> Iterator[Callable[[], Running]]:
+    """Start the service (bridge + API in this process); call again after ``stop()`` to restart it.
+
+    Every start uses the same database, topic root and MQTT client id, as a restarted process would.
+    """
+    client_id = f"qorgau-test-{uuid.uuid4().hex[:12]}"
+    started: list[Running] = []
+
+    def start() -> Running:
+        settings = Settings(
+            db_url=db_url,
+            mqtt_url=mqtt_url,
+            topic_root=topic_root,
+            client_id=client_id,
+            session_expiry_s=60,
+            units=registry.units_path,
+            devices=registry.devices_path,
+            host="127.0.0.1",
+            port=0,
+        )
+        service = QorgauService(settings, network=city).start()
+        running = Running(service=service, http=httpx.Client(base_url=service.base_url, timeout=5))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.http.close()
+        running.service.stop(end_session=True)
+
+
+@pytest.fixture
+def running(start_service: Callable[[], Running]) -> Running:
+    return start_service()
