@@ -33,6 +33,14 @@ export QORGAU_PG_PORT
 export QORGAU_TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:$(QORGAU_PG_PORT)/postgres
 endif
 
+# `make test` and `make bench` use a broker of their own on this port, started from
+# deploy/mosquitto.conf (persistence, raised queue limits, TCP_NODELAY), even where another broker
+# already listens on 1883 with other settings (Debian's default config leaves Nagle on and keeps
+# the 1000-message queue limit). QORGAU_MQTT_PORT / QORGAU_TEST_MQTT_URL given by you still win.
+TEST_MQTT_PORT ?= 18830
+test bench: export QORGAU_MQTT_PORT ?= $(TEST_MQTT_PORT)
+test bench: export QORGAU_TEST_MQTT_URL ?= mqtt://127.0.0.1:$(QORGAU_MQTT_PORT)
+
 # uv's cache usually sits on another filesystem than .venv: copy instead of warning about
 # failed hard links on every install.
 export UV_LINK_MODE ?= copy

@@ -200,3 +200,29 @@ def reverse_search(
             out_l[n_out] = l
             n_out += 1
     return out_s, out_t, out_l, n_out
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the search once per process, on a one-node graph.
+
+    Called by :class:`geo.Router` so that the first alert does not pay the 1-3 s of compilation.
+    """
+    global _warm
+    if _warm:
+        return
+    i64 = np.zeros(1, dtype=np.int64)
+    f64 = np.zeros(1)
+    none_i, none_f = np.empty(0, dtype=np.int64), np.empty(0)
+    reverse_search(
+        np.zeros(2, dtype=np.int64), none_i, none_f, none_f,
+        f64.copy(), f64.copy(), i64.copy(), i64.copy(), 1,
+        i64, f64, f64,
+        np.full(1, -1, dtype=np.int64), none_i, none_i, none_f, none_f,
+        none_i, none_f, none_f,
+        none_f, none_f, none_i,
+        np.empty(2), np.empty(2, dtype=np.int64), 1, np.inf,
+    )  # fmt: skip
+    _warm = True

@@ -28,7 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from shapely import Point, STRtree, linestrings
 
-from geo._search import reverse_search
+from geo._search import reverse_search, warm_up
 from geo.network import StreetNetwork
 
 __all__ = ["Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap", "UNIT_MODES"]
@@ -338,6 +338,7 @@ class Router:
         # Per mode, per local segment: units standing on it (for alerts on the same segment).
         self._on_segment: dict[Mode, dict[int, set[str]]] = {"walk": {}, "drive": {}}
         self._lock = threading.RLock()
+        warm_up()
 
     # -- snapping ---------------------------------------------------------------------------
     def graph_size(self, mode: Mode) -> tuple[int, int]:
