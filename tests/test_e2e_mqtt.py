@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from bruteforce import BruteForce
 from conftest import FAR_DEVICE, Registry, Running
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -30,7 +31,12 @@ def _street_device(registry: Registry) -> str:
 
 def _assert_nearest_by_eta(alert: dict, registry: Registry, city: StreetNetwork) -> None:
     expected = registry.router(city).recommend(alert["lat"], alert["lon"], k=None)
+    # The first unit is the nearest by a brute-force networkx Dijkstra too (tests/bruteforce.py).
+    brute = BruteForce(city).etas({u.id: (u.kind.value, u.lat, u.lon) for u in registry.units}, alert["lat"], alert["lon"])
+    best_id, (best_eta, _) = min(brute.items(), key=lambda kv: kv[1][0])
     recs = alert["recommendations"]
+    assert recs and recs[0]["unit_id"] == best_id
+    assert recs[0]["eta_s"] == pytest.approx(best_eta, abs=1e-6)
     assert recs, "the alert has no recommendations"
     assert [r["eta_s"] for r in recs] == sorted(r["eta_s"] for r in recs)
     assert recs[0]["unit_id"] == expected[0].unit_id
