@@ -86,6 +86,8 @@ class _Unit:
     snap: Snap
     # (node, time_s, length_m) from the unit's own position to each end node it can leave by.
     exits: tuple[tuple[int, float, float], ...]
+    lat: float
+    lon: float
 
 
 class _ModeGraph:
@@ -416,7 +418,7 @@ class Router:
         exits = tuple((n, leg_t + t, snap.distance_m + ln) for n, t, ln in g.exits(i, snap.fraction))
         with self._lock:
             self._forget(unit_id)
-            self._units[unit_id] = _Unit(unit_id, kind, mode, snap, exits)
+            self._units[unit_id] = _Unit(unit_id, kind, mode, snap, exits, float(lat), float(lon))
             self._index[mode].add(unit_id, exits)
             self._on_segment[mode].setdefault(i, set()).add(unit_id)
         return snap
@@ -469,6 +471,61 @@ class Router:
                 found.extend(self._search(drive_snap, k, limit=limit))
         found.sort(key=lambda r: (r.eta_s, r.unit_id))
         return found if k is None else found[:k]
+
+    def route(self, unit_id: str, lat: float, lon: float) -> list[tuple[float, float]]:
+        """The fastest path of a placed unit to a point, as ``(lat, lon)`` vertices.
+
+        From the unit's reported position, onto its street, along the streets of its mode to the
+        point's snapped position, and off the street to the point. Its travel time is the unit's
+        ETA from :meth:`recommend`.
+
+        Raises
+        ------
+        KeyError
+            When the unit is not placed (or was removed).
+        OutsideServiceArea
+            When the point is farther than ``max_snap_m`` from every walkable street.
+        ValueError
+            When the unit cannot reach the point on its streets.
+        """
+        self.snap(lat, lon, "walk")  # the service-area check, as for recommend
+        with self._lock:
+            unit = self._units.get(unit_id)
+            if unit is None:
+                msg = f"unit {unit_id!r} is not on the map (never placed, or removed)"
+                raise KeyError(msg)
+            snap = self.snap(lat, lon, unit.mode, check_area=False)
+            g, i = self._local(snap)
+            _, ui = self._local(unit.snap)
+            solo = _UnitIndex(self.network.n_nodes, capacity=1)
+            solo.add(unit_id, unit.exits)
+            direct = g.along(i, unit.snap.fraction, snap.fraction) if ui == i else None
+            seeds = g.entries(i, snap.fraction)
+            _, times, _, n = g.search(
+                np.array([s[0] for s in seeds], dtype=np.int64),
+                np.array([s[1] for s in seeds], dtype=np.float64),
+                np.array([s[2] for s in seeds], dtype=np.float64),
+                solo,
+                np.array([0] if direct else [], dtype=np.int64),
+                np.array([direct[0] + unit.snap.distance_m / self.walk_speed_mps] if direct else []),
+                np.array([direct[1] + unit.snap.distance_m] if direct else []),
+                1,
+            )
+            if n == 0:
+                msg = f"unit {unit_id!r} cannot reach ({lat:.6f}, {lon:.6f}) on the {unit.mode} streets"
+                raise ValueError(msg)
+            path = [(unit.snap.lat, unit.snap.lon)]
+            on_streets = direct is None or direct[0] + unit.snap.distance_m / self.walk_speed_mps > times[0] + 1e-9
+            if on_streets:
+                node = min(
+                    (e for e in unit.exits if g.stamp[e[0]] == g._gen),
+                    key=lambda e: g.dist[e[0]] + e[1],
+                )[0]
+                while node >= 0:  # pred leads from node to node towards the alert
+                    path.append((float(self.network.node_lat[node]), float(self.network.node_lon[node])))
+                    node = int(g.pred[node])
+        path.append((snap.lat, snap.lon))
+        return [(unit.lat, unit.lon), *path, (float(lat), float(lon))]
 
     def _search(self, snap: Snap, k: int | None, *, limit: float = math.inf) -> list[Recommendation]:
         """Top ``k`` units of the snap's mode with ETA <= ``limit`` (seconds), fastest first."""

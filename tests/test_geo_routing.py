@@ -172,3 +172,48 @@ def test_snap_uses_the_nearest_segment() -> None:
         snap = router.snap(lat, lon)
         _, _, dist = brute.snap(lat, lon, "walk")
         assert snap.distance_m == pytest.approx(dist, abs=1e-6)
+
+
+def test_route_follows_the_streets_and_matches_the_eta() -> None:
+    net = river_town()
+    router = Router(net)
+    lat0, lon0 = 43.25, 76.95
+    alert = offset(lat0, lon0, -10, 100)
+    across = offset(lat0, lon0, 125, 100)
+    router.place_unit("booth-north", "booth", *across)
+    path = router.route("booth-north", *alert)
+    assert path[0] == pytest.approx(across) and path[-1] == pytest.approx(alert)
+    # Over the bridge: the path passes both ends of the bridge (nodes 5 and 2).
+    vertices = [(round(a, 7), round(b, 7)) for a, b in path]
+    for node in (5, 2):
+        assert (round(net.node_lat[node], 7), round(net.node_lon[node], 7)) in vertices
+    x, y = net.to_xy([p[0] for p in path], [p[1] for p in path])
+    length = float(np.hypot(np.diff(x), np.diff(y)).sum())
+    (rec,) = router.recommend(*alert, k=1)
+    assert length == pytest.approx(rec.distance_m, rel=1e-6)
+    with pytest.raises(KeyError, match="'nobody' is not on the map"):
+        router.route("nobody", *alert)
+
+
+def test_route_on_the_same_street_goes_straight() -> None:
+    net = river_town()
+    router = Router(net)
+    lat0, lon0 = 43.25, 76.95
+    router.place_unit("foot", "foot", *offset(lat0, lon0, 0, 300))
+    path = router.route("foot", *offset(lat0, lon0, 0, 100))
+    assert len(path) == 4  # position, snapped position, snapped alert, alert: no node between
+
+
+def test_routes_on_almaty_have_the_length_of_the_recommendation() -> None:
+    net = load_network(ALMATY_PBF)
+    router = Router(net)
+    brute = BruteForce(net)
+    rng = np.random.default_rng(3)
+    units = _random_points(net, 12, rng, brute, "walk") + _random_points(net, 6, rng, brute, "drive")
+    for i, (lat, lon) in enumerate(units):
+        router.place_unit(f"u{i}", "car" if i >= 12 else "foot", lat, lon)
+    for lat, lon in _random_points(net, 5, rng, brute):
+        for rec in router.recommend(lat, lon, k=4):
+            path = router.route(rec.unit_id, lat, lon)
+            x, y = net.to_xy([p[0] for p in path], [p[1] for p in path])
+            assert float(np.hypot(np.diff(x), np.diff(y)).sum()) == pytest.approx(rec.distance_m, rel=1e-6)
