@@ -95,10 +95,8 @@ def reverse_search(
     indices,
     wt,
     wl,
-    dist,
-    dlen,
-    pred,
-    stamp,
+    state,
+    trail,
     gen,
     seed_nodes,
     seed_t,
@@ -121,11 +119,13 @@ def reverse_search(
 ):  # pragma: no cover - compiled
     """Rank units by network time to the alert; return (slots, times, lengths) of the first ``k``.
 
+    ``state[n] = (time to the alert, generation)`` and ``trail[n] = (length to the alert, next node
+    towards the alert)``, kept in pairs so that a relaxation touches two cache lines, not four.
     The reverse CSR (``indptr``, ``indices``, ``wt``, ``wl``) lists for each node ``b`` the nodes
     ``a`` with a street ``a -> b``. Units hang off nodes through a linked list (``head``, ``nxt``)
     of entries, each giving the unit's slot and its time/length from the unit to that node.
     A unit's time is final once the search frontier has passed it, so the search stops when ``k``
-    units are final, or when the frontier passes ``limit`` seconds (units beyond it are not wanted). ``pred[a]`` is the next node from ``a`` towards the alert.
+    units are final, or when the frontier passes ``limit`` seconds (units beyond it are not wanted).
     """
     n_cand_cap = 2 * entry_slot.size + direct_slots.size + 1
     ck = np.empty(n_cand_cap)
@@ -146,19 +146,19 @@ def reverse_search(
     hsize = 0
     for j in range(seed_nodes.size):
         node = seed_nodes[j]
-        if stamp[node] != gen or seed_t[j] < dist[node]:
-            stamp[node] = gen
-            dist[node] = seed_t[j]
-            dlen[node] = seed_l[j]
-            pred[node] = -1
+        if state[node, 1] != gen or seed_t[j] < state[node, 0]:
+            state[node, 0] = seed_t[j]
+            state[node, 1] = gen
+            trail[node, 0] = seed_l[j]
+            trail[node, 1] = -1.0
             hsize = _push2(heap_k, heap_n, hsize, seed_t[j], node)
     while hsize > 0:
         d, node, hsize = _pop2(heap_k, heap_n, hsize)
         if d > limit:
             break  # no unit beyond the limit is wanted
-        if d > dist[node]:
+        if d > state[node, 0]:
             continue  # a stale entry: the node was reached faster since
-        ln = dlen[node]
+        ln = trail[node, 0]
         # Every unit whose best time is <= d is final: no unsettled node can improve it.
         while csize > 0 and ck[0] <= d:
             t, s, l, csize = _heap_pop(ck, cs, cl, csize)
@@ -183,11 +183,11 @@ def reverse_search(
         for p in range(indptr[node], indptr[node + 1]):
             a = indices[p]
             nd = d + wt[p]
-            if stamp[a] != gen or nd < dist[a]:
-                stamp[a] = gen
-                dist[a] = nd
-                dlen[a] = ln + wl[p]
-                pred[a] = node
+            if state[a, 1] != gen or nd < state[a, 0]:
+                state[a, 0] = nd
+                state[a, 1] = gen
+                trail[a, 0] = ln + wl[p]
+                trail[a, 1] = node
                 hsize = _push2(heap_k, heap_n, hsize, nd, a)
     while csize > 0 and n_out < k:
         t, s, l, csize = _heap_pop(ck, cs, cl, csize)
@@ -218,7 +218,7 @@ def warm_up() -> None:
     none_i, none_f = np.empty(0, dtype=np.int64), np.empty(0)
     reverse_search(
         np.zeros(2, dtype=np.int64), none_i, none_f, none_f,
-        f64.copy(), f64.copy(), i64.copy(), i64.copy(), 1,
+        np.zeros((1, 2)), np.zeros((1, 2)), 1,
         i64, f64, f64,
         np.full(1, -1, dtype=np.int64), none_i, none_i, none_f, none_f,
         none_i, none_f, none_f,
@@ -226,3 +226,51 @@ def warm_up() -> None:
         np.empty(2), np.empty(2, dtype=np.int64), 1, np.inf,
     )  # fmt: skip
     _warm = True
+
+
+@njit(cache=True, nogil=True)
+def nearest_segment(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell_m, nx, ny):  # pragma: no cover
+    """The segment nearest to (px, py) through a uniform grid of cells; exact.
+
+    Rings of cells are searched outwards from the point's cell until the ring's distance lower
+    bound exceeds the best distance found. Returns (segment, fraction, distance, x, y); among
+    equidistant segments, the lowest index.
+    """
+    cx = int(np.floor((px - gx) / cell_m))
+    cy = int(np.floor((py - gy) / cell_m))
+    best = np.inf
+    bi = -1
+    bt = 0.0
+    far = max(abs(cx), abs(cy), abs(nx - 1 - cx), abs(ny - 1 - cy))
+    for r in range(far + 1):
+        if (r - 1) * cell_m > best:
+            break
+        for i in range(max(cx - r, 0), min(cx + r, nx - 1) + 1):
+            edge_col = i == cx - r or i == cx + r
+            step = 1 if edge_col else 2 * r
+            j = cy - r
+            while j <= cy + r:
+                if 0 <= j < ny:
+                    c = i * ny + j
+                    for q in range(cell_start[c], cell_start[c + 1]):
+                        s = cell_items[q]
+                        dx = x1[s] - x0[s]
+                        dy = y1[s] - y0[s]
+                        seg2 = dx * dx + dy * dy
+                        t = 0.0
+                        if seg2 > 0.0:
+                            t = ((px - x0[s]) * dx + (py - y0[s]) * dy) / seg2
+                            t = min(1.0, max(0.0, t))
+                        ex = x0[s] + t * dx - px
+                        ey = y0[s] + t * dy - py
+                        d = np.sqrt(ex * ex + ey * ey)
+                        if d < best or (d == best and s < bi):
+                            best = d
+                            bi = s
+                            bt = t
+                if step == 0:
+                    break
+                j += step
+    sx = x0[bi] + bt * (x1[bi] - x0[bi])
+    sy = y0[bi] + bt * (y1[bi] - y0[bi])
+    return bi, bt, best, sx, sy

@@ -26,9 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from shapely import Point, STRtree, linestrings
 
-from geo._search import reverse_search, warm_up
+from geo._search import nearest_segment, reverse_search, warm_up
 from geo.network import StreetNetwork
 
 __all__ = ["Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap", "UNIT_MODES"]
@@ -143,33 +142,42 @@ class _ModeGraph:
         self.wl = l_all[order].astype(np.float64)
         # Work arrays of the compiled search, reused across searches (see geo._search).
         self._gen = 0
-        self.dist = np.zeros(n)
-        self.dlen = np.zeros(n)
-        self.pred = np.full(n, -1, dtype=np.int64)
-        self.stamp = np.zeros(n, dtype=np.int64)
+        self.state = np.zeros((n, 2))  # (time to the alert, generation) per node
+        self.trail = np.zeros((n, 2))  # (length to the alert, next node towards it) per node
         cap = self.indices.size + 8
         self.heap_k = np.empty(cap)
         self.heap_n = np.empty(cap, dtype=np.int64)
         self.x0, self.y0 = net.node_x[self.u], net.node_y[self.u]
         self.x1, self.y1 = net.node_x[self.v], net.node_y[self.v]
-        lines = linestrings(
-            np.stack(
-                [np.stack([self.x0, self.y0], axis=1), np.stack([self.x1, self.y1], axis=1)],
-                axis=1,
-            )
-        )
-        self.tree = STRtree(lines)
+        self._build_grid()
+
+    def _build_grid(self) -> None:
+        """A uniform grid of cells over the segments' bounding boxes, for exact nearest queries."""
+        lengths = np.hypot(self.x1 - self.x0, self.y1 - self.y0)
+        self.cell_m = float(np.clip(2 * np.median(lengths), 25.0, 250.0))
+        self.gx = float(min(self.x0.min(), self.x1.min()))
+        self.gy = float(min(self.y0.min(), self.y1.min()))
+        ix0 = np.floor((np.minimum(self.x0, self.x1) - self.gx) / self.cell_m).astype(np.int64)
+        ix1 = np.floor((np.maximum(self.x0, self.x1) - self.gx) / self.cell_m).astype(np.int64)
+        iy0 = np.floor((np.minimum(self.y0, self.y1) - self.gy) / self.cell_m).astype(np.int64)
+        iy1 = np.floor((np.maximum(self.y0, self.y1) - self.gy) / self.cell_m).astype(np.int64)
+        self.nx, self.ny = int(ix1.max()) + 1, int(iy1.max()) + 1
+        wx, wy = ix1 - ix0 + 1, iy1 - iy0 + 1
+        per_seg = wx * wy
+        seg = np.repeat(np.arange(self.size, dtype=np.int64), per_seg)
+        k = np.arange(per_seg.sum()) - np.repeat(np.cumsum(per_seg) - per_seg, per_seg)
+        cell = (np.repeat(ix0, per_seg) + k // np.repeat(wy, per_seg)) * self.ny + np.repeat(iy0, per_seg) + k % np.repeat(wy, per_seg)
+        order = np.argsort(cell, kind="stable")
+        self.cell_items = seg[order]
+        self.cell_start = np.searchsorted(cell[order], np.arange(self.nx * self.ny + 1)).astype(np.int64)
 
     def snap_xy(self, x: float, y: float) -> tuple[int, float, float, float, float]:
         """Nearest segment (local index), fraction along it, distance, snapped x and y."""
-        hits, dists = self.tree.query_nearest(Point(x, y), return_distance=True, all_matches=True)
-        i = int(hits.min())  # deterministic among equidistant segments
-        dist = float(dists.min())
-        x0, y0, x1, y1 = self.x0[i], self.y0[i], self.x1[i], self.y1[i]
-        dx, dy = x1 - x0, y1 - y0
-        seg2 = dx * dx + dy * dy
-        t = 0.0 if seg2 == 0.0 else min(1.0, max(0.0, ((x - x0) * dx + (y - y0) * dy) / seg2))
-        return i, float(t), dist, float(x0 + t * dx), float(y0 + t * dy)
+        i, t, dist, sx, sy = nearest_segment(
+            x, y, self.x0, self.y0, self.x1, self.y1,
+            self.cell_start, self.cell_items, self.gx, self.gy, self.cell_m, self.nx, self.ny,
+        )  # fmt: skip
+        return int(i), float(t), float(dist), float(sx), float(sy)
 
     def entries(self, i: int, t: float) -> tuple[tuple[int, float, float], ...]:
         """(node, time, length) to reach the point at fraction ``t`` of local segment ``i`` from a node."""
@@ -205,7 +213,7 @@ class _ModeGraph:
         self._gen += 1
         return reverse_search(
             self.indptr, self.indices, self.wt, self.wl,
-            self.dist, self.dlen, self.pred, self.stamp, self._gen,
+            self.state, self.trail, self._gen,
             seed_nodes, seed_t, seed_l,
             index.head, index.nxt, index.entry_slot, index.entry_t, index.entry_l,
             direct_slots, direct_t, direct_l,
@@ -349,7 +357,7 @@ class Router:
         return (g.n_nodes if g.size else 0), g.size
 
     def snap(self, lat: float, lon: float, mode: Mode = "walk", *, check_area: bool = True) -> Snap:
-        """Snap a WGS 84 point onto the nearest street of ``mode`` (an STRtree query).
+        """Snap a WGS 84 point onto the nearest street of ``mode`` (a grid index, not a scan).
 
         Raises
         ------
@@ -462,13 +470,14 @@ class Router:
         walk_snap = self._snap_xy(lat, lon, x, y, "walk", check_area=True)
         found: list[Recommendation] = []
         with self._lock:
-            if len(self._index["walk"]):
-                found.extend(self._search(walk_snap, k))
+            # Cars first: they are usually the fastest, and a walker matters only if it beats the
+            # k-th car, which bounds the walking search (and the reverse where no car is out).
             if len(self._index["drive"]):
-                # A car matters only if it beats the k-th walker: that bounds the car search.
-                limit = found[k - 1].eta_s if k is not None and len(found) >= k else math.inf
                 drive_snap = self._snap_xy(lat, lon, x, y, "drive", check_area=False)
-                found.extend(self._search(drive_snap, k, limit=limit))
+                found.extend(self._search(drive_snap, k))
+            if len(self._index["walk"]):
+                limit = found[k - 1].eta_s if k is not None and len(found) >= k else math.inf
+                found.extend(self._search(walk_snap, k, limit=limit))
         found.sort(key=lambda r: (r.eta_s, r.unit_id))
         return found if k is None else found[:k]
 
@@ -518,12 +527,12 @@ class Router:
             on_streets = direct is None or direct[0] + unit.snap.distance_m / self.walk_speed_mps > times[0] + 1e-9
             if on_streets:
                 node = min(
-                    (e for e in unit.exits if g.stamp[e[0]] == g._gen),
-                    key=lambda e: g.dist[e[0]] + e[1],
+                    (e for e in unit.exits if g.state[e[0], 1] == g._gen),
+                    key=lambda e: g.state[e[0], 0] + e[1],
                 )[0]
-                while node >= 0:  # pred leads from node to node towards the alert
+                while node >= 0:  # the trail leads from node to node towards the alert
                     path.append((float(self.network.node_lat[node]), float(self.network.node_lon[node])))
-                    node = int(g.pred[node])
+                    node = int(g.trail[node, 1])
         path.append((snap.lat, snap.lon))
         return [(unit.lat, unit.lon), *path, (float(lat), float(lon))]
 

@@ -217,3 +217,18 @@ def test_routes_on_almaty_have_the_length_of_the_recommendation() -> None:
             path = router.route(rec.unit_id, lat, lon)
             x, y = net.to_xy([p[0] for p in path], [p[1] for p in path])
             assert float(np.hypot(np.diff(x), np.diff(y)).sum()) == pytest.approx(rec.distance_m, rel=1e-6)
+
+
+def test_grid_snapping_equals_a_scan_on_almaty_near_and_far() -> None:
+    # Almaty has segments of over a kilometre and points far outside the streets: the grid search
+    # must still find the same nearest distance as a scan over every segment.
+    net = load_network(ALMATY_PBF)
+    router = Router(net, max_snap_m=1e9)
+    brute = BruteForce(net)
+    rng = np.random.default_rng(8)
+    near = _random_points(net, 40, rng, brute, "drive")
+    lat0, lon0, lat1, lon1 = net.bounds
+    far = [(lat1 + 0.05, lon0 - 0.05), (lat0 - 0.02, lon1 + 0.1), (43.25, 77.5)]
+    for lat, lon in near + far:
+        for mode in ("walk", "drive"):
+            assert router.snap(lat, lon, mode).distance_m == pytest.approx(brute.snap(lat, lon, mode)[2], abs=1e-6)
