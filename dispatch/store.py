@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
+from dispatch import schema
 from dispatch.domain import Alert, AlertSource, AlertStatus, DeviceSite, Unit, UnitKind, UnitStatus
 from dispatch.models import AlertRow, Base, RecommendationRow, UnitRow
 from geo import Recommendation
@@ -136,14 +137,25 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)!r})"
 
-    def create_schema(self) -> Store:
-        """Create the tables that do not exist yet (Alembic takes over in a later issue)."""
-        Base.metadata.create_all(self.engine)
+    def upgrade_schema(self, revision: str = "head") -> Store:
+        """Migrate the database to ``revision``, by default the newest (Alembic, :mod:`dispatch.schema`)."""
+        with self._reachable("migrate the schema"):
+            schema.upgrade(self.engine, revision)
         return self
 
+    def schema_revision(self) -> str | None:
+        """The migration the database is at, None for an empty database."""
+        with self._reachable("read the schema revision"):
+            return schema.current_revision(self.engine)
+
+    create_schema = upgrade_schema
+    """The schema is made by migrations only; the old name stays for callers of issue 2."""
+
     def drop_schema(self) -> None:
-        """Drop all tables (tests only)."""
+        """Drop all tables and the migration history (tests only)."""
         Base.metadata.drop_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
         """Close all pooled connections."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dispatch import UnitKind, load_devices, load_units
+from dispatch import Store, UnitKind, load_devices, load_units
 from geo import Router, generate_city, load_network
 from qorgau.demo import write_seed_registry
 from qorgau.runtime import QorgauService
@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nodes", type=int, default=10_000, help="intersections of the generated city [10000]")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds [until Ctrl-C]")
     demo.set_defaults(func=cmd_demo, seed=1)
+
+    db = sub.add_parser("db", help="database schema: migrate to the newest revision")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="apply the Alembic migrations (also runs on every service start)")
+    upgrade.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
+    upgrade.add_argument("--revision", default="head", help="target revision [head]")
+    upgrade.set_defaults(func=cmd_db_upgrade)
     return parser
 
 
@@ -236,6 +243,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{sum(metrics['rejected'].values())} messages rejected",
         flush=True,
     )
+    return 0
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    return Settings.from_flags({"db_url": args.db}).db_url
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    store = Store(_db_url(args))
+    try:
+        before = store.schema_revision()
+        after = store.upgrade_schema(args.revision).schema_revision()
+    finally:
+        store.close()
+    print(f"database {store.url.render_as_string(hide_password=True)}: {before or 'empty'} -> {after}", flush=True)
     return 0
 
 

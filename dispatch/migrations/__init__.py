@@ -1,0 +1,1 @@
+"""Alembic migrations of the dispatch store (run by :func:`dispatch.schema.upgrade`)."""
