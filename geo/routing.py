@@ -245,23 +245,26 @@ class _UnitIndex:
         self._alloc(capacity)
 
     def _alloc(self, capacity: int) -> None:
+        """Grow the per-slot arrays to ``capacity`` slots (two entries per slot)."""
         old = len(self.unit_at)
         grow = capacity - old
 
-        def extend(arr: NDArray | None, fill: float | int, dtype: type, per_slot: int) -> NDArray:
-            new = np.full(grow * per_slot, fill, dtype=dtype)
-            return new if arr is None else np.concatenate([arr, new])
+        def grown(name: str, fill: float, dtype: type, per_slot: int) -> NDArray:
+            tail = np.full(grow * per_slot, fill, dtype=dtype)
+            return tail if old == 0 else np.concatenate([getattr(self, name), tail])
 
-        first = old == 0
-        self.nxt = extend(None if first else self.nxt, -1, np.int64, 2)
-        self.prv = extend(None if first else self.prv, -1, np.int64, 2)
-        self.entry_node = extend(None if first else self.entry_node, -1, np.int64, 2)
+        for name, fill, dtype, per_slot in (
+            ("nxt", -1, np.int64, 2),
+            ("prv", -1, np.int64, 2),
+            ("entry_node", -1, np.int64, 2),
+            ("entry_t", math.inf, np.float64, 2),
+            ("entry_l", math.inf, np.float64, 2),
+            ("best_t", math.inf, np.float64, 1),
+            ("best_l", math.inf, np.float64, 1),
+            ("best_gen", 0, np.int64, 1),
+        ):
+            setattr(self, name, grown(name, fill, dtype, per_slot))
         self.entry_slot = np.repeat(np.arange(capacity, dtype=np.int64), 2)
-        self.entry_t = extend(None if first else self.entry_t, math.inf, np.float64, 2)
-        self.entry_l = extend(None if first else self.entry_l, math.inf, np.float64, 2)
-        self.best_t = extend(None if first else self.best_t, math.inf, np.float64, 1)
-        self.best_l = extend(None if first else self.best_l, math.inf, np.float64, 1)
-        self.best_gen = extend(None if first else self.best_gen, 0, np.int64, 1)
         self.unit_at.extend([None] * grow)
         self.free.extend(range(capacity - 1, old - 1, -1))
 
