@@ -1,8 +1,44 @@
-"""patrol_planner: from crime history to foot-patrol routes (hotspots, evaluation, routes, siting).
+"""patrol_planner: from crime history to foot-patrol routes (hotspots, evaluation, routes, coverage).
 
-The commander's room. It reads incidents, estimates where and when crime concentrates, and plans
-walking routes on the street graphs of :mod:`geo`. Its algorithms do no I/O of their own.
-Built in the patrol-planner issue; nothing is exported yet.
+The commander's room. It reads incidents, estimates where and when crime concentrates, checks
+the estimators against history, and plans walking routes for foot patrols on the street graphs
+of :mod:`geo`. The algorithms do no I/O; :mod:`patrol_planner.io` reads and writes files.
+
+Public names::
+
+    incidents, report = read_incidents("incidents.csv", timezone="Asia/Almaty")
+    graph = WalkGraph(Router(network))
+    incidents, report = within_area(incidents, graph, report=report)
+    evaluation = evaluate(incidents, graph=graph, n_windows=12)   # .as_dict(), .table()
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from patrol_planner._graph import WalkGraph
+from patrol_planner.area import within_area
+from patrol_planner.evaluation import COVERAGES, Evaluation, evaluate
+from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS, Grid, Surface, make_estimator
+from patrol_planner.incidents import Incidents, LoadReport, hours_mask, parse_hours
+from patrol_planner.io import Booth, read_booths, read_incidents, read_osm_bounds, write_booths
+
+__all__ = [
+    "COVERAGES",
+    "DEFAULT_ESTIMATOR",
+    "ESTIMATORS",
+    "Booth",
+    "Evaluation",
+    "Grid",
+    "Incidents",
+    "LoadReport",
+    "Surface",
+    "WalkGraph",
+    "evaluate",
+    "hours_mask",
+    "make_estimator",
+    "parse_hours",
+    "read_booths",
+    "read_incidents",
+    "read_osm_bounds",
+    "within_area",
+    "write_booths",
+]
