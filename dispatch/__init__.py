@@ -7,19 +7,28 @@ sit outside it: ``mqtt_bridge`` implements :class:`Notifier` and feeds payloads 
 
 Public names::
 
-    store = Store("sqlite:///var/qorgau.sqlite3").create_schema()
-    service = DispatchService(store, router, devices=load_devices(p), units=load_units(q)).open()
+    store = Store("sqlite:///var/qorgau.sqlite3").upgrade_schema()   # Alembic migrations
+    service = DispatchService(store, router, devices=load_devices(p), units=load_units(q),
+                              policy=DispatchPolicy(ack_deadline=timedelta(seconds=30))).open()
     ack = service.ingest_sos("btn-1", payload)      # -> Ack(event_id, alert_id, status, reason)
-    app = create_app(service, checks={"mqtt": bridge.is_connected})
+    service.assign(ack.alert_id, "car-3", actor="dispatcher-1")   # order sent via Notifier.send_order
+    app = create_app(service, checks={"mqtt": bridge.is_connected}, auth=Authenticator(secret, admin_token=t))
+    router.dependencies = [Depends(require_role("commander"))]    # other rooms' routes, same roles
+
+The alert lifecycle, duplicates, freshness and escalation rules are plain functions in
+:mod:`dispatch.lifecycle`; the audit hash chain in :mod:`dispatch.audit`; response-time reports
+in :mod:`dispatch.reports`.
 """
 
 from __future__ import annotations
 
 from dispatch.api import create_app
-from dispatch.domain import Alert, AlertSource, AlertStatus, Device, DeviceSite, Unit, UnitKind, UnitStatus
-from dispatch.ports import Ack, AckStatus, Notifier, RejectReason
+from dispatch.domain import Alert, AlertSource, AlertStatus, Device, DeviceSite, Role, Unit, UnitKind, UnitStatus, User
+from dispatch.auth import Authenticator, Principal, require_role
+from dispatch.lifecycle import DispatchPolicy, StalePolicy
+from dispatch.ports import Ack, AckStatus, Notifier, Order, RejectReason
 from dispatch.registry import load_devices, load_units, write_devices, write_units
-from dispatch.service import DispatchService
+from dispatch.service import Conflict, DispatchService, NotFound
 from dispatch.store import Store, StoreError
 
 __all__ = [
@@ -28,11 +37,21 @@ __all__ = [
     "Alert",
     "AlertSource",
     "AlertStatus",
+    "Authenticator",
+    "Conflict",
     "Device",
     "DeviceSite",
+    "DispatchPolicy",
     "DispatchService",
+    "NotFound",
     "Notifier",
+    "Order",
+    "Principal",
     "RejectReason",
+    "Role",
+    "StalePolicy",
+    "User",
+    "require_role",
     "Store",
     "StoreError",
     "Unit",

@@ -1,29 +1,63 @@
-"""The dispatcher's HTTP API (FastAPI): alerts, units, health and counters.
+"""The dispatcher's HTTP API (FastAPI). Every route but ``/healthz`` and ``POST /api/token`` needs a
+bearer token and one of the roles listed per route (see :mod:`dispatch.auth`).
 
-Routes::
+Routes (roles)::
 
-    GET /api/alerts?limit=100&offset=0   alerts newest first, each with its recommendations
-    GET /api/alerts/{id}                 one alert; recommendations sorted by eta_s
-    GET /api/units                       units with position and status
-    GET /api/metrics                     counters: accepted, duplicates, rejected by reason
-    GET /healthz                         200 when the database and every extra check answer, else 503
+    POST /api/token                          OAuth2 password login -> {"access_token", "token_type"}
+    GET  /api/alerts                         by priority then age (dispatcher, commander, viewer)
+    GET  /api/alerts/{id}                    with recommendations and orders (dispatcher, commander, viewer)
+    GET  /api/alerts/{id}/timeline           the alert's audit trail (dispatcher, commander, viewer)
+    POST /api/alerts/{id}/assign             {"unit_id", "reason"} (dispatcher)
+    POST /api/alerts/{id}/transition         {"status", "reason"} (dispatcher)
+    POST /api/alerts/{id}/recommend          rank again (dispatcher)
+    POST /api/alerts/{id}/unlink             undo a duplicate link (dispatcher)
+    GET  /api/units, /api/units/{id}         with freshness (dispatcher, commander, viewer; unit: its own)
+    POST /api/units                          register (commander)
+    PATCH /api/units/{id}                    change (commander)
+    POST /api/units/{id}/retire              retire, never delete (commander)
+    PUT  /api/units/{id}/status              {"status", "alert_id"} (dispatcher, commander; unit: its own)
+    GET  /api/units/{id}/orders              (dispatcher, commander, viewer; unit: its own)
+    POST /api/units/{id}/ack                 {"alert_id"} (unit: its own)
+    GET  /api/reports/response-times        ?from&to&group_by&format=json|csv (commander, viewer)
+    GET  /api/audit/verify                   (admin, commander)
+    GET/POST /api/users                      (admin)
+    GET  /api/devices, /api/settings         (admin)
+    GET  /api/metrics                        (admin, commander, dispatcher, viewer)
+    GET  /healthz                            200 when the database and every extra check answer, else 503
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import AwareDatetime, BaseModel, Field
 
-from dispatch.domain import Alert, Unit
-from dispatch.service import DispatchService
+from dispatch.auth import Authenticator, Principal, hash_password, require_role, verify_password
+from dispatch.domain import Alert, AlertStatus, Assignment, Role, Unit, UnitKind, UnitStatus, User
+from dispatch.lifecycle import OPEN
+from dispatch.reports import Districts, summarize, to_csv
+from dispatch.service import Conflict, DispatchService, NotFound
 from dispatch.store import StoreError
 
 __all__ = ["AlertOut", "RecommendationOut", "UnitOut", "create_app"]
+
+R = Role
+READERS = require_role(R.DISPATCHER, R.COMMANDER, R.VIEWER)
+DISPATCHER = require_role(R.DISPATCHER)
+COMMANDER = require_role(R.COMMANDER)
+UNIT_READERS = require_role(R.DISPATCHER, R.COMMANDER, R.VIEWER, R.UNIT)
+UNIT_STATUS = require_role(R.DISPATCHER, R.COMMANDER, R.UNIT)
+UNIT_ONLY = require_role(R.UNIT)
+REPORTERS = require_role(R.COMMANDER, R.VIEWER)
+AUDITORS = require_role(R.ADMIN, R.COMMANDER)
+ADMIN = require_role(R.ADMIN)
+METRICS = require_role(R.ADMIN, R.COMMANDER, R.DISPATCHER, R.VIEWER)
 
 
 class RecommendationOut(BaseModel):
@@ -31,6 +65,26 @@ class RecommendationOut(BaseModel):
     unit_kind: str
     eta_s: float
     distance_m: float
+
+
+class AssignmentOut(BaseModel):
+    order_id: int
+    unit_id: str
+    assigned_at: datetime
+    assigned_by: str
+    override: bool
+    auto: bool
+    reason: str | None
+    eta_s: float | None
+    ack_due_at: datetime
+    acknowledged_at: datetime | None
+    missed_at: datetime | None
+
+    @classmethod
+    def from_assignment(cls, a: Assignment) -> AssignmentOut:
+        assert a.id is not None
+        fields = {f.name: getattr(a, f.name) for f in dataclasses.fields(a) if f.name not in ("id", "alert_id")}
+        return cls(order_id=a.id, **fields)
 
 
 class AlertOut(BaseModel):
@@ -51,10 +105,24 @@ class AlertOut(BaseModel):
     category: str | None
     text: str | None
     snap_distance_m: float | None
+    location_unverified: bool
+    duplicate_of: int | None
+    escalated: bool
+    escalations: int
+    assigned_unit_id: str | None
+    proposed_unit_id: str | None
+    close_reason: str | None
+    recommended_at: datetime | None
+    assigned_at: datetime | None
+    acknowledged_at: datetime | None
+    en_route_at: datetime | None
+    on_scene_at: datetime | None
+    closed_at: datetime | None
     recommendations: list[RecommendationOut]
+    orders: list[AssignmentOut] | None = None
 
     @classmethod
-    def from_alert(cls, alert: Alert) -> AlertOut:
+    def from_alert(cls, alert: Alert, orders: list[Assignment] | None = None) -> AlertOut:
         if alert.id is None:
             msg = f"alert {alert.event_id!r} has no id: it was never committed"
             raise ValueError(msg)
@@ -76,10 +144,24 @@ class AlertOut(BaseModel):
             category=alert.category,
             text=alert.text,
             snap_distance_m=alert.snap_distance_m,
+            location_unverified=alert.location_unverified,
+            duplicate_of=alert.duplicate_of,
+            escalated=alert.escalations > 0,
+            escalations=alert.escalations,
+            assigned_unit_id=alert.assigned_unit_id,
+            proposed_unit_id=alert.proposed_unit_id,
+            close_reason=alert.close_reason,
+            recommended_at=alert.recommended_at,
+            assigned_at=alert.assigned_at,
+            acknowledged_at=alert.acknowledged_at,
+            en_route_at=alert.en_route_at,
+            on_scene_at=alert.on_scene_at,
+            closed_at=alert.closed_at,
             recommendations=[
                 RecommendationOut(unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=r.eta_s, distance_m=r.distance_m)
                 for r in alert.recommendations
             ],
+            orders=None if orders is None else [AssignmentOut.from_assignment(a) for a in orders],
         )
 
 
@@ -91,9 +173,16 @@ class UnitOut(BaseModel):
     lon: float
     status: str
     position_ts: datetime | None
+    retired: bool = False
+    staff_from: str | None = None
+    staff_to: str | None = None
+    alert_id: int | None = None
+    stale: bool = False
+    position_age_s: float | None = None
+    recommendable: bool = True
 
     @classmethod
-    def from_unit(cls, unit: Unit) -> UnitOut:
+    def from_unit(cls, unit: Unit, view: Mapping[str, Any] | None = None) -> UnitOut:
         return cls(
             id=unit.id,
             kind=unit.kind.value,
@@ -102,7 +191,61 @@ class UnitOut(BaseModel):
             lon=unit.lon,
             status=unit.status.value,
             position_ts=unit.position_ts,
+            retired=unit.retired,
+            staff_from=unit.staff_from,
+            staff_to=unit.staff_to,
+            alert_id=unit.alert_id,
+            **(view or {}),
         )
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+UnitId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/+#\s]+$")]
+
+
+class UnitIn(BaseModel):
+    id: UnitId
+    kind: UnitKind
+    name: str = Field(min_length=1, max_length=256)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    status: Literal["available", "off_duty", "offline"] = "available"
+    staff_from: HHMM | None = None
+    staff_to: HHMM | None = None
+
+
+class UnitPatch(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=256)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    staff_from: HHMM | None = None
+    staff_to: HHMM | None = None
+
+
+class StatusIn(BaseModel):
+    status: Literal["available", "en_route", "on_scene", "off_duty", "offline"]
+    alert_id: int | None = None
+
+
+class AssignIn(BaseModel):
+    unit_id: str
+    reason: str | None = Field(None, max_length=2000)
+
+
+class TransitionIn(BaseModel):
+    status: Literal["en_route", "on_scene", "closed", "cancelled", "false_alarm"]
+    reason: str | None = Field(None, max_length=2000)
+
+
+class AckIn(BaseModel):
+    alert_id: int
+
+
+class UserIn(BaseModel):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=256)
+    role: Role
+    unit_id: str | None = None
 
 
 def _service(request: Request) -> DispatchService:
@@ -112,11 +255,19 @@ def _service(request: Request) -> DispatchService:
 ServiceDep = Annotated[DispatchService, Depends(_service)]
 
 
+def _own_unit(who: Principal, unit_id: str) -> None:
+    if who.role is Role.UNIT and who.unit_id != unit_id:
+        raise HTTPException(status_code=403, detail=f"a unit login may act only for its own unit ({who.unit_id!r})")
+
+
 def create_app(
     service: DispatchService,
     *,
     checks: Mapping[str, Callable[[], bool]] | None = None,
     title: str = "Qorgau dispatch",
+    auth: Authenticator | None = None,
+    districts: Districts | None = None,
+    settings_view: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`DispatchService`.
 
@@ -128,35 +279,199 @@ def create_app(
         Extra health checks by name (e.g. ``{"mqtt": bridge.is_connected}``) for ``/healthz``.
     title
         The OpenAPI title.
+    auth
+        Issues and checks tokens; by default one with a random key and no bootstrap admin token.
+    districts
+        Polygons for ``group_by=district`` in reports.
+    settings_view
+        What ``GET /api/settings`` shows (no secrets).
     """
     app = FastAPI(title=title)
     app.state.service = service
+    app.state.auth = auth or Authenticator()
     extra_checks = dict(checks or {})
 
     @app.exception_handler(StoreError)
     def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": f"the alert store is unavailable: {exc}"}, status_code=503)
 
-    @app.get("/api/alerts", response_model=list[AlertOut])
+    @app.exception_handler(NotFound)
+    def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    def conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
+
+    # login --------------------------------------------------------------------------------
+
+    @app.post("/api/token")
+    def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], service: ServiceDep, request: Request) -> dict[str, str]:
+        found = service.store.get_user(form.username)
+        ok = found is not None and not found[0].disabled and verify_password(found[1], form.password)
+        service.store.audit("login" if ok else "login_failed", actor=form.username,
+                            after={"client": request.client.host if request.client else None})
+        if not ok:
+            raise HTTPException(status_code=401, detail="wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+        assert found is not None
+        return {"access_token": request.app.state.auth.issue(found[0]), "token_type": "bearer"}
+
+    # alerts -------------------------------------------------------------------------------
+
+    @app.get("/api/alerts", response_model=list[AlertOut], dependencies=[Depends(READERS)])
     def list_alerts(
         service: ServiceDep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
+        sort: Literal["priority", "newest"] = "priority",
+        state: Annotated[str, Query(description="open, all, or one state")] = "all",
     ) -> list[AlertOut]:
-        return [AlertOut.from_alert(a) for a in service.store.list_alerts(limit=limit, offset=offset)]
+        if state == "all":
+            statuses = None
+        elif state == "open":
+            statuses = OPEN
+        else:
+            try:
+                statuses = {AlertStatus(state)}
+            except ValueError as e:
+                raise HTTPException(422, detail=f"state must be open, all or an alert state, got {state!r}") from e
+        alerts = service.store.list_alerts(limit=limit, offset=offset, order=sort, statuses=statuses)
+        return [AlertOut.from_alert(a) for a in alerts]
 
-    @app.get("/api/alerts/{alert_id}", response_model=AlertOut)
+    @app.get("/api/alerts/{alert_id}", response_model=AlertOut, dependencies=[Depends(READERS)])
     def get_alert(alert_id: int, service: ServiceDep) -> AlertOut:
-        alert = service.store.get_alert(alert_id)
-        if alert is None:
-            raise HTTPException(status_code=404, detail=f"alert {alert_id} does not exist")
-        return AlertOut.from_alert(alert)
+        return AlertOut.from_alert(service.get_alert(alert_id), service.assignments(alert_id))
 
-    @app.get("/api/units", response_model=list[UnitOut])
-    def list_units(service: ServiceDep) -> list[UnitOut]:
-        return [UnitOut.from_unit(u) for u in service.units()]
+    @app.get("/api/alerts/{alert_id}/timeline", dependencies=[Depends(READERS)])
+    def timeline(alert_id: int, service: ServiceDep) -> dict[str, Any]:
+        service.get_alert(alert_id)
+        return {"alert_id": alert_id, "entries": [e.to_json() for e in service.store.audit_entries(alert_id=alert_id)]}
 
-    @app.get("/api/metrics")
+    @app.post("/api/alerts/{alert_id}/assign", response_model=AlertOut)
+    def assign(alert_id: int, body: AssignIn, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
+        alert = service.assign(alert_id, body.unit_id, actor=who.actor, reason=body.reason)
+        return AlertOut.from_alert(alert, service.assignments(alert_id))
+
+    @app.post("/api/alerts/{alert_id}/transition", response_model=AlertOut)
+    def transition(
+        alert_id: int, body: TransitionIn, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]
+    ) -> AlertOut:
+        return AlertOut.from_alert(service.transition(alert_id, AlertStatus(body.status), actor=who.actor, reason=body.reason))
+
+    @app.post("/api/alerts/{alert_id}/recommend", response_model=AlertOut)
+    def recommend(alert_id: int, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
+        return AlertOut.from_alert(service.recommend_again(alert_id, actor=who.actor))
+
+    @app.post("/api/alerts/{alert_id}/unlink", response_model=AlertOut)
+    def unlink(alert_id: int, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
+        return AlertOut.from_alert(service.unlink_duplicate(alert_id, actor=who.actor))
+
+    # units --------------------------------------------------------------------------------
+
+    def unit_out(unit: Unit) -> UnitOut:
+        return UnitOut.from_unit(unit, service.unit_view(unit))
+
+    @app.get("/api/units", response_model=list[UnitOut], dependencies=[Depends(READERS)])
+    def list_units(service: ServiceDep, retired: bool = False) -> list[UnitOut]:
+        return [unit_out(u) for u in service.units() if retired or not u.retired]
+
+    @app.get("/api/units/{unit_id}", response_model=UnitOut)
+    def get_unit(unit_id: str, service: ServiceDep, who: Annotated[Principal, Depends(UNIT_READERS)]) -> UnitOut:
+        _own_unit(who, unit_id)
+        return unit_out(service.get_unit(unit_id))
+
+    @app.post("/api/units", response_model=UnitOut, status_code=201)
+    def create_unit(body: UnitIn, service: ServiceDep, who: Annotated[Principal, Depends(COMMANDER)]) -> UnitOut:
+        try:
+            unit = Unit(**body.model_dump(exclude={"status", "kind"}), kind=body.kind, status=UnitStatus(body.status))
+            return unit_out(service.create_unit(unit, actor=who.actor))
+        except ValueError as e:
+            if isinstance(e, Conflict):
+                raise
+            raise HTTPException(422, detail=str(e)) from e
+
+    @app.patch("/api/units/{unit_id}", response_model=UnitOut)
+    def update_unit(unit_id: str, body: UnitPatch, service: ServiceDep, who: Annotated[Principal, Depends(COMMANDER)]) -> UnitOut:
+        try:
+            return unit_out(service.update_unit(unit_id, actor=who.actor, **body.model_dump(exclude_unset=True)))
+        except ValueError as e:
+            if isinstance(e, Conflict):
+                raise
+            raise HTTPException(422, detail=str(e)) from e
+
+    @app.post("/api/units/{unit_id}/retire", response_model=UnitOut)
+    def retire_unit(unit_id: str, service: ServiceDep, who: Annotated[Principal, Depends(COMMANDER)]) -> UnitOut:
+        return unit_out(service.retire_unit(unit_id, actor=who.actor))
+
+    @app.put("/api/units/{unit_id}/status", response_model=UnitOut)
+    def set_status(unit_id: str, body: StatusIn, service: ServiceDep, who: Annotated[Principal, Depends(UNIT_STATUS)]) -> UnitOut:
+        _own_unit(who, unit_id)
+        return unit_out(service.set_unit_status(unit_id, UnitStatus(body.status), actor=who.actor, alert_id=body.alert_id))
+
+    @app.get("/api/units/{unit_id}/orders", response_model=list[AssignmentOut])
+    def unit_orders(unit_id: str, service: ServiceDep, who: Annotated[Principal, Depends(UNIT_READERS)]) -> list[AssignmentOut]:
+        _own_unit(who, unit_id)
+        service.get_unit(unit_id)
+        return [AssignmentOut.from_assignment(a) for a in service.store.assignments_of_unit(unit_id)]
+
+    @app.post("/api/units/{unit_id}/ack", response_model=AlertOut)
+    def unit_ack(unit_id: str, body: AckIn, service: ServiceDep, who: Annotated[Principal, Depends(UNIT_ONLY)]) -> AlertOut:
+        _own_unit(who, unit_id)
+        return AlertOut.from_alert(service.acknowledge(body.alert_id, unit_id, actor=who.actor))
+
+    # reports and audit --------------------------------------------------------------------
+
+    @app.get("/api/reports/response-times", response_model=None, dependencies=[Depends(REPORTERS)])
+    def response_times(
+        service: ServiceDep,
+        from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+        to: AwareDatetime | None = None,
+        group_by: Literal["district", "unit", "source", "priority"] = "priority",
+        format: Literal["json", "csv"] = "json",
+    ) -> Any:
+        end = to or service.clock()
+        start = from_ or end - timedelta(days=30)
+        if start >= end:
+            raise HTTPException(422, detail=f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+        if group_by == "district" and districts is None:
+            raise HTTPException(422, detail="group_by=district needs a districts GeoJSON (--districts / QORGAU_DISTRICTS)")
+        groups = summarize(service.store.alerts_received_between(start, end), group_by, districts=districts)
+        if format == "csv":
+            return PlainTextResponse(
+                to_csv(groups, group_by), media_type="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="response-times-{group_by}.csv"'},
+            )
+        return {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by, "groups": [g.to_json() for g in groups]}
+
+    @app.get("/api/audit/verify", dependencies=[Depends(AUDITORS)])
+    def audit_verify(service: ServiceDep) -> dict[str, Any]:
+        return dataclasses.asdict(service.store.verify_audit())
+
+    # admin --------------------------------------------------------------------------------
+
+    @app.get("/api/users", dependencies=[Depends(ADMIN)])
+    def list_users(service: ServiceDep) -> list[dict[str, Any]]:
+        return [{"username": u.username, "role": u.role.value, "unit_id": u.unit_id, "disabled": u.disabled}
+                for u in service.store.list_users()]
+
+    @app.post("/api/users", status_code=201)
+    def create_user(body: UserIn, service: ServiceDep, who: Annotated[Principal, Depends(ADMIN)]) -> dict[str, Any]:
+        if (body.role is Role.UNIT) != (body.unit_id is not None):
+            raise HTTPException(422, detail="a 'unit' user needs a unit_id, and only a unit user may have one")
+        if body.unit_id is not None:
+            service.get_unit(body.unit_id)
+        service.store.add_user(User(body.username, body.role, body.unit_id), hash_password(body.password), actor=who.actor)
+        return {"username": body.username, "role": body.role.value, "unit_id": body.unit_id}
+
+    @app.get("/api/devices", dependencies=[Depends(ADMIN)])
+    def list_devices(service: ServiceDep) -> list[dict[str, Any]]:
+        return [{"id": d.id, "site": d.site.value, "lat": d.lat, "lon": d.lon} for _, d in sorted(service.devices.items())]
+
+    @app.get("/api/settings", dependencies=[Depends(ADMIN)])
+    def settings(service: ServiceDep) -> dict[str, Any]:
+        return settings_view() if settings_view is not None else {}
+
+    @app.get("/api/metrics", dependencies=[Depends(METRICS)])
     def metrics(service: ServiceDep) -> dict[str, Any]:
         return service.metrics()
 

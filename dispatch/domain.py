@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import datetime, time, timezone
 from enum import StrEnum
 
 from geo import Recommendation
 
 __all__ = [
     "Alert",
+    "Assignment",
+    "Role",
+    "User",
     "AlertSource",
     "AlertStatus",
     "Device",
@@ -23,6 +27,7 @@ __all__ = [
     "UnitStatus",
     "alert_priority",
     "ensure_utc",
+    "parse_hhmm",
 ]
 
 APP102_SENDER = "app102"
@@ -39,14 +44,26 @@ class AlertSource(StrEnum):
 
 
 class AlertStatus(StrEnum):
-    """Where an alert is in its life."""
+    """Where an alert is in its life (the allowed moves are in :mod:`dispatch.lifecycle`)."""
 
     NEW = "new"
-    """Received and ranked; no unit assigned yet."""
+    """Received; no unit could be recommended yet."""
+    RECOMMENDED = "recommended"
+    """Units are ranked by ETA; the dispatcher is to assign one."""
+    ASSIGNED = "assigned"
+    """An order went to a unit; its acknowledgement is awaited (with a deadline)."""
+    ACKNOWLEDGED = "acknowledged"
+    """The unit confirmed the order."""
+    EN_ROUTE = "en_route"
+    ON_SCENE = "on_scene"
+    CLOSED = "closed"
+    """Dealt with."""
+    CANCELLED = "cancelled"
+    """Closed without a response, with a reason."""
+    FALSE_ALARM = "false_alarm"
+    """Closed as a false alarm, with a reason."""
     TEST = "test"
     """A test press of an SOS button: recorded and ranked, but nobody is to be sent."""
-    ASSIGNED = "assigned"
-    CLOSED = "closed"
 
 
 class UnitKind(StrEnum):
@@ -61,10 +78,15 @@ class UnitKind(StrEnum):
 
 
 class UnitStatus(StrEnum):
-    """Whether a unit can be recommended."""
+    """What a unit is doing; only ``available`` units are recommended."""
 
     AVAILABLE = "available"
     ASSIGNED = "assigned"
+    """Has an order it has not finished (acknowledged or not)."""
+    EN_ROUTE = "en_route"
+    ON_SCENE = "on_scene"
+    OFF_DUTY = "off_duty"
+    """Not working: never recommended."""
     OFFLINE = "offline"
 
 
@@ -138,8 +160,19 @@ class Unit:
     lon: float
     status: UnitStatus = UnitStatus.AVAILABLE
     position_ts: datetime | None = None
+    retired: bool = False
+    staff_from: str | None = None
+    staff_to: str | None = None
+    alert_id: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("staff_from", "staff_to"):
+            value = getattr(self, name)
+            if value is not None:
+                parse_hhmm(value, name=f"unit {self.id!r} {name}")
+        if (self.staff_from is None) != (self.staff_to is None):
+            msg = f"unit {self.id!r} needs both staff_from and staff_to or neither, got {self.staff_from!r}, {self.staff_to!r}"
+            raise ValueError(msg)
         if self.position_ts is not None:
             self.position_ts = ensure_utc(self.position_ts, name=f"unit {self.id!r} position_ts")
 
@@ -148,14 +181,38 @@ class Unit:
         return dataclasses.replace(self)
 
 
-def alert_priority(source: AlertSource, site: DeviceSite | None) -> int:
+def parse_hhmm(value: str, *, name: str = "time") -> time:
+    """``"08:00"`` -> ``time(8, 0)``; refuse anything else."""
+    try:
+        hours, minutes = value.split(":")
+        if len(hours) != 2 or len(minutes) != 2:
+            raise ValueError(value)
+        return time(int(hours), int(minutes))
+    except (ValueError, AttributeError) as e:
+        msg = f"{name} must be a local time HH:MM, got {value!r}"
+        raise ValueError(msg) from e
+
+
+DEFAULT_102_PRIORITY = 3
+
+
+def alert_priority(
+    source: AlertSource,
+    site: DeviceSite | None,
+    category: str | None = None,
+    *,
+    categories: Mapping[str, int] | None = None,
+) -> int:
     """Rank an alert for the dispatcher: 1 is most urgent.
 
-    An SOS from a school or hospital comes first (1), any other SOS next (2), 102 reports after (3).
+    An SOS from a school or hospital is P1, any other SOS P2; a 102 report takes its category's
+    priority from ``categories`` (a table in the settings), else P3.
     """
     if source is AlertSource.SOS:
         return 1 if site in (DeviceSite.SCHOOL, DeviceSite.HOSPITAL) else 2
-    return 3
+    if categories and category is not None:
+        return int(categories.get(category.lower(), DEFAULT_102_PRIORITY))
+    return DEFAULT_102_PRIORITY
 
 
 @dataclass(slots=True)
@@ -190,6 +247,20 @@ class Alert:
         Units ranked by ETA, fastest first.
     id
         Store id, None until committed.
+    priority
+        1 is most urgent (:func:`alert_priority`); 0 means "compute from source, site and category".
+    duplicate_of
+        The open alert this one was linked to as a probable duplicate (shown, not merged).
+    location_unverified
+        A 102 report whose ``accuracy_m`` is worse than the service's threshold.
+    escalations
+        How many times an order went unacknowledged past its deadline.
+    assigned_unit_id, proposed_unit_id
+        The unit holding the current order; the unit proposed after an escalation.
+    close_reason
+        Why it was cancelled or a false alarm (required then), or the closing note.
+    recommended_at ... closed_at
+        When the alert first reached each state (UTC), for response times.
     """
 
     source: AlertSource
@@ -208,8 +279,27 @@ class Alert:
     snap_distance_m: float | None = None
     recommendations: tuple[Recommendation, ...] = field(default_factory=tuple)
     id: int | None = None
+    priority: int = 0
+    duplicate_of: int | None = None
+    location_unverified: bool = False
+    escalations: int = 0
+    assigned_unit_id: str | None = None
+    proposed_unit_id: str | None = None
+    close_reason: str | None = None
+    recommended_at: datetime | None = None
+    assigned_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    en_route_at: datetime | None = None
+    on_scene_at: datetime | None = None
+    closed_at: datetime | None = None
 
     def __post_init__(self) -> None:
+        if not self.priority:
+            self.priority = alert_priority(self.source, self.site, self.category)
+        for name in ("recommended_at", "assigned_at", "acknowledged_at", "en_route_at", "on_scene_at", "closed_at"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, ensure_utc(value, name=name))
         self.event_ts = ensure_utc(self.event_ts, name="event_ts")
         self.received_at = ensure_utc(self.received_at, name="received_at")
         etas = [r.eta_s for r in self.recommendations]
@@ -222,7 +312,70 @@ class Alert:
         """The SOS device id, None for 102 reports."""
         return self.sender if self.source is AlertSource.SOS else None
 
-    @property
-    def priority(self) -> int:
-        """1 (school or hospital SOS), 2 (other SOS) or 3 (102 report)."""
-        return alert_priority(self.source, self.site)
+    def copy(self) -> Alert:
+        return dataclasses.replace(self)
+
+
+@dataclass(slots=True)
+class Assignment:
+    """One order to a unit for an alert.
+
+    Parameters
+    ----------
+    alert_id, unit_id
+        Which alert, which unit.
+    assigned_at
+        When the order was given (UTC).
+    assigned_by
+        Who gave it: a username, or ``"system"`` for an automatic assignment.
+    ack_due_at
+        The unit must acknowledge by then, or the alert escalates.
+    override
+        The unit was not among the recommended ones.
+    auto
+        Given by the service (P1 auto-assignment), not by a dispatcher.
+    reason
+        The dispatcher's note (why the override).
+    eta_s
+        The unit's ETA when ordered, if it was ranked.
+    acknowledged_at, missed_at
+        When the unit acknowledged, or when its deadline passed unacknowledged.
+    """
+
+    alert_id: int
+    unit_id: str
+    assigned_at: datetime
+    assigned_by: str
+    ack_due_at: datetime
+    override: bool = False
+    auto: bool = False
+    reason: str | None = None
+    eta_s: float | None = None
+    acknowledged_at: datetime | None = None
+    missed_at: datetime | None = None
+    id: int | None = None
+
+
+class Role(StrEnum):
+    """What a signed-in user may do."""
+
+    DISPATCHER = "dispatcher"
+    """Alerts and assignment."""
+    COMMANDER = "commander"
+    """Plans, reports and units."""
+    ADMIN = "admin"
+    """Users, devices and settings."""
+    UNIT = "unit"
+    """A unit's terminal: its own orders and status."""
+    VIEWER = "viewer"
+    """Reads, changes nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """Someone who may sign in; a ``unit`` user is bound to one ``unit_id``."""
+
+    username: str
+    role: Role
+    unit_id: str | None = None
+    disabled: bool = False

@@ -16,6 +16,8 @@ from dispatch.ports import RejectReason
 
 __all__ = [
     "App102Report",
+    "UnitAck",
+    "UnitStatusReport",
     "Rejected",
     "SosAlert",
     "UnitPosition",
@@ -77,6 +79,21 @@ class UnitPosition(_Message):
     ts: AwareDatetime
     lat: Latitude
     lon: Longitude
+
+
+class UnitStatusReport(_Message):
+    """``{root}/units/{unit_id}/status``: what a unit is doing now."""
+
+    ts: AwareDatetime
+    status: Literal["available", "en_route", "on_scene", "off_duty", "offline"]
+    alert_id: Annotated[int, Field(ge=1)] | None = None
+
+
+class UnitAck(_Message):
+    """``{root}/units/{unit_id}/ack``: the unit confirms the order for ``alert_id``."""
+
+    ts: AwareDatetime
+    alert_id: Annotated[int, Field(ge=1)]
 
 
 M = TypeVar("M", bound=_Message)

@@ -9,12 +9,21 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["AlertRow", "Base", "RecommendationRow", "UTCDateTime", "UnitRow"]
+__all__ = [
+    "AlertRow",
+    "AssignmentRow",
+    "AuditRow",
+    "Base",
+    "RecommendationRow",
+    "UTCDateTime",
+    "UnitRow",
+    "UserRow",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -65,6 +74,20 @@ class AlertRow(Base):
     category: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str | None] = mapped_column(Text)
     snap_distance_m: Mapped[float | None] = mapped_column(Float)
+    # issue 3: lifecycle, priority, duplicates, location quality, escalation, response times
+    priority: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    duplicate_of: Mapped[int | None] = mapped_column(Integer)
+    location_unverified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    escalations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    assigned_unit_id: Mapped[str | None] = mapped_column(String(128))
+    proposed_unit_id: Mapped[str | None] = mapped_column(String(128))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    recommended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    en_route_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    on_scene_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     recommendations: Mapped[list[RecommendationRow]] = relationship(
         back_populates="alert",
@@ -101,3 +124,58 @@ class UnitRow(Base):
     lon: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16))
     position_ts: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # issue 3: registry through the API, booth staffing hours, current order
+    retired: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    staff_from: Mapped[str | None] = mapped_column(String(5))
+    staff_to: Mapped[str | None] = mapped_column(String(5))
+    alert_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class AssignmentRow(Base):
+    """One order given to a unit for an alert: who gave it, whether it was an override, the ack or the miss."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (Index("ix_assignments_pending", "acknowledged_at", "missed_at", "ack_due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    unit_id: Mapped[str] = mapped_column(String(128))
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    assigned_by: Mapped[str] = mapped_column(String(128))
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    ack_due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """One entry of the append-only audit trail; ``hash`` chains it to the entry before it."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    alert_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    unit_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class UserRow(Base):
+    """A person or a unit terminal that may sign in to the API, with one role."""
+
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    unit_id: Mapped[str | None] = mapped_column(String(128))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -6,10 +6,11 @@ Dispatch never imports an adapter: ``mqtt_bridge`` implements :class:`Notifier` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Ack", "AckStatus", "Notifier", "RejectReason"]
+__all__ = ["Ack", "AckStatus", "Notifier", "Order", "RejectReason"]
 
 
 class AckStatus(StrEnum):
@@ -42,6 +43,10 @@ class RejectReason(StrEnum):
     """The location is further from any street than the service's snapping limit."""
     STALE_POSITION = "stale_position"
     """A unit position older than the one already known (arrived out of order)."""
+    FIXED_POSITION = "fixed_position"
+    """A position for a booth: booths stay where the registry puts them."""
+    CONFLICT = "conflict"
+    """A status or ack the alert's lifecycle does not allow now (e.g. an ack for an order that escalated)."""
     INTERNAL_ERROR = "internal_error"
     """The service failed on this message; the error is logged with a traceback."""
 
@@ -85,14 +90,58 @@ class Ack:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order for a unit: go to this alert, by this route, and acknowledge by ``ack_due_at``.
+
+    ``route`` is ``(lat, lon)`` vertices from the unit's position to the alert along the fastest
+    path; the wire form is a GeoJSON LineString (``[lon, lat]`` pairs).
+    """
+
+    order_id: int
+    alert_id: int
+    unit_id: str
+    priority: int
+    source: str
+    lat: float
+    lon: float
+    route: tuple[tuple[float, float], ...]
+    ack_due_at: datetime
+    eta_s: float | None = None
+    category: str | None = None
+    site: str | None = None
+    location_unverified: bool = False
+    override: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "alert_id": self.alert_id,
+            "unit_id": self.unit_id,
+            "priority": self.priority,
+            "source": self.source,
+            "category": self.category,
+            "site": self.site,
+            "location": {"lat": self.lat, "lon": self.lon},
+            "location_unverified": self.location_unverified,
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "ack_due_at": self.ack_due_at.isoformat(),
+            "override": self.override,
+            "route": {"type": "LineString", "coordinates": [[round(lon, 7), round(lat, 7)] for lat, lon in self.route]},
+        }
+
+
 @runtime_checkable
 class Notifier(Protocol):
-    """Sends dispatch's answers back to devices and units.
+    """Sends dispatch's answers back to devices and orders to units.
 
-    Implementations must not block for long: they are called on the ingest path after the alert
-    is committed.
+    Implementations must not block for long: they are called after the change is committed.
     """
 
     def send_ack(self, device_id: str, ack: Ack) -> None:
         """Tell SOS device ``device_id`` whether its alert was accepted."""
+        ...
+
+    def send_order(self, unit_id: str, order: Order) -> None:
+        """Send ``order`` to unit ``unit_id`` (at least once)."""
         ...

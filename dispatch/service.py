@@ -18,21 +18,64 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from zoneinfo import ZoneInfo
+
 from dispatch.domain import (
     APP102_SENDER,
     Alert,
     AlertSource,
     AlertStatus,
+    Assignment,
     Device,
     Unit,
+    UnitKind,
     UnitStatus,
+    alert_priority,
 )
-from dispatch.intake import App102Report, Rejected, SosAlert, UnitPosition, parse_message
-from dispatch.ports import Ack, AckStatus, Notifier, RejectReason
-from dispatch.store import Store, StoreError
+from dispatch.intake import (
+    App102Report,
+    Rejected,
+    SosAlert,
+    UnitAck,
+    UnitPosition,
+    UnitStatusReport,
+    parse_message,
+)
+from dispatch.lifecycle import (
+    CLOSING,
+    OPEN,
+    DispatchPolicy,
+    StalePolicy,
+    TransitionRefused,
+    check_transition,
+    find_duplicate,
+    is_stale,
+    location_unverified,
+    next_proposal,
+    rank_units,
+    recommendable,
+    stamp_transition,
+)
+from dispatch.ports import Ack, AckStatus, Notifier, Order, RejectReason
+from dispatch.store import Store, StoreError, Tx, alert_snapshot, unit_snapshot
 from geo import OutsideServiceArea, Recommendation, Router
 
-__all__ = ["DispatchService", "utc_now"]
+__all__ = ["Conflict", "DispatchService", "NotFound", "utc_now"]
+
+SYSTEM = "system"
+"""The actor of changes the service makes by itself (ingest, auto-assignment, escalation)."""
+
+
+class NotFound(LookupError):
+    """No alert or unit with that id."""
+
+
+class Conflict(ValueError):
+    """The change is not allowed in the current state; ``current`` names that state."""
+
+    def __init__(self, detail: str, *, current: str | None = None) -> None:
+        super().__init__(detail)
+        self.current = current
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +109,8 @@ class DispatchService:
         How far in the future a message's ``ts`` may lie.
     clock
         Returns the current UTC time (tests may pin it).
+    policy
+        Priorities, duplicate linking, location quality, freshness, ack deadline, auto-assignment.
 
     Examples
     --------
@@ -86,6 +131,7 @@ class DispatchService:
         max_payload_bytes: int = 16 * 1024,
         max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = utc_now,
+        policy: DispatchPolicy | None = None,
     ) -> None:
         if recommend_k is not None and recommend_k < 1:
             msg = f"recommend_k must be a positive number of units or None, got {recommend_k!r}"
@@ -101,7 +147,14 @@ class DispatchService:
         self.max_payload_bytes = max_payload_bytes
         self.max_clock_skew = max_clock_skew
         self.clock = clock
+        self.policy = policy or DispatchPolicy()
+        self.zone = ZoneInfo(self.policy.timezone)
+        store.clock = clock
         self._seed_units = list(units)
+        self._opened_at = clock()
+        self._watcher: threading.Thread | None = None
+        self._watcher_stop = threading.Event()
+        self._escalations = 0
         self._units: dict[str, Unit] = {}
         self._lock = threading.RLock()  # guards the router, the units and the counters
         self._accepted: Counter[str] = Counter()
@@ -116,14 +169,19 @@ class DispatchService:
         """Merge the unit registry with positions the store remembers and place units on the router."""
         known = {u.id: u for u in self.store.list_units()}
         units = []
+        seeded = set()
         for seed in self._seed_units:
             unit = seed.copy()
+            seeded.add(unit.id)
             old = known.get(unit.id)
             if old is not None:
-                unit.status = old.status
+                unit.status, unit.retired, unit.alert_id = old.status, old.retired, old.alert_id
+                unit.staff_from, unit.staff_to = old.staff_from or unit.staff_from, old.staff_to or unit.staff_to
                 if old.position_ts is not None:  # measured after the seed file was written
                     unit.lat, unit.lon, unit.position_ts = old.lat, old.lon, old.position_ts
             units.append(unit)
+        units.extend(u for u in known.values() if u.id not in seeded)  # registered through the API
+        self._opened_at = self.clock()
         with self._lock:
             self._units = {u.id: u for u in units}
             placed = sum(self._place(unit) for unit in units)
@@ -157,7 +215,7 @@ class DispatchService:
 
     def _place(self, unit: Unit) -> bool:
         """Put an available unit on the router; True if it can now be recommended."""
-        if unit.status is not UnitStatus.AVAILABLE:
+        if unit.status is not UnitStatus.AVAILABLE or unit.retired:
             self.router.remove_unit(unit.id)
             return False
         try:
@@ -200,8 +258,7 @@ class DispatchService:
             if existing is not None:
                 ack = self._accepted_ack(existing, created=False)
             else:
-                recommendations, snap_m = self._rank(device.lat, device.lon, event_id=message.event_id)
-                alert = Alert(
+                alert = self._new_alert(
                     source=AlertSource.SOS,
                     sender=device_id,
                     event_id=message.event_id,
@@ -209,14 +266,14 @@ class DispatchService:
                     received_at=now,
                     lat=device.lat,
                     lon=device.lon,
-                    status=AlertStatus.TEST if message.kind == "test" else AlertStatus.NEW,
+                    test=message.kind == "test",
                     kind=message.kind,
                     site=device.site,
-                    snap_distance_m=snap_m,
-                    recommendations=recommendations,
                 )
                 stored, created = self._commit(alert)
                 ack = self._accepted_ack(stored, created=created)
+                if created:
+                    self._after_ingest(stored)
         except Rejected as rejection:
             ack = self._reject(rejection, source=f"sos/{device_id}")
         except StoreError:
@@ -248,8 +305,7 @@ class DispatchService:
             existing = self.store.find_alert(AlertSource.APP102, APP102_SENDER, message.event_id)
             if existing is not None:
                 return self._accepted_ack(existing, created=False)
-            recommendations, snap_m = self._rank(message.lat, message.lon, event_id=message.event_id)
-            alert = Alert(
+            alert = self._new_alert(
                 source=AlertSource.APP102,
                 sender=APP102_SENDER,
                 event_id=message.event_id,
@@ -260,11 +316,12 @@ class DispatchService:
                 accuracy_m=message.accuracy_m,
                 category=message.category,
                 text=message.text,
-                snap_distance_m=snap_m,
-                recommendations=recommendations,
             )
             stored, created = self._commit(alert)
-            return self._accepted_ack(stored, created=created)
+            ack = self._accepted_ack(stored, created=created)
+            if created:
+                self._after_ingest(stored)
+            return ack
         except Rejected as rejection:
             return self._reject(rejection, source="app102")
         except StoreError:
@@ -299,13 +356,16 @@ class DispatchService:
                 if unit is None:
                     msg = f"unit {unit_id!r} is not in the unit registry"
                     raise Rejected(RejectReason.UNKNOWN_UNIT, msg)
+                if unit.kind is UnitKind.BOOTH:
+                    msg = f"unit {unit_id!r} is a booth: its position is fixed by the registry"
+                    raise Rejected(RejectReason.FIXED_POSITION, msg)
                 if unit.position_ts is not None and message.ts < unit.position_ts:
                     msg = (
                         f"position of unit {unit_id!r} at {message.ts.isoformat()} is older than the "
                         f"known one at {unit.position_ts.isoformat()}"
                     )
                     raise Rejected(RejectReason.STALE_POSITION, msg)
-                if unit.status is UnitStatus.AVAILABLE:
+                if unit.status is UnitStatus.AVAILABLE and not unit.retired:
                     try:
                         self.router.place_unit(unit.id, unit.kind.value, message.lat, message.lon)
                     except OutsideServiceArea as e:
@@ -347,14 +407,22 @@ class DispatchService:
                 "rejected": {reason.value: self._rejected[reason.value] for reason in RejectReason},
                 "positions": self._positions,
                 "store_errors": self._store_errors,
+                "escalations": self._escalations,
             }
 
     # helpers ------------------------------------------------------------------------------
 
-    def _rank(self, lat: float, lon: float, *, event_id: str) -> tuple[tuple[Recommendation, ...], float]:
+    def _rank(self, lat: float, lon: float, *, event_id: str | None = None) -> tuple[tuple[Recommendation, ...], float]:
+        """Units by ETA after the freshness policy and staffing hours; and the snap distance."""
+        now = self.clock()
+        local = now.astimezone(self.zone).time()
         with self._lock:
+            stale = {u.id for u in self._units.values() if self._is_stale(u, now)}
+            unstaffed = {u.id for u in self._units.values() if not recommendable(u, local)}
+            k = self.recommend_k
+            extra = len(unstaffed) + (len(stale) if k is not None else 0)
             try:
-                recommendations = self.router.recommend(lat, lon, k=self.recommend_k)
+                found = self.router.recommend(lat, lon, k=None if k is None else k + extra)
                 snap = self.router.snap(lat, lon)
             except OutsideServiceArea as e:
                 msg = (
@@ -362,7 +430,596 @@ class DispatchService:
                     f"outside the service area"
                 )
                 raise Rejected(RejectReason.OUTSIDE_SERVICE_AREA, msg, event_id=event_id) from e
-        return tuple(recommendations), snap.distance_m
+        found = [r for r in found if r.unit_id not in unstaffed]
+        ranked = rank_units(found, stale, policy=self.policy.stale_policy, penalty_s=self.policy.stale_penalty_s, k=k)
+        return ranked, snap.distance_m
+
+    def _is_stale(self, unit: Unit, now: datetime) -> bool:
+        return is_stale(unit, now, stale_after=self.policy.stale_after, since=self._opened_at)
+
+    def _new_alert(
+        self,
+        *,
+        source: AlertSource,
+        sender: str,
+        event_id: str,
+        event_ts: datetime,
+        received_at: datetime,
+        lat: float,
+        lon: float,
+        test: bool = False,
+        **fields: Any,
+    ) -> Alert:
+        """A ranked alert with its priority, location-quality flag and duplicate link."""
+        recommendations, snap_m = self._rank(lat, lon, event_id=event_id)
+        alert = Alert(
+            source=source,
+            sender=sender,
+            event_id=event_id,
+            event_ts=event_ts,
+            received_at=received_at,
+            lat=lat,
+            lon=lon,
+            snap_distance_m=snap_m,
+            recommendations=recommendations,
+            **fields,
+        )
+        alert.priority = alert_priority(
+            source, alert.site, alert.category, categories=self.policy.priority_by_category
+        )
+        alert.location_unverified = location_unverified(
+            source, alert.accuracy_m, threshold_m=self.policy.location_accuracy_max_m
+        )
+        if test:
+            alert.status = AlertStatus.TEST
+            return alert
+        if recommendations:
+            alert.status, alert.recommended_at = AlertStatus.RECOMMENDED, received_at
+        candidates = self.store.recent_alerts(source, received_at - self.policy.duplicate_window, OPEN)
+        original = find_duplicate(
+            alert, candidates, radius_m=self.policy.duplicate_radius_m, window=self.policy.duplicate_window
+        )
+        if original is not None:
+            alert.duplicate_of = original.duplicate_of or original.id
+        return alert
+
+    def _after_ingest(self, alert: Alert) -> None:
+        """Auto-assign a P1 SOS to its top recommendation when the policy says so."""
+        if not (
+            self.policy.auto_assign_p1
+            and alert.priority == 1
+            and alert.source is AlertSource.SOS
+            and alert.status is AlertStatus.RECOMMENDED
+            and alert.duplicate_of is None
+        ):
+            return
+        assert alert.id is not None
+        for rec in alert.recommendations:
+            try:
+                self.assign(alert.id, rec.unit_id, actor=SYSTEM, auto=True)
+                return
+            except Conflict as e:  # taken meanwhile: try the next one
+                log.info("auto-assignment of alert %d to %s refused: %s", alert.id, rec.unit_id, e)
+
+    # alert lifecycle ----------------------------------------------------------------------
+
+    def get_alert(self, alert_id: int) -> Alert:
+        alert = self.store.get_alert(alert_id)
+        if alert is None:
+            msg = f"alert {alert_id} does not exist"
+            raise NotFound(msg)
+        return alert
+
+    def _locked_alert(self, tx: Tx, alert_id: int) -> Alert:
+        alert = tx.alert(alert_id)
+        if alert is None:
+            msg = f"alert {alert_id} does not exist"
+            raise NotFound(msg)
+        return alert
+
+    def _unit(self, unit_id: str) -> Unit:
+        unit = self._units.get(unit_id)
+        if unit is None:
+            msg = f"unit {unit_id!r} does not exist"
+            raise NotFound(msg)
+        return unit
+
+    @staticmethod
+    def _move(alert: Alert, target: AlertStatus, now: datetime, *, reason: str | None = None) -> Alert:
+        try:
+            return stamp_transition(alert, target, now, reason=reason)
+        except TransitionRefused as e:
+            raise Conflict(str(e), current=e.current.value) from e
+
+    def recommend_again(self, alert_id: int, *, actor: str) -> Alert:
+        """Rank the units again from their current positions (a new alert moves to ``recommended``)."""
+        with self._lock, self.store.transaction(f"re-rank alert {alert_id}") as tx:
+            alert = self._locked_alert(tx, alert_id)
+            if alert.status in CLOSING or alert.status is AlertStatus.TEST:
+                msg = f"alert {alert_id} is {alert.status.value}: nothing to recommend"
+                raise Conflict(msg, current=alert.status.value)
+            try:
+                recs, _ = self._rank(alert.lat, alert.lon)
+            except Rejected as e:
+                raise Conflict(e.detail, current=alert.status.value) from e
+            updated = alert.copy()
+            updated.recommendations = recs
+            if alert.status is AlertStatus.NEW and recs:
+                updated = self._move(updated, AlertStatus.RECOMMENDED, self.clock())
+            tx.save_alert(updated)
+            tx.audit("recommend", actor=actor, alert_id=alert_id, before=alert_snapshot(alert), after=alert_snapshot(updated))
+        return updated
+
+    def assign(
+        self,
+        alert_id: int,
+        unit_id: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        auto: bool = False,
+    ) -> Alert:
+        """Order ``unit_id`` to the alert; a unit not among the recommended ones is an override.
+
+        The order is committed with its acknowledgement deadline, then sent through the notifier.
+
+        Raises
+        ------
+        NotFound
+            No such alert or unit.
+        Conflict
+            The alert's state does not allow an assignment, or the unit is retired, off duty or busy.
+        """
+        now = self.clock()
+        with self._lock:
+            unit = self._unit(unit_id)
+            with self.store.transaction(f"assign unit {unit_id!r} to alert {alert_id}") as tx:
+                alert = self._locked_alert(tx, alert_id)
+                check = self._move(alert, AlertStatus.ASSIGNED, now)
+                if unit.retired or unit.status in (UnitStatus.OFF_DUTY, UnitStatus.OFFLINE):
+                    state = "retired" if unit.retired else unit.status.value
+                    msg = f"unit {unit_id!r} is {state} and cannot be assigned"
+                    raise Conflict(msg, current=alert.status.value)
+                if unit.alert_id is not None and unit.alert_id != alert_id:
+                    msg = f"unit {unit_id!r} is busy with alert {unit.alert_id}"
+                    raise Conflict(msg, current=alert.status.value)
+                if alert.assigned_unit_id == unit_id and alert.status is AlertStatus.ASSIGNED:
+                    msg = f"unit {unit_id!r} is already assigned to alert {alert_id}"
+                    raise Conflict(msg, current=alert.status.value)
+                recommended = {r.unit_id: r for r in alert.recommendations}
+                override = unit_id not in recommended
+                released = self._release_previous(tx, alert, now, actor=actor)
+                updated = check
+                updated.assigned_unit_id, updated.proposed_unit_id = unit_id, None
+                assignment = tx.save_assignment(
+                    Assignment(
+                        alert_id=alert_id,
+                        unit_id=unit_id,
+                        assigned_at=now,
+                        assigned_by=actor,
+                        ack_due_at=now + self.policy.ack_deadline,
+                        override=override,
+                        auto=auto,
+                        reason=reason,
+                        eta_s=recommended[unit_id].eta_s if unit_id in recommended else None,
+                    )
+                )
+                tx.save_alert(updated)
+                busy = unit.copy()
+                busy.status, busy.alert_id = UnitStatus.ASSIGNED, alert_id
+                tx.save_unit(busy)
+                action = "auto_assign" if auto else "override" if override else "assign"
+                before, after = alert_snapshot(alert), alert_snapshot(updated)
+                after.update(order_id=assignment.id, override=override, reason=reason)
+                tx.audit(action, actor=actor, alert_id=alert_id, unit_id=unit_id, before=before, after=after)
+                tx.audit("unit_change", actor=actor, unit_id=unit_id, alert_id=alert_id,
+                         before=unit_snapshot(unit), after=unit_snapshot(busy))
+            route = self._route(busy, alert)
+            for old in released:
+                self._units[old.id] = old
+                self._place(old)
+            self._units[unit_id] = busy
+            self.router.remove_unit(unit_id)
+        log.info("alert %d assigned to %s by %s%s", alert_id, unit_id, actor, " (override)" if override else "")
+        self._send_order(assignment, updated, route)
+        return updated
+
+    def _release_previous(self, tx: Tx, alert: Alert, now: datetime, *, actor: str) -> list[Unit]:
+        """Free the unit that held the alert before a re-assignment; its unanswered order lapses."""
+        if alert.assigned_unit_id is None:
+            return []
+        previous = self._units.get(alert.assigned_unit_id)
+        if previous is None or previous.alert_id != alert.id:
+            return []
+        freed = previous.copy()
+        freed.status, freed.alert_id = UnitStatus.AVAILABLE, None
+        tx.save_unit(freed)
+        tx.audit("unit_change", actor=actor, unit_id=freed.id, alert_id=alert.id,
+                 before=unit_snapshot(previous), after=unit_snapshot(freed))
+        return [freed]
+
+    def _route(self, unit: Unit, alert: Alert) -> tuple[tuple[float, float], ...]:
+        """The unit's fastest path to the alert; a straight line if the router cannot route it."""
+        placed = unit.id in self.router.unit_ids
+        try:
+            if not placed:
+                self.router.place_unit(unit.id, unit.kind.value, unit.lat, unit.lon)
+            return tuple(self.router.route(unit.id, alert.lat, alert.lon))
+        except (KeyError, ValueError) as e:  # OutsideServiceArea is a ValueError
+            log.warning("no street route for unit %r to alert %s (%s): sending a straight line", unit.id, alert.id, e)
+            return ((unit.lat, unit.lon), (alert.lat, alert.lon))
+        finally:
+            if not placed:
+                self.router.remove_unit(unit.id)
+
+    def _send_order(self, a: Assignment, alert: Alert, route: tuple[tuple[float, float], ...]) -> None:
+        if self.notifier is None or a.id is None or alert.id is None:
+            return
+        order = Order(
+            order_id=a.id,
+            alert_id=alert.id,
+            unit_id=a.unit_id,
+            priority=alert.priority,
+            source=alert.source.value,
+            lat=alert.lat,
+            lon=alert.lon,
+            route=route,
+            ack_due_at=a.ack_due_at,
+            eta_s=a.eta_s,
+            category=alert.category,
+            site=None if alert.site is None else alert.site.value,
+            location_unverified=alert.location_unverified,
+            override=a.override,
+        )
+        try:
+            self.notifier.send_order(a.unit_id, order)
+        except Exception:  # the assignment is committed; the deadline escalates an undelivered order
+            log.exception("could not send order %d to unit %r", a.id, a.unit_id)
+
+    def acknowledge(self, alert_id: int, unit_id: str, *, actor: str) -> Alert:
+        """The unit confirms its order; only the unit holding the alert's open order may.
+
+        Raises
+        ------
+        Conflict
+            The alert is not waiting for this unit's acknowledgement (e.g. it escalated meanwhile).
+        """
+        now = self.clock()
+        with self._lock, self.store.transaction(f"acknowledge alert {alert_id} by {unit_id!r}") as tx:
+            alert = self._locked_alert(tx, alert_id)
+            if alert.status is not AlertStatus.ASSIGNED or alert.assigned_unit_id != unit_id:
+                holder = alert.assigned_unit_id or "no unit"
+                msg = f"alert {alert_id} is {alert.status.value} for {holder}: no order of unit {unit_id!r} to acknowledge"
+                raise Conflict(msg, current=alert.status.value)
+            pending = [a for a in tx.assignments(alert_id) if a.unit_id == unit_id and a.acknowledged_at is None and a.missed_at is None]
+            updated = self._move(alert, AlertStatus.ACKNOWLEDGED, now)
+            for a in pending:
+                a.acknowledged_at = now
+                tx.save_assignment(a)
+            tx.save_alert(updated)
+            after = alert_snapshot(updated)
+            after["ack_after_s"] = round((now - pending[-1].assigned_at).total_seconds(), 3) if pending else None
+            tx.audit("ack", actor=actor, alert_id=alert_id, unit_id=unit_id, before=alert_snapshot(alert), after=after)
+        log.info("alert %d acknowledged by %s", alert_id, unit_id)
+        return updated
+
+    def transition(self, alert_id: int, target: AlertStatus, *, actor: str, reason: str | None = None) -> Alert:
+        """Move an alert along its lifecycle (en route, on scene, closed, cancelled, false alarm).
+
+        Assignment, acknowledgement and re-ranking have their own methods. Closing frees the unit.
+
+        Raises
+        ------
+        Conflict
+            The state machine does not allow the move, or a closing state lacks its reason.
+        """
+        if target in (AlertStatus.ASSIGNED, AlertStatus.ACKNOWLEDGED, AlertStatus.RECOMMENDED, AlertStatus.NEW, AlertStatus.TEST):
+            msg = f"use the assign, acknowledge or recommend actions to move an alert to {target.value!r}"
+            raise Conflict(msg)
+        now = self.clock()
+        with self._lock:
+            with self.store.transaction(f"move alert {alert_id} to {target.value}") as tx:
+                alert = self._locked_alert(tx, alert_id)
+                updated = self._move(alert, target, now, reason=reason)
+                tx.save_alert(updated)
+                tx.audit("state_change", actor=actor, alert_id=alert_id, unit_id=alert.assigned_unit_id,
+                         before=alert_snapshot(alert), after=alert_snapshot(updated))
+                unit = self._units.get(alert.assigned_unit_id or "")
+                changed = None
+                if unit is not None and unit.alert_id == alert_id:
+                    changed = unit.copy()
+                    if target in CLOSING:
+                        changed.status, changed.alert_id = UnitStatus.AVAILABLE, None
+                    else:
+                        changed.status = UnitStatus(target.value)
+                    if changed.status is not unit.status or changed.alert_id != unit.alert_id:
+                        tx.save_unit(changed)
+                        tx.audit("unit_change", actor=actor, unit_id=unit.id, alert_id=alert_id,
+                                 before=unit_snapshot(unit), after=unit_snapshot(changed))
+            if changed is not None:
+                self._units[changed.id] = changed
+                self._place(changed)
+        log.info("alert %d %s -> %s by %s", alert_id, alert.status.value, target.value, actor)
+        return updated
+
+    def unlink_duplicate(self, alert_id: int, *, actor: str) -> Alert:
+        """Undo the duplicate link of an alert (the dispatcher knows better)."""
+        with self.store.transaction(f"unlink alert {alert_id}") as tx:
+            alert = self._locked_alert(tx, alert_id)
+            if alert.duplicate_of is None:
+                msg = f"alert {alert_id} is not linked to another alert"
+                raise Conflict(msg, current=alert.status.value)
+            updated = alert.copy()
+            updated.duplicate_of = None
+            tx.save_alert(updated)
+            tx.audit("unlink_duplicate", actor=actor, alert_id=alert_id, before=alert_snapshot(alert), after=alert_snapshot(updated))
+        return updated
+
+    def assignments(self, alert_id: int) -> list[Assignment]:
+        return self.store.assignments(alert_id)
+
+    # escalation ---------------------------------------------------------------------------
+
+    def escalate_overdue(self) -> list[int]:
+        """Escalate every alert whose unit missed its acknowledgement deadline; return their ids.
+
+        The miss is recorded on the order, the alert is flagged (``escalations`` + 1) and ranked
+        again; the best unit not yet tried is proposed, or assigned at once for a P1 alert when
+        auto-assignment is on.
+        """
+        now = self.clock()
+        escalated = []
+        for a in self.store.overdue_assignments(now):
+            try:
+                proposal = self._escalate(a, now)
+            except (Conflict, NotFound) as e:
+                log.info("order %s needs no escalation: %s", a.id, e)
+                continue
+            escalated.append(a.alert_id)
+            if proposal is not None and self.policy.auto_assign_p1:
+                alert = self.store.get_alert(a.alert_id)
+                if alert is not None and alert.priority == 1 and alert.source is AlertSource.SOS:
+                    try:
+                        self.assign(a.alert_id, proposal, actor=SYSTEM, auto=True, reason="escalation")
+                    except Conflict as e:
+                        log.warning("auto-assignment after escalation of alert %d refused: %s", a.alert_id, e)
+        return escalated
+
+    def _escalate(self, a: Assignment, now: datetime) -> str | None:
+        with self._lock:
+            with self.store.transaction(f"escalate alert {a.alert_id}") as tx:
+                alert = self._locked_alert(tx, a.alert_id)
+                a.missed_at = now
+                tx.save_assignment(a)
+                if alert.status is not AlertStatus.ASSIGNED or alert.assigned_unit_id != a.unit_id:
+                    tx.audit("order_lapsed", actor=SYSTEM, alert_id=a.alert_id, unit_id=a.unit_id,
+                             after={"order_id": a.id}, only_changes=False)
+                    return None
+                unit = self._units.get(a.unit_id)
+                freed = None
+                if unit is not None and unit.alert_id == a.alert_id:
+                    freed = unit.copy()
+                    freed.status, freed.alert_id = UnitStatus.AVAILABLE, None
+                    tx.save_unit(freed)
+                    tx.audit("unit_change", actor=SYSTEM, unit_id=unit.id, alert_id=a.alert_id,
+                             before=unit_snapshot(unit), after=unit_snapshot(freed))
+                    self._units[freed.id] = freed
+                    self._place(freed)
+                try:
+                    recs, _ = self._rank(alert.lat, alert.lon)
+                except Rejected:
+                    recs = alert.recommendations
+                tried = {x.unit_id for x in tx.assignments(a.alert_id)}
+                proposal = next_proposal(recs, tried)
+                updated = self._move(alert, AlertStatus.RECOMMENDED, now)
+                updated.recommendations = recs
+                updated.escalations = alert.escalations + 1
+                updated.assigned_unit_id = None
+                updated.proposed_unit_id = None if proposal is None else proposal.unit_id
+                tx.save_alert(updated)
+                after = alert_snapshot(updated)
+                after.update(missed_unit_id=a.unit_id, order_id=a.id, deadline=a.ack_due_at.isoformat())
+                tx.audit("escalation", actor=SYSTEM, alert_id=a.alert_id, unit_id=a.unit_id,
+                         before=alert_snapshot(alert), after=after)
+            self._escalations += 1
+        log.warning(
+            "alert %d escalated: unit %s did not acknowledge by %s; proposing %s",
+            a.alert_id, a.unit_id, a.ack_due_at.isoformat(), updated.proposed_unit_id or "nobody",
+        )
+        return updated.proposed_unit_id
+
+    def start_deadline_watcher(self, *, interval_s: float | None = None) -> None:
+        """Check acknowledgement deadlines from a background thread until :meth:`close`."""
+        if self._watcher is not None:
+            return
+        interval = interval_s or max(0.05, min(1.0, self.policy.ack_deadline.total_seconds() / 20))
+        self._watcher_stop.clear()
+
+        def run() -> None:
+            while not self._watcher_stop.wait(interval):
+                try:
+                    self.escalate_overdue()
+                except StoreError as e:
+                    log.error("deadline check failed, retrying: %s", e)
+                except Exception:
+                    log.exception("deadline check failed")
+
+        self._watcher = threading.Thread(target=run, name="qorgau-deadlines", daemon=True)
+        self._watcher.start()
+
+    def close(self) -> None:
+        """Stop the deadline watcher."""
+        self._watcher_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None
+
+    # units --------------------------------------------------------------------------------
+
+    def unit_view(self, unit: Unit) -> dict[str, Any]:
+        """A unit as the dispatcher sees it: with freshness and whether it can be recommended now."""
+        now = self.clock()
+        seen = unit.position_ts
+        return {
+            "stale": self._is_stale(unit, now),
+            "position_age_s": None if seen is None else round((now - seen).total_seconds(), 1),
+            "recommendable": recommendable(unit, now.astimezone(self.zone).time())
+            and not (self.policy.stale_policy is StalePolicy.EXCLUDE and self._is_stale(unit, now)),
+        }
+
+    def get_unit(self, unit_id: str) -> Unit:
+        with self._lock:
+            return self._unit(unit_id).copy()
+
+    def create_unit(self, unit: Unit, *, actor: str) -> Unit:
+        """Register a unit through the API (besides the GeoJSON seed).
+
+        Raises
+        ------
+        Conflict
+            A unit with that id exists (retired ones too: ids are never reused).
+        ValueError
+            The position is outside the service area.
+        """
+        with self._lock:
+            if unit.id in self._units:
+                msg = f"unit {unit.id!r} already exists"
+                raise Conflict(msg, current=self._units[unit.id].status.value)
+            self._check_on_streets(unit)
+            new = unit.copy()
+            new.alert_id = None
+            with self.store.transaction(f"register unit {unit.id!r}") as tx:
+                tx.save_unit(new)
+                tx.audit("unit_create", actor=actor, unit_id=new.id, after=unit_snapshot(new), only_changes=False)
+            self._units[new.id] = new
+            self._place(new)
+        return new.copy()
+
+    def _check_on_streets(self, unit: Unit) -> None:
+        if not self.router.in_service_area(unit.lat, unit.lon):
+            msg = f"position ({unit.lat:.6f}, {unit.lon:.6f}) of unit {unit.id!r} is outside the service area"
+            raise ValueError(msg)
+
+    def update_unit(self, unit_id: str, *, actor: str, **changes: Any) -> Unit:
+        """Change a unit's name, staffing hours, booth position or status (``status`` as in :meth:`set_unit_status`)."""
+        status = changes.pop("status", None)
+        allowed = {"name", "staff_from", "staff_to", "lat", "lon"}
+        unknown = set(changes) - allowed
+        if unknown:
+            msg = f"cannot change {sorted(unknown)} of a unit; changeable: {sorted(allowed)}"
+            raise ValueError(msg)
+        with self._lock:
+            unit = self._unit(unit_id)
+            if unit.retired:
+                msg = f"unit {unit_id!r} is retired"
+                raise Conflict(msg, current="retired")
+            changed = unit.copy()
+            for name, value in changes.items():
+                setattr(changed, name, value)
+            changed = Unit(**{f: getattr(changed, f) for f in Unit.__dataclass_fields__})  # re-validate
+            if ("lat" in changes or "lon" in changes):
+                self._check_on_streets(changed)
+            if changes:
+                with self.store.transaction(f"update unit {unit_id!r}") as tx:
+                    tx.save_unit(changed)
+                    tx.audit("unit_change", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(changed))
+                self._units[unit_id] = changed
+                self._place(changed)
+        if status is not None:
+            self.set_unit_status(unit_id, UnitStatus(status), actor=actor)
+        return self.get_unit(unit_id)
+
+    def retire_unit(self, unit_id: str, *, actor: str) -> Unit:
+        """Take a unit out of service for good; it stays in the records and is never recommended."""
+        with self._lock:
+            unit = self._unit(unit_id)
+            if unit.alert_id is not None:
+                msg = f"unit {unit_id!r} holds alert {unit.alert_id}: close or re-assign it first"
+                raise Conflict(msg, current=unit.status.value)
+            retired = unit.copy()
+            retired.retired, retired.status = True, UnitStatus.OFFLINE
+            with self.store.transaction(f"retire unit {unit_id!r}") as tx:
+                tx.save_unit(retired)
+                tx.audit("unit_retire", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(retired))
+            self._units[unit_id] = retired
+            self.router.remove_unit(unit_id)
+        return retired.copy()
+
+    def set_unit_status(self, unit_id: str, status: UnitStatus, *, actor: str, alert_id: int | None = None) -> Unit:
+        """A unit's status from the API or MQTT.
+
+        ``en_route`` and ``on_scene`` move the unit's alert along; ``available``, ``off_duty`` and
+        ``offline`` need the unit to hold no open alert. ``assigned`` is set by assignment only.
+
+        Raises
+        ------
+        Conflict
+            The status does not fit the unit's alert (none, another one, or a state that forbids it).
+        """
+        if status is UnitStatus.ASSIGNED:
+            msg = "a unit becomes 'assigned' by an assignment, not by a status change"
+            raise Conflict(msg)
+        with self._lock:
+            unit = self._unit(unit_id)
+            if unit.retired:
+                msg = f"unit {unit_id!r} is retired"
+                raise Conflict(msg, current="retired")
+            if status in (UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE):
+                held = unit.alert_id
+                if held is None or (alert_id is not None and alert_id != held):
+                    msg = f"unit {unit_id!r} holds {'no alert' if held is None else f'alert {held}'}, not alert {alert_id}"
+                    raise Conflict(msg, current=unit.status.value)
+                alert = self.get_alert(held)
+                if alert.status is AlertStatus.ASSIGNED:  # moving counts as acknowledging the order
+                    self.acknowledge(held, unit_id, actor=actor)
+                self.transition(held, AlertStatus(status.value), actor=actor)
+                return self.get_unit(unit_id)
+            if unit.alert_id is not None:
+                msg = f"unit {unit_id!r} holds alert {unit.alert_id}: it cannot become {status.value} before it is closed"
+                raise Conflict(msg, current=unit.status.value)
+            if status is unit.status:
+                return unit.copy()
+            changed = unit.copy()
+            changed.status = status
+            with self.store.transaction(f"set status of unit {unit_id!r}") as tx:
+                tx.save_unit(changed)
+                tx.audit("unit_status", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(changed))
+            self._units[unit_id] = changed
+            self._place(changed)
+        return changed.copy()
+
+    def report_unit_status(self, unit_id: str, payload: bytes) -> RejectReason | None:
+        """A status message from ``{root}/units/{unit_id}/status``; None when applied."""
+        return self._unit_message(unit_id, payload, UnitStatusReport, lambda m: self.set_unit_status(
+            unit_id, UnitStatus(m.status), actor=f"unit:{unit_id}", alert_id=m.alert_id))
+
+    def report_unit_ack(self, unit_id: str, payload: bytes) -> RejectReason | None:
+        """An acknowledgement from ``{root}/units/{unit_id}/ack``; None when applied."""
+        return self._unit_message(unit_id, payload, UnitAck, lambda m: self.acknowledge(
+            m.alert_id, unit_id, actor=f"unit:{unit_id}"))
+
+    def _unit_message(self, unit_id: str, payload: bytes, model: type, apply: Callable[[Any], Any]) -> RejectReason | None:
+        try:
+            message = parse_message(
+                model, payload, now=self.clock(), max_bytes=self.max_payload_bytes, max_clock_skew=self.max_clock_skew
+            )
+            if unit_id not in self._units:
+                raise Rejected(RejectReason.UNKNOWN_UNIT, f"unit {unit_id!r} is not in the unit registry")
+            try:
+                apply(message)
+            except (Conflict, NotFound) as e:
+                raise Rejected(RejectReason.CONFLICT, str(e)) from e
+            return None
+        except Rejected as rejection:
+            self._reject(rejection, source=f"units/{unit_id}")
+            return rejection.reason
+        except StoreError:
+            self._count_store_error()
+            raise
+        except Exception as e:
+            log.exception("internal error on a message of unit %r", unit_id)
+            self._reject(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), source="units")
+            return RejectReason.INTERNAL_ERROR
 
     def _commit(self, alert: Alert) -> tuple[Alert, bool]:
         stored, created = self.store.add_alert(alert)

@@ -6,22 +6,38 @@ Every write commits before it returns, so a caller may acknowledge what it store
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch import schema
-from dispatch.domain import Alert, AlertSource, AlertStatus, DeviceSite, Unit, UnitKind, UnitStatus
-from dispatch.models import AlertRow, Base, RecommendationRow, UnitRow
+from dispatch.audit import GENESIS_HASH, AuditEntry, ChainReport, canonical_json, entry_hash, verify_chain
+from dispatch.domain import (
+    Alert,
+    AlertSource,
+    AlertStatus,
+    Assignment,
+    DeviceSite,
+    Role,
+    Unit,
+    UnitKind,
+    UnitStatus,
+    User,
+)
+from dispatch.models import AlertRow, AssignmentRow, AuditRow, Base, RecommendationRow, UnitRow, UserRow
 from geo import Recommendation
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["Store", "StoreError", "Tx", "alert_snapshot", "unit_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +56,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+_ALERT_FIELDS = (
+    "status", "priority", "duplicate_of", "location_unverified", "escalations", "assigned_unit_id",
+    "proposed_unit_id", "close_reason", "recommended_at", "assigned_at", "acknowledged_at", "en_route_at",
+    "on_scene_at", "closed_at",
+)
+"""Alert fields that change after ingest (the rest never do)."""
+
+_AUDIT_LOCK_KEY = 7_240_331
+"""PostgreSQL advisory lock that serialises appends to the audit chain across processes."""
+
+
+def _rec_rows(recommendations: Iterable[Recommendation]) -> list[RecommendationRow]:
+    return [
+        RecommendationRow(
+            rank=rank, unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=float(r.eta_s), distance_m=float(r.distance_m)
+        )
+        for rank, r in enumerate(recommendations)
+    ]
+
+
+def _alert_value(alert: Alert, name: str) -> Any:
+    value = getattr(alert, name)
+    return value.value if isinstance(value, AlertStatus) else value
+
+
 def _to_row(alert: Alert) -> AlertRow:
-    return AlertRow(
+    row = AlertRow(
         source=alert.source.value,
         sender=alert.sender,
         event_id=alert.event_id,
@@ -49,24 +90,17 @@ def _to_row(alert: Alert) -> AlertRow:
         received_at=alert.received_at,
         lat=alert.lat,
         lon=alert.lon,
-        status=alert.status.value,
         kind=alert.kind,
         site=None if alert.site is None else alert.site.value,
         accuracy_m=alert.accuracy_m,
         category=alert.category,
         text=alert.text,
         snap_distance_m=alert.snap_distance_m,
-        recommendations=[
-            RecommendationRow(
-                rank=rank,
-                unit_id=r.unit_id,
-                unit_kind=r.unit_kind,
-                eta_s=float(r.eta_s),
-                distance_m=float(r.distance_m),
-            )
-            for rank, r in enumerate(alert.recommendations)
-        ],
+        recommendations=_rec_rows(alert.recommendations),
     )
+    for name in _ALERT_FIELDS:
+        setattr(row, name, _alert_value(alert, name))
+    return row
 
 
 def _to_alert(row: AlertRow) -> Alert:
@@ -90,6 +124,19 @@ def _to_alert(row: AlertRow) -> Alert:
             Recommendation(unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=r.eta_s, distance_m=r.distance_m)
             for r in row.recommendations
         ),
+        priority=row.priority,
+        duplicate_of=row.duplicate_of,
+        location_unverified=bool(row.location_unverified),
+        escalations=row.escalations,
+        assigned_unit_id=row.assigned_unit_id,
+        proposed_unit_id=row.proposed_unit_id,
+        close_reason=row.close_reason,
+        recommended_at=row.recommended_at,
+        assigned_at=row.assigned_at,
+        acknowledged_at=row.acknowledged_at,
+        en_route_at=row.en_route_at,
+        on_scene_at=row.on_scene_at,
+        closed_at=row.closed_at,
     )
 
 
@@ -102,7 +149,213 @@ def _to_unit(row: UnitRow) -> Unit:
         lon=row.lon,
         status=UnitStatus(row.status),
         position_ts=row.position_ts,
+        retired=bool(row.retired),
+        staff_from=row.staff_from,
+        staff_to=row.staff_to,
+        alert_id=row.alert_id,
     )
+
+
+def _unit_row(unit: Unit) -> UnitRow:
+    return UnitRow(
+        id=unit.id,
+        kind=unit.kind.value,
+        name=unit.name,
+        lat=unit.lat,
+        lon=unit.lon,
+        status=unit.status.value,
+        position_ts=unit.position_ts,
+        retired=unit.retired,
+        staff_from=unit.staff_from,
+        staff_to=unit.staff_to,
+        alert_id=unit.alert_id,
+    )
+
+
+def _to_assignment(row: AssignmentRow) -> Assignment:
+    return Assignment(
+        id=row.id,
+        alert_id=row.alert_id,
+        unit_id=row.unit_id,
+        assigned_at=row.assigned_at,
+        assigned_by=row.assigned_by,
+        ack_due_at=row.ack_due_at,
+        override=bool(row.override),
+        auto=bool(row.auto),
+        reason=row.reason,
+        eta_s=row.eta_s,
+        acknowledged_at=row.acknowledged_at,
+        missed_at=row.missed_at,
+    )
+
+
+def _to_entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        ts=row.ts,
+        actor=row.actor,
+        action=row.action,
+        alert_id=row.alert_id,
+        unit_id=row.unit_id,
+        before=row.before,
+        after=row.after,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+def alert_snapshot(alert: Alert) -> dict[str, Any]:
+    """The audited view of an alert: what it is and where it stands (no free text beyond the report)."""
+    snap = {name: _jsonable(getattr(alert, name)) for name in _ALERT_FIELDS}
+    snap["recommendations"] = [
+        {"unit_id": r.unit_id, "eta_s": round(r.eta_s, 3)} for r in alert.recommendations
+    ]
+    return snap
+
+
+def unit_snapshot(unit: Unit) -> dict[str, Any]:
+    """The audited view of a unit (its registry entry and status; positions are telemetry)."""
+    return {
+        "kind": unit.kind.value,
+        "name": unit.name,
+        "status": unit.status.value,
+        "retired": unit.retired,
+        "staff_from": unit.staff_from,
+        "staff_to": unit.staff_to,
+        "alert_id": unit.alert_id,
+        "lat": unit.lat if unit.kind is UnitKind.BOOTH else None,
+        "lon": unit.lon if unit.kind is UnitKind.BOOTH else None,
+    }
+
+
+def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict | None, dict | None]:
+    """Only the keys that differ between two snapshots (all of them when one side is None)."""
+    if before is None or after is None:
+        return before, after
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+@dataclass
+class _PendingAudit:
+    ts: datetime
+    actor: str
+    action: str
+    alert_id: int | None
+    unit_id: str | None
+    before: str | None
+    after: str | None
+
+
+class Tx:
+    """One database transaction of the store: reads, writes and audit entries commit together.
+
+    Obtained from :meth:`Store.transaction`; audit entries are chained when it commits.
+    """
+
+    def __init__(self, store: Store, session: Session, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.session = session
+        self.clock = clock
+        self._audit: list[_PendingAudit] = []
+
+    # alerts
+    def alert(self, alert_id: int) -> Alert | None:
+        """The alert, locked against concurrent changes until commit (on PostgreSQL)."""
+        row = self.session.get(AlertRow, alert_id, with_for_update=self.store._lock_rows)
+        return None if row is None else _to_alert(row)
+
+    def save_alert(self, alert: Alert) -> None:
+        if alert.id is None:
+            msg = f"alert {alert.event_id!r} was never committed: use Store.add_alert"
+            raise ValueError(msg)
+        row = self.session.get(AlertRow, alert.id)
+        if row is None:
+            msg = f"alert {alert.id} does not exist"
+            raise KeyError(msg)
+        for name in _ALERT_FIELDS:
+            setattr(row, name, _alert_value(alert, name))
+        current = [(r.unit_id, r.eta_s) for r in row.recommendations]
+        if current != [(r.unit_id, float(r.eta_s)) for r in alert.recommendations]:
+            row.recommendations.clear()
+            self.session.flush()
+            row.recommendations.extend(_rec_rows(alert.recommendations))
+
+    # units
+    def unit(self, unit_id: str) -> Unit | None:
+        row = self.session.get(UnitRow, unit_id, with_for_update=self.store._lock_rows)
+        return None if row is None else _to_unit(row)
+
+    def save_unit(self, unit: Unit) -> None:
+        self.session.merge(_unit_row(unit))
+
+    # assignments
+    def assignments(self, alert_id: int) -> list[Assignment]:
+        stmt = select(AssignmentRow).where(AssignmentRow.alert_id == alert_id).order_by(AssignmentRow.id)
+        return [_to_assignment(r) for r in self.session.scalars(stmt)]
+
+    def save_assignment(self, a: Assignment) -> Assignment:
+        if a.id is None:
+            row = AssignmentRow()
+            self.session.add(row)
+        else:
+            row = self.session.get(AssignmentRow, a.id)
+        for name in (
+            "alert_id", "unit_id", "assigned_at", "assigned_by", "ack_due_at", "override", "auto", "reason",
+            "eta_s", "acknowledged_at", "missed_at",
+        ):
+            setattr(row, name, getattr(a, name))
+        self.session.flush()
+        return _to_assignment(row)
+
+    # audit
+    def audit(
+        self,
+        action: str,
+        *,
+        actor: str,
+        alert_id: int | None = None,
+        unit_id: str | None = None,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        only_changes: bool = True,
+    ) -> None:
+        """Append an entry when the transaction commits (``before``/``after`` reduced to what changed)."""
+        if only_changes:
+            before, after = changes(before, after)
+        self._audit.append(
+            _PendingAudit(self.clock(), actor, action, alert_id, unit_id, canonical_json(before), canonical_json(after))
+        )
+
+    def _flush_audit(self) -> None:
+        if not self._audit:
+            return
+        if self.store.engine.dialect.name == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+        last = self.session.execute(select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)).first()
+        last_id, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
+        for offset, p in enumerate(self._audit, start=1):
+            entry_id = last_id + offset
+            digest = entry_hash(
+                id=entry_id, ts=p.ts, actor=p.actor, action=p.action, alert_id=p.alert_id, unit_id=p.unit_id,
+                before=p.before, after=p.after, prev_hash=prev,
+            )
+            self.session.add(
+                AuditRow(
+                    id=entry_id, ts=p.ts, actor=p.actor, action=p.action, alert_id=p.alert_id, unit_id=p.unit_id,
+                    before=p.before, after=p.after, prev_hash=prev, hash=digest,
+                )
+            )
+            prev = digest
+        self._audit.clear()
 
 
 class Store:
@@ -133,6 +386,9 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._lock_rows = self.engine.dialect.name == "postgresql"
+        self._audit_lock = threading.Lock()  # one chain writer per process (PostgreSQL adds an advisory lock)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)!r})"
@@ -187,10 +443,38 @@ class Store:
             msg = f"could not {action} in {self!r}: {e}"
             raise StoreError(msg) from e
 
+    @contextmanager
+    def transaction(self, action: str = "write") -> Iterator[Tx]:
+        """A transaction whose reads, writes and audit entries commit together, or not at all.
+
+        Raises
+        ------
+        StoreError
+            If the database could not be reached; nothing was written.
+        """
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self._reachable(action), (self._audit_lock if sqlite else _nolock()), self._sessions() as session:
+            tx = Tx(self, session, self.clock)
+            try:
+                yield tx
+                if sqlite:
+                    tx._flush_audit()
+                    session.commit()
+                else:
+                    with self._audit_lock:
+                        tx._flush_audit()
+                        session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
     # alerts -------------------------------------------------------------------------------
 
-    def add_alert(self, alert: Alert) -> tuple[Alert, bool]:
+    def add_alert(self, alert: Alert, *, actor: str = "system") -> tuple[Alert, bool]:
         """Commit ``alert`` unless its ``(source, sender, event_id)`` is already stored.
+
+        The audit trail gets an ``ingest`` entry (and ``recommend`` when the alert arrives
+        recommended) in the same transaction.
 
         Returns
         -------
@@ -205,15 +489,28 @@ class Store:
         existing = self.find_alert(alert.source, alert.sender, alert.event_id)
         if existing is not None:
             return existing, False
-        with self._reachable(f"store alert {alert.event_id!r} from {alert.sender!r}"), self._sessions() as session:
-            row = _to_row(alert)
-            session.add(row)
-            try:
-                session.commit()
-            except IntegrityError:  # the same event committed meanwhile by another thread or process
-                session.rollback()
-            else:
-                return _to_alert(row), True
+        try:
+            with self.transaction(f"store alert {alert.event_id!r} from {alert.sender!r}") as tx:
+                row = _to_row(alert)
+                tx.session.add(row)
+                tx.session.flush()
+                stored = _to_alert(row)
+                ingest = alert_snapshot(stored)
+                ingest["status"] = AlertStatus.TEST.value if stored.status is AlertStatus.TEST else AlertStatus.NEW.value
+                ingest["recommendations"] = []
+                ingest.update(source=stored.source.value, sender=stored.sender, event_id=stored.event_id,
+                              received_at=stored.received_at.isoformat(), lat=stored.lat, lon=stored.lon)
+                tx.audit("ingest", actor=actor, alert_id=stored.id, after=ingest, only_changes=False)
+                if stored.recommended_at is not None or stored.status is AlertStatus.TEST and stored.recommendations:
+                    tx.audit("recommend", actor=actor, alert_id=stored.id,
+                             before={"status": ingest["status"], "recommendations": []},
+                             after={"status": stored.status.value, "recommendations": alert_snapshot(stored)["recommendations"]})
+                if stored.duplicate_of is not None:
+                    tx.audit("link_duplicate", actor=actor, alert_id=stored.id, before={"duplicate_of": None},
+                             after={"duplicate_of": stored.duplicate_of})
+            return stored, True
+        except IntegrityError:  # the same event committed meanwhile by another thread or process
+            pass
         existing = self.find_alert(alert.source, alert.sender, alert.event_id)
         if existing is None:
             msg = f"alert {alert.event_id!r} from {alert.sender!r} violated a constraint but is not stored"
@@ -235,37 +532,90 @@ class Store:
             row = session.get(AlertRow, alert_id)
             return None if row is None else _to_alert(row)
 
-    def list_alerts(self, *, limit: int = 100, offset: int = 0) -> list[Alert]:
-        """Alerts newest first."""
-        stmt = select(AlertRow).order_by(AlertRow.id.desc()).limit(limit).offset(offset)
+    def list_alerts(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        order: str = "newest",
+        statuses: Iterable[AlertStatus] | None = None,
+    ) -> list[Alert]:
+        """Alerts newest first, or (``order="priority"``) by priority, then oldest first.
+
+        ``statuses`` keeps only alerts in those states.
+        """
+        stmt = select(AlertRow)
+        if statuses is not None:
+            stmt = stmt.where(AlertRow.status.in_([s.value for s in statuses]))
+        if order == "priority":
+            stmt = stmt.order_by(AlertRow.priority, AlertRow.received_at, AlertRow.id)
+        elif order == "newest":
+            stmt = stmt.order_by(AlertRow.id.desc())
+        else:
+            msg = f"order must be 'newest' or 'priority', got {order!r}"
+            raise ValueError(msg)
         with self._reachable("list alerts"), self._sessions() as session:
+            return [_to_alert(row) for row in session.scalars(stmt.limit(limit).offset(offset))]
+
+    def recent_alerts(self, source: AlertSource, since: datetime, statuses: Iterable[AlertStatus]) -> list[Alert]:
+        """Alerts from ``source`` received since ``since`` in ``statuses`` (duplicate candidates)."""
+        stmt = (
+            select(AlertRow)
+            .where(AlertRow.source == source.value, AlertRow.received_at >= since)
+            .where(AlertRow.status.in_([s.value for s in statuses]))
+            .order_by(AlertRow.received_at, AlertRow.id)
+        )
+        with self._reachable("look up recent alerts"), self._sessions() as session:
+            return [_to_alert(row) for row in session.scalars(stmt)]
+
+    def alerts_received_between(self, start: datetime, end: datetime) -> list[Alert]:
+        """Alerts received in ``[start, end)``, test presses left out (for response-time reports)."""
+        stmt = (
+            select(AlertRow)
+            .where(AlertRow.received_at >= start, AlertRow.received_at < end)
+            .where(AlertRow.status != AlertStatus.TEST.value)
+            .order_by(AlertRow.id)
+        )
+        with self._reachable("read alerts for a report"), self._sessions() as session:
             return [_to_alert(row) for row in session.scalars(stmt)]
 
     def count_alerts(self) -> int:
         with self._reachable("count alerts"), self._sessions() as session:
             return int(session.scalar(select(func.count()).select_from(AlertRow)) or 0)
 
+    # assignments --------------------------------------------------------------------------
+
+    def assignments(self, alert_id: int) -> list[Assignment]:
+        with self.transaction(f"read assignments of alert {alert_id}") as tx:
+            return tx.assignments(alert_id)
+
+    def assignments_of_unit(self, unit_id: str) -> list[Assignment]:
+        stmt = select(AssignmentRow).where(AssignmentRow.unit_id == unit_id).order_by(AssignmentRow.id)
+        with self._reachable(f"read orders of unit {unit_id!r}"), self._sessions() as session:
+            return [_to_assignment(r) for r in session.scalars(stmt)]
+
+    def overdue_assignments(self, now: datetime) -> list[Assignment]:
+        """Orders neither acknowledged nor marked missed whose deadline has passed."""
+        stmt = (
+            select(AssignmentRow)
+            .where(AssignmentRow.acknowledged_at.is_(None), AssignmentRow.missed_at.is_(None))
+            .where(AssignmentRow.ack_due_at <= now)
+            .order_by(AssignmentRow.ack_due_at)
+        )
+        with self._reachable("look up overdue orders"), self._sessions() as session:
+            return [_to_assignment(r) for r in session.scalars(stmt)]
+
     # units --------------------------------------------------------------------------------
 
     def save_unit(self, unit: Unit) -> None:
-        """Insert or update one unit (position, status, name)."""
+        """Insert or update one unit (position, status, name) without an audit entry (telemetry)."""
         self.save_units([unit])
 
     def save_units(self, units: Iterable[Unit]) -> None:
-        """Insert or update units in one transaction."""
+        """Insert or update units in one transaction (positions and seed sync: not audited)."""
         with self._reachable("store units"), self._sessions() as session:
             for unit in units:
-                session.merge(
-                    UnitRow(
-                        id=unit.id,
-                        kind=unit.kind.value,
-                        name=unit.name,
-                        lat=unit.lat,
-                        lon=unit.lon,
-                        status=unit.status.value,
-                        position_ts=unit.position_ts,
-                    )
-                )
+                session.merge(_unit_row(unit))
             session.commit()
 
     def list_units(self) -> list[Unit]:
@@ -277,3 +627,61 @@ class Store:
         with self._reachable(f"read unit {unit_id!r}"), self._sessions() as session:
             row = session.get(UnitRow, unit_id)
             return None if row is None else _to_unit(row)
+
+    # audit --------------------------------------------------------------------------------
+
+    def audit_entries(self, *, alert_id: int | None = None, unit_id: str | None = None) -> list[AuditEntry]:
+        """Audit entries in order, all or those of one alert or unit."""
+        stmt = select(AuditRow).order_by(AuditRow.id)
+        if alert_id is not None:
+            stmt = stmt.where(AuditRow.alert_id == alert_id)
+        if unit_id is not None:
+            stmt = stmt.where(AuditRow.unit_id == unit_id)
+        with self._reachable("read the audit trail"), self._sessions() as session:
+            return [_to_entry(r) for r in session.scalars(stmt)]
+
+    def audit(self, action: str, *, actor: str, **kw: Any) -> None:
+        """Append one audit entry in a transaction of its own (logins and other events without a change)."""
+        with self.transaction(f"append {action!r} to the audit trail") as tx:
+            tx.audit(action, actor=actor, only_changes=False, **kw)
+
+    def verify_audit(self) -> ChainReport:
+        """Recompute the audit chain; see :func:`dispatch.audit.verify_chain`."""
+        with self._reachable("verify the audit trail"), self._sessions() as session:
+            rows = session.scalars(select(AuditRow).order_by(AuditRow.id).execution_options(yield_per=1000))
+            return verify_chain(_to_entry(r) for r in rows)
+
+    # users --------------------------------------------------------------------------------
+
+    def add_user(self, user: User, password_hash: str, *, actor: str) -> None:
+        """Create or replace a user (audited without the hash)."""
+        with self.transaction(f"store user {user.username!r}") as tx:
+            old = tx.session.get(UserRow, user.username)
+            before = None if old is None else {"role": old.role, "unit_id": old.unit_id, "disabled": old.disabled}
+            tx.session.merge(
+                UserRow(
+                    username=user.username, password_hash=password_hash, role=user.role.value, unit_id=user.unit_id,
+                    disabled=user.disabled, created_at=self.clock() if old is None else old.created_at,
+                )
+            )
+            after = {"role": user.role.value, "unit_id": user.unit_id, "disabled": user.disabled, "password": "changed"}
+            tx.audit("user_change", actor=actor, before=before, after={"username": user.username, **after},
+                     only_changes=False)
+
+    def get_user(self, username: str) -> tuple[User, str] | None:
+        """The user and its password hash."""
+        with self._reachable(f"read user {username!r}"), self._sessions() as session:
+            row = session.get(UserRow, username)
+            if row is None:
+                return None
+            return User(row.username, Role(row.role), row.unit_id, bool(row.disabled)), row.password_hash
+
+    def list_users(self) -> list[User]:
+        with self._reachable("list users"), self._sessions() as session:
+            rows = session.scalars(select(UserRow).order_by(UserRow.username))
+            return [User(r.username, Role(r.role), r.unit_id, bool(r.disabled)) for r in rows]
+
+
+@contextmanager
+def _nolock() -> Iterator[None]:
+    yield

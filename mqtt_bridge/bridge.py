@@ -26,7 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from dispatch import Ack, DispatchService, StoreError
+from dispatch import Ack, DispatchService, Order, StoreError
 from mqtt_bridge.broker import BrokerAddress, new_client, parse_mqtt_url
 from mqtt_bridge.topics import DEFAULT_TOPIC_ROOT, Route, Topics
 
@@ -172,10 +172,18 @@ class MqttBridge:
         """Publish ``ack`` to ``{root}/sos/{device_id}/ack`` at QoS 1."""
         self._publish(self.topics.sos_ack(device_id), ack)
 
-    def _publish(self, topic: str, ack: Ack, *, properties: Properties | None = None) -> None:
-        info = self._client.publish(topic, json.dumps(ack.to_json()), qos=QOS, properties=properties)
+    def send_order(self, unit_id: str, order: Order) -> None:
+        """Publish ``order`` to ``{root}/units/{unit_id}/orders`` at QoS 1.
+
+        paho queues it while the connection is down; if it never arrives, the acknowledgement
+        deadline escalates the alert.
+        """
+        self._publish(self.topics.unit_orders(unit_id), order)
+
+    def _publish(self, topic: str, message: Ack | Order, *, properties: Properties | None = None) -> None:
+        info = self._client.publish(topic, json.dumps(message.to_json()), qos=QOS, properties=properties)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            log.warning("publishing ack to %s failed: %s", topic, mqtt.error_string(info.rc))
+            log.warning("publishing to %s failed: %s", topic, mqtt.error_string(info.rc))
 
     # paho callbacks (paho's loop thread) --------------------------------------------------
 
@@ -250,6 +258,12 @@ class MqttBridge:
                 elif kind is Route.APP102_REPORT:
                     ack = self.service.ingest_app102(payload)
                     self._reply(msg, ack)
+                elif kind is Route.UNIT_STATUS:
+                    assert ident is not None
+                    self.service.report_unit_status(ident, payload)
+                elif kind is Route.UNIT_ACK:
+                    assert ident is not None
+                    self.service.report_unit_ack(ident, payload)
                 else:
                     assert ident is not None
                     self.service.update_unit_position(ident, payload)

@@ -5,12 +5,15 @@ In::
     {root}/sos/{device_id}/alert       {"event_id", "ts", "kind": "press" | "test"}
     {root}/app102/report               {"event_id", "ts", "lat", "lon", "accuracy_m", "category", "text"}
     {root}/units/{unit_id}/position    {"ts", "lat", "lon"}
+    {root}/units/{unit_id}/status      {"ts", "status": available | en_route | on_scene | off_duty | offline, "alert_id"?}
+    {root}/units/{unit_id}/ack         {"ts", "alert_id"}: the unit confirms its order
 
 Out::
 
     {root}/sos/{device_id}/ack         {"event_id", "alert_id", "status", "reason", "detail"}
     {root}/app102/ack/...              the same ack, when a 102 report names it as its MQTT 5
                                        Response Topic (with Correlation Data echoed)
+    {root}/units/{unit_id}/orders      an order: alert, location, route (GeoJSON LineString), deadline
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class Route(StrEnum):
     SOS_ALERT = "sos_alert"
     APP102_REPORT = "app102_report"
     UNIT_POSITION = "unit_position"
+    UNIT_STATUS = "unit_status"
+    UNIT_ACK = "unit_ack"
+
+
+_UNIT_ROUTES = {"position": Route.UNIT_POSITION, "status": Route.UNIT_STATUS, "ack": Route.UNIT_ACK}
 
 
 def _check_id(value: str, *, what: str) -> str:
@@ -68,7 +76,13 @@ class Topics:
     # filters the bridge subscribes to
     @property
     def subscriptions(self) -> tuple[str, ...]:
-        return (f"{self.root}/sos/+/alert", f"{self.root}/app102/report", f"{self.root}/units/+/position")
+        return (
+            f"{self.root}/sos/+/alert",
+            f"{self.root}/app102/report",
+            f"{self.root}/units/+/position",
+            f"{self.root}/units/+/status",
+            f"{self.root}/units/+/ack",
+        )
 
     # concrete topics
     def sos_alert(self, device_id: str) -> str:
@@ -89,6 +103,15 @@ class Topics:
     def unit_position(self, unit_id: str) -> str:
         return f"{self.root}/units/{_check_id(unit_id, what='unit id')}/position"
 
+    def unit_status(self, unit_id: str) -> str:
+        return f"{self.root}/units/{_check_id(unit_id, what='unit id')}/status"
+
+    def unit_ack(self, unit_id: str) -> str:
+        return f"{self.root}/units/{_check_id(unit_id, what='unit id')}/ack"
+
+    def unit_orders(self, unit_id: str) -> str:
+        return f"{self.root}/units/{_check_id(unit_id, what='unit id')}/orders"
+
     def route(self, topic: str) -> tuple[Route, str | None] | None:
         """What ``topic`` carries and the device or unit id in it; None for any other topic."""
         prefix = self.root + "/"
@@ -100,8 +123,8 @@ class Topics:
         if len(levels) == 3 and levels[1]:
             if levels[0] == "sos" and levels[2] == "alert":
                 return Route.SOS_ALERT, levels[1]
-            if levels[0] == "units" and levels[2] == "position":
-                return Route.UNIT_POSITION, levels[1]
+            if levels[0] == "units" and levels[2] in _UNIT_ROUTES:
+                return _UNIT_ROUTES[levels[2]], levels[1]
         return None
 
     def is_app102_response_topic(self, topic: str) -> bool:

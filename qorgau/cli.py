@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dispatch import Store, UnitKind, load_devices, load_units
+from dispatch import Role, Store, UnitKind, User, load_devices, load_units
+from dispatch.auth import hash_password
+from dispatch.reports import Districts, quarter_bounds, render_public_report
 from geo import Router, generate_city, load_network
 from qorgau.demo import write_seed_registry
 from qorgau.runtime import QorgauService
@@ -112,6 +114,31 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
     upgrade.add_argument("--revision", default="head", help="target revision [head]")
     upgrade.set_defaults(func=cmd_db_upgrade)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 if an entry was edited or deleted")
+    verify.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
+    verify.add_argument("--head", metavar="HASH", help="also require this head hash (published earlier) to be in the chain")
+    verify.set_defaults(func=cmd_audit_verify)
+
+    report = sub.add_parser("report", help="the quarterly public report on response times (no personal data)")
+    report.add_argument("--quarter", required=True, help="e.g. 2026Q4 (in the city's local time)")
+    report.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
+    report.add_argument("--lang", choices=("kk", "ru", "en"), default="ru", help="language of the report [ru]")
+    report.add_argument("--format", choices=("html", "md"), default="html", help="HTML or Markdown [html]")
+    report.add_argument("--districts", type=Path, metavar="FILE", help="district polygons GeoJSON [QORGAU_DISTRICTS]")
+    report.add_argument("--out", type=Path, metavar="FILE", help="where to write it [response-times-QUARTER.LANG.FORMAT]")
+    report.set_defaults(func=cmd_report)
+
+    users = sub.add_parser("users", help="API users")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser("add", help="create or replace a user; the password is read from stdin")
+    add.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--unit-id", help="the unit a 'unit' user acts for")
+    add.set_defaults(func=cmd_users_add)
     return parser
 
 
@@ -222,6 +249,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  MQTT: {settings.mqtt_url}, topics under {settings.topic_root}/")
     print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving")
     print(f"Open {url}/api/alerts  (units: {url}/api/units, API docs: {url}/docs, health: {url}/healthz)")
+    for role in (Role.DISPATCHER, Role.COMMANDER):  # demo sign-ins, valid while this demo runs
+        print(f"  {role.value} token: {service.auth.issue(User(f'demo-{role.value}', role))}")
+    print(f"  e.g. curl -H 'Authorization: Bearer <dispatcher token>' {url}/api/alerts")
     print("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.", flush=True)
     try:
         if args.duration is None:
@@ -258,6 +288,56 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"database {store.url.render_as_string(hide_password=True)}: {before or 'empty'} -> {after}", flush=True)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    store = Store(_db_url(args))
+    try:
+        result = store.verify_audit()
+        heads = {e.hash for e in store.audit_entries()} if args.head else set()
+    finally:
+        store.close()
+    if not result.ok:
+        print(f"audit trail BROKEN at entry {result.broken_at}: {result.problem} ({result.entries} entries verified before it)")
+        return 1
+    if args.head and args.head not in heads:
+        print(f"audit trail BROKEN: the published head {args.head} is no longer in the chain (entries were deleted)")
+        return 1
+    print(f"audit trail OK: {result.entries} entries, head {result.head_hash}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = Settings.from_flags({"db_url": args.db, "districts": args.districts})
+    start, end = quarter_bounds(args.quarter, settings.timezone)
+    districts = Districts.from_geojson(settings.districts) if settings.districts else None
+    store = Store(settings.db_url)
+    try:
+        alerts = store.alerts_received_between(start, end)
+    finally:
+        store.close()
+    text = render_public_report(alerts, quarter=args.quarter.upper(), lang=args.lang, fmt=args.format, districts=districts)
+    out: Path = args.out or Path(f"response-times-{args.quarter.upper()}.{args.lang}.{args.format}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}: {len(alerts)} alerts received {start.isoformat()} .. {end.isoformat()}")
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    role = Role(args.role)
+    if (role is Role.UNIT) != (args.unit_id is not None):
+        print("qorgau users add: a 'unit' user needs --unit-id, and only a unit user may have one", file=sys.stderr)
+        return 2
+    password = sys.stdin.readline().rstrip("\n")
+    store = Store(_db_url(args))
+    try:
+        store.upgrade_schema()
+        store.add_user(User(args.username, role, args.unit_id), hash_password(password), actor="cli")
+    finally:
+        store.close()
+    print(f"user {args.username!r} ({role.value}) saved")
     return 0
 
 

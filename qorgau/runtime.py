@@ -10,7 +10,8 @@ from types import TracebackType
 
 import uvicorn
 
-from dispatch import DispatchService, Store, create_app, load_devices, load_units
+from dispatch import Authenticator, DispatchService, Store, create_app, load_devices, load_units
+from dispatch.reports import Districts
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
 from qorgau.settings import Settings
@@ -60,6 +61,7 @@ class QorgauService:
             recommend_k=settings.recommend_k,
             max_payload_bytes=settings.max_payload_bytes,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
+            policy=settings.policy(),
         )
         self.bridge = MqttBridge(
             self.service,
@@ -68,7 +70,20 @@ class QorgauService:
             client_id=settings.client_id,
             session_expiry_s=settings.session_expiry_s,
         )
-        self.app = create_app(self.service, checks={"mqtt": self.bridge.is_connected})
+        if settings.jwt_secret is None:
+            log.warning("no QORGAU_JWT_SECRET: API tokens are signed with a random key and die with this process")
+        self.auth = Authenticator(
+            None if settings.jwt_secret is None else settings.jwt_secret.get_secret_value(),
+            token_ttl=timedelta(seconds=settings.token_ttl_s),
+            admin_token=None if settings.admin_token is None else settings.admin_token.get_secret_value(),
+        )
+        self.app = create_app(
+            self.service,
+            checks={"mqtt": self.bridge.is_connected},
+            auth=self.auth,
+            districts=Districts.from_geojson(settings.districts) if settings.districts else None,
+            settings_view=settings.public_view,
+        )
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self._running = False
@@ -76,9 +91,10 @@ class QorgauService:
     # life cycle ---------------------------------------------------------------------------
 
     def _open(self) -> None:
-        self.store.create_schema()
+        self.store.upgrade_schema()
         self.service.open()
         self.bridge.start()
+        self.service.start_deadline_watcher()
         self._running = True
 
     def _new_server(self) -> uvicorn.Server:
@@ -105,6 +121,7 @@ class QorgauService:
         while not self._server.started:
             if not self._http_thread.is_alive() or time.monotonic() > deadline:
                 self._running = False
+                self.service.close()
                 self.bridge.stop()
                 msg = f"HTTP server did not start on {self.settings.host}:{self.settings.port} within {timeout_s} s"
                 raise RuntimeError(msg)
@@ -131,6 +148,7 @@ class QorgauService:
         if self._http_thread is not None:
             self._http_thread.join(timeout=10)
             self._http_thread = None
+        self.service.close()
         self.bridge.stop(end_session=end_session)
         self.store.close()
 

@@ -7,17 +7,35 @@ arguments, and pydantic-settings lets init arguments win over the environment.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from dispatch import DispatchPolicy, StalePolicy
 from mqtt_bridge import DEFAULT_TOPIC_ROOT, Topics, parse_mqtt_url
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "Settings"]
+
+DEFAULT_PRIORITY_BY_CATEGORY: dict[str, int] = {
+    "assault": 1,
+    "domestic_violence": 1,
+    "robbery": 1,
+    "missing_child": 1,
+    "burglary": 2,
+    "theft": 3,
+    "fraud": 4,
+    "vandalism": 4,
+    "public_order": 4,
+    "noise": 5,
+}
+"""Priorities of 102 report categories when QORGAU_PRIORITY_BY_CATEGORY does not say otherwise."""
 
 
 class Settings(BaseSettings):
@@ -47,6 +65,24 @@ class Settings(BaseSettings):
     walk_speed_mps: float = Field(1.4, gt=0, description="walking speed of foot officers")
     recommend_k: int = Field(3, ge=1, description="units recommended per alert")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    # issue 3: the control room
+    ack_deadline_s: float = Field(30.0, gt=0, description="a unit must acknowledge its order within this")
+    auto_assign_p1: bool = Field(False, description="assign P1 SOS alerts to the top recommendation at once")
+    stale_after_s: float = Field(120.0, gt=0, description="a patrol whose last position is older is stale")
+    stale_policy: Literal["penalty", "exclude"] = Field("penalty", description="rank stale patrols with a penalty or not at all")
+    stale_penalty_s: float = Field(300.0, ge=0, description="seconds added to a stale patrol's ETA")
+    location_accuracy_max_m: float = Field(100.0, gt=0, description="a 102 report less accurate is 'location unverified'")
+    duplicate_radius_m: float = Field(100.0, ge=0, description="a new alert this close to an open one is linked to it")
+    duplicate_window_s: float = Field(600.0, ge=0, description="... if it came within this many seconds")
+    priority_by_category: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_PRIORITY_BY_CATEGORY),
+        description="102 category -> priority 1..5 (JSON in QORGAU_PRIORITY_BY_CATEGORY); others are P3",
+    )
+    districts: Path | None = Field(None, description="district polygons GeoJSON for response-time reports")
+    timezone: str = Field("Asia/Almaty", description="the city's time zone (staffing hours, quarters)")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 key of API tokens (>= 32 chars); random per start if unset")
+    admin_token: SecretStr | None = Field(None, description="bootstrap admin bearer token for scripted set-up")
+    token_ttl_s: int = Field(12 * 3600, gt=0, description="how long an API token is valid")
 
     @field_validator("db_url")
     @classmethod
@@ -78,6 +114,40 @@ class Settings(BaseSettings):
             msg = f"log_level must be DEBUG, INFO, WARNING or ERROR, got {value!r}"
             raise ValueError(msg)
         return level
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            msg = f"timezone must be an IANA zone such as Asia/Almaty, got {value!r}"
+            raise ValueError(msg) from e
+        return value
+
+    def policy(self) -> DispatchPolicy:
+        """The dispatch rules these settings ask for."""
+        return DispatchPolicy(
+            priority_by_category=self.priority_by_category,
+            location_accuracy_max_m=self.location_accuracy_max_m,
+            duplicate_radius_m=self.duplicate_radius_m,
+            duplicate_window=timedelta(seconds=self.duplicate_window_s),
+            stale_after=timedelta(seconds=self.stale_after_s),
+            stale_policy=StalePolicy(self.stale_policy),
+            stale_penalty_s=self.stale_penalty_s,
+            ack_deadline=timedelta(seconds=self.ack_deadline_s),
+            auto_assign_p1=self.auto_assign_p1,
+            timezone=self.timezone,
+        )
+
+    def public_view(self) -> dict[str, Any]:
+        """The settings without secrets (``GET /api/settings``)."""
+        view = self.model_dump(mode="json", exclude={"jwt_secret", "admin_token"})
+        view["mqtt_url"] = str(parse_mqtt_url(self.mqtt_url))  # no password
+        view["db_url"] = make_url(self.db_url).render_as_string(hide_password=True)
+        return view
 
     @classmethod
     def from_flags(cls, flags: dict[str, Any]) -> Settings:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from support import Probe
 
-from dispatch import Device, DeviceSite, Store, Unit, load_devices, load_units, write_devices, write_units
+from dispatch import Device, DeviceSite, Role, Store, Unit, User, load_devices, load_units, write_devices, write_units
 from geo import Router, StreetNetwork, generate_city
 from mqtt_bridge import parse_mqtt_url
 from qorgau import QorgauService, Settings
@@ -32,6 +32,9 @@ from qorgau.demo import seed_registry
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+ADMIN_TOKEN = "test-bootstrap-admin-token-0123456789"
+"""The bootstrap admin token every test service accepts (QORGAU_ADMIN_TOKEN)."""
 
 FAR_DEVICE = "far-1"
 """A registered SOS button about 5 km outside the generated city: outside the service area."""
@@ -153,10 +156,22 @@ def registry(city: StreetNetwork, tmp_path_factory: pytest.TempPathFactory) -> R
 
 @dataclass
 class Running:
-    """A started service and an HTTP client for its API."""
+    """A started service and an HTTP client for its API, signed in as a dispatcher."""
 
     service: QorgauService
     http: httpx.Client
+
+    def client(self, role: Role | str, *, unit_id: str | None = None, username: str | None = None) -> httpx.Client:
+        """An HTTP client with a token for ``role`` (closed with the service)."""
+        role = Role(role)
+        user = User(username or f"test-{role.value}{'-' + unit_id if unit_id else ''}", role, unit_id)
+        token = self.service.auth.issue(user)
+        client = httpx.Client(base_url=self.service.base_url, timeout=5, headers={"Authorization": f"Bearer {token}"})
+        self._clients.append(client)
+        return client
+
+    def __post_init__(self) -> None:
+        self._clients: list[httpx.Client] = []
 
     def rejected(self, reason: str) -> int:
         return int(self.http.get("/api/metrics").json()["rejected"][reason])
@@ -178,8 +193,9 @@ def start_service(
     client_id = f"qorgau-test-{uuid.uuid4().hex[:12]}"
     started: list[Running] = []
 
-    def start() -> Running:
+    def start(**overrides: object) -> Running:
         settings = Settings(
+            admin_token=ADMIN_TOKEN,
             db_url=db_url,
             mqtt_url=mqtt_url,
             topic_root=topic_root,
@@ -189,15 +205,20 @@ def start_service(
             devices=registry.devices_path,
             host="127.0.0.1",
             port=0,
+            **overrides,
         )
         service = QorgauService(settings, network=city).start()
-        running = Running(service=service, http=httpx.Client(base_url=service.base_url, timeout=5))
+        token = service.auth.issue(User("test-dispatcher", Role.DISPATCHER))
+        http = httpx.Client(base_url=service.base_url, timeout=5, headers={"Authorization": f"Bearer {token}"})
+        running = Running(service=service, http=http)
         started.append(running)
         return running
 
     yield start
     for running in started:
         running.http.close()
+        for client in running._clients:
+            client.close()
         running.service.stop(end_session=True)
 
 

@@ -135,7 +135,16 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
         time.sleep(0.05)
     match = re.search(r"Open (http://127\.0\.0\.1:\d+)/api/alerts", out)
     assert match, out
-    alerts = wait_for(lambda: httpx.get(f"{match.group(1)}/api/alerts").json(), timeout_s=3, what="demo alerts")
+    while "dispatcher token" not in out and thread.is_alive() and time.monotonic() < deadline:
+        out += capsys.readouterr().out
+        time.sleep(0.05)
+    token = re.search(r"dispatcher token: (\S+)", out)
+    assert token, out
+    assert httpx.get(f"{match.group(1)}/api/alerts").status_code == 401
+    headers = {"Authorization": f"Bearer {token.group(1)}"}
+    alerts = wait_for(
+        lambda: httpx.get(f"{match.group(1)}/api/alerts", headers=headers).json(), timeout_s=3, what="demo alerts"
+    )
     assert alerts[0]["recommendations"]
     thread.join(timeout=20)
     out += capsys.readouterr().out

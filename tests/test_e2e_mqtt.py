@@ -67,7 +67,7 @@ def test_sos_press_becomes_alert_with_nearest_unit_and_accepted_ack(
     }
     assert alert["source"] == "sos"
     assert alert["device_id"] == device_id
-    assert alert["status"] == "new"
+    assert alert["status"] == "recommended"  # ranked at ingest: new -> recommended
     device = registry.devices[device_id]
     assert (alert["lat"], alert["lon"]) == (device.lat, device.lon)
     assert alert["received_at"].endswith(("Z", "+00:00"))
@@ -279,11 +279,11 @@ def test_unit_position_moves_the_unit_and_its_recommendation(
 def test_bad_unit_position_is_rejected_and_the_unit_stays(
     running: Running, probe: Probe, registry: Registry, unit: str | None, position: dict, reason: str
 ) -> None:
-    unit_id = unit or registry.units[0].id
+    original = next(u for u in registry.units if u.kind.value == "foot")
+    unit_id = unit or original.id
     probe.publish(probe.topics.unit_position(unit_id), {"ts": now_rfc3339(), **position})
     wait_for(lambda: running.rejected(reason) == 1, what=f"rejection counted as {reason}")
     units = {u["id"]: u for u in running.http.get("/api/units").json()}
-    original = registry.units[0]
     assert (units[original.id]["lat"], units[original.id]["lon"]) == (original.lat, original.lon)
 
 
@@ -312,7 +312,7 @@ def test_restart_ingests_alerts_published_while_down(
 
     second = start_service()
     for payload in payloads:
-        assert _alert_for(second, payload["event_id"])["status"] == "new"
+        assert _alert_for(second, payload["event_id"])["status"] == "recommended"
     acks = [probe.next_ack(probe.topics.sos_ack(device_id)) for _ in payloads]
     assert sorted(a["event_id"] for a in acks) == sorted(p["event_id"] for p in payloads)
     assert {a["status"] for a in acks} == {"accepted"}

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from support import Probe, sos_payload, wait_for
 
-from dispatch import Store
+from dispatch import Role, Store, User
 from geo import StreetNetwork
 from qorgau import QorgauService, Settings
 
@@ -59,6 +59,7 @@ def test_alert_published_while_the_database_is_down_is_committed_when_it_returns
     )
     service = QorgauService(settings, network=city).start()
     service.bridge.store_retry_s = 0.1
+    token = service.auth.issue(User("test-viewer", Role.VIEWER))
     device_id = next(d for d in sorted(registry.devices) if d != FAR_DEVICE)
     ack_topic = probe.topics.sos_ack(device_id)
     try:
@@ -75,7 +76,7 @@ def test_alert_published_while_the_database_is_down_is_committed_when_it_returns
         _allow_connections(admin, database, True)
         ack = probe.next_ack(ack_topic, timeout_s=5)
         assert (ack["status"], ack["event_id"]) == ("accepted", payload["event_id"])
-        alert = httpx.get(f"{service.base_url}/api/alerts/{ack['alert_id']}").json()
+        alert = httpx.get(f"{service.base_url}/api/alerts/{ack['alert_id']}", headers={"Authorization": f"Bearer {token}"}).json()
         assert alert["event_id"] == payload["event_id"]
         assert service.service.metrics()["rejected"]["internal_error"] == 0
     finally:

@@ -9,7 +9,16 @@ from mqtt_bridge import Route, Topics, parse_mqtt_url
 
 def test_topics_under_default_root() -> None:
     t = Topics()
-    assert t.subscriptions == ("qorgau/v1/sos/+/alert", "qorgau/v1/app102/report", "qorgau/v1/units/+/position")
+    assert t.subscriptions == (
+        "qorgau/v1/sos/+/alert",
+        "qorgau/v1/app102/report",
+        "qorgau/v1/units/+/position",
+        "qorgau/v1/units/+/status",
+        "qorgau/v1/units/+/ack",
+    )
+    assert t.unit_orders("car-1") == "qorgau/v1/units/car-1/orders"
+    assert t.unit_status("car-1") == "qorgau/v1/units/car-1/status"
+    assert t.unit_ack("car-1") == "qorgau/v1/units/car-1/ack"
     assert t.sos_alert("b1") == "qorgau/v1/sos/b1/alert"
     assert t.sos_ack("b1") == "qorgau/v1/sos/b1/ack"
     assert t.unit_position("car-1") == "qorgau/v1/units/car-1/position"
@@ -22,6 +31,9 @@ def test_topics_under_default_root() -> None:
         ("city/x/sos/b1/alert", (Route.SOS_ALERT, "b1")),
         ("city/x/app102/report", (Route.APP102_REPORT, None)),
         ("city/x/units/u-9/position", (Route.UNIT_POSITION, "u-9")),
+        ("city/x/units/u-9/status", (Route.UNIT_STATUS, "u-9")),
+        ("city/x/units/u-9/ack", (Route.UNIT_ACK, "u-9")),
+        ("city/x/units/u-9/orders", None),
         ("city/x/sos/b1/ack", None),
         ("city/x/sos//alert", None),
         ("city/y/sos/b1/alert", None),

@@ -1,0 +1,282 @@
+"""Response times for accountability: per-alert durations, grouped statistics, CSV, the public report.
+
+Pure functions over alerts (no I/O but reading a districts GeoJSON and the message catalogues).
+
+Per alert, seconds from receipt to: recommendation, first assignment, first acknowledgement,
+arrival on scene, closing. Groups report ``count`` (alerts in the group) and, per measure, how many
+alerts reached it, the median and the 90th percentile (linear interpolation between order
+statistics, numpy's default).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from shapely import STRtree
+from shapely.geometry import Point, shape
+
+from dispatch.domain import Alert
+
+__all__ = [
+    "GROUPINGS",
+    "MEASURES",
+    "Districts",
+    "GroupStats",
+    "catalogue",
+    "durations",
+    "quarter_bounds",
+    "render_public_report",
+    "summarize",
+    "to_csv",
+]
+
+MEASURES = ("to_recommend", "to_assign", "to_acknowledge", "to_arrive", "to_close")
+"""The response-time measures, in the order of an alert's life."""
+
+_STAMPS = dict(zip(MEASURES, ("recommended_at", "assigned_at", "acknowledged_at", "on_scene_at", "closed_at"), strict=True))
+
+GROUPINGS = ("district", "unit", "source", "priority")
+
+LOCALES = ("kk", "ru", "en")
+_LOCALE_DIR = Path(__file__).with_name("locales")
+
+
+def durations(alert: Alert) -> dict[str, float | None]:
+    """Seconds from receipt to each stage the alert reached (None where it did not)."""
+    out: dict[str, float | None] = {}
+    for measure, field in _STAMPS.items():
+        stamp: datetime | None = getattr(alert, field)
+        out[measure] = None if stamp is None else max(0.0, (stamp - alert.received_at).total_seconds())
+    return out
+
+
+class Districts:
+    """Named polygons from a GeoJSON FeatureCollection (property ``name``, else ``id``)."""
+
+    def __init__(self, names: Sequence[str], geometries: Sequence[Any]) -> None:
+        self.names = list(names)
+        self._geoms = list(geometries)
+        self._tree = STRtree(self._geoms)
+
+    @classmethod
+    def from_geojson(cls, path: str | Path) -> Districts:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        names, geoms = [], []
+        for i, feature in enumerate(doc.get("features") or []):
+            props = feature.get("properties") or {}
+            geom = shape(feature["geometry"])
+            if geom.geom_type not in ("Polygon", "MultiPolygon"):
+                msg = f"{path}: feature {i} must be a Polygon or MultiPolygon, got {geom.geom_type}"
+                raise ValueError(msg)
+            names.append(str(props.get("name") or props.get("id") or f"district {i + 1}"))
+            geoms.append(geom)
+        if not geoms:
+            msg = f"{path} has no district polygons"
+            raise ValueError(msg)
+        return cls(names, geoms)
+
+    def name_of(self, lat: float, lon: float) -> str | None:
+        point = Point(lon, lat)
+        hits = self._tree.query(point, predicate="intersects")
+        return self.names[int(min(hits))] if len(hits) else None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """Counts and response-time statistics of one group."""
+
+    key: str
+    count: int
+    stats: dict[str, dict[str, float | int | None]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "count": self.count, **self.stats}
+
+
+def _key(alert: Alert, group_by: str, districts: Districts | None) -> str:
+    if group_by == "district":
+        name = districts.name_of(alert.lat, alert.lon) if districts is not None else None
+        return name or "(outside districts)"
+    if group_by == "unit":
+        return alert.assigned_unit_id or "(none)"
+    if group_by == "source":
+        return alert.source.value
+    if group_by == "priority":
+        return f"P{alert.priority}"
+    msg = f"group_by must be one of {', '.join(GROUPINGS)}, got {group_by!r}"
+    raise ValueError(msg)
+
+
+def summarize(alerts: Iterable[Alert], group_by: str, *, districts: Districts | None = None) -> list[GroupStats]:
+    """Count, median and p90 of each measure per group, groups sorted by key."""
+    if group_by not in GROUPINGS:
+        msg = f"group_by must be one of {', '.join(GROUPINGS)}, got {group_by!r}"
+        raise ValueError(msg)
+    groups: dict[str, list[dict[str, float | None]]] = {}
+    for alert in alerts:
+        groups.setdefault(_key(alert, group_by, districts), []).append(durations(alert))
+    order = sorted(groups, key=lambda k: (len(k), k) if group_by == "priority" else (0, k))
+    return [GroupStats(key, len(groups[key]), _stats(groups[key])) for key in order]
+
+
+def _stats(rows: Sequence[dict[str, float | None]]) -> dict[str, dict[str, float | int | None]]:
+    stats: dict[str, dict[str, float | int | None]] = {}
+    for m in MEASURES:
+        values = np.array([r[m] for r in rows if r[m] is not None], dtype=float)
+        stats[m] = {
+            "n": int(values.size),
+            "median_s": None if not values.size else round(float(np.median(values)), 3),
+            "p90_s": None if not values.size else round(float(np.percentile(values, 90)), 3),
+        }
+    return stats
+
+
+def to_csv(groups: Sequence[GroupStats], group_by: str) -> str:
+    """One row per group: key, count, then n/median/p90 of each measure."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([group_by, "count", *[f"{m}_{s}" for m in MEASURES for s in ("n", "median_s", "p90_s")]])
+    for g in groups:
+        writer.writerow(
+            [g.key, g.count, *["" if g.stats[m][s] is None else g.stats[m][s] for m in MEASURES for s in ("n", "median_s", "p90_s")]]
+        )
+    return buffer.getvalue()
+
+
+def quarter_bounds(quarter: str, zone: str = "Asia/Almaty") -> tuple[datetime, datetime]:
+    """``"2026Q4"`` -> the quarter's start and end (exclusive) in UTC, quarters in the city's local time."""
+    match = re.fullmatch(r"(\d{4})-?Q([1-4])", quarter.strip().upper())
+    if not match:
+        msg = f"quarter must look like 2026Q4, got {quarter!r}"
+        raise ValueError(msg)
+    year, q = int(match.group(1)), int(match.group(2))
+    tz = ZoneInfo(zone)
+    start = datetime(year, 3 * q - 2, 1, tzinfo=tz)
+    end = datetime(year + (q == 4), 1 if q == 4 else 3 * q + 1, 1, tzinfo=tz)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def catalogue(lang: str) -> dict[str, str]:
+    """The message catalogue of ``lang`` (kk, ru, en)."""
+    if lang not in LOCALES:
+        msg = f"language must be one of {', '.join(LOCALES)}, got {lang!r}"
+        raise ValueError(msg)
+    return json.loads((_LOCALE_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+
+
+def _fmt_s(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    value = float(value)
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def _svg_chart(groups: Sequence[GroupStats], *, title: str, median_label: str, p90_label: str) -> str:
+    """A horizontal bar chart (median and p90 of time to arrive) as inline SVG; no scripts, works offline."""
+    rows = [(g.key, g.stats["to_arrive"]["median_s"], g.stats["to_arrive"]["p90_s"]) for g in groups]
+    top = max([float(p or 0) for _, _, p in rows] + [1.0])
+    bar_w, left, row_h = 420, 170, 34
+    height = 50 + row_h * max(1, len(rows)) + 30
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + bar_w + 90}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title)}" font-family="sans-serif" font-size="12">',
+        f'<text x="0" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+    ]
+    for i, (key, median, p90) in enumerate(rows):
+        y = 36 + i * row_h
+        parts.append(f'<text x="0" y="{y + 16}">{html.escape(key)}</text>')
+        for j, (value, colour) in enumerate(((median, "#2b6cb0"), (p90, "#90cdf4"))):
+            w = 0 if value is None else bar_w * float(value) / top
+            parts.append(f'<rect x="{left}" y="{y + j * 13}" width="{w:.1f}" height="12" fill="{colour}"/>')
+            parts.append(f'<text x="{left + w + 4:.1f}" y="{y + j * 13 + 10}">{_fmt_s(value)}</text>')
+    y = height - 12
+    parts.append(f'<rect x="{left}" y="{y - 9}" width="10" height="10" fill="#2b6cb0"/>')
+    parts.append(f'<text x="{left + 14}" y="{y}">{html.escape(median_label)}</text>')
+    parts.append(f'<rect x="{left + 140}" y="{y - 9}" width="10" height="10" fill="#90cdf4"/>')
+    parts.append(f'<text x="{left + 154}" y="{y}">{html.escape(p90_label)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def render_public_report(
+    alerts: Sequence[Alert],
+    *,
+    quarter: str,
+    lang: str = "ru",
+    fmt: str = "html",
+    districts: Districts | None = None,
+    generated_at: datetime | None = None,
+) -> str:
+    """The quarterly public report: aggregates by district, priority and source; no personal data.
+
+    No alert text, sender, device, position or unit appears: only counts and response-time
+    statistics of groups.
+    """
+    t = catalogue(lang)
+    if fmt not in ("html", "md"):
+        msg = f"format must be html or md, got {fmt!r}"
+        raise ValueError(msg)
+    by_district = summarize(alerts, "district", districts=districts) if districts is not None else []
+    by_priority = summarize(alerts, "priority")
+    by_source = summarize(alerts, "source")
+    overall = [GroupStats(t["all_alerts"], len(alerts), _stats([durations(a) for a in alerts]))]
+    headers = [t["group"], t["count"], *[f"{t[m]} ({t['median']} / p90)" for m in MEASURES]]
+
+    def table_rows(groups: Sequence[GroupStats], label: Any = None) -> list[list[str]]:
+        return [
+            [label(g.key) if label else g.key, str(g.count),
+             *[f"{_fmt_s(g.stats[m]['median_s'])} / {_fmt_s(g.stats[m]['p90_s'])}" for m in MEASURES]]
+            for g in groups
+        ]
+
+    source_label = lambda k: t.get(f"source_{k}", k)  # noqa: E731
+    priority_label = lambda k: t.get(f"priority_{k}", k)  # noqa: E731
+    sections = [(t["overall"], table_rows(overall))]
+    if by_district:
+        sections.append((t["by_district"], table_rows(by_district)))
+    sections += [(t["by_priority"], table_rows(by_priority, priority_label)), (t["by_source"], table_rows(by_source, source_label))]
+    chart_groups = by_district or by_priority
+    chart = _svg_chart(
+        [GroupStats(priority_label(g.key) if not by_district else g.key, g.count, g.stats) for g in chart_groups],
+        title=t["chart_title"], median_label=t["median"], p90_label="p90",
+    )
+    generated = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    title = t["title"].format(quarter=quarter)
+    notes = [t["note_privacy"], t["note_method"], t["generated"].format(time=generated)]
+    if fmt == "md":
+        out = [f"# {title}", "", t["intro"], ""]
+        for heading, rows in sections:
+            out += [f"## {heading}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            out += ["| " + " | ".join(r) + " |" for r in rows]
+            out.append("")
+        out += [f"## {t['chart_title']}", "", chart, ""]
+        out += [f"_{n}_  " for n in notes]
+        return "\n".join(out) + "\n"
+    esc = html.escape
+    body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(t['intro'])}</p>"]
+    for heading, rows in sections:
+        body.append(f"<h2>{esc(heading)}</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead><tbody>")
+        body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
+        body.append("</tbody></table>")
+    body += [f"<h2>{esc(t['chart_title'])}</h2>", chart]
+    body += [f"<p><small>{esc(n)}</small></p>" for n in notes]
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
