@@ -475,7 +475,13 @@ class DispatchService:
             return alert
         if recommendations:
             alert.status, alert.recommended_at = AlertStatus.RECOMMENDED, received_at
-        candidates = self.store.recent_alerts(source, received_at - self.policy.duplicate_window, OPEN)
+        candidates = self.store.recent_alerts(
+            source,
+            received_at - self.policy.duplicate_window,
+            OPEN,
+            near=(alert.lat, alert.lon),
+            radius_m=self.policy.duplicate_radius_m,
+        )
         original = find_duplicate(
             alert, candidates, radius_m=self.policy.duplicate_radius_m, window=self.policy.duplicate_window
         )
@@ -966,8 +972,11 @@ class DispatchService:
                 raise Conflict(msg, current="retired")
             if status in (UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE):
                 held = unit.alert_id
-                if held is None or (alert_id is not None and alert_id != held):
-                    msg = f"unit {unit_id!r} holds {'no alert' if held is None else f'alert {held}'}, not alert {alert_id}"
+                if held is None:
+                    msg = f"unit {unit_id!r} holds no alert: it cannot be {status.value}"
+                    raise Conflict(msg, current=unit.status.value)
+                if alert_id is not None and alert_id != held:
+                    msg = f"unit {unit_id!r} holds alert {held}, not alert {alert_id}"
                     raise Conflict(msg, current=unit.status.value)
                 alert = self.get_alert(held)
                 if alert.status is AlertStatus.ASSIGNED:  # moving counts as acknowledging the order

@@ -5,6 +5,8 @@ Every write commits before it returns, so a caller may acknowledge what it store
 
 from __future__ import annotations
 
+import math
+
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -557,14 +559,31 @@ class Store:
         with self._reachable("list alerts"), self._sessions() as session:
             return [_to_alert(row) for row in session.scalars(stmt.limit(limit).offset(offset))]
 
-    def recent_alerts(self, source: AlertSource, since: datetime, statuses: Iterable[AlertStatus]) -> list[Alert]:
-        """Alerts from ``source`` received since ``since`` in ``statuses`` (duplicate candidates)."""
+    def recent_alerts(
+        self,
+        source: AlertSource,
+        since: datetime,
+        statuses: Iterable[AlertStatus],
+        *,
+        near: tuple[float, float] | None = None,
+        radius_m: float | None = None,
+    ) -> list[Alert]:
+        """Alerts from ``source`` received since ``since`` in ``statuses`` (duplicate candidates).
+
+        With ``near`` and ``radius_m``, only alerts inside the bounding box of that circle: on the
+        ingest path of every alert, the candidates must not grow with the alert rate.
+        """
         stmt = (
             select(AlertRow)
             .where(AlertRow.source == source.value, AlertRow.received_at >= since)
             .where(AlertRow.status.in_([s.value for s in statuses]))
             .order_by(AlertRow.received_at, AlertRow.id)
         )
+        if near is not None and radius_m is not None:
+            lat, lon = near
+            dlat = radius_m / 111_320.0 * 1.01  # a hair wider than the circle, never narrower
+            dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
+            stmt = stmt.where(AlertRow.lat.between(lat - dlat, lat + dlat), AlertRow.lon.between(lon - dlon, lon + dlon))
         with self._reachable("look up recent alerts"), self._sessions() as session:
             return [_to_alert(row) for row in session.scalars(stmt)]
 
