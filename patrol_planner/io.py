@@ -264,9 +264,11 @@ def read_incidents(
 
 
 def read_booths(path: str | Path) -> list[Booth]:
-    """Read booths from GeoJSON Point features (``id``, ``name``; a units file's ``kind=booth``).
+    """Read booths from GeoJSON Point features (``id``, ``name``).
 
-    In a units registry (features with ``kind``) only the booths are taken.
+    In a units registry (features with ``kind``) only ``kind=booth`` is taken; in an OSM amenity
+    extract (features with ``amenity``) only ``amenity=police``, named by ``name_ru``/``name``
+    or ``osm_id``.
     """
     p = Path(path)
     if not p.is_file():
@@ -278,17 +280,22 @@ def read_booths(path: str | Path) -> list[Booth]:
         msg = f"{p.name}: no GeoJSON features"
         raise ValueError(msg)
     has_kind = any("kind" in (f.get("properties") or {}) for f in features)
+    has_amenity = any("amenity" in (f.get("properties") or {}) for f in features)
     out = []
     for i, f in enumerate(features):
         props = f.get("properties") or {}
         if has_kind and props.get("kind") != "booth":
+            continue
+        if not has_kind and has_amenity and props.get("amenity") != "police":
             continue
         geom = f.get("geometry") or {}
         if geom.get("type") != "Point":
             msg = f"{p.name}: feature {i} is a {geom.get('type')!r}, booths must be Points"
             raise ValueError(msg)
         lon, lat = geom["coordinates"][:2]
-        out.append(Booth(str(props.get("id", f"booth-{i + 1}")), float(lat), float(lon), str(props.get("name") or "")))
+        ident = props.get("id") or (f"osm-{props['osm_type']}-{props['osm_id']}" if "osm_id" in props else f"booth-{i + 1}")
+        name = props.get("name") or props.get("name_ru") or props.get("name_kk") or ""
+        out.append(Booth(str(ident), float(lat), float(lon), str(name)))
     if not out:
         msg = f"{p.name}: no booths (features with kind='booth')"
         raise ValueError(msg)

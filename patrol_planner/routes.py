@@ -1,0 +1,528 @@
+r"""Foot-patrol routes: a prize-collecting team orienteering problem, solved with PyVRP.
+
+Formulation
+-----------
+Patrols :math:`k` start and end at their booth within the shift :math:`[0, H]`. Hot spot
+:math:`i` has risk :math:`r_{ib}` in revisit block :math:`b` (blocks of 2 h). A *visit* is a
+dwell of :math:`d` seconds (15 min by default: Koper 1995 found about 15 minutes of presence
+gives the longest residual deterrence) starting inside its block. Choose routes to
+
+.. math:: \max \sum_{(i,b)\ \text{visited}} r_{ib} \; - \; \varepsilon \cdot \text{metres walked}
+
+subject to: each (hot spot, block) is visited at most once by all patrols together (so no hot
+spot is covered twice while another goes uncovered), walking times on the street network, dwell
+times, the block's time window, and the return to the booth by the end of the shift. The hottest
+hot spots carry risk in every block, so they are revisited about every ``revisit_s`` where the
+budget allows. A visit in block :math:`b` must start in the window
+:math:`[bT + \varphi_i, bT + \varphi_i + 0.6T]` (:math:`T` = ``revisit_s``), so two visits of one
+hot spot are at least :math:`0.4T` (48 minutes) apart, never one long stay split in two; the
+phases :math:`\varphi_i \in [0, 0.4T]` are spread over the hot spots (and drawn afresh with a
+seed), so some window is always open.
+
+Each (hot spot, block) is an optional PyVRP client with a prize; each booth a depot with its
+patrols as vehicles. PyVRP (Wouda, Lan and Kool 2024, hybrid genetic search) runs for a fixed
+number of iterations, with a wall-clock cap: the same seed gives the same plan unless the cap
+binds. A greedy baseline ("walk to the nearest unvisited hot spot") is kept for comparison.
+
+Unpredictability: with a ``seed``, prizes are jittered (multiplicative log-normal noise) before
+solving, which changes which hot spots are chosen and in which order; the plan is accepted only
+if its *true* covered risk is within ``tolerance`` (5 %) of the best plan found, else the noise
+is halved and the solve repeated.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from patrol_planner._graph import WalkGraph
+from patrol_planner.io import Booth
+from patrol_planner.shift import HotSpot, Shift
+
+__all__ = ["PatrolPlan", "PatrolRoute", "SolverSettings", "Stop", "assign_patrols", "greedy_routes", "plan_routes"]
+
+_PRIZE_TOTAL = 1e9  # all risk of the shift, in prize units; a metre walked costs 1
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A dwell at a hot spot: when (local time and seconds into the shift) and what it covers."""
+
+    spot: int
+    node: int
+    lat: float
+    lon: float
+    block: int
+    arrive_s: float
+    depart_s: float
+    risk_covered: float
+
+    @property
+    def dwell_s(self) -> float:
+        return self.depart_s - self.arrive_s
+
+
+@dataclass
+class PatrolRoute:
+    """One foot patrol's closed walk from its booth and back."""
+
+    patrol_id: str
+    booth: Booth
+    booth_node: int
+    stops: list[Stop]
+    length_m: float = 0.0
+    walking_s: float = 0.0
+    end_s: float = 0.0
+    path: list[int] = field(default_factory=list)  # node sequence booth -> ... -> booth
+
+    @property
+    def risk_covered(self) -> float:
+        return float(sum(s.risk_covered for s in self.stops))
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How hard PyVRP works: iterations (deterministic) and a wall-clock cap (seconds)."""
+
+    iterations: int = 3000
+    time_limit_s: float = 30.0
+    tolerance: float = 0.05
+    noise: float = 0.3
+    dwell_s: float = 900.0
+    revisit_s: float = 7200.0
+
+
+@dataclass
+class PatrolPlan:
+    """Routes for the patrols of one shift and how much risk they cover."""
+
+    shift: Shift
+    routes: list[PatrolRoute]
+    hotspots: list[HotSpot]
+    total_risk: float  # expected incidents in the shift, all cells
+    spots_risk: float  # of which at the candidate hot spots
+    seed: int | None
+    method: str
+    solve_s: float = 0.0
+    iterations: int = 0
+    best_found_risk: float = 0.0
+    attempts: int = 1
+    walk_speed_mps: float = 1.4
+    dwell_s: float = 900.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def risk_covered(self) -> float:
+        return float(sum(r.risk_covered for r in self.routes))
+
+    @property
+    def patrol_hours(self) -> float:
+        return len(self.routes) * self.shift.duration_s / 3600.0
+
+    @property
+    def risk_per_patrol_hour(self) -> float:
+        return self.risk_covered / self.patrol_hours if self.routes else 0.0
+
+    def visits(self) -> set[tuple[int, int]]:
+        """(hot spot, block) pairs covered."""
+        return {(s.spot, s.block) for r in self.routes for s in r.stops}
+
+
+def assign_patrols(booths: Sequence[Booth], patrols: int, booth_risk: Sequence[float]) -> list[int]:
+    """Booth index of each patrol: round-robin over the booths with risk nearby, most risk first."""
+    if patrols < 1:
+        msg = f"the number of patrols must be positive, got {patrols}"
+        raise ValueError(msg)
+    if not booths:
+        msg = "no booths: patrols need a booth to start from"
+        raise ValueError(msg)
+    order = sorted(range(len(booths)), key=lambda i: (-booth_risk[i], i))
+    with_risk = [i for i in order if booth_risk[i] > 0]
+    order = with_risk or order  # booths with nothing nearby get no patrol while others have risk
+    return [order[k % len(order)] for k in range(patrols)]
+
+
+@dataclass
+class _Problem:
+    shift_s: int
+    dwell_s: int
+    revisit_s: float
+    booth_nodes: NDArray[np.int64]
+    booth_leg_s: NDArray[np.float64]  # off-street walk from the booth to its node
+    patrol_booth: list[int]
+    spots: list[HotSpot]
+    times: NDArray[np.float64]  # (booths + spots) square walking-time matrix, inf if far
+    clients: list[tuple[int, int, float]]  # (spot position, block, risk)
+    speed_mps: float = 1.4
+    windows: list[tuple[int, int]] = field(default_factory=list)  # earliest, latest start of each client's dwell
+
+
+def _problem(
+    graph: WalkGraph,
+    booths: Sequence[Booth],
+    patrol_booth: list[int],
+    spots: Sequence[HotSpot],
+    shift: Shift,
+    settings: SolverSettings,
+) -> _Problem:
+    net = graph.network
+    bx, by = net.to_xy(np.array([b.lat for b in booths]), np.array([b.lon for b in booths]))
+    snaps = graph.snap_xy(bx, by)
+    booth_nodes = np.where(snaps.fraction <= 0.5, graph.u[snaps.segment], graph.v[snaps.segment])
+    end_x = np.where(snaps.fraction <= 0.5, graph.x0[snaps.segment], graph.x1[snaps.segment])
+    end_y = np.where(snaps.fraction <= 0.5, graph.y0[snaps.segment], graph.y1[snaps.segment])
+    leg = np.hypot(end_x - bx, end_y - by) / graph.walk_speed_mps
+    nodes = np.concatenate([booth_nodes, np.array([s.node for s in spots], dtype=np.int64)])
+    times = graph.time_matrix(nodes, limit_s=shift.duration_s / 2)
+    nb = len(booths)
+    times[:nb, :] += leg[:, None]
+    times[:, :nb] += leg[None, :]
+    np.fill_diagonal(times, 0.0)
+    p = _Problem(
+        int(shift.duration_s), int(settings.dwell_s), settings.revisit_s, booth_nodes, leg, patrol_booth, list(spots),
+        times, [], graph.walk_speed_mps,
+    )
+    n = len(spots)
+    golden = (np.arange(n) * 0.6180339887) % 1.0  # spread phases, the same every day
+    return _with_windows(p, golden * (1 - _WINDOW_FRAC) * settings.revisit_s)
+
+
+_WINDOW_FRAC = 0.6  # a block's dwell-start window, as a share of the revisit interval
+
+
+def _with_windows(p: _Problem, phase: NDArray[np.float64]) -> _Problem:
+    """The (hot spot, block) clients with their start windows, for given phases."""
+    used = sorted(set(p.patrol_booth))
+    nb = len(p.booth_nodes)
+    reach = p.times[used, nb:].min(axis=0) if p.spots else np.zeros(0)
+    clients, windows = [], []
+    T = p.revisit_s
+    for i, s in enumerate(p.spots):
+        # Reachable from some booth and back within the shift, with a dwell.
+        if not (2 * reach[i] + p.dwell_s <= p.shift_s):
+            continue
+        for b, r in enumerate(s.block_risk):
+            early = b * T + float(phase[i])
+            late = min(early + _WINDOW_FRAC * T, p.shift_s - p.dwell_s - reach[i])
+            if r > 0 and late >= early:
+                clients.append((i, b, r))
+                windows.append((int(math.ceil(early)), int(late)))
+    return replace(p, clients=clients, windows=windows)
+
+
+def _solve_pyvrp(
+    p: _Problem, prizes: NDArray[np.float64], seed: int, settings: SolverSettings, iterations: int
+) -> tuple[list[list[tuple[int, int, int]]], int]:
+    """Per patrol: [(client index, start time, end time)], and the iterations run."""
+    from pyvrp import Client, Depot, Location, ProblemData, VehicleType, solve
+    from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria
+
+    used = sorted(set(p.patrol_booth))
+    depot_of = {b: k for k, b in enumerate(used)}
+    nb_all = len(p.booth_nodes)
+    # Locations: the used booths, then one per client (copies of a hot spot are separate
+    # locations so that going straight from one copy to the next can be forbidden).
+    loc_pos = list(used) + [nb_all + c[0] for c in p.clients]
+    pos = np.array(loc_pos, dtype=np.int64)
+    t = p.times[np.ix_(pos, pos)]
+    big = 10 * p.shift_s
+    dur = np.where(np.isfinite(t), np.rint(t), big).astype(np.int64)
+    spot_of = np.array([-1] * len(used) + [c[0] for c in p.clients])
+    same = (spot_of[:, None] == spot_of[None, :]) & (spot_of[:, None] >= 0)
+    np.fill_diagonal(same, False)
+    dur[same] = big
+    dist = np.where(dur >= big, big, np.rint(np.where(np.isfinite(t), t, 0.0) * p.speed_mps)).astype(np.int64)
+    locations = [Location(0.0, 0.0) for _ in loc_pos]
+    depots = [Depot(k) for k in range(len(used))]
+    clients = []
+    for j, (early, late) in enumerate(p.windows):
+        clients.append(
+            Client(
+                len(used) + j,
+                service_duration=p.dwell_s,
+                tw_early=early,
+                tw_late=max(early, late),
+                prize=int(max(1, round(prizes[j]))),
+                required=False,
+            )
+        )
+    counts: dict[int, int] = {}
+    for b in p.patrol_booth:
+        counts[b] = counts.get(b, 0) + 1
+    vtypes = [
+        VehicleType(
+            counts[b], start_depot=depot_of[b], end_depot=depot_of[b], tw_early=0, tw_late=p.shift_s,
+            shift_duration=p.shift_s, name=str(b),
+        )
+        for b in used
+    ]  # fmt: skip
+    data = ProblemData(locations, clients, depots, vtypes, [dist], [dur])
+    stop = MultipleCriteria([MaxIterations(iterations), MaxRuntime(settings.time_limit_s)])
+    res = solve(data, stop=stop, seed=seed, collect_stats=False, display=False)
+    sol = res.best
+    per_type: dict[int, list[list[tuple[int, int, int]]]] = {k: [] for k in range(len(used))}
+    for route in sol.routes():
+        visits = [(a.idx, int(a.start_time), int(a.end_time)) for a in route.schedule() if a.type.name == "CLIENT"]
+        if route.has_time_warp():
+            visits = []  # an infeasible route is not handed out
+        per_type[route.vehicle_type()].append(visits)
+    out: list[list[tuple[int, int, int]]] = []
+    for b in p.patrol_booth:
+        lst = per_type[depot_of[b]]
+        out.append(lst.pop(0) if lst else [])
+    return out, int(res.num_iterations)
+
+
+def _stops(p: _Problem, per_patrol: list[list[tuple[int, int, int]]]) -> list[list[Stop]]:
+    out = []
+    for visits in per_patrol:
+        stops = []
+        for j, start, end in visits:
+            i, b, r = p.clients[j]
+            s = p.spots[i]
+            stops.append(Stop(s.id, s.node, s.lat, s.lon, b, float(start), float(end), float(r)))
+        out.append(stops)
+    return out
+
+
+def _finish(
+    graph: WalkGraph,
+    booths: Sequence[Booth],
+    p: _Problem,
+    stops: list[list[Stop]],
+) -> list[PatrolRoute]:
+    """Walk the legs on the street graph: paths, lengths, walking time, return time."""
+    routes = []
+    pairs: list[tuple[int, int]] = []
+    for k, st in enumerate(stops):
+        b = p.patrol_booth[k]
+        seq = [int(p.booth_nodes[b])] + [s.node for s in st] + [int(p.booth_nodes[b])]
+        pairs.extend((seq[i], seq[i + 1]) for i in range(len(seq) - 1) if seq[i] != seq[i + 1])
+    paths = dict(zip(pairs, graph.paths(pairs), strict=True)) if pairs else {}
+    seg_len = _edge_lengths(graph)
+    for k, st in enumerate(stops):
+        b = p.patrol_booth[k]
+        bn = int(p.booth_nodes[b])
+        seq = [bn] + [s.node for s in st] + [bn]
+        full: list[int] = [bn]
+        length = 2 * float(p.booth_leg_s[b]) * graph.walk_speed_mps if st else 0.0
+        for i in range(len(seq) - 1):
+            if seq[i] == seq[i + 1]:
+                continue
+            path = paths[(seq[i], seq[i + 1])]
+            length += sum(seg_len[(a, c)] for a, c in zip(path[:-1], path[1:], strict=True))
+            full.extend(path[1:])
+        walking = length / graph.walk_speed_mps
+        end = 0.0
+        if st:
+            last = st[-1]
+            end = last.depart_s + float(p.times[b, len(p.booth_nodes) + _pos(p, last.spot)])
+        routes.append(
+            PatrolRoute(
+                patrol_id=f"P{k + 1:02d}",
+                booth=booths[b],
+                booth_node=bn,
+                stops=st,
+                length_m=length,
+                walking_s=walking,
+                end_s=end,
+                path=full if st else [],
+            )
+        )
+    return routes
+
+
+def _pos(p: _Problem, spot_id: int) -> int:
+    return next(i for i, s in enumerate(p.spots) if s.id == spot_id)
+
+
+def _edge_lengths(graph: WalkGraph) -> dict[tuple[int, int], float]:
+    d: dict[tuple[int, int], float] = {}
+    for a, c, ln in zip(graph.u.tolist(), graph.v.tolist(), graph.length_m.tolist(), strict=True):
+        if ln < d.get((a, c), math.inf):
+            d[(a, c)] = ln
+            d[(c, a)] = ln
+    return d
+
+
+def _prizes(p: _Problem, spots: Sequence[HotSpot]) -> NDArray[np.float64]:
+    return np.array([c[2] for c in p.clients]) / max(1e-12, sum(s.risk for s in spots)) * _PRIZE_TOTAL
+
+
+def _true_risk(p: _Problem, per_patrol: list[list[tuple[int, int, int]]]) -> float:
+    return float(sum(p.clients[j][2] for visits in per_patrol for j, _, _ in visits))
+
+
+def plan_routes(
+    graph: WalkGraph,
+    booths: Sequence[Booth],
+    spots: Sequence[HotSpot],
+    shift: Shift,
+    *,
+    patrols: int,
+    total_risk: float,
+    seed: int | None = None,
+    settings: SolverSettings = SolverSettings(),
+    progress: Callable[[str], None] | None = None,
+) -> PatrolPlan:
+    """Routes for ``patrols`` foot patrols from ``booths`` over ``spots`` in ``shift``.
+
+    Parameters
+    ----------
+    graph
+        The walking graph (walking speed is the router's).
+    booths
+        Where patrols start and end; patrols are spread over them, booths with most risk
+        within 15 minutes' walk first.
+    spots
+        Candidate hot spots with their risk per block (:func:`patrol_planner.risk_map`).
+    total_risk
+        Expected incidents in the whole area during the shift (for shares in reports).
+    seed
+        None: the best plan found. An int: a varied plan within ``settings.tolerance`` of it.
+    """
+    started = _time.perf_counter()
+    patrol_booth = _booth_assignment(graph, booths, spots, patrols)
+    p = _problem(graph, booths, patrol_booth, spots, shift, settings)
+    notes: list[str] = []
+    base_prizes = _prizes(p, spots)
+    if progress:
+        progress(f"solving: {len(p.clients)} hot-spot visits, {patrols} patrols")
+    if not p.clients:
+        notes.append("no hot spot can be reached from the booths and back within the shift")
+        best, its = [[] for _ in patrol_booth], 0
+    else:
+        best, its = _solve_pyvrp(p, base_prizes, 0, settings, settings.iterations)
+    best_risk = _true_risk(p, best)
+    chosen, attempts = best, 1
+    if seed is not None and p.clients:
+        rng = np.random.default_rng(seed)
+        noise = settings.noise
+        chosen = []
+        for attempt in range(3):
+            attempts += 1
+            # Fresh phases (when in the block each hot spot is visited) and jittered prizes.
+            pv = _with_windows(p, rng.uniform(0, (1 - _WINDOW_FRAC) * settings.revisit_s, size=len(p.spots)))
+            prizes = _prizes(pv, spots) * np.exp(rng.normal(0.0, noise, size=len(pv.clients)))
+            if progress:
+                progress(f"varying the plan (seed {seed}, noise {noise:.2f})")
+            cand, more = _solve_pyvrp(pv, prizes, seed + 1 + attempt, settings, settings.iterations)
+            its += more
+            r = _true_risk(pv, cand)
+            if r > best_risk:
+                best_risk = r
+            if r >= (1 - settings.tolerance) * best_risk:
+                chosen, p = cand, pv
+                break
+            noise /= 2
+        if not chosen:
+            notes.append(f"seed {seed}: no varied plan within {settings.tolerance:.0%} of the best; the best plan is used")
+            chosen = best
+    routes = _finish(graph, booths, p, _stops(p, chosen))
+    return PatrolPlan(
+        shift=shift,
+        routes=routes,
+        hotspots=list(spots),
+        total_risk=total_risk,
+        spots_risk=float(sum(s.risk for s in spots)),
+        seed=seed,
+        method="pyvrp",
+        solve_s=_time.perf_counter() - started,
+        iterations=its,
+        best_found_risk=best_risk,
+        attempts=attempts,
+        walk_speed_mps=graph.walk_speed_mps,
+        dwell_s=settings.dwell_s,
+        notes=notes,
+    )
+
+
+def _booth_assignment(graph: WalkGraph, booths: Sequence[Booth], spots: Sequence[HotSpot], patrols: int) -> list[int]:
+    net = graph.network
+    bx, by = net.to_xy(np.array([b.lat for b in booths]), np.array([b.lon for b in booths]))
+    nodes = graph.nearest_node_xy(bx, by)
+    risk_at = np.zeros(graph.n_nodes)
+    for s in spots:
+        risk_at[s.node] += s.risk
+    g, reached, _ = graph.bounded_times(nodes, limit_s=900.0, targets=np.array([s.node for s in spots], dtype=np.int64))
+    near = np.zeros(len(booths))
+    np.add.at(near, g, risk_at[reached])
+    return assign_patrols(booths, patrols, near.tolist())
+
+
+def greedy_routes(
+    graph: WalkGraph,
+    booths: Sequence[Booth],
+    spots: Sequence[HotSpot],
+    shift: Shift,
+    *,
+    patrols: int,
+    total_risk: float,
+    settings: SolverSettings = SolverSettings(),
+) -> PatrolPlan:
+    """The baseline: each patrol walks to the nearest hot spot not yet visited in the current block.
+
+    Patrols move in turn (the one whose clock is earliest moves next). A hot spot is eligible if
+    the dwell can start within its block and the patrol can still get back to its booth by the
+    end of the shift; a patrol with nothing eligible waits for the next block, or goes home.
+    """
+    started = _time.perf_counter()
+    patrol_booth = _booth_assignment(graph, booths, spots, patrols)
+    p = _problem(graph, booths, patrol_booth, spots, shift, settings)
+    nb = len(p.booth_nodes)
+    client_of = {(c[0], c[1]): j for j, c in enumerate(p.clients)}
+    taken: set[int] = set()
+    clock = [0.0] * patrols
+    here = [int(b) for b in patrol_booth]  # matrix positions
+    active = [True] * patrols
+    visits: list[list[tuple[int, int, int]]] = [[] for _ in range(patrols)]
+    while any(active):
+        k = min((i for i in range(patrols) if active[i]), key=lambda i: (clock[i], i))
+        home = patrol_booth[k]
+        best = None
+        for (i, b), j in client_of.items():
+            if j in taken:
+                continue
+            travel = p.times[here[k], nb + i]
+            if not math.isfinite(travel):
+                continue
+            arrive = clock[k] + travel
+            early, late = p.windows[j]
+            if not (early <= arrive <= late):  # a window open now, no waiting for later ones
+                continue
+            if arrive + p.dwell_s + p.times[nb + i, home] > p.shift_s:
+                continue
+            key = (travel, -p.clients[j][2], j)
+            if best is None or key < best[0]:
+                best = (key, j, arrive)
+        if best is None:
+            # Nothing open now: wait (5 minutes) for a window to open, or go home at the end.
+            if clock[k] + 300 >= p.shift_s:
+                active[k] = False
+            else:
+                clock[k] += 300
+            continue
+        _, j, arrive = best
+        taken.add(j)
+        visits[k].append((j, int(arrive), int(arrive + p.dwell_s)))
+        clock[k] = arrive + p.dwell_s
+        here[k] = nb + p.clients[j][0]
+    routes = _finish(graph, booths, p, _stops(p, visits))
+    return PatrolPlan(
+        shift=shift,
+        routes=routes,
+        hotspots=list(spots),
+        total_risk=total_risk,
+        spots_risk=float(sum(s.risk for s in spots)),
+        seed=None,
+        method="greedy",
+        solve_s=_time.perf_counter() - started,
+        walk_speed_mps=graph.walk_speed_mps,
+        dwell_s=settings.dwell_s,
+    )
+
