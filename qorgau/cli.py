@@ -20,6 +20,7 @@ from dispatch.auth import hash_password
 from dispatch.reports import Districts, quarter_bounds, render_public_report
 from geo import Router, generate_city, load_network
 from qorgau.demo import write_seed_registry
+from qorgau.plan_cli import add_plan_commands
 from qorgau.runtime import QorgauService
 from qorgau.settings import Settings
 from qorgau.simulate import Simulator
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--unit-id", help="the unit a 'unit' user acts for")
     add.set_defaults(func=cmd_users_add)
+    add_plan_commands(sub)  # qorgau plan, qorgau plan evaluate: the patrol planner (qorgau/plan_cli.py)
     return parser
 
 

@@ -1,0 +1,265 @@
+"""The patrol plan's map: one self-contained HTML file that works without internet.
+
+Folium writes the map; Leaflet's own JavaScript and CSS (from the ``django-js-lib-leaflet``
+package, Leaflet 1.9.4, installed with Qorgau) are inlined into the page, with the CSS images as
+data URIs, and no tile server is used: the streets themselves are drawn as the base layer. A
+control room without internet sees everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
+
+import folium
+from branca.element import Element
+
+__all__ = ["leaflet_assets", "render_plan_map"]
+
+_EXTERNAL = re.compile(r"""<(?:script|link)\b[^>]*(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def leaflet_assets() -> tuple[str, str]:
+    """Leaflet's ``leaflet.js`` and ``leaflet.css`` (images inlined) from the installed package."""
+    spec = find_spec("js_lib_leaflet")
+    if spec is None or not spec.submodule_search_locations:
+        msg = "the Leaflet files are missing: install django-js-lib-leaflet (make install)"
+        raise RuntimeError(msg)
+    static = Path(next(iter(spec.submodule_search_locations))) / "static" / "js_lib_leaflet"
+    js = (static / "leaflet.js").read_text(encoding="utf-8")
+    css = (static / "leaflet.css").read_text(encoding="utf-8")
+
+    def inline(m: re.Match[str]) -> str:
+        path = static / m.group(1)
+        if not path.is_file():
+            return m.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"url(data:image/png;base64,{data})"
+
+    css = re.sub(r"url\(\s*['\"]?(images/[^'\")]+)['\"]?\s*\)", inline, css)
+    return js.replace("</script", "<\\/script"), css
+
+
+def _bounds(collections: list[dict]) -> list[list[float]] | None:
+    lats: list[float] = []
+    lons: list[float] = []
+
+    def walk(c: object) -> None:
+        if isinstance(c, list) and c and isinstance(c[0], (int, float)):
+            lons.append(float(c[0]))
+            lats.append(float(c[1]))
+        elif isinstance(c, list):
+            for x in c:
+                walk(x)
+
+    for col in collections:
+        for f in col.get("features", []):
+            walk((f.get("geometry") or {}).get("coordinates", []))
+    if not lats:
+        return None
+    return [[min(lats), min(lons)], [max(lats), max(lons)]]
+
+
+def _bearing(a: list[float], b: list[float]) -> float:
+    """Compass bearing (degrees clockwise from north) from ``[lon, lat]`` a to b."""
+    dx = (b[0] - a[0]) * math.cos(math.radians((a[1] + b[1]) / 2))
+    dy = b[1] - a[1]
+    return math.degrees(math.atan2(dx, dy)) % 360
+
+
+def _metres(a: list[float], b: list[float]) -> float:
+    dx = (b[0] - a[0]) * 111_320.0 * math.cos(math.radians((a[1] + b[1]) / 2))
+    dy = (b[1] - a[1]) * 111_320.0
+    return math.hypot(dx, dy)
+
+
+def _risk_colour(level: float) -> str:
+    """Yellow (low) to dark red (high) for a level in [0, 1]."""
+    stops = [(0.0, (255, 255, 178)), (0.25, (254, 204, 92)), (0.5, (253, 141, 60)), (0.75, (240, 59, 32)), (1.0, (189, 0, 38))]
+    level = min(1.0, max(0.0, level))
+    for (l0, c0), (l1, c1) in zip(stops[:-1], stops[1:], strict=True):
+        if level <= l1:
+            t = (level - l0) / (l1 - l0)
+            return "#%02x%02x%02x" % tuple(round(c0[i] + t * (c1[i] - c0[i])) for i in range(3))
+    return "#bd0026"
+
+
+def render_plan_map(
+    *,
+    routes: dict,
+    hotspots: dict,
+    booths: dict,
+    labels: dict[str, str],
+    risk_cells: dict | None = None,
+    streets: dict | None = None,
+    title: str = "",
+    arrow_every_m: float = 120.0,
+) -> str:
+    """Render a plan as standalone HTML.
+
+    Parameters
+    ----------
+    routes
+        GeoJSON: route LineStrings (``patrol``, ``colour``, ``length_m``, ``walking_min``,
+        ``risk_covered``) and stop Points (``patrol``, ``colour``, ``seq``, ``arrive``,
+        ``depart``, ``dwell_min``, ``hot_spot``).
+    hotspots
+        GeoJSON Points with ``rank``, ``risk`` and ``uncovered`` (beyond the booths' reach).
+    booths
+        GeoJSON Points with ``id``, ``name`` and ``patrols``.
+    labels
+        Texts in the reader's language: ``layer_streets``, ``layer_risk``, ``layer_hotspots``,
+        ``layer_booths``, ``layer_uncovered``, ``layer_route`` (with ``{id}``), ``legend_risk``,
+        ``stop``, ``arrive``, ``depart``, ``dwell_min``, ``risk``, ``booth``, ``hot_spot``,
+        ``attribution`` and optionally ``warning``.
+    risk_cells
+        GeoJSON Polygons with ``risk`` and ``level`` (0-1) for the risk surface.
+    streets
+        GeoJSON LineStrings drawn as the base layer (there are no tiles offline).
+
+    Raises
+    ------
+    RuntimeError
+        If the page would still load a script or stylesheet from the internet.
+    """
+    box = _bounds([routes, booths, hotspots]) or _bounds([streets or {}]) or [[0.0, 0.0], [0.0, 0.0]]
+    centre = [(box[0][0] + box[1][0]) / 2, (box[0][1] + box[1][1]) / 2]
+    m = folium.Map(location=centre, zoom_start=15, tiles=None, control_scale=True, prefer_canvas=True)
+    # Offline: no CDN links; Leaflet itself is inlined below.
+    m.default_js = []
+    m.default_css = []
+    js, css = leaflet_assets()
+    root = m.get_root()
+    root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css_inline")
+    root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js_inline")
+    root.header.add_child(
+        Element(
+            "<style>.q-stop{border-radius:50%;color:#fff;font:bold 11px/18px sans-serif;text-align:center;"
+            "width:18px;height:18px;border:1px solid #fff;box-shadow:0 0 2px #000}"
+            ".q-arrow{font:14px/14px sans-serif;text-shadow:0 0 2px #fff}"
+            ".q-booth{background:#1a237e;color:#fff;font:bold 12px/20px sans-serif;text-align:center;"
+            "width:20px;height:20px;border:2px solid #fff;box-shadow:0 0 3px #000}"
+            ".q-legend{position:fixed;bottom:18px;left:12px;z-index:1000;background:#fff;padding:6px 9px;"
+            "font:12px sans-serif;border:1px solid #999;border-radius:4px;max-width:320px}</style>"
+        ),
+        name="qorgau_css",
+    )
+    if title:
+        root.header.add_child(Element(f"<title>{html.escape(title)}</title>"), name="title")
+
+    if streets and streets.get("features"):
+        folium.GeoJson(
+            streets,
+            name=labels["layer_streets"],
+            style_function=lambda _f: {"color": "#9e9e9e", "weight": 1.2, "opacity": 0.9},
+            interactive=False,
+        ).add_to(m)
+    if risk_cells and risk_cells.get("features"):
+        folium.GeoJson(
+            risk_cells,
+            name=labels["layer_risk"],
+            style_function=lambda f: {
+                "fillColor": _risk_colour(f["properties"]["level"]),
+                "fillOpacity": 0.25 + 0.35 * f["properties"]["level"],
+                "stroke": False,
+            },
+            tooltip=folium.GeoJsonTooltip(fields=["risk"], aliases=[labels["risk"]]),
+        ).add_to(m)
+
+    hot = folium.FeatureGroup(name=labels["layer_hotspots"])
+    far = folium.FeatureGroup(name=labels["layer_uncovered"])
+    for f in hotspots.get("features", []):
+        lon, lat = f["geometry"]["coordinates"][:2]
+        p = f["properties"]
+        tip = f"{labels['hot_spot']} #{p['rank']}: {labels['risk']} {p['risk']:.4f}"
+        if p.get("uncovered"):
+            folium.CircleMarker(
+                [lat, lon], radius=11, color="#b71c1c", weight=3, dash_array="4 3", fill=False, tooltip=tip
+            ).add_to(far)
+        folium.CircleMarker(
+            [lat, lon], radius=5, color="#7f0000", weight=1, fill=True, fill_color="#d50000", fill_opacity=0.8, tooltip=tip
+        ).add_to(hot)
+    hot.add_to(m)
+    far.add_to(m)
+
+    groups: dict[str, folium.FeatureGroup] = {}
+    for f in routes.get("features", []):
+        p = f["properties"]
+        if p.get("kind") != "route":
+            continue
+        g = groups.setdefault(p["patrol"], folium.FeatureGroup(name=labels["layer_route"].format(id=p["patrol"])))
+        coords = f["geometry"]["coordinates"]
+        tip = f"{p['patrol']}: {p['length_m'] / 1000:.2f} km, {p['walking_min']:.0f} min, {labels['risk']} {p['risk_covered']:.4f}"
+        folium.PolyLine([[c[1], c[0]] for c in coords], color=p["colour"], weight=4, opacity=0.8, tooltip=tip).add_to(g)
+        run = 0.0
+        for a, b in zip(coords[:-1], coords[1:], strict=True):
+            d = _metres(a, b)
+            run += d
+            if run >= arrow_every_m and d > 5:
+                run = 0.0
+                mid = [(a[1] + b[1]) / 2, (a[0] + b[0]) / 2]
+                rot = _bearing(a, b) - 90
+                icon = folium.DivIcon(
+                    html=f'<div class="q-arrow" style="color:{p["colour"]};transform:rotate({rot:.0f}deg)">&#10148;</div>',
+                    icon_size=(14, 14),
+                    icon_anchor=(7, 7),
+                )
+                folium.Marker(mid, icon=icon, interactive=False).add_to(g)
+    for f in routes.get("features", []):
+        p = f["properties"]
+        if p.get("kind") != "stop":
+            continue
+        g = groups.setdefault(p["patrol"], folium.FeatureGroup(name=labels["layer_route"].format(id=p["patrol"])))
+        lon, lat = f["geometry"]["coordinates"][:2]
+        text = (
+            f"<b>{html.escape(p['patrol'])} · {labels['stop']} {p['seq']}</b><br>"
+            f"{labels['hot_spot']} #{p['hot_spot'] + 1}<br>"
+            f"{labels['arrive']}: {p['arrive'][11:16]}<br>{labels['depart']}: {p['depart'][11:16]}<br>"
+            f"{labels['dwell_min']}: {p['dwell_min']:.0f}"
+        )
+        icon = folium.DivIcon(
+            html=f'<div class="q-stop" style="background:{p["colour"]}">{p["seq"]}</div>', icon_size=(18, 18), icon_anchor=(9, 9)
+        )
+        folium.Marker([lat, lon], icon=icon, popup=folium.Popup(text, max_width=260), tooltip=f"{p['patrol']} {p['seq']}: {p['arrive'][11:16]} ({p['dwell_min']:.0f}′)").add_to(g)
+    for g in groups.values():
+        g.add_to(m)
+
+    bg = folium.FeatureGroup(name=labels["layer_booths"])
+    for f in booths.get("features", []):
+        lon, lat = f["geometry"]["coordinates"][:2]
+        p = f["properties"]
+        name = html.escape(p.get("name") or p["id"])
+        icon = folium.DivIcon(html='<div class="q-booth">&#9733;</div>', icon_size=(20, 20), icon_anchor=(10, 10))
+        pats = ", ".join(p.get("patrols") or [])
+        folium.Marker([lat, lon], icon=icon, tooltip=f"{labels['booth']}: {name}" + (f" ({pats})" if pats else "")).add_to(bg)
+    bg.add_to(m)
+
+    folium.LayerControl(collapsed=False).add_to(m)
+    if box[0] != box[1]:
+        m.fit_bounds(box, padding=(20, 20))
+    legend = f"<div class='q-legend'>"
+    if title:
+        legend += f"<b>{html.escape(title)}</b><br>"
+    if labels.get("warning"):
+        legend += f"<span style='color:#b71c1c'><b>{html.escape(labels['warning'])}</b></span><br>"
+    legend += (
+        f"<span style='background:{_risk_colour(0.1)}'>&nbsp;&nbsp;&nbsp;</span>"
+        f"<span style='background:{_risk_colour(0.5)}'>&nbsp;&nbsp;&nbsp;</span>"
+        f"<span style='background:{_risk_colour(1.0)}'>&nbsp;&nbsp;&nbsp;</span> {html.escape(labels['legend_risk'])}<br>"
+        f"<span style='color:#1a237e'>&#9733;</span> {html.escape(labels['layer_booths'])} &nbsp; "
+        f"<span style='color:#b71c1c'>&#9711;</span> {html.escape(labels['layer_uncovered'])}<br>"
+        f"<small>{html.escape(labels['attribution'])}</small></div>"
+    )
+    root.html.add_child(Element(legend))
+    page = root.render()
+    bad = _EXTERNAL.search(page)
+    if bad:
+        msg = f"the plan map would load a resource from the internet: {bad.group(0)!r}"
+        raise RuntimeError(msg)
+    return page
