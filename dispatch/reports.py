@@ -175,14 +175,17 @@ def catalogue(lang: str) -> dict[str, str]:
     return json.loads((_LOCALE_DIR / f"{lang}.json").read_text(encoding="utf-8"))
 
 
-def _fmt_s(value: float | int | None) -> str:
+def _fmt_s(value: float | int | None, t: dict[str, str] | None = None) -> str:
     if value is None:
         return "—"
     value = float(value)
-    return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+    sec, mins = (t or {}).get("unit_s", "s"), (t or {}).get("unit_min", "min")
+    return f"{value:.0f} {sec}" if value < 120 else f"{value / 60:.1f} {mins}"
 
 
-def _svg_chart(groups: Sequence[GroupStats], *, title: str, median_label: str, p90_label: str) -> str:
+def _svg_chart(
+    groups: Sequence[GroupStats], *, title: str, median_label: str, p90_label: str, t: dict[str, str] | None = None
+) -> str:
     """A horizontal bar chart (median and p90 of time to arrive) as inline SVG; no scripts, works offline."""
     rows = [(g.key, g.stats["to_arrive"]["median_s"], g.stats["to_arrive"]["p90_s"]) for g in groups]
     top = max([float(p or 0) for _, _, p in rows] + [1.0])
@@ -199,7 +202,7 @@ def _svg_chart(groups: Sequence[GroupStats], *, title: str, median_label: str, p
         for j, (value, colour) in enumerate(((median, "#2b6cb0"), (p90, "#90cdf4"))):
             w = 0 if value is None else bar_w * float(value) / top
             parts.append(f'<rect x="{left}" y="{y + j * 13}" width="{w:.1f}" height="12" fill="{colour}"/>')
-            parts.append(f'<text x="{left + w + 4:.1f}" y="{y + j * 13 + 10}">{_fmt_s(value)}</text>')
+            parts.append(f'<text x="{left + w + 4:.1f}" y="{y + j * 13 + 10}">{_fmt_s(value, t)}</text>')
     y = height - 12
     parts.append(f'<rect x="{left}" y="{y - 9}" width="10" height="10" fill="#2b6cb0"/>')
     parts.append(f'<text x="{left + 14}" y="{y}">{html.escape(median_label)}</text>')
@@ -236,7 +239,7 @@ def render_public_report(
     def table_rows(groups: Sequence[GroupStats], label: Any = None) -> list[list[str]]:
         return [
             [label(g.key) if label else g.key, str(g.count),
-             *[f"{_fmt_s(g.stats[m]['median_s'])} / {_fmt_s(g.stats[m]['p90_s'])}" for m in MEASURES]]
+             *[f"{_fmt_s(g.stats[m]['median_s'], t)} / {_fmt_s(g.stats[m]['p90_s'], t)}" for m in MEASURES]]
             for g in groups
         ]
 
@@ -247,10 +250,7 @@ def render_public_report(
         sections.append((t["by_district"], table_rows(by_district)))
     sections += [(t["by_priority"], table_rows(by_priority, priority_label)), (t["by_source"], table_rows(by_source, source_label))]
     chart_groups = by_district or by_priority
-    chart = _svg_chart(
-        [GroupStats(priority_label(g.key) if not by_district else g.key, g.count, g.stats) for g in chart_groups],
-        title=t["chart_title"], median_label=t["median"], p90_label="p90",
-    )
+    chart = _svg_chart(chart_groups, title=t["chart_title"], median_label=t["median"], p90_label="p90", t=t)
     generated = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
     title = t["title"].format(quarter=quarter)
     notes = [t["note_privacy"], t["note_method"], t["generated"].format(time=generated)]

@@ -719,6 +719,7 @@ class DispatchService:
         Conflict
             The state machine does not allow the move, or a closing state lacks its reason.
         """
+        target = AlertStatus(target)
         if target in (AlertStatus.ASSIGNED, AlertStatus.ACKNOWLEDGED, AlertStatus.RECOMMENDED, AlertStatus.NEW, AlertStatus.TEST):
             msg = f"use the assign, acknowledge or recommend actions to move an alert to {target.value!r}"
             raise Conflict(msg)
@@ -962,6 +963,7 @@ class DispatchService:
         Conflict
             The status does not fit the unit's alert (none, another one, or a state that forbids it).
         """
+        status = UnitStatus(status)
         if status is UnitStatus.ASSIGNED:
             msg = "a unit becomes 'assigned' by an assignment, not by a status change"
             raise Conflict(msg)

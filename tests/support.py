@@ -75,6 +75,14 @@ class Probe:
         assert result == mqtt.MQTT_ERR_SUCCESS
         assert subscribed.wait(5), "the broker did not acknowledge the probe's subscription"
 
+    def listen(self, topic_filter: str) -> None:
+        """Also collect messages on ``topic_filter`` (e.g. a unit's orders)."""
+        done = threading.Event()
+        self.client.on_subscribe = lambda *args: done.set()
+        result, _ = self.client.subscribe([(topic_filter, SubscribeOptions(qos=1))])
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        assert done.wait(5), f"the broker did not acknowledge the subscription to {topic_filter}"
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.messages.put((msg.topic, json.loads(msg.payload), msg.properties))
 
