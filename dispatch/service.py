@@ -62,6 +62,9 @@ from geo import OutsideServiceArea, Recommendation, Router
 
 __all__ = ["Conflict", "DispatchService", "NotFound", "utc_now"]
 
+_DUPLICATE_CANDIDATES = 25
+"""The earliest open alerts in the duplicate box that are checked; the earliest inside the circle wins."""
+
 SYSTEM = "system"
 """The actor of changes the service makes by itself (ingest, auto-assignment, escalation)."""
 
@@ -481,6 +484,7 @@ class DispatchService:
             OPEN,
             near=(alert.lat, alert.lon),
             radius_m=self.policy.duplicate_radius_m,
+            limit=_DUPLICATE_CANDIDATES,
         )
         original = find_duplicate(
             alert, candidates, radius_m=self.policy.duplicate_radius_m, window=self.policy.duplicate_window

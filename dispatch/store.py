@@ -571,14 +571,19 @@ class Store:
         *,
         near: tuple[float, float] | None = None,
         radius_m: float | None = None,
+        limit: int | None = None,
     ) -> list[Alert]:
         """Alerts from ``source`` received since ``since`` in ``statuses`` (duplicate candidates).
 
         With ``near`` and ``radius_m``, only alerts inside the bounding box of that circle: on the
-        ingest path of every alert, the candidates must not grow with the alert rate.
+        ingest path of every alert, the candidates must not grow with the alert rate. The alerts
+        come with only what duplicate linking needs (no recommendations, texts or times); ``limit``
+        keeps the earliest ones (a button pressed again and again must not slow its own ingest).
         """
+        cols = (AlertRow.id, AlertRow.sender, AlertRow.event_id, AlertRow.event_ts, AlertRow.received_at,
+                AlertRow.lat, AlertRow.lon, AlertRow.status, AlertRow.priority, AlertRow.duplicate_of)
         stmt = (
-            select(AlertRow)
+            select(*cols)
             .where(AlertRow.source == source.value, AlertRow.received_at >= since)
             .where(AlertRow.status.in_([s.value for s in statuses]))
             .order_by(AlertRow.received_at, AlertRow.id)
@@ -588,8 +593,15 @@ class Store:
             dlat = radius_m / 111_320.0 * 1.01  # a hair wider than the circle, never narrower
             dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
             stmt = stmt.where(AlertRow.lat.between(lat - dlat, lat + dlat), AlertRow.lon.between(lon - dlon, lon + dlon))
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self._reachable("look up recent alerts"), self._sessions() as session:
-            return [_to_alert(row) for row in session.scalars(stmt)]
+            return [
+                Alert(id=r.id, source=source, sender=r.sender, event_id=r.event_id, event_ts=r.event_ts,
+                      received_at=r.received_at, lat=r.lat, lon=r.lon, status=AlertStatus(r.status),
+                      priority=r.priority, duplicate_of=r.duplicate_of)
+                for r in session.execute(stmt)
+            ]
 
     def alerts_received_between(self, start: datetime, end: datetime) -> list[Alert]:
         """Alerts received in ``[start, end)``, test presses left out (for response-time reports)."""
