@@ -125,3 +125,21 @@ def test_tokens_expire_and_are_bound_to_their_key() -> None:
         hash_password("short")
     assert verify_password(hash_password("long enough"), "long enough")
     assert not verify_password(hash_password("long enough"), "long enougH")
+
+
+def test_users_add_command_stores_an_argon2_hash(db_url: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from dispatch import Store
+    from qorgau.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-passphrase\n"))
+    assert main(["users", "add", "--db", db_url, "--username", "cmdr", "--role", "commander"]) == 0
+    assert "user 'cmdr' (commander) saved" in capsys.readouterr().out
+    store = Store(db_url)
+    user, stored = store.get_user("cmdr")
+    assert user.role is Role.COMMANDER and verify_password(stored, "s3cret-passphrase")
+    assert [(e.action, e.actor) for e in store.audit_entries()] == [("user_change", "cli")]
+    store.close()
+    assert main(["users", "add", "--db", db_url, "--username", "u", "--role", "unit"]) == 2
+    assert "needs --unit-id" in capsys.readouterr().err
