@@ -21,6 +21,7 @@ from branca.element import Element
 
 __all__ = ["leaflet_assets", "render_plan_map"]
 
+_JQUERY = re.compile(r"=\s*\$\(")
 _EXTERNAL = re.compile(r"""<(?:script|link)\b[^>]*(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
 
 
@@ -145,7 +146,7 @@ def render_plan_map(
             ".q-arrow{font:14px/14px sans-serif;text-shadow:0 0 2px #fff}"
             ".q-booth{background:#1a237e;color:#fff;font:bold 12px/20px sans-serif;text-align:center;"
             "width:20px;height:20px;border:2px solid #fff;box-shadow:0 0 3px #000}"
-            ".q-legend{position:fixed;bottom:18px;left:12px;z-index:1000;background:#fff;padding:6px 9px;"
+            ".q-legend{position:fixed;bottom:24px;right:10px;z-index:1000;background:#fff;padding:6px 9px;"
             "font:12px sans-serif;border:1px solid #999;border-radius:4px;max-width:320px}</style>"
         ),
         name="qorgau_css",
@@ -226,7 +227,8 @@ def render_plan_map(
         icon = folium.DivIcon(
             html=f'<div class="q-stop" style="background:{p["colour"]}">{p["seq"]}</div>', icon_size=(18, 18), icon_anchor=(9, 9)
         )
-        folium.Marker([lat, lon], icon=icon, popup=folium.Popup(text, max_width=260), tooltip=f"{p['patrol']} {p['seq']}: {p['arrive'][11:16]} ({p['dwell_min']:.0f}′)").add_to(g)
+        # A tooltip, not a popup: folium's popups need jQuery, which the offline page does not carry.
+        folium.Marker([lat, lon], icon=icon, tooltip=folium.Tooltip(text)).add_to(g)
     for g in groups.values():
         g.add_to(m)
 
@@ -261,5 +263,8 @@ def render_plan_map(
     bad = _EXTERNAL.search(page)
     if bad:
         msg = f"the plan map would load a resource from the internet: {bad.group(0)!r}"
+        raise RuntimeError(msg)
+    if _JQUERY.search(page):
+        msg = "the plan map uses jQuery ($), which the offline page does not carry"
         raise RuntimeError(msg)
     return page

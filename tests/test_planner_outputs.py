@@ -97,6 +97,7 @@ def test_the_map_works_offline(planned: Path) -> None:
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//", page, re.I)
     assert not re.search(r"<link[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//", page, re.I)
     assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", page, re.I)  # no CSS imports or images from the web
+    assert not re.search(r"=\s*\$\(", page)  # no jQuery calls: jQuery is not in the page
     js, css = leaflet_assets()
     assert "Leaflet 1.9.4" in js and js[:2000] in page and "data:image/png;base64," in css
     m = messages("ru")
