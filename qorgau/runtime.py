@@ -14,6 +14,7 @@ from dispatch import Authenticator, DispatchService, Store, create_app, load_dev
 from dispatch.reports import Districts
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
+from qorgau.plans_api import mount_plans
 from qorgau.settings import Settings
 
 __all__ = ["QorgauService"]
@@ -84,6 +85,7 @@ class QorgauService:
             districts=Districts.from_geojson(settings.districts) if settings.districts else None,
             settings_view=settings.public_view,
         )
+        mount_plans(self)  # POST/GET /api/plans: patrol plans for commanders (qorgau/plans_api.py)
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self._running = False
