@@ -2,7 +2,8 @@
 
 Both are FeatureCollections of Point features (coordinates ``[lon, lat]``, WGS 84):
 
-- units: properties ``id``, ``kind`` (booth | foot | car), ``name``;
+- units: properties ``id``, ``kind`` (booth | foot | car), ``name``, and for booths optionally
+  ``staff_from`` and ``staff_to`` (local ``HH:MM``; outside those hours the booth is not recommended);
 - devices: properties ``id``, ``site`` (street | school | hospital | other).
 """
 
@@ -90,7 +91,12 @@ def load_units(path: str | Path) -> list[Unit]:
         if not isinstance(name, str):
             msg = f"{where}: property 'name' must be a string, got {name!r}"
             raise ValueError(msg)
-        units.append(Unit(id=props["id"], kind=kind, name=name, lat=lat, lon=lon))
+        hours = {k: props.get(k) for k in ("staff_from", "staff_to") if props.get(k) is not None}
+        try:
+            units.append(Unit(id=props["id"], kind=kind, name=name, lat=lat, lon=lon, **hours))
+        except ValueError as e:
+            msg = f"{where}: {e}"
+            raise ValueError(msg) from e
     return units
 
 
@@ -127,7 +133,13 @@ def _point(lat: float, lon: float, properties: dict[str, Any]) -> dict[str, Any]
 
 def write_units(path: str | Path, units: Iterable[Unit]) -> Path:
     """Write units as a GeoJSON FeatureCollection that :func:`load_units` reads back."""
-    return _write(path, [_point(u.lat, u.lon, {"id": u.id, "kind": u.kind.value, "name": u.name}) for u in units])
+    def props(u: Unit) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": u.id, "kind": u.kind.value, "name": u.name}
+        if u.staff_from is not None:
+            out.update(staff_from=u.staff_from, staff_to=u.staff_to)
+        return out
+
+    return _write(path, [_point(u.lat, u.lon, props(u)) for u in units])
 
 
 def write_devices(path: str | Path, devices: Iterable[Device]) -> Path:

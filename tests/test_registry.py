@@ -79,3 +79,17 @@ def test_not_a_feature_collection(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_units(tmp_path / "nope.geojson")
+
+
+def test_booth_staffing_hours_round_trip_and_are_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dispatch import Unit, UnitKind, load_units, write_units
+
+    booth = Unit("booth-9", UnitKind.BOOTH, "Booth 9", 43.25, 76.95, staff_from="08:00", staff_to="20:00")
+    path = write_units(tmp_path / "units.geojson", [booth, Unit("car-1", UnitKind.CAR, "Car", 43.2, 76.9)])
+    loaded = {u.id: u for u in load_units(path)}
+    assert (loaded["booth-9"].staff_from, loaded["booth-9"].staff_to) == ("08:00", "20:00")
+    assert loaded["car-1"].staff_from is None
+    text = path.read_text().replace('"20:00"', '"8pm"')
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"feature 0 \(id 'booth-9'\): unit 'booth-9' staff_to must be a local time HH:MM, got '8pm'"):
+        load_units(path)
