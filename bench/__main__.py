@@ -74,6 +74,12 @@ def run_routing(quick: bool) -> dict:
     return out
 
 
+def run_planner(quick: bool) -> dict:
+    from bench.planner import run
+
+    return run(quick)
+
+
 def run_mqtt(url: str, rate: float, duration: float) -> dict:
     from bench.mqtt import bare_round_trip, press_to_ack
 
@@ -182,12 +188,20 @@ def render() -> str:
             f"ack statuses {q['ack_statuses']}; alerts stored {q['alerts_stored']}.",
             "",
         ]
+    pl = parts.get("planner")
+    if pl:
+        from bench.planner import render as render_planner
+
+        m = pl["machine"]
+        body = render_planner(pl["figures"])
+        lines += [body[0], "", f"Measured {pl['measured_at']} with `{pl['command']}` on {m['cpu']} ({m['cores']} cores, "
+                  f"load {m['load_average_at_start'][0]:.2f}). See `bench/planner.py` for the method.", *body[1:]]  # fmt: skip
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["routing", "mqtt"], action="append", help="run only these parts")
+    parser.add_argument("--only", choices=["routing", "mqtt", "planner"], action="append", help="run only these parts")
     parser.add_argument("--quick", action="store_true", help="fewer alerts (a smoke run, not for the record)")
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--rate", type=float, default=100.0, help="MQTT messages per second")
@@ -198,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt"]
+    parts = args.only or ["routing", "mqtt", "planner"]
     if not args.render_only:
         if "routing" in parts:
             t = time.time()
@@ -206,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             logging.info("routing done in %.0f s", time.time() - t)
         if "mqtt" in parts:
             save("mqtt", run_mqtt(args.mqtt, args.rate, args.duration), command)
+        if "planner" in parts:
+            t = time.time()
+            save("planner", run_planner(args.quick), command)
+            logging.info("planner done in %.0f s", time.time() - t)
     (ROOT / "BENCHMARKS.md").write_text(render())
     logging.info("wrote %s", ROOT / "BENCHMARKS.md")
     return 0
