@@ -9,10 +9,11 @@ ETA of a unit for an alert = off-network leg of the unit (straight line from its
 snapped point, at walking speed) + network travel time from that snapped point to the alert's
 snapped point + the alert's off-network leg (at walking speed).
 
-:meth:`Router.recommend` runs one Dijkstra per mode *backwards from the alert* over the reversed
-graph, with units indexed by the street nodes next to them, and stops as soon as the ``k`` best
-ETAs can no longer improve. Its cost grows with the area holding the ``k`` nearest units, not with
-the number of units or the size of the city; moving a unit is an O(1) index update.
+:meth:`Router.recommend` runs one Dijkstra *backwards from the alert* over both modes' reversed
+graphs laid side by side (walkers and cars each hang off the street nodes next to them), and stops
+as soon as the ``k`` best ETAs can no longer improve. Its cost grows with the area holding the ``k``
+nearest units, not with the number of units or the size of the city; moving a unit is an O(1)
+index update.
 """
 
 from __future__ import annotations
@@ -96,9 +97,13 @@ class _ModeGraph:
         self.mode = mode
         usable = net.seg_walk if mode == "walk" else net.seg_drive
         seg = np.flatnonzero(usable)
+        n = net.n_nodes
         if seg.size == 0:
             self.segments = seg
-            self.size = 0
+            self.size = self.n_nodes = 0
+            self.indptr = np.zeros(n + 1, dtype=np.int64)
+            self.indices = np.zeros(0, dtype=np.int64)
+            self.wt = self.wl = np.zeros(0)
             return
         u, v = net.seg_u[seg], net.seg_v[seg]
         length = net.seg_length_m[seg]
@@ -111,7 +116,6 @@ class _ModeGraph:
             bwd_ok = ~net.seg_oneway[seg]
             time_s = length / (net.seg_speed_kmh[seg] / 3.6)
         # Keep the largest (strongly, for cars) connected component.
-        n = net.n_nodes
         src = np.concatenate([u[fwd_ok], v[bwd_ok]])
         dst = np.concatenate([v[fwd_ok], u[bwd_ok]])
         adjacency = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n)).tocsr()
@@ -140,13 +144,6 @@ class _ModeGraph:
         self.indices = src[order].astype(np.int64)
         self.wt = t_all[order].astype(np.float64)
         self.wl = l_all[order].astype(np.float64)
-        # Work arrays of the compiled search, reused across searches (see geo._search).
-        self._gen = 0
-        self.state = np.zeros((n, 2))  # (time to the alert, generation) per node
-        self.trail = np.zeros((n, 2))  # (length to the alert, next node towards it) per node
-        cap = self.indices.size + 8
-        self.heap_k = np.empty(cap)
-        self.heap_n = np.empty(cap, dtype=np.int64)
         self.x0, self.y0 = net.node_x[self.u], net.node_y[self.u]
         self.x1, self.y1 = net.node_x[self.v], net.node_y[self.v]
         self._build_grid()
@@ -197,30 +194,6 @@ class _ModeGraph:
             out.append((int(self.u[i]), t * self.time[i], t * self.length[i]))
         return tuple(out)
 
-    def search(
-        self,
-        seed_nodes: NDArray[np.int64],
-        seed_t: NDArray[np.float64],
-        seed_l: NDArray[np.float64],
-        index: _UnitIndex,
-        direct_slots: NDArray[np.int64],
-        direct_t: NDArray[np.float64],
-        direct_l: NDArray[np.float64],
-        k: int,
-        limit: float = math.inf,
-    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], int]:
-        """The compiled reverse search (callers hold the router's lock)."""
-        self._gen += 1
-        return reverse_search(
-            self.indptr, self.indices, self.wt, self.wl,
-            self.state, self.trail, self._gen,
-            seed_nodes, seed_t, seed_l,
-            index.head, index.nxt, index.entry_slot, index.entry_t, index.entry_l,
-            direct_slots, direct_t, direct_l,
-            index.best_t, index.best_l, index.best_gen,
-            self.heap_k, self.heap_n, k, limit,
-        )  # fmt: skip
-
     def along(self, i: int, t_from: float, t_to: float) -> tuple[float, float] | None:
         """Time and length along local segment ``i`` from one fraction to another, if allowed."""
         if t_to >= t_from and self.fwd_ok[i]:
@@ -228,6 +201,58 @@ class _ModeGraph:
         if t_to <= t_from and self.bwd_ok[i]:
             return (t_from - t_to) * self.time[i], (t_from - t_to) * self.length[i]
         return None
+
+
+class _Layers:
+    """Both modes' reverse graphs side by side, searched as one.
+
+    Walking nodes keep their numbers ``0..n-1``; driving nodes are ``n..2n-1``; no street joins
+    the two layers. Seeding a search with the alert's entries on both layers (each with that
+    mode's off-street leg) and hanging walkers and cars on their own layer lets one Dijkstra rank
+    both at once: it expands whichever layer is nearer, and stops when the ``k`` best ETAs of all
+    units are final. A fleet with few cars no longer searches half the city for its third car
+    when walkers are closer.
+    """
+
+    def __init__(self, walk: _ModeGraph, drive: _ModeGraph, n: int) -> None:
+        self.n = n
+        self.offset: dict[Mode, int] = {"walk": 0, "drive": n}
+        self.indptr = np.concatenate([walk.indptr[:-1], drive.indptr + walk.indptr[-1]]).astype(np.int64)
+        self.indices = np.concatenate([walk.indices, drive.indices + n]).astype(np.int64)
+        self.wt = np.concatenate([walk.wt, drive.wt])
+        self.wl = np.concatenate([walk.wl, drive.wl])
+        # Work arrays of the compiled search, reused across searches (see geo._search).
+        self.gen = 0
+        self.state = np.zeros((2 * n, 2))  # (time to the alert, generation) per node
+        self.trail = np.zeros((2 * n, 2))  # (length to the alert, next node towards it) per node
+        cap = self.indices.size + 16
+        self.heap_k = np.empty(cap)
+        self.heap_n = np.empty(cap, dtype=np.int64)
+
+    def search(
+        self,
+        seeds: list[tuple[int, float, float]],
+        index: _UnitIndex,
+        direct: list[tuple[int, float, float]],
+        k: int,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], int]:
+        """The compiled reverse search from ``seeds`` (callers hold the router's lock)."""
+        self.gen += 1
+        seed = np.array(seeds, dtype=np.float64).reshape(-1, 3)
+        near = np.array(direct, dtype=np.float64).reshape(-1, 3)
+        return reverse_search(
+            self.indptr, self.indices, self.wt, self.wl,
+            self.state, self.trail, self.gen,
+            seed[:, 0].astype(np.int64), seed[:, 1].copy(), seed[:, 2].copy(),
+            index.head, index.nxt, index.entry_slot, index.entry_t, index.entry_l,
+            near[:, 0].astype(np.int64), near[:, 1].copy(), near[:, 2].copy(),
+            index.best_t, index.best_l, index.best_gen,
+            self.heap_k, self.heap_n, k, math.inf,
+        )  # fmt: skip
+
+    def reached(self, node: int) -> bool:
+        """Whether the last search reached ``node``."""
+        return bool(self.state[node, 1] == self.gen)
 
 
 class _UnitIndex:
@@ -346,8 +371,10 @@ class Router:
         if self._graphs["walk"].size == 0:
             msg = f"{network.label!r} has no walkable streets: nothing to route on"
             raise ValueError(msg)
+        self._layers = _Layers(self._graphs["walk"], self._graphs["drive"], network.n_nodes)
         self._units: dict[str, _Unit] = {}
-        self._index: dict[Mode, _UnitIndex] = {m: _UnitIndex(network.n_nodes) for m in self._graphs}
+        self._index = _UnitIndex(2 * network.n_nodes)
+        self._count: dict[Mode, int] = {"walk": 0, "drive": 0}
         # Per mode, per local segment: units standing on it (for alerts on the same segment).
         self._on_segment: dict[Mode, dict[int, set[str]]] = {"walk": {}, "drive": {}}
         self._lock = threading.RLock()
@@ -426,11 +453,13 @@ class Router:
         snap = self.snap(lat, lon, mode)
         g, i = self._local(snap)
         leg_t = snap.distance_m / self.walk_speed_mps
-        exits = tuple((n, leg_t + t, snap.distance_m + ln) for n, t, ln in g.exits(i, snap.fraction))
+        off = self._layers.offset[mode]
+        exits = tuple((off + n, leg_t + t, snap.distance_m + ln) for n, t, ln in g.exits(i, snap.fraction))
         with self._lock:
             self._forget(unit_id)
             self._units[unit_id] = _Unit(unit_id, kind, mode, snap, exits, float(lat), float(lon))
-            self._index[mode].add(unit_id, exits)
+            self._index.add(unit_id, exits)
+            self._count[mode] += 1
             self._on_segment[mode].setdefault(i, set()).add(unit_id)
         return snap
 
@@ -443,7 +472,8 @@ class Router:
         unit = self._units.pop(unit_id, None)
         if unit is None:
             return
-        self._index[unit.mode].remove(unit_id)
+        self._index.remove(unit_id)
+        self._count[unit.mode] -= 1
         _, i = self._local(unit.snap)
         on_seg = self._on_segment[unit.mode].get(i)
         if on_seg is not None:
@@ -461,6 +491,8 @@ class Router:
     def recommend(self, lat: float, lon: float, *, k: int | None = 3) -> list[Recommendation]:
         """The ``k`` units with the shortest ETA to a point (all reachable units if ``k`` is None).
 
+        Ties are broken by unit id.
+
         Raises
         ------
         OutsideServiceArea
@@ -471,18 +503,54 @@ class Router:
             raise ValueError(msg)
         x, y = self._project(lat, lon)
         walk_snap = self._snap_xy(lat, lon, x, y, "walk", check_area=True)
-        found: list[Recommendation] = []
         with self._lock:
-            # Cars first: they are usually the fastest, and a walker matters only if it beats the
-            # k-th car, which bounds the walking search (and the reverse where no car is out).
-            if len(self._index["drive"]):
-                drive_snap = self._snap_xy(lat, lon, x, y, "drive", check_area=False)
-                found.extend(self._search(drive_snap, k))
-            if len(self._index["walk"]):
-                limit = found[k - 1].eta_s if k is not None and len(found) >= k else math.inf
-                found.extend(self._search(walk_snap, k, limit=limit))
+            if not self._units:
+                return []
+            snaps = [walk_snap] if self._count["walk"] else []
+            if self._count["drive"]:
+                snaps.append(self._snap_xy(lat, lon, x, y, "drive", check_area=False))
+            want = len(self._units) if k is None else min(k, len(self._units))
+            slots, times, lengths, n = self._layers.search(
+                self._seeds(snaps), self._index, self._direct(snaps), want
+            )
+            found = [
+                Recommendation(uid, self._units[uid].kind, t, ln)
+                for uid, t, ln in zip(
+                    (self._index.unit_at[s] for s in slots[:n].tolist()),
+                    times[:n].tolist(),
+                    lengths[:n].tolist(),
+                    strict=True,
+                )
+            ]
         found.sort(key=lambda r: (r.eta_s, r.unit_id))
-        return found if k is None else found[:k]
+        return found
+
+    def _seeds(self, snaps: list[Snap]) -> list[tuple[int, float, float]]:
+        """Search seeds: the nodes from which each mode reaches the point, with the off-street leg."""
+        seeds = []
+        for snap in snaps:
+            g, i = self._local(snap)
+            off = self._layers.offset[snap.mode]
+            leg_t = snap.distance_m / self.walk_speed_mps
+            for node, t, ln in g.entries(i, snap.fraction):
+                seeds.append((off + node, t + leg_t, ln + snap.distance_m))
+        return seeds
+
+    def _direct(self, snaps: list[Snap], only: str | None = None) -> list[tuple[int, float, float]]:
+        """(slot, time, length) of units on the point's own segment that reach it along that segment."""
+        direct = []
+        for snap in snaps:
+            g, i = self._local(snap)
+            for unit_id in self._on_segment[snap.mode].get(i, ()):
+                if only is not None and unit_id != only:
+                    continue
+                unit = self._units[unit_id]
+                along = g.along(i, unit.snap.fraction, snap.fraction)
+                if along is not None:
+                    legs = unit.snap.distance_m + snap.distance_m
+                    slot = self._index.slot_of[unit_id]
+                    direct.append((slot, along[0] + legs / self.walk_speed_mps, along[1] + legs))
+        return direct
 
     def route(self, unit_id: str, lat: float, lon: float) -> list[tuple[float, float]]:
         """The fastest path of a placed unit to a point, as ``(lat, lon)`` vertices.
@@ -507,67 +575,23 @@ class Router:
                 msg = f"unit {unit_id!r} is not on the map (never placed, or removed)"
                 raise KeyError(msg)
             snap = self.snap(lat, lon, unit.mode, check_area=False)
-            g, i = self._local(snap)
-            _, ui = self._local(unit.snap)
-            solo = _UnitIndex(self.network.n_nodes, capacity=1)
+            solo = _UnitIndex(2 * self.network.n_nodes, capacity=1)
             solo.add(unit_id, unit.exits)
-            direct = g.along(i, unit.snap.fraction, snap.fraction) if ui == i else None
-            seeds = g.entries(i, snap.fraction)
-            _, times, _, n = g.search(
-                np.array([s[0] for s in seeds], dtype=np.int64),
-                np.array([s[1] for s in seeds], dtype=np.float64),
-                np.array([s[2] for s in seeds], dtype=np.float64),
-                solo,
-                np.array([0] if direct else [], dtype=np.int64),
-                np.array([direct[0] + unit.snap.distance_m / self.walk_speed_mps] if direct else []),
-                np.array([direct[1] + unit.snap.distance_m] if direct else []),
-                1,
-            )
+            direct = [(0, t, ln) for _, t, ln in self._direct([snap], only=unit_id)]
+            _, times, _, n = self._layers.search(self._seeds([snap]), solo, direct, 1)
             if n == 0:
                 msg = f"unit {unit_id!r} cannot reach ({lat:.6f}, {lon:.6f}) on the {unit.mode} streets"
                 raise ValueError(msg)
             path = [(unit.snap.lat, unit.snap.lon)]
-            on_streets = direct is None or direct[0] + unit.snap.distance_m / self.walk_speed_mps > times[0] + 1e-9
-            if on_streets:
+            if not direct or direct[0][1] > times[0] + 1e-9:  # the path leaves the unit's segment
+                layers = self._layers
                 node = min(
-                    (e for e in unit.exits if g.state[e[0], 1] == g._gen),
-                    key=lambda e: g.state[e[0], 0] + e[1],
+                    (e for e in unit.exits if layers.reached(e[0])),
+                    key=lambda e: layers.state[e[0], 0] + e[1],
                 )[0]
-                while node >= 0:  # the trail leads from node to node towards the alert
-                    path.append((float(self.network.node_lat[node]), float(self.network.node_lon[node])))
-                    node = int(g.trail[node, 1])
+                while node >= 0:  # the trail leads from node to node towards the point
+                    at = node % layers.n
+                    path.append((float(self.network.node_lat[at]), float(self.network.node_lon[at])))
+                    node = int(layers.trail[node, 1])
         path.append((snap.lat, snap.lon))
         return [(unit.lat, unit.lon), *path, (float(lat), float(lon))]
-
-    def _search(self, snap: Snap, k: int | None, *, limit: float = math.inf) -> list[Recommendation]:
-        """Top ``k`` units of the snap's mode with ETA <= ``limit`` (seconds), fastest first."""
-        g, i = self._local(snap)
-        index = self._index[snap.mode]
-        want = len(index) if k is None else min(k, len(index))
-        direct_slots, direct_t, direct_l = [], [], []
-        for unit_id in self._on_segment[snap.mode].get(i, ()):
-            unit = self._units[unit_id]
-            along = g.along(i, unit.snap.fraction, snap.fraction)
-            if along is not None:
-                leg = unit.snap.distance_m
-                direct_slots.append(index.slot_of[unit_id])
-                direct_t.append(along[0] + leg / self.walk_speed_mps)
-                direct_l.append(along[1] + leg)
-        seeds = g.entries(i, snap.fraction)
-        slots, times, lengths, n = g.search(
-            np.array([s[0] for s in seeds], dtype=np.int64),
-            np.array([s[1] for s in seeds], dtype=np.float64),
-            np.array([s[2] for s in seeds], dtype=np.float64),
-            index,
-            np.array(direct_slots, dtype=np.int64),
-            np.array(direct_t, dtype=np.float64),
-            np.array(direct_l, dtype=np.float64),
-            want,
-            limit - snap.distance_m / self.walk_speed_mps,
-        )
-        leg_t = snap.distance_m / self.walk_speed_mps
-        out = []
-        for s, t, ln in zip(slots[:n].tolist(), times[:n].tolist(), lengths[:n].tolist(), strict=True):
-            unit_id = index.unit_at[s]
-            out.append(Recommendation(unit_id, self._units[unit_id].kind, t + leg_t, ln + snap.distance_m))
-        return out
