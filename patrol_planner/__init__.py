@@ -10,6 +10,10 @@ Public names::
     graph = WalkGraph(Router(network))
     incidents, report = within_area(incidents, graph, report=report)
     evaluation = evaluate(incidents, graph=graph, n_windows=12)   # .as_dict(), .table()
+    shift = Shift.parse("22:00-06:00", on=date(2026, 3, 9), timezone="Asia/Almaty")
+    bundle = make_plan(incidents, graph, read_booths("booths.geojson"), shift, patrols=6, seed=17)
+    bundle.plan.routes    # -> [PatrolRoute(patrol_id, booth, stops=[Stop(...)], length_m, walking_s, path)]
+    bundle.coverage       # -> BoothCoverage(risk_share, incident_share, uncovered)
 """
 
 from __future__ import annotations
@@ -20,8 +24,28 @@ from patrol_planner.evaluation import COVERAGES, Evaluation, evaluate
 from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS, Grid, Surface, make_estimator
 from patrol_planner.incidents import Incidents, LoadReport, hours_mask, parse_hours
 from patrol_planner.io import Booth, read_booths, read_incidents, read_osm_bounds, write_booths
+from patrol_planner.coverage import BoothCoverage, booth_coverage
+from patrol_planner.planner import PlanBundle, make_plan
+from patrol_planner.routes import PatrolPlan, PatrolRoute, SolverSettings, Stop, greedy_routes, plan_routes
+from patrol_planner.shift import HotSpot, RiskMap, Shift, risk_map
+from patrol_planner.synthetic import self_exciting_incidents
 
 __all__ = [
+    "BoothCoverage",
+    "HotSpot",
+    "PatrolPlan",
+    "PatrolRoute",
+    "PlanBundle",
+    "RiskMap",
+    "Shift",
+    "SolverSettings",
+    "Stop",
+    "booth_coverage",
+    "greedy_routes",
+    "make_plan",
+    "plan_routes",
+    "risk_map",
+    "self_exciting_incidents",
     "COVERAGES",
     "DEFAULT_ESTIMATOR",
     "ESTIMATORS",
