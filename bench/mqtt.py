@@ -7,11 +7,16 @@ client (paho leaves Nagle's algorithm on otherwise, which alone costs ~20 ms a r
   pong topic, and the first client times the round trip. This is the floor any broker hop pays.
 * **qorgau**: a simulated SOS button publishes a press; the running service (bridge + dispatch +
   routing + SQLite commit) answers with an ack on the device's ack topic. Timed per ``event_id``.
+
+The echo client and the service each run in a process of their own, as they would in the field,
+so that the measuring publisher does not compete with them for one interpreter lock.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing as mp
 import tempfile
 import threading
 import time
@@ -67,15 +72,31 @@ def _summary(latencies_s: list[float], sent: int) -> dict:
     }
 
 
+def _echo_process(url: str, ping: str, pong: str, ready, stop) -> None:
+    echo = _connected(url, f"bench-echo-{uuid.uuid4().hex[:8]}")
+    echo.on_message = lambda c, u, m: c.publish(pong, m.payload, qos=1)
+    done = threading.Event()
+    echo.on_subscribe = lambda *a: done.set()
+    echo.subscribe(ping, qos=1)
+    done.wait(10)
+    ready.set()
+    stop.wait()
+    echo.loop_stop()
+    echo.disconnect()
+
+
 def bare_round_trip(url: str, rate_hz: float, duration_s: float) -> dict:
     run = uuid.uuid4().hex[:8]
     ping, pong = f"bench/{run}/ping", f"bench/{run}/pong"
-    echo = _connected(url, f"bench-echo-{run}")
-    echo.on_message = lambda c, u, m: c.publish(pong, m.payload, qos=1)
-    echo.subscribe(ping, qos=1)
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_echo_process, args=(url, ping, pong, ready, stop), daemon=True)
+    child.start()
+    if not ready.wait(60):
+        msg = "the echo process did not come up"
+        raise RuntimeError(msg)
     sent_at: dict[bytes, float] = {}
     latencies: list[float] = []
-    done = threading.Event()
     client = _connected(url, f"bench-ping-{run}")
 
     def on_pong(c, u, m):
@@ -95,11 +116,22 @@ def bare_round_trip(url: str, rate_hz: float, duration_s: float) -> dict:
     sent = _paced(rate_hz, duration_s, send)
     deadline = time.monotonic() + 10
     while len(latencies) < sent and time.monotonic() < deadline:
-        done.wait(0.05)
-    for c in (client, echo):
-        c.loop_stop()
-        c.disconnect()
+        time.sleep(0.05)
+    client.loop_stop()
+    client.disconnect()
+    stop.set()
+    child.join(10)
     return _summary(latencies, sent)
+
+
+def _service_process(settings_json: str, nodes: int, ready, stop, results) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    settings = Settings.model_validate_json(settings_json)
+    service = QorgauService(settings, network=generate_city(nodes, seed=3)).start()
+    ready.set()
+    stop.wait()
+    results.put(service.store.count_alerts())
+    service.stop(end_session=True)
 
 
 def press_to_ack(url: str, rate_hz: float, duration_s: float, *, nodes: int = 10_000) -> dict:
@@ -127,7 +159,15 @@ def press_to_ack(url: str, rate_hz: float, duration_s: float, *, nodes: int = 10
             topic_root=root,
             client_id=f"qorgau-bench-{run}",
         )
-        service = QorgauService(settings, network=net).start()
+        ctx = mp.get_context("spawn")
+        ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+        child = ctx.Process(
+            target=_service_process, args=(settings.model_dump_json(), nodes, ready, stop, results), daemon=True
+        )
+        child.start()
+        if not ready.wait(120):
+            msg = "the service process did not come up"
+            raise RuntimeError(msg)
         try:
             sent_at: dict[str, float] = {}
             latencies: list[float] = []
@@ -162,7 +202,9 @@ def press_to_ack(url: str, rate_hz: float, duration_s: float, *, nodes: int = 10
             client.disconnect()
             out = _summary(latencies, sent)
             out["ack_statuses"] = statuses
-            out["alerts_stored"] = service.store.count_alerts()
+            stop.set()
+            out["alerts_stored"] = results.get(timeout=60)
             return out
         finally:
-            service.stop(end_session=True)
+            stop.set()
+            child.join(30)
