@@ -122,6 +122,10 @@ def render() -> str:
             graph = f"{name}: {r['nodes']:,} nodes"
             rows = [
                 ("**qorgau** `Router.recommend`", r["qorgau"], "1x", "-"),
+            ]
+            if "qorgau_cpu" in r:
+                rows.append(("qorgau, CPU time of the same calls (no preemption)", r["qorgau_cpu"], "", ""))
+            rows += [
                 (
                     "networkx single-source Dijkstra per alert",
                     r["networkx"],
@@ -158,11 +162,17 @@ def render() -> str:
         city = routing["figures"].get("city100k")
         if city:
             p99 = city["qorgau"]["p99_ms"]
+            cpu = city.get("qorgau_cpu", {}).get("p99_ms")
             pd = city["pandana_moving_fleet"]["median_ms"]
+            cpu_text = "" if cpu is None else f"; CPU-time p99 {cpu:.2f} ms: **{'met' if cpu < 1 else 'not met'}**"
             lines += [
                 "",
-                f"Target (issue 2): p99 under 1 ms on the 100,000-node city: **{'met' if p99 < 1 else 'not met'}** "
-                f"(p99 {p99:.2f} ms); faster than pandana with a moving fleet: **{'met' if city['qorgau']['median_ms'] < pd else 'not met'}**.",
+                f"Target (issue 2): p99 under 1 ms on the 100,000-node city: wall-clock p99 {p99:.2f} ms, "
+                f"**{'met' if p99 < 1 else 'not met'}**{cpu_text}. Faster than pandana with a moving fleet: "
+                f"**{'met' if city['qorgau']['median_ms'] < pd else 'not met'}**; with a fleet that never moves: "
+                f"**{'met' if city['qorgau']['median_ms'] < city['pandana_static_fleet_per_alert_ms'] else 'not met'}**.",
+                "On a shared 2-core machine the wall-clock tail is mostly preemption by other processes; the CPU",
+                "time of the same calls shows what the search itself costs.",
                 "Peers disagree with qorgau on some top-3 lists only because they must start and end at graph",
                 "nodes; qorgau's answers equal a brute-force Dijkstra over split segments (tests/test_geo_routing.py).",
             ]
