@@ -51,7 +51,7 @@ export UV_LINK_MODE ?= copy
 STAMP_KEY := $(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP     := $(VENV)/.qorgau-installed-$(STAMP_KEY)
 
-.PHONY: help venv install lock lock-upgrade check-lock services stop-services test demo bench clean distclean
+.PHONY: help venv install lock lock-upgrade check-lock services browser stop-services test demo bench clean distclean
 
 help:
 	@echo "make install        .venv (Python 3.11) + uv + pinned deps from $(LOCK) + qorgau (editable)"
@@ -60,6 +60,7 @@ help:
 	@echo "make lock-upgrade   regenerate $(LOCK) taking the newest allowed versions"
 	@echo "make check-lock     fail if $(LOCK) no longer matches pyproject.toml"
 	@echo "make services       make sure Mosquitto (127.0.0.1:1883) and PostgreSQL (127.0.0.1:5432) are up"
+	@echo "make browser        make sure Debian's chromium and chromium-driver are installed (the map's browser tests)"
 	@echo "make stop-services  stop the broker that 'make services' started (if any)"
 	@echo "make test           install + services + the whole pytest suite (PYTEST_ARGS=...)"
 	@echo "make demo           install + services + qorgau demo (DEMO_ARGS=...)"
@@ -113,6 +114,9 @@ check-lock: | $(UV) $(LOCK)
 services:
 	@scripts/ensure-services.sh
 
+browser:
+	@scripts/ensure-browser.sh
+
 stop-services:
 	@pidfile=var/mosquitto/mosquitto.pid; \
 	if [ -f $$pidfile ] && kill -0 "$$(cat $$pidfile)" 2>/dev/null; then \
@@ -122,14 +126,14 @@ stop-services:
 
 # --- Run -------------------------------------------------------------------------------------
 
-test: install services
+test: install services browser
 	@echo "==> pytest $(strip $(PYTEST_ARGS))"
 	@$(VPY) -m pytest $(PYTEST_ARGS)
 
 demo: install services
 	$(VENV)/bin/qorgau demo $(DEMO_ARGS)
 
-bench: install services
+bench: install services browser
 	$(VPY) -m bench $(BENCH_ARGS)
 
 # --- Cleaning --------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ Routes (roles)::
     GET  /api/devices, /api/settings         (admin)
     GET  /api/metrics                        (admin, commander, dispatcher, viewer)
     GET  /healthz                            200 when the database and every extra check answer, else 503
+
+The dispatcher's live map (``/login``, ``/map``, ``/map/events``, ...) is mounted on the same app
+by :func:`dispatch.live.mount_live_map`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -44,6 +47,9 @@ from dispatch.lifecycle import OPEN
 from dispatch.reports import Districts, summarize, to_csv
 from dispatch.service import Conflict, DispatchService, NotFound
 from dispatch.store import StoreError
+
+if TYPE_CHECKING:
+    from dispatch.live import MapOptions
 
 __all__ = ["AlertOut", "RecommendationOut", "UnitOut", "create_app"]
 
@@ -268,6 +274,7 @@ def create_app(
     auth: Authenticator | None = None,
     districts: Districts | None = None,
     settings_view: Callable[[], dict[str, Any]] | None = None,
+    map_options: MapOptions | None = None,
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`DispatchService`.
 
@@ -285,6 +292,8 @@ def create_app(
         Polygons for ``group_by=district`` in reports.
     settings_view
         What ``GET /api/settings`` shows (no secrets).
+    map_options
+        Language and basemap of the live map (``/map``); by default Russian over the city's streets.
     """
     app = FastAPI(title=title)
     app.state.service = service
@@ -491,4 +500,7 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if healthy else 503)
 
+    from dispatch.live import mount_live_map  # live imports this module's models
+
+    mount_live_map(app, service, map_options)
     return app

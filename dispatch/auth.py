@@ -13,6 +13,13 @@ or, to get the caller::
 A bootstrap admin token (``QORGAU_ADMIN_TOKEN``) is accepted as an ``admin`` bearer token, for
 scripted set-up (creating the first users). Without credentials a route answers 401; with a role it
 does not list, 403.
+
+Browsers (the live map, :mod:`dispatch.live`) sign in through a form and hold the same JWT in the
+``qorgau_session`` cookie (``HttpOnly``, ``SameSite=Strict``). A request without a bearer token
+is authenticated by that cookie; one that would change something (any method but GET, HEAD,
+OPTIONS) must then also carry the ``X-Qorgau-Request`` header, which a page of another site
+cannot add without a CORS pre-flight that this service never grants (CSRF defence on top of
+SameSite).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from dispatch.domain import Role, User
 
 __all__ = [
     "BOOTSTRAP_ADMIN",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
     "Authenticator",
     "Principal",
     "RoleGuard",
@@ -43,6 +52,14 @@ __all__ = [
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
 """The actor recorded for requests made with ``QORGAU_ADMIN_TOKEN``."""
+
+SESSION_COOKIE = "qorgau_session"
+"""The cookie that carries a browser's token (HttpOnly, SameSite=Strict)."""
+
+CSRF_HEADER = "X-Qorgau-Request"
+"""Requests that change something and are authenticated by the cookie alone must send this header."""
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _hasher = PasswordHasher()  # Argon2id with the library's (RFC 9106 low-memory) parameters
 _ALGORITHM = "HS256"
@@ -139,6 +156,13 @@ def current_principal(request: Request, token: Annotated[str | None, Depends(_be
     if auth is None:
         msg = "the app has no Authenticator in app.state.auth"
         raise RuntimeError(msg)
+    if not token:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token and request.method not in _SAFE_METHODS and not request.headers.get(CSRF_HEADER):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"a request signed in by the session cookie must send the {CSRF_HEADER} header",
+            )
     if not token:
         raise _unauthorized("not signed in: send a bearer token from POST /api/token")
     principal = auth.principal(token)

@@ -8,9 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-__all__ = ["Ack", "AckStatus", "Notifier", "Order", "RejectReason"]
+if TYPE_CHECKING:
+    from dispatch.domain import Alert, Unit
+
+__all__ = ["Ack", "AckStatus", "ChangeListener", "Notifier", "Order", "RejectReason"]
 
 
 class AckStatus(StrEnum):
@@ -144,4 +147,22 @@ class Notifier(Protocol):
 
     def send_order(self, unit_id: str, order: Order) -> None:
         """Send ``order`` to unit ``unit_id`` (at least once)."""
+        ...
+
+
+@runtime_checkable
+class ChangeListener(Protocol):
+    """Hears every committed change of an alert or a unit (the live map's event feed).
+
+    Called after the change is committed, in the thread that made it and possibly while the
+    service holds its lock: an implementation must only record the change and return at once,
+    and must not call back into the service's writing methods.
+    """
+
+    def alert_changed(self, alert: Alert) -> None:
+        """An alert was created or changed; ``alert`` is its committed state."""
+        ...
+
+    def unit_changed(self, unit: Unit) -> None:
+        """A unit was registered, moved or changed; ``unit`` is its committed state."""
         ...

@@ -56,7 +56,7 @@ from dispatch.lifecycle import (
     recommendable,
     stamp_transition,
 )
-from dispatch.ports import Ack, AckStatus, Notifier, Order, RejectReason
+from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
 from dispatch.store import Store, StoreError, Tx, alert_snapshot, unit_snapshot
 from geo import OutsideServiceArea, Recommendation, Router
 
@@ -165,6 +165,7 @@ class DispatchService:
         self._rejected: Counter[str] = Counter()
         self._positions = 0
         self._store_errors = 0
+        self._listeners: list[ChangeListener] = []
 
     # set-up -------------------------------------------------------------------------------
 
@@ -215,6 +216,27 @@ class DispatchService:
     def attach_notifier(self, notifier: Notifier) -> None:
         """Set who sends acks (the MQTT bridge attaches itself)."""
         self.notifier = notifier
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Tell ``listener`` about every committed alert and unit change from now on (the live map)."""
+        self._listeners.append(listener)
+
+    def _announce(self, *, alerts: Iterable[Alert] = (), units: Iterable[Unit | None] = ()) -> None:
+        """Hand committed changes to the listeners; a failing listener never undoes a change."""
+        for listener in self._listeners:
+            try:
+                for alert in alerts:
+                    listener.alert_changed(alert)
+                for unit in units:
+                    if unit is not None:
+                        listener.unit_changed(unit)
+            except Exception:
+                log.exception("change listener %r failed", listener)
+
+    @property
+    def opened_at(self) -> datetime:
+        """When :meth:`open` ran: a patrol that never reported counts as seen then."""
+        return self._opened_at
 
     def _place(self, unit: Unit) -> bool:
         """Put an available unit on the router; True if it can now be recommended."""
@@ -382,6 +404,7 @@ class DispatchService:
                 self.store.save_unit(moved)
                 self._units[unit_id] = moved
                 self._positions += 1
+                self._announce(units=(moved,))
             return None
         except Rejected as rejection:
             self._reject(rejection, source=f"units/{unit_id}")
@@ -494,7 +517,8 @@ class DispatchService:
         return alert
 
     def _after_ingest(self, alert: Alert) -> None:
-        """Auto-assign a P1 SOS to its top recommendation when the policy says so."""
+        """Announce the new alert; auto-assign a P1 SOS to its top recommendation when the policy says so."""
+        self._announce(alerts=(alert,))
         if not (
             self.policy.auto_assign_p1
             and alert.priority == 1
@@ -558,6 +582,7 @@ class DispatchService:
                 updated = self._move(updated, AlertStatus.RECOMMENDED, self.clock())
             tx.save_alert(updated)
             tx.audit("recommend", actor=actor, alert_id=alert_id, before=alert_snapshot(alert), after=alert_snapshot(updated))
+        self._announce(alerts=(updated,))
         return updated
 
     def assign(
@@ -630,6 +655,7 @@ class DispatchService:
                 self._place(old)
             self._units[unit_id] = busy
             self.router.remove_unit(unit_id)
+            self._announce(alerts=(updated,), units=(*released, busy))
         log.info("alert %d assigned to %s by %s%s", alert_id, unit_id, actor, " (override)" if override else "")
         self._send_order(assignment, updated, route)
         return updated
@@ -661,6 +687,18 @@ class DispatchService:
         finally:
             if not placed:
                 self.router.remove_unit(unit.id)
+
+    def route_to_alert(self, alert_id: int, unit_id: str) -> tuple[tuple[float, float], ...]:
+        """The unit's fastest street route to the alert, ``(lat, lon)`` vertices (for the map).
+
+        Raises
+        ------
+        NotFound
+            No such alert or unit.
+        """
+        alert = self.get_alert(alert_id)
+        with self._lock:
+            return self._route(self._unit(unit_id).copy(), alert)
 
     def _send_order(self, a: Assignment, alert: Alert, route: tuple[tuple[float, float], ...]) -> None:
         if self.notifier is None or a.id is None or alert.id is None:
@@ -710,6 +748,7 @@ class DispatchService:
             after = alert_snapshot(updated)
             after["ack_after_s"] = round((now - pending[-1].assigned_at).total_seconds(), 3) if pending else None
             tx.audit("ack", actor=actor, alert_id=alert_id, unit_id=unit_id, before=alert_snapshot(alert), after=after)
+        self._announce(alerts=(updated,))
         log.info("alert %d acknowledged by %s", alert_id, unit_id)
         return updated
 
@@ -750,6 +789,7 @@ class DispatchService:
             if changed is not None:
                 self._units[changed.id] = changed
                 self._place(changed)
+            self._announce(alerts=(updated,), units=(changed,))
         log.info("alert %d %s -> %s by %s", alert_id, alert.status.value, target.value, actor)
         return updated
 
@@ -764,6 +804,7 @@ class DispatchService:
             updated.duplicate_of = None
             tx.save_alert(updated)
             tx.audit("unlink_duplicate", actor=actor, alert_id=alert_id, before=alert_snapshot(alert), after=alert_snapshot(updated))
+        self._announce(alerts=(updated,))
         return updated
 
     def assignments(self, alert_id: int) -> list[Assignment]:
@@ -833,6 +874,7 @@ class DispatchService:
                 tx.audit("escalation", actor=SYSTEM, alert_id=a.alert_id, unit_id=a.unit_id,
                          before=alert_snapshot(alert), after=after)
             self._escalations += 1
+            self._announce(alerts=(updated,), units=(freed,))
         log.warning(
             "alert %d escalated: unit %s did not acknowledge by %s; proposing %s",
             a.alert_id, a.unit_id, a.ack_due_at.isoformat(), updated.proposed_unit_id or "nobody",
@@ -904,6 +946,7 @@ class DispatchService:
                 tx.audit("unit_create", actor=actor, unit_id=new.id, after=unit_snapshot(new), only_changes=False)
             self._units[new.id] = new
             self._place(new)
+            self._announce(units=(new,))
         return new.copy()
 
     def _check_on_streets(self, unit: Unit) -> None:
@@ -936,6 +979,7 @@ class DispatchService:
                     tx.audit("unit_change", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(changed))
                 self._units[unit_id] = changed
                 self._place(changed)
+                self._announce(units=(changed,))
         if status is not None:
             self.set_unit_status(unit_id, UnitStatus(status), actor=actor)
         return self.get_unit(unit_id)
@@ -954,6 +998,7 @@ class DispatchService:
                 tx.audit("unit_retire", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(retired))
             self._units[unit_id] = retired
             self.router.remove_unit(unit_id)
+            self._announce(units=(retired,))
         return retired.copy()
 
     def set_unit_status(self, unit_id: str, status: UnitStatus, *, actor: str, alert_id: int | None = None) -> Unit:
@@ -1001,6 +1046,7 @@ class DispatchService:
                 tx.audit("unit_status", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(changed))
             self._units[unit_id] = changed
             self._place(changed)
+            self._announce(units=(changed,))
         return changed.copy()
 
     def report_unit_status(self, unit_id: str, payload: bytes) -> RejectReason | None:

@@ -6,8 +6,13 @@ the reader's language); imports neither the MQTT bridge nor dispatch, nor the pl
 Public names::
 
     html = render_plan_map(routes=..., hotspots=..., booths=..., labels=..., risk_cells=..., streets=...)
+    html = render_live_map(labels=..., config=..., center=(lat, lon), tile_url=None)   # the dispatcher's map
+    html = render_login_page(labels=..., next_url="/map")
+    static_assets()["leaflet.js"].body          # files the live map page loads from the service
 """
 
-from maps.plan_map import leaflet_assets, render_plan_map
+from maps.assets import StaticAsset, leaflet_assets, static_assets
+from maps.live_map import render_live_map, render_login_page
+from maps.plan_map import render_plan_map
 
-__all__ = ["leaflet_assets", "render_plan_map"]
+__all__ = ["StaticAsset", "leaflet_assets", "render_live_map", "render_login_page", "render_plan_map", "static_assets"]

@@ -8,43 +8,19 @@ control room without internet sees everything.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import re
-from functools import lru_cache
-from importlib.util import find_spec
-from pathlib import Path
 
 import folium
 from branca.element import Element
+
+from maps.assets import leaflet_assets
 
 __all__ = ["leaflet_assets", "render_plan_map"]
 
 _JQUERY = re.compile(r"=\s*\$\(")
 _EXTERNAL = re.compile(r"""<(?:script|link)\b[^>]*(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
-
-
-@lru_cache(maxsize=1)
-def leaflet_assets() -> tuple[str, str]:
-    """Leaflet's ``leaflet.js`` and ``leaflet.css`` (images inlined) from the installed package."""
-    spec = find_spec("js_lib_leaflet")
-    if spec is None or not spec.submodule_search_locations:
-        msg = "the Leaflet files are missing: install django-js-lib-leaflet (make install)"
-        raise RuntimeError(msg)
-    static = Path(next(iter(spec.submodule_search_locations))) / "static" / "js_lib_leaflet"
-    js = (static / "leaflet.js").read_text(encoding="utf-8")
-    css = (static / "leaflet.css").read_text(encoding="utf-8")
-
-    def inline(m: re.Match[str]) -> str:
-        path = static / m.group(1)
-        if not path.is_file():
-            return m.group(0)
-        data = base64.b64encode(path.read_bytes()).decode()
-        return f"url(data:image/png;base64,{data})"
-
-    css = re.sub(r"url\(\s*['\"]?(images/[^'\")]+)['\"]?\s*\)", inline, css)
-    return js.replace("</script", "<\\/script"), css
 
 
 def _bounds(collections: list[dict]) -> list[list[float]] | None:

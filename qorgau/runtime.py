@@ -11,6 +11,7 @@ from types import TracebackType
 import uvicorn
 
 from dispatch import Authenticator, DispatchService, Store, create_app, load_devices, load_units
+from dispatch.live import MapOptions
 from dispatch.reports import Districts
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
@@ -84,6 +85,9 @@ class QorgauService:
             auth=self.auth,
             districts=Districts.from_geojson(settings.districts) if settings.districts else None,
             settings_view=settings.public_view,
+            map_options=MapOptions(
+                lang=settings.map_lang, tile_url=settings.map_tiles, tile_attribution=settings.map_tiles_attribution
+            ),
         )
         mount_plans(self)  # POST/GET /api/plans: patrol plans for commanders (qorgau/plans_api.py)
         self._server: uvicorn.Server | None = None
@@ -101,7 +105,8 @@ class QorgauService:
 
     def _new_server(self) -> uvicorn.Server:
         config = uvicorn.Config(
-            self.app, host=self.settings.host, port=self.settings.port, log_config=None, lifespan="off"
+            self.app, host=self.settings.host, port=self.settings.port, log_config=None, lifespan="off",
+            timeout_graceful_shutdown=5,  # the live map's event streams never end by themselves
         )
         return uvicorn.Server(config)
 
@@ -145,6 +150,7 @@ class QorgauService:
         if not self._running:
             return
         self._running = False
+        self.app.state.live_feed.close()  # open event streams would hold the HTTP server's shutdown
         if self._server is not None:
             self._server.should_exit = True
         if self._http_thread is not None:

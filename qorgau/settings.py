@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(None, description="HS256 key of API tokens (>= 32 chars); random per start if unset")
     admin_token: SecretStr | None = Field(None, description="bootstrap admin bearer token for scripted set-up")
     token_ttl_s: int = Field(12 * 3600, gt=0, description="how long an API token is valid")
+    # issue 4: the dispatcher's live map
+    map_lang: Literal["kk", "ru", "en"] = Field("ru", description="language of the live map (/map?lang= overrides)")
+    map_tiles: str | None = Field(None, description="raster tile URL template for the live map; unset: the city's own streets (offline)")
+    map_tiles_attribution: str = Field("", description="attribution shown with map_tiles")
 
     @field_validator("db_url")
     @classmethod

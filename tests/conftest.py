@@ -204,8 +204,7 @@ def start_service(
             units=registry.units_path,
             devices=registry.devices_path,
             host="127.0.0.1",
-            port=0,
-            **overrides,
+            **{"port": 0, **overrides},  # a restart may ask for the port it had
         )
         service = QorgauService(settings, network=city).start()
         token = service.auth.issue(User("test-dispatcher", Role.DISPATCHER))
