@@ -492,9 +492,8 @@ class Store:
         StoreError
             If the database could not be reached; nothing was stored.
         """
-        existing = self.find_alert(alert.source, alert.sender, alert.event_id)
-        if existing is not None:
-            return existing, False
+        # No look-up first (the service has just made one): the unique (source, sender, event_id)
+        # constraint decides, and a redelivery racing in pays the IntegrityError below.
         try:
             with self.transaction(f"store alert {alert.event_id!r} from {alert.sender!r}") as tx:
                 row = _to_row(alert)
@@ -525,12 +524,14 @@ class Store:
 
     def find_alert(self, source: AlertSource, sender: str, event_id: str) -> Alert | None:
         """The alert stored for this sender's event, if any."""
-        stmt = select(AlertRow).where(
-            AlertRow.source == source.value, AlertRow.sender == sender, AlertRow.event_id == event_id
-        )
+        # Every alert pays this look-up and almost every answer is "none": ask for the id only,
+        # and load the whole alert just for a redelivery.
+        key = (AlertRow.source == source.value, AlertRow.sender == sender, AlertRow.event_id == event_id)
         with self._reachable(f"look up event {event_id!r} from {sender!r}"), self._sessions() as session:
-            row = session.scalars(stmt).one_or_none()
-            return None if row is None else _to_alert(row)
+            alert_id = session.execute(select(AlertRow.id).where(*key)).scalar_one_or_none()
+            if alert_id is None:
+                return None
+            return _to_alert(session.get_one(AlertRow, alert_id))
 
     def get_alert(self, alert_id: int) -> Alert | None:
         """The alert with this id, or None."""

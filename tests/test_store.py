@@ -157,7 +157,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-d
 
 def test_unreachable_database_raises_store_error() -> None:
     store = Store("postgresql+psycopg://postgres@127.0.0.1:9/nothing_here")
-    with pytest.raises(StoreError, match=r"could not look up event 'e1' from 'sos-1' in Store\('postgresql"):
+    with pytest.raises(StoreError, match=r"could not store alert 'e1' from 'sos-1' in Store\('postgresql"):
         store.add_alert(_alert())
     with pytest.raises(StoreError, match="could not list alerts"):
         store.list_alerts()
