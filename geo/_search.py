@@ -10,9 +10,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from geo.heap import heap_pop, heap_push
+
 
 @njit(cache=True, nogil=True)
-def _heap_push(hk, hv, hw, size, key, val, aux):  # pragma: no cover - compiled
+def _cand_push(hk, hv, hw, size, key, val, aux):  # pragma: no cover - compiled
+    """Push onto the heap of unit candidates, which carries a third array (path length)."""
     i = size
     hk[i] = key
     hv[i] = val
@@ -29,7 +32,7 @@ def _heap_push(hk, hv, hw, size, key, val, aux):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _heap_pop(hk, hv, hw, size):  # pragma: no cover - compiled
+def _cand_pop(hk, hv, hw, size):  # pragma: no cover - compiled
     key, val, aux = hk[0], hv[0], hw[0]
     size -= 1
     if size > 0:
@@ -49,44 +52,6 @@ def _heap_pop(hk, hv, hw, size):  # pragma: no cover - compiled
             hw[i], hw[child] = hw[child], hw[i]
             i = child
     return key, val, aux, size
-
-
-@njit(cache=True, nogil=True)
-def _push2(hk, hv, size, key, val):  # pragma: no cover - compiled
-    i = size
-    while i > 0:
-        parent = (i - 1) >> 1
-        if hk[parent] <= key:
-            break
-        hk[i] = hk[parent]
-        hv[i] = hv[parent]
-        i = parent
-    hk[i] = key
-    hv[i] = val
-    return size + 1
-
-
-@njit(cache=True, nogil=True)
-def _pop2(hk, hv, size):  # pragma: no cover - compiled
-    key, val = hk[0], hv[0]
-    size -= 1
-    if size > 0:
-        lk, lv = hk[size], hv[size]
-        i = 0
-        while True:
-            child = 2 * i + 1
-            if child >= size:
-                break
-            if child + 1 < size and hk[child + 1] < hk[child]:
-                child += 1
-            if lk <= hk[child]:
-                break
-            hk[i] = hk[child]
-            hv[i] = hv[child]
-            i = child
-        hk[i] = lk
-        hv[i] = lv
-    return key, val, size
 
 
 @njit(cache=True, nogil=True)
@@ -142,7 +107,7 @@ def reverse_search(
             best_gen[s] = gen
             best_t[s] = direct_t[j]
             best_l[s] = direct_l[j]
-            csize = _heap_push(ck, cs, cl, csize, direct_t[j], s, direct_l[j])
+            csize = _cand_push(ck, cs, cl, csize, direct_t[j], s, direct_l[j])
     hsize = 0
     for j in range(seed_nodes.size):
         node = seed_nodes[j]
@@ -151,9 +116,9 @@ def reverse_search(
             state[node, 1] = gen
             trail[node, 0] = seed_l[j]
             trail[node, 1] = -1.0
-            hsize = _push2(heap_k, heap_n, hsize, seed_t[j], node)
+            hsize = heap_push(heap_k, heap_n, hsize, seed_t[j], node)
     while hsize > 0:
-        d, node, hsize = _pop2(heap_k, heap_n, hsize)
+        d, node, hsize = heap_pop(heap_k, heap_n, hsize)
         if d > limit:
             break  # no unit beyond the limit is wanted
         if d > state[node, 0]:
@@ -161,7 +126,7 @@ def reverse_search(
         ln = trail[node, 0]
         # Every unit whose best time is <= d is final: no unsettled node can improve it.
         while csize > 0 and ck[0] <= d:
-            t, s, l, csize = _heap_pop(ck, cs, cl, csize)
+            t, s, l, csize = _cand_pop(ck, cs, cl, csize)
             if best_gen[s] == gen and t == best_t[s]:
                 best_gen[s] = -gen  # final
                 out_s[n_out] = s
@@ -178,7 +143,7 @@ def reverse_search(
                 best_gen[s] = gen
                 best_t[s] = cand
                 best_l[s] = ln + entry_l[e]
-                csize = _heap_push(ck, cs, cl, csize, cand, s, ln + entry_l[e])
+                csize = _cand_push(ck, cs, cl, csize, cand, s, ln + entry_l[e])
             e = nxt[e]
         for p in range(indptr[node], indptr[node + 1]):
             a = indices[p]
@@ -188,9 +153,9 @@ def reverse_search(
                 state[a, 1] = gen
                 trail[a, 0] = ln + wl[p]
                 trail[a, 1] = node
-                hsize = _push2(heap_k, heap_n, hsize, nd, a)
+                hsize = heap_push(heap_k, heap_n, hsize, nd, a)
     while csize > 0 and n_out < k:
-        t, s, l, csize = _heap_pop(ck, cs, cl, csize)
+        t, s, l, csize = _cand_pop(ck, cs, cl, csize)
         if t > limit:
             break
         if best_gen[s] == gen and t == best_t[s]:

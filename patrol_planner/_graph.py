@@ -20,46 +20,9 @@ from scipy.sparse.csgraph import dijkstra
 from shapely import STRtree, linestrings, points
 
 from geo import Router
+from geo.heap import heap_pop, heap_push
 
 __all__ = ["WalkGraph"]
-
-
-@njit(cache=True, nogil=True)
-def _push(hk, hv, size, key, val):  # pragma: no cover - compiled
-    i = size
-    while i > 0:
-        parent = (i - 1) >> 1
-        if hk[parent] <= key:
-            break
-        hk[i] = hk[parent]
-        hv[i] = hv[parent]
-        i = parent
-    hk[i] = key
-    hv[i] = val
-    return size + 1
-
-
-@njit(cache=True, nogil=True)
-def _pop(hk, hv, size):  # pragma: no cover - compiled
-    key, val = hk[0], hv[0]
-    size -= 1
-    if size > 0:
-        lk, lv = hk[size], hv[size]
-        i = 0
-        while True:
-            child = 2 * i + 1
-            if child >= size:
-                break
-            if child + 1 < size and hk[child + 1] < hk[child]:
-                child += 1
-            if lk <= hk[child]:
-                break
-            hk[i] = hk[child]
-            hv[i] = hv[child]
-            i = child
-        hk[i] = lk
-        hv[i] = lv
-    return key, val, size
 
 
 @njit(cache=True, nogil=True)
@@ -92,10 +55,10 @@ def _bounded(indptr, indices, wt, sources, seed_t, group, n_groups, limit, targe
             if stamp[node] != gen or t < dist[node]:
                 stamp[node] = gen
                 dist[node] = t
-                size = _push(hk, hv, size, t, node)
+                size = heap_push(hk, hv, size, t, node)
             s += 1
         while size > 0:
-            d, node, size = _pop(hk, hv, size)
+            d, node, size = heap_pop(hk, hv, size)
             if done[node] == gen or d > dist[node]:
                 continue
             if d > limit:
@@ -111,7 +74,7 @@ def _bounded(indptr, indices, wt, sources, seed_t, group, n_groups, limit, targe
                 if nd <= limit and (stamp[nb] != gen or nd < dist[nb]):
                     stamp[nb] = gen
                     dist[nb] = nd
-                    size = _push(hk, hv, size, nd, nb)
+                    size = heap_push(hk, hv, size, nd, nb)
     return np.array(out_g, dtype=np.int64), np.array(out_n, dtype=np.int64), np.array(out_t, dtype=np.float64)
 
 
