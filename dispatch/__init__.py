@@ -3,7 +3,9 @@
 The room that turns an SOS press or a 102 report into a committed alert with the nearest units by
 travel time, answers the sender, and shows alerts and units to the dispatcher over HTTP. Transports
 sit outside it: ``mqtt_bridge`` implements :class:`Notifier` and feeds payloads to
-:class:`DispatchService`. Dispatch imports ``geo`` and nothing else of Qorgau.
+:class:`DispatchService`. Dispatch imports ``geo`` and ``maps`` (the live map's page) and nothing
+else of Qorgau. The dispatcher's live map (``/map``, :mod:`dispatch.live`) hears every committed
+change through the :class:`ChangeListener` port.
 
 Public names::
 
@@ -26,7 +28,7 @@ from dispatch.api import create_app
 from dispatch.domain import Alert, AlertSource, AlertStatus, Device, DeviceSite, Role, Unit, UnitKind, UnitStatus, User
 from dispatch.auth import Authenticator, Principal, require_role
 from dispatch.lifecycle import DispatchPolicy, StalePolicy
-from dispatch.ports import Ack, AckStatus, Notifier, Order, RejectReason
+from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
 from dispatch.registry import load_devices, load_units, write_devices, write_units
 from dispatch.service import Conflict, DispatchService, NotFound
 from dispatch.store import Store, StoreError
@@ -38,6 +40,7 @@ __all__ = [
     "AlertSource",
     "AlertStatus",
     "Authenticator",
+    "ChangeListener",
     "Conflict",
     "Device",
     "DeviceSite",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import sys
 import threading
 import time
@@ -195,6 +196,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_map_login(service: QorgauService) -> str:
+    """A ``dispatcher`` user for the demo's map, with a fresh password the first time."""
+    if service.store.get_user("dispatcher") is not None:
+        return "sign in as 'dispatcher' with the password printed by the first demo on this database"
+    password = secrets.token_urlsafe(9)
+    service.store.add_user(User("dispatcher", Role.DISPATCHER), hash_password(password), actor="demo")
+    return f"sign in as 'dispatcher', password {password}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logging(settings.log_level)
@@ -254,6 +264,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for role in (Role.DISPATCHER, Role.COMMANDER):  # demo sign-ins, valid while this demo runs
         print(f"  {role.value} token: {service.auth.issue(User(f'demo-{role.value}', role))}")
     print(f"  e.g. curl -H 'Authorization: Bearer <dispatcher token>' {url}/api/alerts")
+    print(f"Dispatcher map: {url}/map  ({_demo_map_login(service)})")
     print("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.", flush=True)
     try:
         if args.duration is None:

@@ -146,6 +146,13 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
         lambda: httpx.get(f"{match.group(1)}/api/alerts", headers=headers).json(), timeout_s=3, what="demo alerts"
     )
     assert alerts[0]["recommendations"]
+    while "Dispatcher map" not in out and thread.is_alive() and time.monotonic() < deadline:
+        out += capsys.readouterr().out
+        time.sleep(0.05)
+    login = re.search(r"Dispatcher map: (\S+)/map  \(sign in as 'dispatcher', password (\S+)\)", out)
+    assert login and login.group(1) == match.group(1), out
+    signed_in = httpx.post(f"{login.group(1)}/login", data={"username": "dispatcher", "password": login.group(2)})
+    assert signed_in.status_code == 303 and "qorgau_session=" in signed_in.headers["set-cookie"]
     thread.join(timeout=20)
     out += capsys.readouterr().out
     assert result == [0]

@@ -15,7 +15,7 @@ import pytest
 from conftest import Registry, Running
 from map_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, add_user
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
-from support import Probe, sos_payload
+from support import Probe, report_payload, sos_payload
 
 # The browser tests need one database, not both: the server side runs on both in test_map_live.py.
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -94,6 +94,12 @@ def test_sos_appears_live_and_the_dispatcher_assigns_the_top_unit(
     assert (marker.get_attribute("data-priority"), marker.get_attribute("data-status")) == ("1", "recommended")
     assert marker.get_attribute("data-flash") == "1" and page.locator("#q-banner").is_visible()  # a new P1 flashes
 
+    # More traffic around it: a street press and a 102 report, so the screenshot shows a working shift.
+    probe.sos(_device(registry, "street"), sos_payload())
+    near = registry.devices[_device(registry, "other")]
+    lat, lon = near.lat + 0.0015, near.lon - 0.002
+    probe.publish(probe.topics.app102_report, report_payload(lat, lon, category="assault"))
+    page.wait_for_function("window.qorgau.alerts.size === 3", timeout=2000)
     item.click()
     top = alert["recommendations"][0]
     details = page.locator("#q-details")

@@ -173,3 +173,22 @@ def test_street_layers_join_a_chain_and_keep_a_branch_apart() -> None:
     (feature,) = street_layers(net)["features"]
     lines = sorted(len(line) for line in feature["geometry"]["coordinates"])
     assert lines == [2, 4, 4]  # 1-4, 0-1-2-3 and the loop 5-6-7-5
+
+
+def test_a_configured_tile_server_replaces_the_street_basemap() -> None:
+    from maps import render_live_map
+
+    from dispatch.live import map_catalogue
+
+    config = {"tz_label": "UTC+5, Asia/Almaty"}
+    offline = render_live_map(labels=map_catalogue("ru"), config=config, center=(43.24, 76.95))
+    tiled = render_live_map(
+        labels=map_catalogue("en"), config=config, center=(43.24, 76.95),
+        tile_url="https://tiles.example/{z}/{x}/{y}.png", tile_attribution="© the city",
+    )  # fmt: skip
+    assert '"tiles": false' in offline and "tiles.example" not in offline
+    assert '"tiles": true' in tiled and "https://tiles.example/{z}/{x}/{y}.png" in tiled and "\\u00a9 the city" in tiled
+    for page in (offline, tiled):
+        assert not re.search(r"""<(?:script|link)\b[^>]*(?:src|href)\s*=\s*["']?(?:https?:)?//""", page)
+    for lang in ("kk", "ru", "en"):
+        assert set(map_catalogue(lang)) == set(map_catalogue("ru")), f"{lang} lacks texts"

@@ -764,7 +764,10 @@
       lines += f.geometry.coordinates.length;
       for (const line of f.geometry.coordinates) points += line.length;
       const style = cls === 'major' ? { color: '#9a948a', weight: 2.4 } : { color: '#b9b3a8', weight: 1.1 };
-      layers[cls] = L.geoJSON(f, { renderer, interactive: false, style: () => Object.assign({ opacity: 1 }, style) });
+      // One polyline per street line: the canvas strokes many small paths far faster than one huge
+      // path, and redraws only those in view.
+      const options = Object.assign({ renderer, interactive: false, opacity: 1, smoothFactor: 1.5 }, style);
+      layers[cls] = L.layerGroup(f.geometry.coordinates.map((line) => L.polyline(line.map((c) => [c[1], c[0]]), options)));
     }
     const minorFrom = C.minor_streets_from_zoom;
     const update = () => {
