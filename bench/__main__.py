@@ -80,6 +80,12 @@ def run_planner(quick: bool) -> dict:
     return run(quick)
 
 
+def run_map(quick: bool) -> dict:
+    from bench.map import run
+
+    return run(quick)
+
+
 def run_mqtt(url: str, rate: float, duration: float) -> dict:
     from bench.mqtt import bare_round_trip, press_to_ack
 
@@ -206,12 +212,20 @@ def render() -> str:
         body = render_planner(pl["figures"])
         lines += [body[0], "", f"Measured {pl['measured_at']} with `{pl['command']}` on {m['cpu']} ({m['cores']} cores, "
                   f"load {m['load_average_at_start'][0]:.2f}). See `bench/planner.py` for the method.", *body[1:]]  # fmt: skip
+    mp_ = parts.get("map")
+    if mp_:
+        from bench.map import render as render_map
+
+        m = mp_["machine"]
+        body = render_map(mp_["figures"])
+        lines += [body[0], "", f"Measured {mp_['measured_at']} with `{mp_['command']}` on {m['cpu']} ({m['cores']} cores, "
+                  f"load {m['load_average_at_start'][0]:.2f}). See `bench/map.py` for the method.", *body[1:]]  # fmt: skip
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["routing", "mqtt", "planner"], action="append", help="run only these parts")
+    parser.add_argument("--only", choices=["routing", "mqtt", "planner", "map"], action="append", help="run only these parts")
     parser.add_argument("--quick", action="store_true", help="fewer alerts (a smoke run, not for the record)")
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--rate", type=float, default=100.0, help="MQTT messages per second")
@@ -222,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt", "planner"]
+    parts = args.only or ["routing", "mqtt", "planner", "map"]
     if not args.render_only:
         if "routing" in parts:
             t = time.time()
@@ -234,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             t = time.time()
             save("planner", run_planner(args.quick), command)
             logging.info("planner done in %.0f s", time.time() - t)
+        if "map" in parts:
+            t = time.time()
+            save("map", run_map(args.quick), command)
+            logging.info("map done in %.0f s", time.time() - t)
     (ROOT / "BENCHMARKS.md").write_text(render())
     logging.info("wrote %s", ROOT / "BENCHMARKS.md")
     return 0
