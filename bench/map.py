@@ -401,7 +401,8 @@ def render(figures: dict) -> list[str]:
         _row("publish -> ack (the service alone, same presses)", lat["publish_to_ack"]),
         _row("ack sent -> marker in the DOM (event stream and page; the ack is published after the commit, like the event)", lat["ack_to_marker"]),
         _row("applying one batch of events to map and list (per frame)", lat["update"]),
-        _row(f"publish -> marker with {sc['open_alerts']:,} open alerts, {sc['units']} units, {sc['moving_units']} moving", sc["publish_to_marker"]),
+        _row(f"publish -> marker with {sc['open_alerts']:,} open alerts, {sc['units']} units, {sc['moving_units']} moving "
+             f"({sc['position_rate_hz']:.0f} positions/s)", sc["publish_to_marker"]),
         _row(f"frame interval, same load, zooming in and out", sc["frames"]),
         _row(f"applying one batch of events (same load, {sc['position_rate_hz']:.0f} positions/s)", sc["update"]),
         "",
