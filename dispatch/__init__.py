@@ -25,15 +25,16 @@ in :mod:`dispatch.reports`.
 from __future__ import annotations
 
 from dispatch.api import create_app
-from dispatch.domain import Alert, AlertSource, AlertStatus, Device, DeviceSite, Role, Unit, UnitKind, UnitStatus, User
+from dispatch.domain import APP102_SENDER, Alert, AlertSource, AlertStatus, Device, DeviceSite, Role, Unit, UnitKind, UnitStatus, User
 from dispatch.auth import Authenticator, Principal, require_role
 from dispatch.lifecycle import DispatchPolicy, StalePolicy
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
 from dispatch.registry import load_devices, load_units, write_devices, write_units
-from dispatch.service import Conflict, DispatchService, NotFound
+from dispatch.service import Conflict, DispatchService, Inbound, NotFound
 from dispatch.store import Store, StoreError
 
 __all__ = [
+    "APP102_SENDER",
     "Ack",
     "AckStatus",
     "Alert",
@@ -46,6 +47,7 @@ __all__ = [
     "DeviceSite",
     "DispatchPolicy",
     "DispatchService",
+    "Inbound",
     "NotFound",
     "Notifier",
     "Order",

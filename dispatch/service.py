@@ -14,7 +14,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -60,13 +61,38 @@ from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, Reje
 from dispatch.store import Store, StoreError, Tx, alert_snapshot, unit_snapshot
 from geo import OutsideServiceArea, Recommendation, Router
 
-__all__ = ["Conflict", "DispatchService", "NotFound", "utc_now"]
+__all__ = ["Conflict", "DispatchService", "Inbound", "NotFound", "utc_now"]
 
 _DUPLICATE_CANDIDATES = 25
 """The earliest open alerts in the duplicate box that are checked; the earliest inside the circle wins."""
 
 SYSTEM = "system"
 """The actor of changes the service makes by itself (ingest, auto-assignment, escalation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One alert message for :meth:`DispatchService.ingest_many`.
+
+    Parameters
+    ----------
+    source
+        SOS button or Police 102 app.
+    sender
+        The SOS device id (from the topic, vouched for by the broker's ACL), or
+        :data:`~dispatch.domain.APP102_SENDER`.
+    payload
+        The raw message body.
+    """
+
+    source: AlertSource
+    sender: str
+    payload: bytes
+
+
+def _where(m: Inbound) -> str:
+    """Where a message came from, for the rejection log."""
+    return f"sos/{m.sender}" if m.source is AlertSource.SOS else "app102"
 
 
 class NotFound(LookupError):
@@ -164,6 +190,7 @@ class DispatchService:
         self._duplicates: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         self._positions = 0
+        self._superseded_positions = 0
         self._store_errors = 0
         self._listeners: list[ChangeListener] = []
 
@@ -260,7 +287,7 @@ class DispatchService:
     # ingest -------------------------------------------------------------------------------
 
     def ingest_sos(self, device_id: str, payload: bytes) -> Ack:
-        """Ingest one SOS message from ``{root}/sos/{device_id}/alert``.
+        """Ingest one SOS message from ``{root}/sos/{device_id}/alert`` (see :meth:`ingest_many`).
 
         The alert is committed before the ack is sent. A redelivered ``event_id`` is answered with
         the ack of the alert stored the first time.
@@ -270,94 +297,135 @@ class DispatchService:
         StoreError
             If the alert could not be committed; nothing was acknowledged.
         """
-        now = self.clock()
-        try:
-            message = parse_message(
-                SosAlert, payload, now=now, max_bytes=self.max_payload_bytes, max_clock_skew=self.max_clock_skew
-            )
-            device = self.devices.get(device_id)
-            if device is None:
-                msg = f"device {device_id!r} is not in the device registry"
-                raise Rejected(RejectReason.UNKNOWN_DEVICE, msg, event_id=message.event_id)
-            existing = self.store.find_alert(AlertSource.SOS, device_id, message.event_id)
-            if existing is not None:
-                ack = self._accepted_ack(existing, created=False)
-            else:
-                alert = self._new_alert(
-                    source=AlertSource.SOS,
-                    sender=device_id,
-                    event_id=message.event_id,
-                    event_ts=message.ts,
-                    received_at=now,
-                    lat=device.lat,
-                    lon=device.lon,
-                    test=message.kind == "test",
-                    kind=message.kind,
-                    site=device.site,
-                )
-                stored, created = self._commit(alert)
-                ack = self._accepted_ack(stored, created=created)
-                if created:
-                    self._after_ingest(stored)
-        except Rejected as rejection:
-            ack = self._reject(rejection, source=f"sos/{device_id}")
-        except StoreError:
-            self._count_store_error()
-            raise
-        except Exception as e:  # a bug must not kill the bridge: answer and log with traceback
-            log.exception("internal error on SOS message from device %r", device_id)
-            ack = self._reject(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), source="sos")
-        self._notify(device_id, ack)
-        return ack
+        return self.ingest_many([Inbound(AlertSource.SOS, device_id, payload)])[0]
 
     def ingest_app102(self, payload: bytes) -> Ack:
-        """Ingest one report from the Police 102 app (``{root}/app102/report``).
+        """Ingest one report from the Police 102 app (``{root}/app102/report``; see :meth:`ingest_many`).
 
         Raises
         ------
         StoreError
             If the alert could not be committed.
         """
+        return self.ingest_many([Inbound(AlertSource.APP102, APP102_SENDER, payload)])[0]
+
+    def ingest_many(self, messages: Sequence[Inbound]) -> list[Ack]:
+        """Ingest a batch of alert messages with ONE database transaction (group commit).
+
+        Each message is validated and ranked on its own; a bad one is rejected with its reason and
+        never holds up the others. The new alerts are then committed together, and only then
+        are the senders answered: SOS devices through the notifier, and every message through the
+        returned acks, in the order of ``messages``. A redelivered event (stored before, or twice in
+        this batch) gets the ack of the alert stored the first time.
+
+        Raises
+        ------
+        StoreError
+            If the database could not be reached: nothing of the batch was stored, counted or
+            answered, and the caller must not acknowledge any of it (it will come again).
+        """
         now = self.clock()
+        acks: list[Ack | None] = [None] * len(messages)
+        rejections: list[tuple[int, Rejected, str]] = []
+        valid: list[tuple[int, Inbound, Any, Device | None]] = []
+        for i, m in enumerate(messages):
+            try:
+                message, device = self._parse_alert(m, now)
+                valid.append((i, m, message, device))
+            except Rejected as rejection:
+                rejections.append((i, rejection, _where(m)))
+            except Exception as e:  # a bug must not kill the bridge: answer and log with traceback
+                log.exception("internal error on a %s message from %r", m.source.value, m.sender)
+                rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), _where(m)))
         try:
-            message = parse_message(
-                App102Report,
-                payload,
-                now=now,
-                max_bytes=self.max_payload_bytes,
-                max_clock_skew=self.max_clock_skew,
-            )
-            existing = self.store.find_alert(AlertSource.APP102, APP102_SENDER, message.event_id)
-            if existing is not None:
-                return self._accepted_ack(existing, created=False)
-            alert = self._new_alert(
-                source=AlertSource.APP102,
-                sender=APP102_SENDER,
-                event_id=message.event_id,
-                event_ts=message.ts,
-                received_at=now,
-                lat=message.lat,
-                lon=message.lon,
-                accuracy_m=message.accuracy_m,
-                category=message.category,
-                text=message.text,
-            )
-            stored, created = self._commit(alert)
-            ack = self._accepted_ack(stored, created=created)
-            if created:
-                self._after_ingest(stored)
-            return ack
-        except Rejected as rejection:
-            return self._reject(rejection, source="app102")
+            stored_before = self.store.find_alerts((m.source, m.sender, msg.event_id) for _, m, msg, _ in valid)
+            fresh, redelivered = self._prepare(valid, stored_before, now, rejections)
+            committed = self.store.add_alerts([alert for _, alert in fresh])
         except StoreError:
             self._count_store_error()
             raise
-        except Exception as e:
-            log.exception("internal error on a 102 report")
-            return self._reject(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), source="app102")
+        first_ack: dict[tuple[AlertSource, str, str], Ack] = {}
+        for (i, _), (stored, created) in zip(fresh, committed, strict=True):
+            self._log_committed(stored, created)
+            acks[i] = first_ack[(stored.source, stored.sender, stored.event_id)] = self._accepted_ack(stored, created=created)
+        for i, key in redelivered:
+            earlier = stored_before.get(key)
+            acks[i] = (
+                self._accepted_ack(earlier, created=False) if earlier is not None
+                else self._redelivered(first_ack[key], key[0])
+            )
+        for i, rejection, where in rejections:
+            acks[i] = self._reject(rejection, source=where)
+        for m, ack in zip(messages, acks, strict=True):
+            if m.source is AlertSource.SOS and ack is not None:
+                self._notify(m.sender, ack)
+        for stored, created in committed:
+            if created:
+                self._after_ingest(stored)
+        return [ack for ack in acks if ack is not None]
+
+    def _parse_alert(self, m: Inbound, now: datetime) -> tuple[Any, Device | None]:
+        """Validate one alert payload; its message and, for an SOS button, its registry entry."""
+        model = SosAlert if m.source is AlertSource.SOS else App102Report
+        message = parse_message(
+            model, m.payload, now=now, max_bytes=self.max_payload_bytes, max_clock_skew=self.max_clock_skew
+        )
+        if m.source is not AlertSource.SOS:
+            return message, None
+        device = self.devices.get(m.sender)
+        if device is None:
+            msg = f"device {m.sender!r} is not in the device registry"
+            raise Rejected(RejectReason.UNKNOWN_DEVICE, msg, event_id=message.event_id)
+        return message, device
+
+    def _prepare(
+        self,
+        valid: list[tuple[int, Inbound, Any, Device | None]],
+        stored_before: Mapping[tuple[AlertSource, str, str], Alert],
+        now: datetime,
+        rejections: list[tuple[int, Rejected, str]],
+    ) -> tuple[list[tuple[int, Alert]], list[tuple[int, tuple[AlertSource, str, str]]]]:
+        """Rank the batch's new events; ``(index, alert)`` to store and ``(index, key)`` of redeliveries.
+
+        A later alert of the batch may be linked as a duplicate of an earlier one: its
+        ``duplicate_of`` is then ``-(position in the returned list) - 1`` (see :meth:`Store.add_alerts`).
+        """
+        fresh: list[tuple[int, Alert]] = []
+        redelivered: list[tuple[int, tuple[AlertSource, str, str]]] = []
+        seen: set[tuple[AlertSource, str, str]] = set()
+        exclusions = self._exclusions(now)
+        for i, m, message, device in valid:
+            key = (m.source, m.sender, message.event_id)
+            if key in stored_before or key in seen:
+                redelivered.append((i, key))
+                continue
+            try:
+                fields: dict[str, Any]
+                if device is not None:
+                    lat, lon = device.lat, device.lon
+                    fields = {"kind": message.kind, "site": device.site, "test": message.kind == "test"}
+                else:
+                    lat, lon = message.lat, message.lon
+                    fields = {"accuracy_m": message.accuracy_m, "category": message.category, "text": message.text}
+                alert = self._new_alert(
+                    source=m.source, sender=m.sender, event_id=message.event_id, event_ts=message.ts,
+                    received_at=now, lat=lat, lon=lon, batch=[a for _, a in fresh], exclusions=exclusions, **fields,
+                )
+            except Rejected as rejection:
+                rejections.append((i, rejection, _where(m)))
+                continue
+            except StoreError:
+                raise
+            except Exception as e:
+                log.exception("internal error on a %s message from %r", m.source.value, m.sender)
+                rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), _where(m)))
+                continue
+            seen.add(key)
+            fresh.append((i, alert))
+        return fresh, redelivered
 
     def update_unit_position(self, unit_id: str, payload: bytes) -> RejectReason | None:
-        """Move a unit (``{root}/units/{unit_id}/position``).
+        """Move a unit (``{root}/units/{unit_id}/position``); see :meth:`update_unit_positions`.
 
         Returns
         -------
@@ -368,54 +436,102 @@ class DispatchService:
         StoreError
             If the position could not be committed.
         """
-        try:
-            message = parse_message(
-                UnitPosition,
-                payload,
-                now=self.clock(),
-                max_bytes=self.max_payload_bytes,
-                max_clock_skew=self.max_clock_skew,
+        return self.update_unit_positions([(unit_id, payload)])[0]
+
+    def update_unit_positions(self, messages: Sequence[tuple[str, bytes]]) -> list[RejectReason | None]:
+        """Apply a batch of position messages ``(unit_id, payload)``, committed in one transaction.
+
+        Of several positions of one unit in the batch only the last is applied: the ones before it
+        are superseded (counted in ``positions`` and ``positions_superseded``, not rejected), so a
+        backlog of positions costs one write per unit, not per message. A position older than one
+        received before it is rejected as stale, as it would be one at a time.
+
+        Returns
+        -------
+        Per message, None when it was applied or superseded, else why it was rejected.
+
+        Raises
+        ------
+        StoreError
+            If the positions could not be committed (the router may already show them; a retry
+            applies them again).
+        """
+        now = self.clock()
+        results: list[RejectReason | None] = [None] * len(messages)
+        newest: dict[str, tuple[int, UnitPosition]] = {}
+        rejections: list[tuple[int, Rejected, str]] = []
+        superseded = 0
+        for i, (unit_id, payload) in enumerate(messages):
+            try:
+                message = parse_message(
+                    UnitPosition, payload, now=now, max_bytes=self.max_payload_bytes, max_clock_skew=self.max_clock_skew
+                )
+            except Rejected as rejection:
+                rejections.append((i, rejection, f"units/{unit_id}"))
+                continue
+            earlier = newest.get(unit_id)
+            if earlier is not None and message.ts < earlier[1].ts:  # as if the earlier one were applied
+                msg = (
+                    f"position of unit {unit_id!r} at {message.ts.isoformat()} is older than the "
+                    f"one received before it at {earlier[1].ts.isoformat()}"
+                )
+                rejections.append((i, Rejected(RejectReason.STALE_POSITION, msg), f"units/{unit_id}"))
+                continue
+            superseded += earlier is not None
+            newest[unit_id] = (i, message)
+        moved: list[Unit] = []
+        with self._lock:
+            for unit_id, (i, message) in newest.items():
+                try:
+                    moved.append(self._moved_unit(unit_id, message))
+                except Rejected as rejection:
+                    rejections.append((i, rejection, f"units/{unit_id}"))
+                except Exception as e:
+                    log.exception("internal error on a position of unit %r", unit_id)
+                    rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), "units"))
+            try:
+                if moved:
+                    self.store.save_units(moved)
+            except StoreError:
+                self._count_store_error()
+                raise
+            for unit in moved:
+                self._units[unit.id] = unit
+            self._positions += len(moved) + superseded
+            self._superseded_positions += superseded
+        for i, rejection, where in rejections:
+            self._reject(rejection, source=where)
+            results[i] = rejection.reason
+        self._announce(units=moved)
+        return results
+
+    def _moved_unit(self, unit_id: str, message: UnitPosition) -> Unit:
+        """The unit at its new position, placed on the router (caller holds the lock); or Rejected."""
+        unit = self._units.get(unit_id)
+        if unit is None:
+            msg = f"unit {unit_id!r} is not in the unit registry"
+            raise Rejected(RejectReason.UNKNOWN_UNIT, msg)
+        if unit.kind is UnitKind.BOOTH:
+            msg = f"unit {unit_id!r} is a booth: its position is fixed by the registry"
+            raise Rejected(RejectReason.FIXED_POSITION, msg)
+        if unit.position_ts is not None and message.ts < unit.position_ts:
+            msg = (
+                f"position of unit {unit_id!r} at {message.ts.isoformat()} is older than the "
+                f"known one at {unit.position_ts.isoformat()}"
             )
-            with self._lock:
-                unit = self._units.get(unit_id)
-                if unit is None:
-                    msg = f"unit {unit_id!r} is not in the unit registry"
-                    raise Rejected(RejectReason.UNKNOWN_UNIT, msg)
-                if unit.kind is UnitKind.BOOTH:
-                    msg = f"unit {unit_id!r} is a booth: its position is fixed by the registry"
-                    raise Rejected(RejectReason.FIXED_POSITION, msg)
-                if unit.position_ts is not None and message.ts < unit.position_ts:
-                    msg = (
-                        f"position of unit {unit_id!r} at {message.ts.isoformat()} is older than the "
-                        f"known one at {unit.position_ts.isoformat()}"
-                    )
-                    raise Rejected(RejectReason.STALE_POSITION, msg)
-                if unit.status is UnitStatus.AVAILABLE and not unit.retired:
-                    try:
-                        self.router.place_unit(unit.id, unit.kind.value, message.lat, message.lon)
-                    except OutsideServiceArea as e:
-                        msg = (
-                            f"position ({message.lat:.6f}, {message.lon:.6f}) of unit {unit_id!r} is "
-                            f"{e.distance_m:.0f} m from the nearest street; the unit stays where it was"
-                        )
-                        raise Rejected(RejectReason.OUTSIDE_SERVICE_AREA, msg) from e
-                moved = unit.copy()
-                moved.lat, moved.lon, moved.position_ts = message.lat, message.lon, message.ts
-                self.store.save_unit(moved)
-                self._units[unit_id] = moved
-                self._positions += 1
-                self._announce(units=(moved,))
-            return None
-        except Rejected as rejection:
-            self._reject(rejection, source=f"units/{unit_id}")
-            return rejection.reason
-        except StoreError:
-            self._count_store_error()
-            raise
-        except Exception as e:
-            log.exception("internal error on a position of unit %r", unit_id)
-            self._reject(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), source="units")
-            return RejectReason.INTERNAL_ERROR
+            raise Rejected(RejectReason.STALE_POSITION, msg)
+        if unit.status is UnitStatus.AVAILABLE and not unit.retired:
+            try:
+                self.router.place_unit(unit.id, unit.kind.value, message.lat, message.lon)
+            except OutsideServiceArea as e:
+                msg = (
+                    f"position ({message.lat:.6f}, {message.lon:.6f}) of unit {unit_id!r} is "
+                    f"{e.distance_m:.0f} m from the nearest street; the unit stays where it was"
+                )
+                raise Rejected(RejectReason.OUTSIDE_SERVICE_AREA, msg) from e
+        moved = unit.copy()
+        moved.lat, moved.lon, moved.position_ts = message.lat, message.lon, message.ts
+        return moved
 
     # reading ------------------------------------------------------------------------------
 
@@ -432,21 +548,34 @@ class DispatchService:
                 "duplicates": dict(self._duplicates),
                 "rejected": {reason.value: self._rejected[reason.value] for reason in RejectReason},
                 "positions": self._positions,
+                "positions_superseded": self._superseded_positions,
                 "store_errors": self._store_errors,
                 "escalations": self._escalations,
             }
 
     # helpers ------------------------------------------------------------------------------
 
-    def _rank(self, lat: float, lon: float, *, event_id: str | None = None) -> tuple[tuple[Recommendation, ...], float]:
-        """Units by ETA after the freshness policy and staffing hours; and the snap distance."""
-        now = self.clock()
+    def _exclusions(self, now: datetime) -> tuple[set[str], set[str]]:
+        """Units that are stale and units outside their staffing hours now (once per batch)."""
         local = now.astimezone(self.zone).time()
         with self._lock:
             stale = {u.id for u in self._units.values() if self._is_stale(u, now)}
             unstaffed = {u.id for u in self._units.values() if not recommendable(u, local)}
-            k = self.recommend_k
-            extra = len(unstaffed) + (len(stale) if k is not None else 0)
+        return stale, unstaffed
+
+    def _rank(
+        self,
+        lat: float,
+        lon: float,
+        *,
+        event_id: str | None = None,
+        exclusions: tuple[set[str], set[str]] | None = None,
+    ) -> tuple[tuple[Recommendation, ...], float]:
+        """Units by ETA after the freshness policy and staffing hours; and the snap distance."""
+        stale, unstaffed = exclusions if exclusions is not None else self._exclusions(self.clock())
+        k = self.recommend_k
+        extra = len(unstaffed) + (len(stale) if k is not None else 0)
+        with self._lock:
             try:
                 found = self.router.recommend(lat, lon, k=None if k is None else k + extra)
                 snap = self.router.snap(lat, lon)
@@ -474,10 +603,16 @@ class DispatchService:
         lat: float,
         lon: float,
         test: bool = False,
+        batch: Sequence[Alert] = (),
+        exclusions: tuple[set[str], set[str]] | None = None,
         **fields: Any,
     ) -> Alert:
-        """A ranked alert with its priority, location-quality flag and duplicate link."""
-        recommendations, snap_m = self._rank(lat, lon, event_id=event_id)
+        """A ranked alert with its priority, location-quality flag and duplicate link.
+
+        ``batch`` holds the alerts of the same batch ranked before this one and not yet stored;
+        a link to one of them is ``duplicate_of = -(its position) - 1``.
+        """
+        recommendations, snap_m = self._rank(lat, lon, event_id=event_id, exclusions=exclusions)
         alert = Alert(
             source=source,
             sender=sender,
@@ -509,8 +644,13 @@ class DispatchService:
             radius_m=self.policy.duplicate_radius_m,
             limit=_DUPLICATE_CANDIDATES,
         )
+        # Alerts of this batch take part with provisional ids -1, -2, ... (their link value).
+        pending = [
+            replace(other, id=-n - 1) for n, other in enumerate(batch)
+            if other.source is source and other.status in OPEN
+        ]
         original = find_duplicate(
-            alert, candidates, radius_m=self.policy.duplicate_radius_m, window=self.policy.duplicate_window
+            alert, [*candidates, *pending], radius_m=self.policy.duplicate_radius_m, window=self.policy.duplicate_window
         )
         if original is not None:
             alert.duplicate_of = original.duplicate_of or original.id
@@ -1082,19 +1222,25 @@ class DispatchService:
             self._reject(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), source="units")
             return RejectReason.INTERNAL_ERROR
 
-    def _commit(self, alert: Alert) -> tuple[Alert, bool]:
-        stored, created = self.store.add_alert(alert)
-        if created:
-            first = stored.recommendations[0] if stored.recommendations else None
-            log.info(
-                "alert %d committed: %s from %r event %r, nearest %s",
-                stored.id,
-                stored.source.value,
-                stored.sender,
-                stored.event_id,
-                "none" if first is None else f"{first.unit_id} ({first.eta_s:.0f} s)",
-            )
-        return stored, created
+    @staticmethod
+    def _log_committed(stored: Alert, created: bool) -> None:
+        if not created:
+            return
+        first = stored.recommendations[0] if stored.recommendations else None
+        log.info(
+            "alert %d committed: %s from %r event %r, nearest %s",
+            stored.id,
+            stored.source.value,
+            stored.sender,
+            stored.event_id,
+            "none" if first is None else f"{first.unit_id} ({first.eta_s:.0f} s)",
+        )
+
+    def _redelivered(self, first: Ack, source: AlertSource) -> Ack:
+        """The ack of an event that came twice in one batch: the first one's, counted as a duplicate."""
+        with self._lock:
+            self._duplicates[source.value] += 1
+        return first
 
     def _accepted_ack(self, alert: Alert, *, created: bool) -> Ack:
         with self._lock:

@@ -9,15 +9,15 @@ import math
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -500,19 +500,7 @@ class Store:
                 tx.session.add(row)
                 tx.session.flush()
                 stored = _to_alert(row)
-                ingest = alert_snapshot(stored)
-                ingest["status"] = AlertStatus.TEST.value if stored.status is AlertStatus.TEST else AlertStatus.NEW.value
-                ingest["recommendations"] = []
-                ingest.update(source=stored.source.value, sender=stored.sender, event_id=stored.event_id,
-                              received_at=stored.received_at.isoformat(), lat=stored.lat, lon=stored.lon)
-                tx.audit("ingest", actor=actor, alert_id=stored.id, after=ingest, only_changes=False)
-                if stored.recommended_at is not None or stored.status is AlertStatus.TEST and stored.recommendations:
-                    tx.audit("recommend", actor=actor, alert_id=stored.id,
-                             before={"status": ingest["status"], "recommendations": []},
-                             after={"status": stored.status.value, "recommendations": alert_snapshot(stored)["recommendations"]})
-                if stored.duplicate_of is not None:
-                    tx.audit("link_duplicate", actor=actor, alert_id=stored.id, before={"duplicate_of": None},
-                             after={"duplicate_of": stored.duplicate_of})
+                self._audit_ingest(tx, stored, actor=actor)
             return stored, True
         except IntegrityError:  # the same event committed meanwhile by another thread or process
             pass
@@ -521,6 +509,103 @@ class Store:
             msg = f"alert {alert.event_id!r} from {alert.sender!r} violated a constraint but is not stored"
             raise StoreError(msg)
         return existing, False
+
+    def add_alerts(self, alerts: Sequence[Alert], *, actor: str = "system") -> list[tuple[Alert, bool]]:
+        """Commit many new alerts in ONE transaction (group commit); as :meth:`add_alert` for each.
+
+        One commit, one audit-chain read and Core inserts instead of an ORM flush per alert: the
+        ingest path of a burst pays the transaction once per batch, not per alert.
+
+        A negative ``duplicate_of`` links an alert to another alert of the same batch: ``-1`` is
+        ``alerts[0]``, ``-2`` is ``alerts[1]`` (that alert must come earlier in ``alerts``).
+
+        Returns
+        -------
+        ``(stored alert, created)`` per alert, in order; ``created`` is False for an event that was
+        already stored (its first alert is returned), e.g. committed meanwhile by another process.
+
+        Raises
+        ------
+        StoreError
+            If the database could not be reached; nothing was stored.
+        """
+        if not alerts:
+            return []
+        try:
+            with self.transaction(f"store {len(alerts)} alerts") as tx:
+                ids: list[int] = []
+                stored = [self._insert_alert(tx, alert, stored_so_far=ids, actor=actor) for alert in alerts]
+            return [(alert, True) for alert in stored]
+        except IntegrityError:  # an event of the batch committed meanwhile elsewhere: one by one
+            log.info("a batch of %d alerts met an already stored event; storing them one by one", len(alerts))
+        out: list[tuple[Alert, bool]] = []
+        for alert in alerts:
+            if alert.duplicate_of is not None and alert.duplicate_of < 0:
+                alert = replace(alert, duplicate_of=_resolve_link(alert.duplicate_of, [a.id for a, _ in out]))
+            out.append(self.add_alert(alert, actor=actor))
+        return out
+
+    def _insert_alert(self, tx: Tx, alert: Alert, *, stored_so_far: list[int], actor: str) -> Alert:
+        """Insert one alert with its recommendations and audit entries in ``tx``; its stored copy."""
+        if alert.duplicate_of is not None and alert.duplicate_of < 0:
+            alert = replace(alert, duplicate_of=_resolve_link(alert.duplicate_of, stored_so_far))
+        values = {name: _alert_value(alert, name) for name in _ALERT_FIELDS}
+        values.update(
+            source=alert.source.value, sender=alert.sender, event_id=alert.event_id, event_ts=alert.event_ts,
+            received_at=alert.received_at, lat=alert.lat, lon=alert.lon, kind=alert.kind,
+            site=None if alert.site is None else alert.site.value, accuracy_m=alert.accuracy_m,
+            category=alert.category, text=alert.text, snap_distance_m=alert.snap_distance_m,
+        )
+        alert_id = tx.session.execute(insert(AlertRow).values(values).returning(AlertRow.id)).scalar_one()
+        if alert.recommendations:
+            tx.session.execute(
+                insert(RecommendationRow),
+                [
+                    {"alert_id": alert_id, "rank": rank, "unit_id": r.unit_id, "unit_kind": r.unit_kind,
+                     "eta_s": float(r.eta_s), "distance_m": float(r.distance_m)}
+                    for rank, r in enumerate(alert.recommendations)
+                ],
+            )
+        stored = replace(alert, id=alert_id)
+        stored_so_far.append(alert_id)
+        self._audit_ingest(tx, stored, actor=actor)
+        return stored
+
+    @staticmethod
+    def _audit_ingest(tx: Tx, stored: Alert, *, actor: str) -> None:
+        """The ``ingest`` (and ``recommend``, ``link_duplicate``) audit entries of a new alert."""
+        ingest = alert_snapshot(stored)
+        ingest["status"] = AlertStatus.TEST.value if stored.status is AlertStatus.TEST else AlertStatus.NEW.value
+        ingest["recommendations"] = []
+        ingest.update(source=stored.source.value, sender=stored.sender, event_id=stored.event_id,
+                      received_at=stored.received_at.isoformat(), lat=stored.lat, lon=stored.lon)
+        tx.audit("ingest", actor=actor, alert_id=stored.id, after=ingest, only_changes=False)
+        if stored.recommended_at is not None or stored.status is AlertStatus.TEST and stored.recommendations:
+            tx.audit("recommend", actor=actor, alert_id=stored.id,
+                     before={"status": ingest["status"], "recommendations": []},
+                     after={"status": stored.status.value, "recommendations": alert_snapshot(stored)["recommendations"]})
+        if stored.duplicate_of is not None:
+            tx.audit("link_duplicate", actor=actor, alert_id=stored.id, before={"duplicate_of": None},
+                     after={"duplicate_of": stored.duplicate_of})
+
+    def find_alerts(self, keys: Iterable[tuple[AlertSource, str, str]]) -> dict[tuple[AlertSource, str, str], Alert]:
+        """The stored alerts among ``(source, sender, event_id)`` keys, by key (one query per batch)."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        event_ids = sorted({k[2] for k in wanted})
+        found: dict[tuple[AlertSource, str, str], Alert] = {}
+        with self._reachable(f"look up {len(wanted)} events"), self._sessions() as session:
+            for start in range(0, len(event_ids), 500):
+                chunk = event_ids[start:start + 500]
+                stmt = select(AlertRow.id, AlertRow.source, AlertRow.sender, AlertRow.event_id).where(
+                    AlertRow.event_id.in_(chunk)
+                )
+                for row in session.execute(stmt):
+                    key = (AlertSource(row.source), row.sender, row.event_id)
+                    if key in wanted:
+                        found[key] = _to_alert(session.get_one(AlertRow, row.id))
+        return found
 
     def find_alert(self, source: AlertSource, sender: str, event_id: str) -> Alert | None:
         """The alert stored for this sender's event, if any."""
@@ -716,6 +801,15 @@ class Store:
         with self._reachable("list users"), self._sessions() as session:
             rows = session.scalars(select(UserRow).order_by(UserRow.username))
             return [User(r.username, Role(r.role), r.unit_id, bool(r.disabled)) for r in rows]
+
+
+def _resolve_link(link: int, ids: Sequence[int | None]) -> int:
+    """The stored id of batch alert ``-link - 1`` (see :meth:`Store.add_alerts`)."""
+    index = -link - 1
+    if not 0 <= index < len(ids) or ids[index] is None:
+        msg = f"duplicate_of={link} must name an earlier alert of the same batch"
+        raise ValueError(msg)
+    return int(ids[index])  # type: ignore[arg-type]
 
 
 @contextmanager

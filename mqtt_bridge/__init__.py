@@ -14,8 +14,18 @@ Public names::
 
 from __future__ import annotations
 
-from mqtt_bridge.bridge import MqttBridge
+from mqtt_bridge.bridge import BridgeStats, MqttBridge
 from mqtt_bridge.broker import BrokerAddress, new_client, parse_mqtt_url
-from mqtt_bridge.topics import DEFAULT_TOPIC_ROOT, Route, Topics
+from mqtt_bridge.topics import DEFAULT_TOPIC_ROOT, Lane, Route, Topics
 
-__all__ = ["DEFAULT_TOPIC_ROOT", "BrokerAddress", "MqttBridge", "Route", "Topics", "new_client", "parse_mqtt_url"]
+__all__ = [
+    "DEFAULT_TOPIC_ROOT",
+    "BridgeStats",
+    "BrokerAddress",
+    "Lane",
+    "MqttBridge",
+    "Route",
+    "Topics",
+    "new_client",
+    "parse_mqtt_url",
+]

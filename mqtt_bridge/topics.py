@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["DEFAULT_TOPIC_ROOT", "Route", "Topics"]
+__all__ = ["DEFAULT_TOPIC_ROOT", "LANE_OF", "Lane", "Route", "Topics"]
 
 DEFAULT_TOPIC_ROOT = "qorgau/v1"
 
@@ -34,6 +34,28 @@ class Route(StrEnum):
     UNIT_POSITION = "unit_position"
     UNIT_STATUS = "unit_status"
     UNIT_ACK = "unit_ack"
+
+
+class Lane(StrEnum):
+    """The bridge's ingest lanes, in priority order: an SOS press never waits behind the others.
+
+    Each lane has its own MQTT connection (so its own in-flight window at the broker) and its
+    own queue; the bridge's worker always serves the SOS lane first.
+    """
+
+    SOS = "sos"
+    UNITS = "units"
+    APP102 = "app102"
+
+
+LANE_OF: dict[Route, Lane] = {
+    Route.SOS_ALERT: Lane.SOS,
+    Route.APP102_REPORT: Lane.APP102,
+    Route.UNIT_POSITION: Lane.UNITS,
+    Route.UNIT_STATUS: Lane.UNITS,
+    Route.UNIT_ACK: Lane.UNITS,
+}
+"""The lane each route is served in."""
 
 
 _UNIT_ROUTES = {"position": Route.UNIT_POSITION, "status": Route.UNIT_STATUS, "ack": Route.UNIT_ACK}
@@ -76,13 +98,16 @@ class Topics:
     # filters the bridge subscribes to
     @property
     def subscriptions(self) -> tuple[str, ...]:
-        return (
-            f"{self.root}/sos/+/alert",
-            f"{self.root}/app102/report",
-            f"{self.root}/units/+/position",
-            f"{self.root}/units/+/status",
-            f"{self.root}/units/+/ack",
-        )
+        """Every filter the bridge subscribes to (all lanes)."""
+        return tuple(f for lane in Lane for f in self.lane_subscriptions(lane))
+
+    def lane_subscriptions(self, lane: Lane) -> tuple[str, ...]:
+        """The filters of one lane: each lane has its own MQTT connection and in-flight window."""
+        if lane is Lane.SOS:
+            return (f"{self.root}/sos/+/alert",)
+        if lane is Lane.APP102:
+            return (f"{self.root}/app102/report",)
+        return (f"{self.root}/units/+/position", f"{self.root}/units/+/status", f"{self.root}/units/+/ack")
 
     # concrete topics
     def sos_alert(self, device_id: str) -> str:

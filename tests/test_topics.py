@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from mqtt_bridge import Route, Topics, parse_mqtt_url
+from mqtt_bridge import Lane, Route, Topics, parse_mqtt_url
+from mqtt_bridge.topics import LANE_OF
 
 
 def test_topics_under_default_root() -> None:
     t = Topics()
-    assert t.subscriptions == (
+    assert set(t.subscriptions) == {
         "qorgau/v1/sos/+/alert",
         "qorgau/v1/app102/report",
         "qorgau/v1/units/+/position",
         "qorgau/v1/units/+/status",
         "qorgau/v1/units/+/ack",
-    )
+    }
     assert t.unit_orders("car-1") == "qorgau/v1/units/car-1/orders"
     assert t.unit_status("car-1") == "qorgau/v1/units/car-1/status"
     assert t.unit_ack("car-1") == "qorgau/v1/units/car-1/ack"
@@ -79,3 +80,26 @@ def test_parse_mqtt_url() -> None:
 def test_bad_mqtt_urls(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_mqtt_url(url)
+
+
+def test_each_route_is_served_in_one_lane_whose_filters_match_it() -> None:
+    t = Topics("city/v2")
+    examples = {
+        Route.SOS_ALERT: t.sos_alert("b1"),
+        Route.APP102_REPORT: t.app102_report,
+        Route.UNIT_POSITION: t.unit_position("u1"),
+        Route.UNIT_STATUS: t.unit_status("u1"),
+        Route.UNIT_ACK: t.unit_ack("u1"),
+    }
+    assert set(LANE_OF) == set(Route)
+    for route, topic in examples.items():
+        lane = LANE_OF[route]
+        assert t.route(topic)[0] is route
+        matching = [lane for lane in Lane if any(_matches(f, topic) for f in t.lane_subscriptions(lane))]
+        assert matching == [lane], (route, matching)
+    assert t.lane_subscriptions(Lane.SOS) == ("city/v2/sos/+/alert",)
+
+
+def _matches(topic_filter: str, topic: str) -> bool:
+    f, t = topic_filter.split("/"), topic.split("/")
+    return len(f) == len(t) and all(a in ("+", b) for a, b in zip(f, t, strict=True))
