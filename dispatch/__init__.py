@@ -31,6 +31,7 @@ from dispatch.lifecycle import DispatchPolicy, StalePolicy
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
 from dispatch.registry import load_devices, load_units, write_devices, write_units
 from dispatch.service import Conflict, DispatchService, NotFound
+from dispatch.signing import DeviceKey, PressVerifier, sign_press
 from dispatch.store import Store, StoreError
 
 __all__ = [
@@ -43,12 +44,14 @@ __all__ = [
     "ChangeListener",
     "Conflict",
     "Device",
+    "DeviceKey",
     "DeviceSite",
     "DispatchPolicy",
     "DispatchService",
     "NotFound",
     "Notifier",
     "Order",
+    "PressVerifier",
     "Principal",
     "RejectReason",
     "Role",
@@ -63,6 +66,7 @@ __all__ = [
     "create_app",
     "load_devices",
     "load_units",
+    "sign_press",
     "write_devices",
     "write_units",
 ]

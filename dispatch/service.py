@@ -57,6 +57,8 @@ from dispatch.lifecycle import (
     stamp_transition,
 )
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
+from dispatch.signing import PressVerifier
+from dispatch.signing_store import stored_counters
 from dispatch.store import Store, StoreError, Tx, alert_snapshot, unit_snapshot
 from geo import OutsideServiceArea, Recommendation, Router
 
@@ -114,6 +116,8 @@ class DispatchService:
         Returns the current UTC time (tests may pin it).
     policy
         Priorities, duplicate linking, location quality, freshness, ack deadline, auto-assignment.
+    press_verifier
+        Checks signed presses (:mod:`dispatch.signing`); by default no device signs.
 
     Examples
     --------
@@ -135,6 +139,7 @@ class DispatchService:
         max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = utc_now,
         policy: DispatchPolicy | None = None,
+        press_verifier: PressVerifier | None = None,
     ) -> None:
         if recommend_k is not None and recommend_k < 1:
             msg = f"recommend_k must be a positive number of units or None, got {recommend_k!r}"
@@ -151,6 +156,7 @@ class DispatchService:
         self.max_clock_skew = max_clock_skew
         self.clock = clock
         self.policy = policy or DispatchPolicy()
+        self.press_verifier = press_verifier or PressVerifier()
         self.zone = ZoneInfo(self.policy.timezone)
         store.clock = clock
         self._seed_units = list(units)
@@ -190,6 +196,7 @@ class DispatchService:
             self._units = {u.id: u for u in units}
             placed = sum(self._place(unit) for unit in units)
         self.store.save_units(units)
+        self.press_verifier.restore(stored_counters(self.store, window=self.press_verifier.window))  # issue 6
         self._warm_up()
         log.info(
             "dispatch open: %d units (%d available on the streets), %d SOS devices",
@@ -279,23 +286,27 @@ class DispatchService:
             if device is None:
                 msg = f"device {device_id!r} is not in the device registry"
                 raise Rejected(RejectReason.UNKNOWN_DEVICE, msg, event_id=message.event_id)
+            # issue 6: signature and age first, then the look-up (a redelivery is no replay), then the counter
+            press = self.press_verifier.verify(device_id, payload, event_id=message.event_id, ts=message.ts, now=now)
             existing = self.store.find_alert(AlertSource.SOS, device_id, message.event_id)
             if existing is not None:
                 ack = self._accepted_ack(existing, created=False)
             else:
-                alert = self._new_alert(
-                    source=AlertSource.SOS,
-                    sender=device_id,
-                    event_id=message.event_id,
-                    event_ts=message.ts,
-                    received_at=now,
-                    lat=device.lat,
-                    lon=device.lon,
-                    test=message.kind == "test",
-                    kind=message.kind,
-                    site=device.site,
-                )
-                stored, created = self._commit(alert)
+                with self.press_verifier.counting(press):  # the counter counts as seen once committed
+                    alert = self._new_alert(
+                        source=AlertSource.SOS,
+                        sender=device_id,
+                        event_id=message.event_id,
+                        event_ts=message.ts,
+                        received_at=now,
+                        lat=device.lat,
+                        lon=device.lon,
+                        test=message.kind == "test",
+                        kind=message.kind,
+                        site=device.site,
+                        device_counter=press.counter,
+                    )
+                    stored, created = self._commit(alert)
                 ack = self._accepted_ack(stored, created=created)
                 if created:
                     self._after_ingest(stored)

@@ -103,6 +103,7 @@ def _to_row(alert: Alert) -> AlertRow:
         text=alert.text,
         snap_distance_m=alert.snap_distance_m,
         recommendations=_rec_rows(alert.recommendations),
+        device_counter=alert.device_counter,  # issue 6: signed presses
     )
     for name in _ALERT_FIELDS:
         setattr(row, name, _alert_value(alert, name))
@@ -143,6 +144,7 @@ def _to_alert(row: AlertRow) -> Alert:
         en_route_at=row.en_route_at,
         on_scene_at=row.on_scene_at,
         closed_at=row.closed_at,
+        device_counter=row.device_counter,  # issue 6: signed presses
     )
 
 
