@@ -216,6 +216,13 @@ class Simulator:
             return client
         address: BrokerAddress = self.address if account is None else account.address(self.address)
         client = new_client(address, client_id=f"qorgau-sim-{uuid.uuid4().hex[:12]}")
+        connected, outcome = threading.Event(), []
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+            outcome[:] = [reason_code]
+            connected.set()
+
+        client.on_connect = on_connect
         try:
             client.connect(address.host, address.port, keepalive=30)
         except OSError as e:
@@ -223,6 +230,10 @@ class Simulator:
             raise ConnectionError(msg) from e
         client.loop_start()
         self._clients[key] = client
+        if not connected.wait(10) or outcome[0].is_failure:
+            why = "no CONNACK within 10 s" if not connected.is_set() else str(outcome[0])
+            msg = f"MQTT broker at {address} refused the simulator's connection: {why}"
+            raise ConnectionError(msg)
         return client
 
     def _publish(self, account: Account | None, topic: str, payload: dict[str, Any]) -> None:

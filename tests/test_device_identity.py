@@ -34,7 +34,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import select
 from support import new_event_id, now_rfc3339, wait_for
 
-from dispatch import DeviceKey, load_devices, sign_press
+from dispatch import DeviceKey, load_devices, sign_press, write_devices
 from dispatch.device_keys import load_device_keys
 from dispatch.models import AlertRow
 from mqtt_bridge import BrokerAddress, Topics, new_client
@@ -558,3 +558,23 @@ def test_devices_provision_command(registry: Registry, tmp_path: Path, monkeypat
     monkeypatch.delenv("QORGAU_DEVICE_KEY_SECRET")
     assert main([*argv, "--rotate"]) == 1
     assert "QORGAU_DEVICE_KEY_SECRET" in capsys.readouterr().err
+
+
+def test_simulate_logs_in_per_device_and_signs_with_the_credentials_file(
+    signed_service: Callable[[], Running], broker: Broker, registry: Registry, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    running = signed_service()
+    devices_path = write_devices(tmp_path / "near.geojson", [d for d in registry.devices.values() if d.id != FAR_DEVICE])
+    argv = ["simulate", "--devices", str(devices_path), "--mqtt", f"mqtt://127.0.0.1:{broker.port}",
+            "--topic-root", broker.topics.root, "--count", "6", "--rate", "50", "--kind", "press", "--seed", "3",
+            "--credentials", str(broker.folder / "credentials.json")]
+    assert main(argv) == 0
+    assert "published 6 SOS alerts" in capsys.readouterr().out
+    wait_for(lambda: len(running.alerts()) == 6, timeout_s=5, what="6 signed simulated presses stored")
+    assert sum(running.http.get("/api/metrics").json()["rejected"].values()) == 0
+    with running.service.store.engine.connect() as conn:
+        counters = conn.execute(select(AlertRow.device_counter)).scalars().all()
+    assert len(counters) == 6 and all(c is not None for c in counters)
+    # without the credentials file the simulator is anonymous: the broker refuses it
+    assert main(argv[:-2]) == 1
+    assert "refused the simulator's connection: Not authorized" in capsys.readouterr().err
