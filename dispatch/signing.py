@@ -16,7 +16,9 @@ A signed press is the usual SOS payload plus two fields::
 - ``sig``: lowercase hex of HMAC-SHA256(key, canonical payload).
 - canonical payload: the JSON object without its ``sig`` field, keys sorted, no whitespace
   (separators ``,`` and ``:``), non-ASCII characters as themselves, UTF-8 (:func:`canonical_payload`).
-  Every other field the device sends is covered, whatever it is.
+  Every other field the device sends is covered, whatever it is. Use strings and integers
+  only: floats have no single JSON spelling across languages. A payload with a repeated key is
+  refused (``malformed_json``), so the signed and the parsed object cannot differ.
 
 Checks, in this order (:class:`PressVerifier`)
 ----------------------------------------------
@@ -187,6 +189,15 @@ class VerifiedPress:
     counter: int | None = None
 
 
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        msg = f"a signed press may not repeat a key, got {repeated}"
+        raise ValueError(msg)
+    return dict(pairs)
+
+
 def _hex_signature(value: Any) -> bytes | None:
     if not isinstance(value, str) or len(value) != 64:
         return None
@@ -271,7 +282,10 @@ class PressVerifier:
         key = self._keys.get(device_id)
         if key is None:
             return VerifiedPress(device_id, event_id)
-        message = json.loads(payload)  # parse_message has proven it is a JSON object
+        try:  # parse_message has proven it is a JSON object
+            message = json.loads(payload, object_pairs_hook=_no_repeated_keys)
+        except ValueError as e:
+            raise Rejected(RejectReason.MALFORMED_JSON, str(e), event_id=event_id) from e
         if SIGNATURE_FIELD not in message:
             msg = f"device {device_id!r} signs its presses; this one has no {SIGNATURE_FIELD!r} field"
             raise Rejected(RejectReason.MISSING_SIGNATURE, msg, event_id=event_id)

@@ -73,6 +73,15 @@ def test_altered_or_unsigned_presses_are_rejected(change, reason: RejectReason) 
     assert _reason(lambda: _verify(verifier, change(sign_press(_press(7), KEY)))) is reason
 
 
+def test_a_repeated_key_is_refused_so_signed_and_parsed_objects_agree() -> None:
+    verifier = PressVerifier({"btn-1": KEY})
+    body = sign_press(_press(7, kind="test"), KEY)
+    raw = json.dumps(body)[:-1] + ', "kind": "press"}'
+    with pytest.raises(Rejected) as info:
+        verifier.verify("btn-1", raw.encode(), event_id="e-7", ts=TS, now=TS)
+    assert info.value.reason is RejectReason.MALFORMED_JSON and "repeat a key" in info.value.detail
+
+
 def test_another_devices_key_is_a_forgery() -> None:
     other = DeviceKey(os.urandom(32))
     verifier = PressVerifier({"btn-1": KEY, "btn-2": other})
