@@ -31,6 +31,7 @@ from dispatch.lifecycle import DispatchPolicy, StalePolicy
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
 from dispatch.registry import load_devices, load_units, write_devices, write_units
 from dispatch.service import Conflict, DispatchService, Inbound, NotFound
+from dispatch.signing import DeviceKey, PressVerifier, sign_press
 from dispatch.store import Store, StoreError
 
 __all__ = [

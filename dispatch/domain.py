@@ -261,6 +261,8 @@ class Alert:
         Why it was cancelled or a false alarm (required then), or the closing note.
     recommended_at ... closed_at
         When the alert first reached each state (UTC), for response times.
+    device_counter
+        The counter of a signed SOS press (:mod:`dispatch.signing`), None when unsigned.
     """
 
     source: AlertSource
@@ -292,6 +294,7 @@ class Alert:
     en_route_at: datetime | None = None
     on_scene_at: datetime | None = None
     closed_at: datetime | None = None
+    device_counter: int | None = None
 
     def __post_init__(self) -> None:
         if not self.priority:

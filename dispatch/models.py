@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -57,7 +57,10 @@ class AlertRow(Base):
     """One alert; ``(source, sender, event_id)`` is unique so a redelivery is ingested once."""
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("source", "sender", "event_id", name="uq_alerts_source_sender_event"),)
+    __table_args__ = (
+        UniqueConstraint("source", "sender", "event_id", name="uq_alerts_source_sender_event"),
+        Index("ix_alerts_sender_device_counter", "sender", "device_counter"),  # issue 6: replay windows at start
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(16))
@@ -88,6 +91,8 @@ class AlertRow(Base):
     en_route_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     on_scene_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # issue 6: the counter of a signed SOS press, committed with the alert (anti-replay window)
+    device_counter: Mapped[int | None] = mapped_column(BigInteger)
 
     recommendations: Mapped[list[RecommendationRow]] = relationship(
         back_populates="alert",

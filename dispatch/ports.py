@@ -50,6 +50,17 @@ class RejectReason(StrEnum):
     """A position for a booth: booths stay where the registry puts them."""
     CONFLICT = "conflict"
     """A status or ack the alert's lifecycle does not allow now (e.g. an ack for an order that escalated)."""
+    # issue 6: signed presses (dispatch/signing.py)
+    MISSING_SIGNATURE = "missing_signature"
+    """A device that signs its presses sent one without ``sig`` (no downgrade to unsigned)."""
+    BAD_SIGNATURE = "bad_signature"
+    """The HMAC does not match the payload under the device's key: forged or altered."""
+    REPLAYED = "replayed"
+    """A signed press whose counter was already used by a stored alert."""
+    COUNTER_TOO_OLD = "counter_too_old"
+    """A signed press whose counter lies behind the device's anti-replay window."""
+    PRESS_TOO_OLD = "press_too_old"
+    """A signed press whose ``ts`` is older than the allowed age."""
     INTERNAL_ERROR = "internal_error"
     """The service failed on this message; the error is logged with a traceback."""
 

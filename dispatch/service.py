@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -58,6 +59,8 @@ from dispatch.lifecycle import (
     stamp_transition,
 )
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
+from dispatch.signing import PressVerifier, VerifiedPress
+from dispatch.signing_store import stored_counters
 from dispatch.store import Store, StoreError, Tx, alert_snapshot, unit_snapshot
 from geo import OutsideServiceArea, Recommendation, Router
 
@@ -88,6 +91,10 @@ class Inbound:
     source: AlertSource
     sender: str
     payload: bytes
+
+
+_Valid = tuple[int, Inbound, Any, "Device | None", "VerifiedPress | None"]
+"""A message that parsed: its index in the batch, itself, its model, its device and checked press."""
 
 
 def _where(m: Inbound) -> str:
@@ -140,6 +147,8 @@ class DispatchService:
         Returns the current UTC time (tests may pin it).
     policy
         Priorities, duplicate linking, location quality, freshness, ack deadline, auto-assignment.
+    press_verifier
+        Checks signed presses (:mod:`dispatch.signing`); by default no device signs.
 
     Examples
     --------
@@ -161,6 +170,7 @@ class DispatchService:
         max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = utc_now,
         policy: DispatchPolicy | None = None,
+        press_verifier: PressVerifier | None = None,
     ) -> None:
         if recommend_k is not None and recommend_k < 1:
             msg = f"recommend_k must be a positive number of units or None, got {recommend_k!r}"
@@ -177,6 +187,7 @@ class DispatchService:
         self.max_clock_skew = max_clock_skew
         self.clock = clock
         self.policy = policy or DispatchPolicy()
+        self.press_verifier = press_verifier or PressVerifier()
         self.zone = ZoneInfo(self.policy.timezone)
         store.clock = clock
         self._seed_units = list(units)
@@ -217,6 +228,7 @@ class DispatchService:
             self._units = {u.id: u for u in units}
             placed = sum(self._place(unit) for unit in units)
         self.store.save_units(units)
+        self.press_verifier.restore(stored_counters(self.store, window=self.press_verifier.window))
         self._warm_up()
         log.info(
             "dispatch open: %d units (%d available on the streets), %d SOS devices",
@@ -327,20 +339,22 @@ class DispatchService:
         now = self.clock()
         acks: list[Ack | None] = [None] * len(messages)
         rejections: list[tuple[int, Rejected, str]] = []
-        valid: list[tuple[int, Inbound, Any, Device | None]] = []
+        valid: list[_Valid] = []
         for i, m in enumerate(messages):
             try:
-                message, device = self._parse_alert(m, now)
-                valid.append((i, m, message, device))
+                valid.append((i, m, *self._parse_alert(m, now)))
             except Rejected as rejection:
                 rejections.append((i, rejection, _where(m)))
             except Exception as e:  # a bug must not kill the bridge: answer and log with traceback
                 log.exception("internal error on a %s message from %r", m.source.value, m.sender)
                 rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), _where(m)))
         try:
-            stored_before = self.store.find_alerts((m.source, m.sender, msg.event_id) for _, m, msg, _ in valid)
-            fresh, redelivered = self._prepare(valid, stored_before, now, rejections)
-            committed = self.store.add_alerts([alert for _, alert in fresh])
+            # Signed presses: the counters of the new presses are held until the batch commits
+            # (a failed commit frees them, so the redelivery passes).
+            with ExitStack() as held:
+                stored_before = self.store.find_alerts((m.source, m.sender, v[0].event_id) for _, m, *v in valid)
+                fresh, redelivered = self._prepare(valid, stored_before, now, rejections, held)
+                committed = self.store.add_alerts([alert for _, alert in fresh])
         except StoreError:
             self._count_store_error()
             raise
@@ -364,28 +378,35 @@ class DispatchService:
                 self._after_ingest(stored)
         return [ack for ack in acks if ack is not None]
 
-    def _parse_alert(self, m: Inbound, now: datetime) -> tuple[Any, Device | None]:
-        """Validate one alert payload; its message and, for an SOS button, its registry entry."""
+    def _parse_alert(self, m: Inbound, now: datetime) -> tuple[Any, Device | None, VerifiedPress | None]:
+        """Validate one alert payload: its message and, for an SOS button, its registry entry and
+        checked signature (signature and age here; the counter only for a new event, see
+        :mod:`dispatch.signing`: a redelivery is no replay)."""
         model = SosAlert if m.source is AlertSource.SOS else App102Report
         message = parse_message(
             model, m.payload, now=now, max_bytes=self.max_payload_bytes, max_clock_skew=self.max_clock_skew
         )
         if m.source is not AlertSource.SOS:
-            return message, None
+            return message, None, None
         device = self.devices.get(m.sender)
         if device is None:
             msg = f"device {m.sender!r} is not in the device registry"
             raise Rejected(RejectReason.UNKNOWN_DEVICE, msg, event_id=message.event_id)
-        return message, device
+        press = self.press_verifier.verify(m.sender, m.payload, event_id=message.event_id, ts=message.ts, now=now)
+        return message, device, press
 
     def _prepare(
         self,
-        valid: list[tuple[int, Inbound, Any, Device | None]],
+        valid: list[_Valid],
         stored_before: Mapping[tuple[AlertSource, str, str], Alert],
         now: datetime,
         rejections: list[tuple[int, Rejected, str]],
+        held: ExitStack,
     ) -> tuple[list[tuple[int, Alert]], list[tuple[int, tuple[AlertSource, str, str]]]]:
         """Rank the batch's new events; ``(index, alert)`` to store and ``(index, key)`` of redeliveries.
+
+        The counter of each new signed press is taken into ``held`` (in order, so a counter twice
+        in one batch is a replay) and stays held until ``held`` closes after the commit.
 
         A later alert of the batch may be linked as a duplicate of an earlier one: its
         ``duplicate_of`` is then ``-(position in the returned list) - 1`` (see :meth:`Store.add_alerts`).
@@ -394,7 +415,7 @@ class DispatchService:
         redelivered: list[tuple[int, tuple[AlertSource, str, str]]] = []
         seen: set[tuple[AlertSource, str, str]] = set()
         exclusions = self._exclusions(now)
-        for i, m, message, device in valid:
+        for i, m, message, device, press in valid:
             key = (m.source, m.sender, message.event_id)
             if key in stored_before or key in seen:
                 redelivered.append((i, key))
@@ -403,7 +424,8 @@ class DispatchService:
                 fields: dict[str, Any]
                 if device is not None:
                     lat, lon = device.lat, device.lon
-                    fields = {"kind": message.kind, "site": device.site, "test": message.kind == "test"}
+                    fields = {"kind": message.kind, "site": device.site, "test": message.kind == "test",
+                              "device_counter": None if press is None else press.counter}
                 else:
                     lat, lon = message.lat, message.lon
                     fields = {"accuracy_m": message.accuracy_m, "category": message.category, "text": message.text}
@@ -411,6 +433,8 @@ class DispatchService:
                     source=m.source, sender=m.sender, event_id=message.event_id, event_ts=message.ts,
                     received_at=now, lat=lat, lon=lon, batch=[a for _, a in fresh], exclusions=exclusions, **fields,
                 )
+                if press is not None:
+                    held.enter_context(self.press_verifier.counting(press))
             except Rejected as rejection:
                 rejections.append((i, rejection, _where(m)))
                 continue

@@ -103,6 +103,7 @@ def _to_row(alert: Alert) -> AlertRow:
         text=alert.text,
         snap_distance_m=alert.snap_distance_m,
         recommendations=_rec_rows(alert.recommendations),
+        device_counter=alert.device_counter,  # issue 6: signed presses
     )
     for name in _ALERT_FIELDS:
         setattr(row, name, _alert_value(alert, name))
@@ -143,6 +144,7 @@ def _to_alert(row: AlertRow) -> Alert:
         en_route_at=row.en_route_at,
         on_scene_at=row.on_scene_at,
         closed_at=row.closed_at,
+        device_counter=row.device_counter,  # issue 6: signed presses
     )
 
 
@@ -555,6 +557,7 @@ class Store:
             received_at=alert.received_at, lat=alert.lat, lon=alert.lon, kind=alert.kind,
             site=None if alert.site is None else alert.site.value, accuracy_m=alert.accuracy_m,
             category=alert.category, text=alert.text, snap_distance_m=alert.snap_distance_m,
+            device_counter=alert.device_counter,
         )
         alert_id = tx.session.execute(insert(AlertRow).values(values).returning(AlertRow.id)).scalar_one()
         if alert.recommendations:

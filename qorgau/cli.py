@@ -20,6 +20,7 @@ from dispatch import Role, Store, UnitKind, User, load_devices, load_units
 from dispatch.auth import hash_password
 from dispatch.reports import Districts, quarter_bounds, render_public_report
 from geo import Router, generate_city, load_network
+from mqtt_bridge.provision import load_credentials, provision
 from qorgau.demo import write_seed_registry
 from qorgau.plan_cli import add_plan_commands
 from qorgau.runtime import QorgauService
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="kind of SOS press; 'test' presses are recorded but nobody is sent [test]",
     )
     sim.add_argument("--move-units", action="store_true", help="also move cars and foot patrols (needs --units)")
+    sim.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help="credentials.json from `qorgau devices provision`: log in as each device/unit and sign presses",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser("demo", help="serve a generated city with seed units and a running simulator")
@@ -141,8 +148,54 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--unit-id", help="the unit a 'unit' user acts for")
     add.set_defaults(func=cmd_users_add)
+    _add_devices_commands(sub)  # issue 6: qorgau devices provision
     add_plan_commands(sub)  # qorgau plan, qorgau plan evaluate: the patrol planner (qorgau/plan_cli.py)
     return parser
+
+
+def _add_devices_commands(sub: Any) -> None:
+    devices = sub.add_parser("devices", help="SOS devices and units on the broker: identities")
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
+    prov = devices_sub.add_parser(
+        "provision",
+        help="write a Mosquitto password file, ACL, installers' credentials and encrypted signing keys",
+        description=(
+            "Per-device and per-unit broker accounts, a service account and a 102 app account. Re-running "
+            "keeps existing credentials (new devices get new ones) unless --rotate. The signing keys are "
+            "encrypted under QORGAU_DEVICE_KEY_SECRET."
+        ),
+    )
+    prov.add_argument("--devices", type=Path, metavar="FILE", help="SOS devices GeoJSON [QORGAU_DEVICES]")
+    prov.add_argument("--units", type=Path, metavar="FILE", help="units GeoJSON [QORGAU_UNITS]")
+    prov.add_argument("--out", type=Path, required=True, metavar="DIR", help="where passwd, acl, credentials.json, device-keys.json go")
+    prov.add_argument("--topic-root", metavar="ROOT", help="MQTT topic root [QORGAU_TOPIC_ROOT; qorgau/v1]")
+    prov.add_argument("--rotate", action="store_true", help="new passwords and keys for every account")
+    prov.add_argument("--no-signing", dest="signing", action="store_false", help="give buttons no signing keys")
+    prov.add_argument("--service-user", default="qorgau-service", help="username of the dispatch service [qorgau-service]")
+    prov.add_argument("--app102-user", default="qorgau-app102", help="username of the 102 app gateway [qorgau-app102]")
+    prov.set_defaults(func=cmd_devices_provision)
+
+
+def cmd_devices_provision(args: argparse.Namespace) -> int:
+    settings = Settings.from_flags({"devices": args.devices, "units": args.units, "topic_root": args.topic_root})
+    _configure_logging(settings.log_level)
+    if settings.devices is None and settings.units is None:
+        print("qorgau devices provision: give --devices and/or --units", file=sys.stderr)
+        return 2
+    secret = settings.device_key_secret.get_secret_value() if settings.device_key_secret else None
+    report = provision(
+        devices=load_devices(settings.devices).values() if settings.devices else (),
+        units=load_units(settings.units) if settings.units else (),
+        out_dir=args.out,
+        topic_root=settings.topic_root,
+        rotate=args.rotate,
+        signing=args.signing,
+        key_secret=secret,
+        service_user=args.service_user,
+        app102_user=args.app102_user,
+    )
+    print(report.summary(), flush=True)
+    return 0
 
 
 def _configure_logging(level: str) -> None:
@@ -183,6 +236,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         kind=args.kind,
         move_units=args.move_units,
         seed=args.seed,
+        credentials=load_credentials(args.credentials) if args.credentials else None,
     )
     try:
         report = sim.run(args.count or None)

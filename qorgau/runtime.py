@@ -10,7 +10,8 @@ from types import TracebackType
 
 import uvicorn
 
-from dispatch import Authenticator, DispatchService, Store, create_app, load_devices, load_units
+from dispatch import Authenticator, DispatchService, PressVerifier, Store, create_app, load_devices, load_units
+from dispatch.device_keys import load_device_keys
 from dispatch.live import MapOptions
 from dispatch.reports import Districts
 from geo import Router, StreetNetwork, load_network
@@ -21,6 +22,25 @@ from qorgau.settings import Settings
 __all__ = ["QorgauService"]
 
 log = logging.getLogger(__name__)
+
+
+def _press_verifier(settings: Settings, devices: dict) -> PressVerifier:
+    """The signed-press checker: keys from ``settings.device_keys`` (decrypted), or none."""
+    keys = {}
+    if settings.device_keys is not None:
+        if settings.device_key_secret is None:
+            msg = "QORGAU_DEVICE_KEYS is set but QORGAU_DEVICE_KEY_SECRET is not: the device keys cannot be read"
+            raise ValueError(msg)
+        keys = load_device_keys(settings.device_keys, settings.device_key_secret.get_secret_value())
+        unknown = sorted(set(keys) - set(devices))
+        if unknown:
+            log.warning("device key file has keys of %d devices not in the registry: %s", len(unknown), unknown[:10])
+        log.info("signed presses: %d of %d devices must sign", len(set(keys) & set(devices)), len(devices))
+    return PressVerifier(
+        keys,
+        window=settings.replay_window,
+        max_age=timedelta(seconds=settings.signed_press_max_age_s),
+    )
 
 
 class QorgauService:
@@ -64,6 +84,7 @@ class QorgauService:
             max_payload_bytes=settings.max_payload_bytes,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
             policy=settings.policy(),
+            press_verifier=_press_verifier(settings, devices),
         )
         self.bridge = MqttBridge(
             self.service,

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     map_lang: Literal["kk", "ru", "en"] = Field("ru", description="language of the live map (/map?lang= overrides)")
     map_tiles: str | None = Field(None, description="raster tile URL template for the live map; unset: the city's own streets (offline)")
     map_tiles_attribution: str = Field("", description="attribution shown with map_tiles")
+    # issue 6: signed presses (dispatch/signing.py, written by `qorgau devices provision`)
+    device_keys: Path | None = Field(None, description="encrypted device signing keys (device-keys.json); devices in it must sign")
+    device_key_secret: SecretStr | None = Field(None, description="master key of the device key file (>= 32 chars)")
+    signed_press_max_age_s: float = Field(3600.0, gt=0, description="a signed press whose ts is older is rejected")
+    replay_window: int = Field(64, ge=1, le=4096, description="counters behind a device's highest that may still arrive late")
 
     @field_validator("db_url")
     @classmethod
@@ -148,7 +153,7 @@ class Settings(BaseSettings):
 
     def public_view(self) -> dict[str, Any]:
         """The settings without secrets (``GET /api/settings``)."""
-        view = self.model_dump(mode="json", exclude={"jwt_secret", "admin_token"})
+        view = self.model_dump(mode="json", exclude={"jwt_secret", "admin_token", "device_key_secret"})
         view["mqtt_url"] = str(parse_mqtt_url(self.mqtt_url))  # no password
         view["db_url"] = make_url(self.db_url).render_as_string(hide_password=True)
         return view

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from dispatch import Device, Unit, UnitKind
+from dispatch import Device, Unit, UnitKind, sign_press
 from geo import OutsideServiceArea, Router
-from mqtt_bridge import Topics, new_client, parse_mqtt_url
+from mqtt_bridge import BrokerAddress, Topics, new_client, parse_mqtt_url
+from mqtt_bridge.provision import Account, Credentials
 
 __all__ = ["SimulationReport", "Simulator", "random_street_point"]
 
@@ -104,6 +105,10 @@ class Simulator:
         Also move one car or foot patrol along the streets with every alert.
     seed
         Random seed, for reproducible runs.
+    credentials
+        From ``qorgau devices provision``: each device, unit and the 102 app publish with their
+        own login, and buttons with a key sign their presses (counter: milliseconds since the
+        epoch, strictly increasing per device). None: one anonymous (or URL) login, unsigned.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class Simulator:
         kind: Literal["press", "test"] = "test",
         move_units: bool = False,
         seed: int | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         if rate_per_s <= 0:
             msg = f"rate_per_s must be positive, got {rate_per_s!r}"
@@ -147,6 +153,14 @@ class Simulator:
         self.move_units = move_units
         self.rng = random.Random(seed)
         self._mobile = {u.id: u.copy() for u in units if u.kind is not UnitKind.BOOTH}
+        self.credentials = credentials
+        if credentials is not None:
+            missing = sorted({d.id for d in self.devices} - set(credentials.devices))
+            if missing:
+                msg = f"the credentials file has no account for devices {missing[:5]}: provision them first"
+                raise ValueError(msg)
+        self._clients: dict[str | None, Any] = {}
+        self._counters: dict[str, int] = {}
 
     def run(self, count: int | None = 10, *, stop: threading.Event | None = None) -> SimulationReport:
         """Publish ``count`` alerts (None: until ``stop`` is set) and return what was sent.
@@ -157,36 +171,73 @@ class Simulator:
             If the broker cannot be reached.
         """
         stop = stop or threading.Event()
-        client = new_client(self.address, client_id=f"qorgau-sim-{uuid.uuid4().hex[:12]}")
-        try:
-            client.connect(self.address.host, self.address.port, keepalive=30)
-        except OSError as e:
-            msg = f"cannot reach the MQTT broker at {self.address}: {e}"
-            raise ConnectionError(msg) from e
-        client.loop_start()
         report = SimulationReport()
         interval = 1.0 / self.rate_per_s
         next_at = time.monotonic()
         try:
             while (count is None or report.alerts < count) and not stop.is_set():
                 if self.rng.random() < self.sos_share:
-                    self._publish(client, *self._sos())
+                    self._publish(*self._sos())
                     report.sos += 1
                 else:
-                    self._publish(client, *self._report())
+                    self._publish(*self._report())
                     report.app102 += 1
                 if self.move_units and self._mobile:
-                    self._publish(client, *self._move())
+                    self._publish(*self._move())
                     report.positions += 1
                 next_at += interval
                 stop.wait(max(0.0, next_at - time.monotonic()))
         finally:
-            client.disconnect()
-            client.loop_stop()
+            for client in self._clients.values():
+                client.disconnect()
+                client.loop_stop()
+            self._clients.clear()
         log.info("simulation sent %d SOS, %d 102 reports, %d positions", report.sos, report.app102, report.positions)
         return report
 
-    def _publish(self, client: Any, topic: str, payload: dict[str, Any]) -> None:
+    def _account(self, kind: Literal["device", "unit", "app102"], ident: str | None = None) -> Account | None:
+        """The login to publish with (None: the URL's)."""
+        if self.credentials is None:
+            return None
+        if kind == "app102":
+            return self.credentials.app102
+        group = self.credentials.devices if kind == "device" else self.credentials.units
+        account = group.get(ident or "")
+        if account is None:
+            msg = f"the credentials file has no account for {kind} {ident!r}: provision it first"
+            raise ValueError(msg)
+        return account
+
+    def _client(self, account: Account | None) -> Any:
+        """A connected client for ``account``, made on first use."""
+        key = None if account is None else account.username
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        address: BrokerAddress = self.address if account is None else account.address(self.address)
+        client = new_client(address, client_id=f"qorgau-sim-{uuid.uuid4().hex[:12]}")
+        connected, outcome = threading.Event(), []
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+            outcome[:] = [reason_code]
+            connected.set()
+
+        client.on_connect = on_connect
+        try:
+            client.connect(address.host, address.port, keepalive=30)
+        except OSError as e:
+            msg = f"cannot reach the MQTT broker at {address}: {e}"
+            raise ConnectionError(msg) from e
+        client.loop_start()
+        self._clients[key] = client
+        if not connected.wait(10) or outcome[0].is_failure:
+            why = "no CONNACK within 10 s" if not connected.is_set() else str(outcome[0])
+            msg = f"MQTT broker at {address} refused the simulator's connection: {why}"
+            raise ConnectionError(msg)
+        return client
+
+    def _publish(self, account: Account | None, topic: str, payload: dict[str, Any]) -> None:
+        client = self._client(account)
         info = client.publish(topic, json.dumps(payload), qos=1)
         info.wait_for_publish(timeout=10)
         if not info.is_published():
@@ -197,12 +248,17 @@ class Simulator:
     def _now() -> str:
         return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _sos(self) -> tuple[str, dict[str, Any]]:
+    def _sos(self) -> tuple[Account | None, str, dict[str, Any]]:
         device = self.rng.choice(self.devices)
-        payload = {"event_id": f"sim-{uuid.uuid4()}", "ts": self._now(), "kind": self.kind}
-        return self.topics.sos_alert(device.id), payload
+        payload: dict[str, Any] = {"event_id": f"sim-{uuid.uuid4()}", "ts": self._now(), "kind": self.kind}
+        account = self._account("device", device.id)
+        if account is not None and account.key is not None:
+            counter = max(self._counters.get(device.id, -1) + 1, time.time_ns() // 1_000_000)
+            self._counters[device.id] = counter
+            payload = sign_press({**payload, "ctr": counter}, account.key)
+        return account, self.topics.sos_alert(device.id), payload
 
-    def _report(self) -> tuple[str, dict[str, Any]]:
+    def _report(self) -> tuple[Account | None, str, dict[str, Any]]:
         assert self.router is not None
         lat, lon = random_street_point(self.router, self.rng)
         accuracy_m = round(self.rng.uniform(5.0, 30.0), 1)
@@ -216,9 +272,9 @@ class Simulator:
             "category": self.rng.choice(REPORT_CATEGORIES),
             "text": "[simulated report]",
         }
-        return self.topics.app102_report, payload
+        return self._account("app102"), self.topics.app102_report, payload
 
-    def _move(self) -> tuple[str, dict[str, Any]]:
+    def _move(self) -> tuple[Account | None, str, dict[str, Any]]:
         assert self.router is not None
         unit = self._mobile[self.rng.choice(sorted(self._mobile))]
         car = unit.kind is UnitKind.CAR
@@ -230,4 +286,4 @@ class Simulator:
             radius_m=400.0 if car else 100.0,
         )
         payload = {"ts": self._now(), "lat": round(unit.lat, 7), "lon": round(unit.lon, 7)}
-        return self.topics.unit_position(unit.id), payload
+        return self._account("unit", unit.id), self.topics.unit_position(unit.id), payload

@@ -258,3 +258,25 @@ def test_a_message_from_a_dropped_connection_is_never_acknowledged_on_the_new_on
         assert conn.ack(old) is False
     finally:
         bridge.stop(end_session=True)
+
+
+def test_signed_presses_in_one_batch_a_counter_twice_is_a_replay(
+    store: Store, city: StreetNetwork, registry: Registry
+) -> None:
+    from dispatch import DeviceKey, PressVerifier, sign_press
+
+    device = _street_devices(registry)[0]
+    key = DeviceKey(bytes(range(32)))
+    service = DispatchService(
+        store, Router(city), devices=registry.devices, units=registry.units,
+        press_verifier=PressVerifier({device: key}),
+    ).open()
+    first = sign_press({**sos_payload(), "ctr": 10}, key)
+    replay = sign_press({**sos_payload(), "ctr": 10}, key)  # another event, the same counter
+    later = sign_press({**sos_payload(), "ctr": 11}, key)
+    acks = service.ingest_many([Inbound(AlertSource.SOS, device, _b(p)) for p in (first, replay, later, first)])
+    assert [(a.status.value, a.reason.value if a.reason else None) for a in acks] == [
+        ("accepted", None), ("rejected", "replayed"), ("accepted", None), ("accepted", None),
+    ]
+    assert acks[3].alert_id == acks[0].alert_id  # the same event again is a redelivery, not a replay
+    assert sorted(al.device_counter for al in store.list_alerts(limit=10)) == [10, 11]
