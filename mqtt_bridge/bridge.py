@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from dispatch import Ack, DispatchService, Order, StoreError
+from dispatch.supervision import DeviceSupervisor
 from mqtt_bridge.broker import BrokerAddress, new_client, parse_mqtt_url
 from mqtt_bridge.topics import DEFAULT_TOPIC_ROOT, Route, Topics
 
@@ -58,6 +59,8 @@ class MqttBridge:
         MQTT keep-alive.
     store_retry_s
         Wait between attempts when the store is down (doubles up to 10x this).
+    supervisor
+        Takes SOS buttons' heartbeats and statuses (supervision); None: they are acknowledged and dropped.
 
     Examples
     --------
@@ -75,6 +78,7 @@ class MqttBridge:
         session_expiry_s: int = 7 * 24 * 3600,
         keepalive_s: int = 30,
         store_retry_s: float = 0.5,
+        supervisor: DeviceSupervisor | None = None,
     ) -> None:
         if session_expiry_s <= 0:
             msg = f"session_expiry_s must be positive for a persistent session, got {session_expiry_s!r}"
@@ -89,6 +93,7 @@ class MqttBridge:
         self.session_expiry_s = int(session_expiry_s)
         self.keepalive_s = keepalive_s
         self.store_retry_s = store_retry_s
+        self.supervisor = supervisor
         self._client = new_client(self.address, client_id=client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
@@ -259,6 +264,16 @@ class MqttBridge:
                 if kind is Route.SOS_ALERT:
                     assert ident is not None
                     self.service.ingest_sos(ident, payload)  # the service sends the ack itself
+                # -- supervision (issue 6): one call per route, dispatch.supervision does the rest
+                elif kind is Route.SOS_HEARTBEAT:
+                    assert ident is not None
+                    if self.supervisor is not None:
+                        self.supervisor.heartbeat(ident, payload)
+                elif kind is Route.SOS_STATUS:
+                    assert ident is not None
+                    if self.supervisor is not None:
+                        self.supervisor.report_status(ident, payload)
+                # -- end supervision
                 elif kind is Route.APP102_REPORT:
                     ack = self.service.ingest_app102(payload)
                     self._reply(msg, ack)
