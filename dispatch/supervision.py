@@ -293,6 +293,7 @@ class DeviceSupervisor:
         if self._watcher is not None:
             return
         tick = interval_s or max(0.02, min(1.0, self.policy.heartbeat_interval.total_seconds() / 4))
+        self.started_at = self.clock()  # buttons never heard are silent from when we listen
         self._stop.clear()
 
         def run() -> None:
@@ -519,7 +520,7 @@ class DeviceSupervisor:
                 setattr(row, name, getattr(event, name))
             after = {**event.to_json(), **extra}
             tx.audit(action, actor=SYSTEM, before={"device_id": event.device_id, **before},
-                     after={"device_id": event.device_id, **after})
+                     after={"device_id": event.device_id, **after}, only_changes=False)
 
     def _count_store_error(self) -> None:
         with self._lock:
