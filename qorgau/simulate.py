@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from dispatch import Device, Unit, UnitKind
 from geo import OutsideServiceArea, Router
-from mqtt_bridge import Topics, new_client, parse_mqtt_url
+from mqtt_bridge import BrokerAddress, Topics, new_client, parse_mqtt_url
 
-__all__ = ["SimulationReport", "Simulator", "random_street_point"]
+__all__ = ["SimulatedButtons", "SimulationReport", "Simulator", "random_street_point"]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,95 @@ class SimulationReport:
     sos: int = 0
     app102: int = 0
     positions: int = 0
+    heartbeats: int = 0
 
     @property
     def alerts(self) -> int:
         return self.sos + self.app102
+
+
+def _utc_now_text() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SimulatedButtons:
+    """SOS buttons as a real one connects: one MQTT connection each, a last will, heartbeats.
+
+    Each button connects with the last will ``{"state": "offline"}`` (retained, QoS 1) on
+    ``{root}/sos/{id}/status``, publishes ``{"state": "online", "ts"}`` there (retained) on every
+    connect, and ``{"ts", "seq"}`` on ``{root}/sos/{id}/heartbeat`` every ``heartbeat_s``. On
+    :meth:`stop` it says ``offline`` itself and disconnects (a clean DISCONNECT sends no will).
+
+    Parameters
+    ----------
+    url, topics
+        The broker and the service's topics.
+    devices
+        The buttons.
+    heartbeat_s
+        Seconds between heartbeats.
+    """
+
+    def __init__(self, *, url: str | BrokerAddress, topics: Topics, devices: Sequence[Device], heartbeat_s: float) -> None:
+        if heartbeat_s <= 0:
+            msg = f"heartbeat_s must be positive, got {heartbeat_s!r}"
+            raise ValueError(msg)
+        self.address = url if isinstance(url, BrokerAddress) else parse_mqtt_url(url)
+        self.topics = topics
+        self.heartbeat_s = heartbeat_s
+        self.clients: dict[str, Any] = {}
+        self._devices = list(devices)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.heartbeats = 0
+
+    def start(self) -> SimulatedButtons:
+        """Connect every button and start sending heartbeats.
+
+        Raises
+        ------
+        ConnectionError
+            If the broker cannot be reached.
+        """
+        for device in self._devices:
+            client = new_client(self.address, client_id=f"qorgau-btn-{device.id}-{uuid.uuid4().hex[:8]}")
+            status = self.topics.sos_status(device.id)
+            client.will_set(status, json.dumps({"state": "offline"}), qos=1, retain=True)
+            client.on_connect = lambda c, *_a, topic=status: c.publish(
+                topic, json.dumps({"state": "online", "ts": _utc_now_text()}), qos=1, retain=True)
+            try:
+                client.connect(self.address.host, self.address.port, keepalive=max(5, int(3 * self.heartbeat_s)))
+            except OSError as e:
+                self.stop()
+                msg = f"cannot reach the MQTT broker at {self.address}: {e}"
+                raise ConnectionError(msg) from e
+            client.loop_start()
+            self.clients[device.id] = client
+        self._thread = threading.Thread(target=self._beat, name="qorgau-sim-heartbeats", daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        seq = 0
+        while not self._stop.is_set():
+            for device_id, client in list(self.clients.items()):
+                payload = {"ts": _utc_now_text(), "seq": seq}
+                client.publish(self.topics.sos_heartbeat(device_id), json.dumps(payload), qos=1)
+                self.heartbeats += 1
+            seq += 1
+            self._stop.wait(self.heartbeat_s)
+
+    def stop(self) -> None:
+        """Say offline, disconnect every button and stop the heartbeats."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for device_id, client in self.clients.items():
+            info = client.publish(self.topics.sos_status(device_id), json.dumps({"state": "offline"}), qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+            client.disconnect()
+            client.loop_stop()
+        self.clients.clear()
 
 
 class Simulator:
@@ -104,6 +189,9 @@ class Simulator:
         Also move one car or foot patrol along the streets with every alert.
     seed
         Random seed, for reproducible runs.
+    heartbeat_s
+        Connect each button on its own with a last will and send heartbeats this often
+        (:class:`SimulatedButtons`); None: presses go out on one shared connection, no heartbeats.
     """
 
     def __init__(
@@ -119,6 +207,7 @@ class Simulator:
         kind: Literal["press", "test"] = "test",
         move_units: bool = False,
         seed: int | None = None,
+        heartbeat_s: float | None = None,
     ) -> None:
         if rate_per_s <= 0:
             msg = f"rate_per_s must be positive, got {rate_per_s!r}"
@@ -147,6 +236,8 @@ class Simulator:
         self.move_units = move_units
         self.rng = random.Random(seed)
         self._mobile = {u.id: u.copy() for u in units if u.kind is not UnitKind.BOOTH}
+        self.heartbeat_s = heartbeat_s
+        self._buttons: SimulatedButtons | None = None
 
     def run(self, count: int | None = 10, *, stop: threading.Event | None = None) -> SimulationReport:
         """Publish ``count`` alerts (None: until ``stop`` is set) and return what was sent.
@@ -164,13 +255,25 @@ class Simulator:
             msg = f"cannot reach the MQTT broker at {self.address}: {e}"
             raise ConnectionError(msg) from e
         client.loop_start()
+        if self.heartbeat_s is not None and self.devices:
+            self._buttons = SimulatedButtons(
+                url=self.address, topics=self.topics, devices=self.devices, heartbeat_s=self.heartbeat_s
+            )  # fmt: skip
+            try:
+                self._buttons.start()
+            except ConnectionError:
+                client.loop_stop()
+                raise
         report = SimulationReport()
         interval = 1.0 / self.rate_per_s
         next_at = time.monotonic()
         try:
             while (count is None or report.alerts < count) and not stop.is_set():
                 if self.rng.random() < self.sos_share:
-                    self._publish(client, *self._sos())
+                    topic, payload = self._sos()
+                    device_id = topic.split("/")[-2]
+                    own = self._buttons.clients.get(device_id) if self._buttons is not None else None
+                    self._publish(own or client, topic, payload)  # a button presses on its own connection
                     report.sos += 1
                 else:
                     self._publish(client, *self._report())
@@ -181,6 +284,10 @@ class Simulator:
                 next_at += interval
                 stop.wait(max(0.0, next_at - time.monotonic()))
         finally:
+            if self._buttons is not None:
+                report.heartbeats = self._buttons.heartbeats
+                self._buttons.stop()
+                self._buttons = None
             client.disconnect()
             client.loop_stop()
         log.info("simulation sent %d SOS, %d 102 reports, %d positions", report.sos, report.app102, report.positions)

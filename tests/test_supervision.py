@@ -412,3 +412,33 @@ def test_the_live_map_gets_buttons_in_its_snapshot_and_their_changes_as_events(
     assert viewer.get("/api/device-events").json()[0]["device_id"] == STREET
     assert running.client("unit", unit_id="car-1").get("/api/devices").status_code == 403
 
+
+
+# -- the simulator ------------------------------------------------------------------------------
+
+
+def test_simulated_buttons_send_heartbeats_and_say_offline_when_they_stop(
+    start_service: Callable[..., Running], registry: Registry, mqtt_url: str, topic_root: str
+) -> None:
+    from qorgau.simulate import Simulator
+
+    running = start_service(heartbeat_interval_s=0.3, flap_window_s=30.0)
+    buttons = [registry.devices[STREET], registry.devices[HOSPITAL]]
+    sim = Simulator(url=mqtt_url, topic_root=topic_root, devices=buttons, rate_per_s=2.0, kind="test", heartbeat_s=0.1)
+    stop = threading.Event()
+    thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: all(_devices(running)[b.id]["state"] == "online" for b in buttons), timeout_s=3,
+                 what="the simulated buttons online")
+        time.sleep(1.5)  # five silence limits: heartbeats keep them online
+        devices = _devices(running)
+        assert all(devices[b.id]["state"] == "online" for b in buttons)
+        assert devices[OTHER]["state"] == "offline"  # not simulated: silent
+        assert any(devices[b.id]["last_seen_via"] == "heartbeat" for b in buttons)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    gone = wait_for(lambda: all((d := _devices(running))[b.id]["state"] == "offline" for b in buttons) and d,
+                    what="the buttons offline after the simulator stopped")
+    assert {gone[b.id]["event"]["cause"] for b in buttons} == {"disconnected"}
