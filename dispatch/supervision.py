@@ -19,7 +19,9 @@ The rules
   shorter than the window, raises exactly one event.
 - Opening, return, repeated drop and closing are state changes: each is written to the
   ``device_events`` table and to the hash-chained audit trail in the same transaction, and told
-  to the listeners (the live map). Open events are read back when the service starts.
+  to the listeners (the live map). Open events are read back when the service starts. A button
+  first heard since the start (``unknown`` -> ``online``) changes nothing that is stored or
+  announced: the live map draws ``unknown`` and ``online`` buttons alike.
 
 :class:`DeviceSupervisor` is a :class:`~dispatch.ports.ChangeListener` of the dispatch service
 (it hears committed alerts: presses and tests are signs of life) and the MQTT bridge hands it
@@ -421,9 +423,11 @@ class DeviceSupervisor:
                 self._write(event, "device_online", {"via": via})
                 tracked.event = event
                 log.info("device %r is back online (%s) after event %d", device_id, via, event.id)
+                changed = tracked  # back from an outage: the dispatcher is told
             tracked.state = DeviceState.ONLINE
-            changed = self._view(device_id, tracked)
-        self._announce([changed])
+            # First heard since the start (unknown -> online) is no news for the map: not announced.
+            view = None if changed is None else self._view(device_id, tracked)
+        self._announce([view])
 
     def _drop(self, device_id: str, cause: OfflineCause, now: datetime) -> dict[str, Any] | None:
         """Put a button offline: reuse its open event (flapping) or open a new one; announce it."""

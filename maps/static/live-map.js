@@ -428,20 +428,20 @@
   }
 
   // -- SOS buttons (supervision) ---------------------------------------------------------------
-  // Online buttons are small grey dots; an offline one is a black square with a red ring and a
-  // permanent label ("button offline"), so a silent or disconnected button is seen at a glance.
+  // Buttons are small grey dots (online, or not heard since the service started: the stream only
+  // carries outages, returns and closed events); an offline one is a black square with a red ring
+  // and a permanent label ("button offline"), so a silent or disconnected button is seen at a glance.
 
   function deviceStyle(d) {
     const offline = d.state === 'offline';
     return {
       shape: offline ? 'square' : 'circle',
       radius: offline ? 5 : 3,
-      color: offline ? '#d50000' : d.state === 'online' ? '#546e7a' : '#9e9e9e',
+      color: offline ? '#d50000' : '#546e7a',
       weight: offline ? 3 : 1,
-      fillColor: offline ? '#212121' : d.state === 'online' ? '#90a4ae' : '#ffffff',
+      fillColor: offline ? '#212121' : '#90a4ae',
       fillOpacity: offline ? 1 : 0.8,
       opacity: 1,
-      dashArray: d.state === 'unknown' ? '2 2' : null,
     };
   }
 
@@ -449,7 +449,7 @@
     const seen = d.last_seen ? duration((now() - Date.parse(d.last_seen)) / 1000) : '—';
     const ev = d.event;
     return '<b>' + esc(t('device')) + ' ' + esc(d.id) + '</b> (' + esc(t('site_' + d.site)) + ')<br>' +
-      esc(t('device_' + d.state)) + '<br>' + esc(t('device_last_seen')) + ': ' + esc(seen) +
+      (d.state === 'offline' ? esc(t('device_offline')) + '<br>' : '') + esc(t('device_last_seen')) + ': ' + esc(seen) +
       (ev ? '<br>' + esc(t('device_cause_' + ev.cause)) + (ev.drops > 1 ? ' · ' + esc(t('device_drops')) + ': ' + ev.drops : '') : '');
   }
 
