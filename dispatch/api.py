@@ -21,7 +21,8 @@ Routes (roles)::
     GET  /api/reports/response-times        ?from&to&group_by&format=json|csv (commander, viewer)
     GET  /api/audit/verify                   (admin, commander)
     GET/POST /api/users                      (admin)
-    GET  /api/devices, /api/settings         (admin)
+    GET  /api/settings                       (admin)
+    GET  /api/devices, /api/device-events    supervision of SOS buttons (dispatch.supervision_api)
     GET  /api/metrics                        (admin, commander, dispatcher, viewer)
     GET  /healthz                            200 when the database and every extra check answer, else 503
 
@@ -50,6 +51,7 @@ from dispatch.store import StoreError
 
 if TYPE_CHECKING:
     from dispatch.live import MapOptions
+    from dispatch.supervision import DeviceSupervisor
 
 __all__ = ["AlertOut", "RecommendationOut", "UnitOut", "create_app"]
 
@@ -275,6 +277,7 @@ def create_app(
     districts: Districts | None = None,
     settings_view: Callable[[], dict[str, Any]] | None = None,
     map_options: MapOptions | None = None,
+    supervisor: DeviceSupervisor | None = None,
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`DispatchService`.
 
@@ -294,6 +297,8 @@ def create_app(
         What ``GET /api/settings`` shows (no secrets).
     map_options
         Language and basemap of the live map (``/map``); by default Russian over the city's streets.
+    supervisor
+        Supervises the SOS buttons (``/api/devices``, ``/api/device-events``, offline buttons on the map).
     """
     app = FastAPI(title=title)
     app.state.service = service
@@ -472,10 +477,6 @@ def create_app(
         service.store.add_user(User(body.username, body.role, body.unit_id), hash_password(body.password), actor=who.actor)
         return {"username": body.username, "role": body.role.value, "unit_id": body.unit_id}
 
-    @app.get("/api/devices", dependencies=[Depends(ADMIN)])
-    def list_devices(service: ServiceDep) -> list[dict[str, Any]]:
-        return [{"id": d.id, "site": d.site.value, "lat": d.lat, "lon": d.lon} for _, d in sorted(service.devices.items())]
-
     @app.get("/api/settings", dependencies=[Depends(ADMIN)])
     def settings(service: ServiceDep) -> dict[str, Any]:
         return settings_view() if settings_view is not None else {}
@@ -503,4 +504,7 @@ def create_app(
     from dispatch.live import mount_live_map  # live imports this module's models
 
     mount_live_map(app, service, map_options)
+    from dispatch.supervision_api import mount_supervision  # after the live map: its feed hears the buttons
+
+    mount_supervision(app, service, supervisor)
     return app

@@ -5,8 +5,8 @@ Routes (roles)::
     GET  /login, POST /login        the sign-in form; sets the session cookie (anyone)
     POST /logout                    drops the session cookie
     GET  /map                       the live map (dispatcher, commander, viewer; else to /login)
-    GET  /map/snapshot              open alerts, the last 24 h of alerts, units, the last event id (same)
-    GET  /map/events                Server-Sent Events: every committed alert and unit change (same)
+    GET  /map/snapshot              open alerts, the last 24 h of alerts, units, SOS buttons, the last event id (same)
+    GET  /map/events                Server-Sent Events: every committed alert, unit and button change (same)
     GET  /map/streets.geojson       the street basemap, built once and cached (same)
     GET  /map/alerts/{id}/route     ?unit_id= that unit's fastest route to the alert, GeoJSON (same)
     GET  /static/{name}             Leaflet and the page's own script and stylesheet (anyone)
@@ -158,6 +158,10 @@ class LiveFeed:
 
     def unit_changed(self, unit: Unit) -> None:
         self._publish("unit", unit_json(unit, self._service.unit_view(unit)))
+
+    def device_changed(self, device: dict[str, Any]) -> None:
+        """A button went offline, came back or its offline event closed (:mod:`dispatch.supervision`)."""
+        self._publish("device", device)
 
     def _publish(self, kind: str, data: dict[str, Any]) -> None:
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -357,6 +361,13 @@ def _utc_label(offset: timedelta, zone: str) -> str:
 # -- routes -----------------------------------------------------------------------------------
 
 
+def _devices(app: FastAPI) -> list[dict[str, Any]]:
+    """The SOS buttons and their supervision state, when the service supervises them."""
+    supervisor = getattr(app.state, "supervisor", None)
+    return [] if supervisor is None else supervisor.devices_view()
+
+
+
 def _token_of(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -495,6 +506,7 @@ def mount_live_map(app: FastAPI, service: DispatchService, options: MapOptions |
             "last_event_id": feed.event_id(seq),
             "alerts": [alert_json(a) for a in alerts.values()],
             "units": [unit_json(u, service.unit_view(u)) for u in service.units() if not u.retired],
+            "devices": _devices(app),
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

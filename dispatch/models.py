@@ -19,6 +19,7 @@ __all__ = [
     "AssignmentRow",
     "AuditRow",
     "Base",
+    "DeviceEventRow",
     "RecommendationRow",
     "UTCDateTime",
     "UnitRow",
@@ -184,3 +185,25 @@ class UserRow(Base):
     unit_id: Mapped[str | None] = mapped_column(String(128))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeviceEventRow(Base):
+    """One device-offline event of an SOS button (supervision, :mod:`dispatch.supervision`).
+
+    Opened when the button falls silent or disconnects; ``back_at`` is set when it is heard again;
+    it closes (``closed_at``) once the button stays online for the flap window. A drop while it is
+    open (also while recovering) is counted in ``drops`` instead of opening another event.
+    """
+
+    __tablename__ = "device_events"
+    __table_args__ = (Index("ix_device_events_device_open", "device_id", "closed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    cause: Mapped[str] = mapped_column(String(16))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    drops: Mapped[int] = mapped_column(Integer, default=1)
+    last_drop_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_cause: Mapped[str] = mapped_column(String(16))
+    back_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

@@ -26,15 +26,19 @@ import numpy as np
 from shapely import STRtree
 from shapely.geometry import Point, shape
 
-from dispatch.domain import Alert
+from dispatch.domain import Alert, AlertSource, AlertStatus
 
 __all__ = [
+    "FALSE_ALARM_GROUPINGS",
+    "FalseAlarmStats",
     "GROUPINGS",
     "MEASURES",
     "Districts",
     "GroupStats",
     "catalogue",
     "durations",
+    "false_alarm_csv",
+    "false_alarm_rates",
     "quarter_bounds",
     "render_public_report",
     "summarize",
@@ -280,3 +284,58 @@ def render_public_report(
         f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>{esc(title)}</title>'
         f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+# -- false alarms (issue 6, supervision) -------------------------------------------------------
+
+FALSE_ALARM_GROUPINGS = ("device", "site")
+
+
+@dataclass(frozen=True, slots=True)
+class FalseAlarmStats:
+    """SOS presses of one button or one kind of site, and how many were closed as false alarms."""
+
+    key: str
+    presses: int
+    false_alarms: int
+
+    @property
+    def rate(self) -> float | None:
+        """False alarms per press (None without presses)."""
+        return None if not self.presses else round(self.false_alarms / self.presses, 4)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "presses": self.presses, "false_alarms": self.false_alarms, "rate": self.rate}
+
+
+def false_alarm_rates(alerts: Iterable[Alert], group_by: str = "site") -> list[FalseAlarmStats]:
+    """Presses, false alarms and their rate per button (``device``) or per kind of site (``site``).
+
+    Only SOS presses count: self-tests (status ``test``) and 102 reports are left out. A press is a
+    false alarm when a dispatcher closed it as ``false_alarm`` (which needs a reason). Groups are
+    sorted by key.
+    """
+    if group_by not in FALSE_ALARM_GROUPINGS:
+        msg = f"group_by must be one of {', '.join(FALSE_ALARM_GROUPINGS)}, got {group_by!r}"
+        raise ValueError(msg)
+    presses: dict[str, int] = {}
+    false: dict[str, int] = {}
+    for alert in alerts:
+        if alert.source is not AlertSource.SOS or alert.status is AlertStatus.TEST:
+            continue
+        key = alert.sender if group_by == "device" else (alert.site.value if alert.site is not None else "other")
+        presses[key] = presses.get(key, 0) + 1
+        false[key] = false.get(key, 0) + (alert.status is AlertStatus.FALSE_ALARM)
+    return [FalseAlarmStats(k, presses[k], false[k]) for k in sorted(presses)]
+
+
+def false_alarm_csv(rows: Sequence[FalseAlarmStats], group_by: str, *, lang: str = "en") -> str:
+    """The false-alarm report as CSV with headers (and site names) in ``lang``."""
+    t = catalogue(lang)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([t[f"fa_{group_by}"], t["fa_presses"], t["fa_false_alarms"], t["fa_rate"]])
+    for r in rows:
+        key = t.get(f"site_{r.key}", r.key) if group_by == "site" else r.key
+        writer.writerow([key, r.presses, r.false_alarms, "" if r.rate is None else r.rate])
+    return buffer.getvalue()

@@ -50,6 +50,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from dispatch import APP102_SENDER, Ack, AlertSource, DispatchService, Inbound, Order, StoreError
+from dispatch.supervision import DeviceSupervisor
 from mqtt_bridge.broker import BrokerAddress, new_client, parse_mqtt_url
 from mqtt_bridge.topics import DEFAULT_TOPIC_ROOT, LANE_OF, Lane, Route, Topics
 
@@ -62,8 +63,8 @@ QOS = 1
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds of the receive -> acknowledged latency histogram (seconds)."""
 
-_DEFAULT_RECEIVE_MAXIMUM = {Lane.SOS: 256, Lane.UNITS: 512, Lane.APP102: 256}
-_DEFAULT_BATCH = {Lane.SOS: 128, Lane.UNITS: 256, Lane.APP102: 32}
+_DEFAULT_RECEIVE_MAXIMUM = {Lane.SOS: 256, Lane.UNITS: 512, Lane.APP102: 256, Lane.DEVICES: 512}
+_DEFAULT_BATCH = {Lane.SOS: 128, Lane.UNITS: 256, Lane.APP102: 32, Lane.DEVICES: 256}
 """A 102 batch is small: an SOS press arriving meanwhile waits for at most one such batch."""
 
 
@@ -265,8 +266,8 @@ class MqttBridge:
     topic_root
         Prefix of every topic (tests use a unique root each).
     client_id
-        Fixed client id of the SOS lane; the other lanes use ``{client_id}-units`` and
-        ``{client_id}-app102``. The broker keys each persistent session by its id.
+        Fixed client id of the SOS lane; the other lanes use ``{client_id}-units``,
+        ``{client_id}-app102`` and ``{client_id}-devices``. The broker keys each persistent session by its id.
     session_expiry_s
         How long the broker keeps the sessions (and queues alerts) while the bridge is away.
     keepalive_s
@@ -278,6 +279,8 @@ class MqttBridge:
         bound on the bridge's queues).
     batch_size
         Per lane, the most messages served (committed) together.
+    supervisor
+        Takes SOS buttons' heartbeats and statuses (supervision); None: they are acknowledged and dropped.
     queue_limit
         Per lane, the most messages held (default: its ``receive_maximum``); beyond it a message
         is left to the broker (see the module's notes).
@@ -301,6 +304,7 @@ class MqttBridge:
         receive_maximum: dict[Lane, int] | None = None,
         batch_size: dict[Lane, int] | None = None,
         queue_limit: dict[Lane, int] | None = None,
+        supervisor: DeviceSupervisor | None = None,
     ) -> None:
         if session_expiry_s <= 0:
             msg = f"session_expiry_s must be positive for a persistent session, got {session_expiry_s!r}"
@@ -317,6 +321,7 @@ class MqttBridge:
                 msg = f"{name} must be between 1 and 65535 per lane, got {bad}"
                 raise ValueError(msg)
         self.service = service
+        self.supervisor = supervisor
         self.address: BrokerAddress = parse_mqtt_url(url)
         self.topics = Topics(topic_root)
         self.client_id = client_id
@@ -330,7 +335,7 @@ class MqttBridge:
         }
         self._queues: dict[Lane, deque[_Item]] = {lane: deque() for lane in Lane}
         self._wake = threading.Condition()
-        self._turn = 0  # alternates the units and 102 lanes when no SOS press waits
+        self._turn = 0  # rotates the other lanes when no SOS press waits
         self._worker: threading.Thread | None = None
         self._stats_lock = threading.Lock()
         self._received: Counter[str] = Counter()
@@ -548,10 +553,10 @@ class MqttBridge:
     def _next_lane(self) -> Lane | None:
         if self._queues[Lane.SOS]:
             return Lane.SOS
-        order = (Lane.UNITS, Lane.APP102) if self._turn == 0 else (Lane.APP102, Lane.UNITS)
-        for lane in order:
+        for step in range(len(_ROTATION)):
+            lane = _ROTATION[(self._turn + step) % len(_ROTATION)]
             if self._queues[lane]:
-                self._turn ^= 1
+                self._turn = (self._turn + step + 1) % len(_ROTATION)
                 return lane
         return None
 
@@ -561,6 +566,8 @@ class MqttBridge:
             self._batches += 1
         if lane is Lane.UNITS:
             return self._serve_units(items)
+        if lane is Lane.DEVICES:
+            return self._serve_devices(items)
         while True:
             try:
                 self._ingest_alerts(items)
@@ -598,6 +605,23 @@ class MqttBridge:
                     if not self._wait_for_store(e, f"{len(run)} {run[0].route.value} messages"):
                         return items[:done]
             done += len(run)
+        return items
+
+    def _serve_devices(self, items: list[_Item]) -> list[_Item]:
+        """Heartbeats and statuses to the supervisor (in memory; a state change is written)."""
+        for i, item in enumerate(items):
+            if self.supervisor is None:
+                continue
+            while True:
+                try:
+                    if item.route is Route.SOS_HEARTBEAT:
+                        self.supervisor.heartbeat(item.ident or "", item.payload)
+                    else:
+                        self.supervisor.report_status(item.ident or "", item.payload)
+                    break
+                except StoreError as e:
+                    if not self._wait_for_store(e, f"a {item.route.value} of {item.ident!r}"):
+                        return items[:i]
         return items
 
     def _finish(self, items: Sequence[_Item]) -> None:
@@ -661,6 +685,10 @@ class MqttBridge:
         """Each lane and its MQTT client id."""
         for lane, conn in self._conns.items():
             yield lane, conn.client_id
+
+
+_ROTATION = (Lane.UNITS, Lane.APP102, Lane.DEVICES)
+"""The lanes served in turn whenever no SOS press waits."""
 
 
 def _runs(items: list[_Item]) -> Iterator[list[_Item]]:

@@ -3,6 +3,9 @@
 In::
 
     {root}/sos/{device_id}/alert       {"event_id", "ts", "kind": "press" | "test"}
+    {root}/sos/{device_id}/heartbeat   {"ts", "seq"?}: the button is alive (supervision)
+    {root}/sos/{device_id}/status      {"state": "online" | "offline", "ts"?}: published (retained) on
+                                       connect; "offline" is the button's MQTT last will
     {root}/app102/report               {"event_id", "ts", "lat", "lon", "accuracy_m", "category", "text"}
     {root}/units/{unit_id}/position    {"ts", "lat", "lon"}
     {root}/units/{unit_id}/status      {"ts", "status": available | en_route | on_scene | off_duty | offline, "alert_id"?}
@@ -30,6 +33,8 @@ class Route(StrEnum):
     """What an incoming topic carries."""
 
     SOS_ALERT = "sos_alert"
+    SOS_HEARTBEAT = "sos_heartbeat"
+    SOS_STATUS = "sos_status"
     APP102_REPORT = "app102_report"
     UNIT_POSITION = "unit_position"
     UNIT_STATUS = "unit_status"
@@ -46,10 +51,14 @@ class Lane(StrEnum):
     SOS = "sos"
     UNITS = "units"
     APP102 = "app102"
+    DEVICES = "devices"
+    """Buttons' heartbeats and statuses (supervision)."""
 
 
 LANE_OF: dict[Route, Lane] = {
     Route.SOS_ALERT: Lane.SOS,
+    Route.SOS_HEARTBEAT: Lane.DEVICES,
+    Route.SOS_STATUS: Lane.DEVICES,
     Route.APP102_REPORT: Lane.APP102,
     Route.UNIT_POSITION: Lane.UNITS,
     Route.UNIT_STATUS: Lane.UNITS,
@@ -58,6 +67,7 @@ LANE_OF: dict[Route, Lane] = {
 """The lane each route is served in."""
 
 
+_SOS_ROUTES = {"alert": Route.SOS_ALERT, "heartbeat": Route.SOS_HEARTBEAT, "status": Route.SOS_STATUS}
 _UNIT_ROUTES = {"position": Route.UNIT_POSITION, "status": Route.UNIT_STATUS, "ack": Route.UNIT_ACK}
 
 
@@ -107,11 +117,19 @@ class Topics:
             return (f"{self.root}/sos/+/alert",)
         if lane is Lane.APP102:
             return (f"{self.root}/app102/report",)
+        if lane is Lane.DEVICES:
+            return (f"{self.root}/sos/+/heartbeat", f"{self.root}/sos/+/status")
         return (f"{self.root}/units/+/position", f"{self.root}/units/+/status", f"{self.root}/units/+/ack")
 
     # concrete topics
     def sos_alert(self, device_id: str) -> str:
         return f"{self.root}/sos/{_check_id(device_id, what='device id')}/alert"
+
+    def sos_heartbeat(self, device_id: str) -> str:
+        return f"{self.root}/sos/{_check_id(device_id, what='device id')}/heartbeat"
+
+    def sos_status(self, device_id: str) -> str:
+        return f"{self.root}/sos/{_check_id(device_id, what='device id')}/status"
 
     def sos_ack(self, device_id: str) -> str:
         return f"{self.root}/sos/{_check_id(device_id, what='device id')}/ack"
@@ -146,8 +164,8 @@ class Topics:
         if levels == ["app102", "report"]:
             return Route.APP102_REPORT, None
         if len(levels) == 3 and levels[1]:
-            if levels[0] == "sos" and levels[2] == "alert":
-                return Route.SOS_ALERT, levels[1]
+            if levels[0] == "sos" and levels[2] in _SOS_ROUTES:
+                return _SOS_ROUTES[levels[2]], levels[1]
             if levels[0] == "units" and levels[2] in _UNIT_ROUTES:
                 return _UNIT_ROUTES[levels[2]], levels[1]
         return None

@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="credentials.json from `qorgau devices provision`: log in as each device/unit and sign presses",
     )
+    sim.add_argument(
+        "--no-heartbeats", action="store_true",
+        help="buttons share one connection and send no heartbeats (default: each button connects with a "
+        "last will and sends heartbeats every QORGAU_HEARTBEAT_INTERVAL_S)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser("demo", help="serve a generated city with seed units and a running simulator")
@@ -237,11 +242,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         move_units=args.move_units,
         seed=args.seed,
         credentials=load_credentials(args.credentials) if args.credentials else None,
+        heartbeat_s=None if args.no_heartbeats else settings.heartbeat_interval_s,
     )
     try:
         report = sim.run(args.count or None)
     except KeyboardInterrupt:
         return 130
+    if report.heartbeats:
+        print(f"the buttons sent {report.heartbeats} heartbeats and said 'offline' when they stopped", flush=True)
     print(
         f"published {report.sos} SOS alerts, {report.app102} 102 reports, {report.positions} unit positions "
         f"to {settings.mqtt_url} under {settings.topic_root}/",
@@ -299,6 +307,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         kind="press",
         move_units=True,
         seed=args.seed,
+        heartbeat_s=settings.heartbeat_interval_s,
     )
     sim_thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, name="qorgau-sim", daemon=True)
     sim_thread.start()

@@ -14,6 +14,7 @@ from dispatch import Authenticator, DispatchService, PressVerifier, Store, creat
 from dispatch.device_keys import load_device_keys
 from dispatch.live import MapOptions
 from dispatch.reports import Districts
+from dispatch.supervision import DeviceSupervisor
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
 from qorgau.plans_api import mount_plans
@@ -86,12 +87,18 @@ class QorgauService:
             policy=settings.policy(),
             press_verifier=_press_verifier(settings, devices),
         )
+        self.supervisor = DeviceSupervisor(
+            self.store, devices, policy=settings.supervision_policy(), clock=self.service.clock,
+            max_payload_bytes=settings.max_payload_bytes, max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
+        )  # fmt: skip
+        self.service.add_listener(self.supervisor)  # presses and self-tests are signs of life
         self.bridge = MqttBridge(
             self.service,
             url=settings.mqtt_url,
             topic_root=settings.topic_root,
             client_id=settings.client_id,
             session_expiry_s=settings.session_expiry_s,
+            supervisor=self.supervisor,
         )
         if settings.jwt_secret is None:
             log.warning("no QORGAU_JWT_SECRET: API tokens are signed with a random key and die with this process")
@@ -109,6 +116,7 @@ class QorgauService:
             map_options=MapOptions(
                 lang=settings.map_lang, tile_url=settings.map_tiles, tile_attribution=settings.map_tiles_attribution
             ),
+            supervisor=self.supervisor,
         )
         mount_plans(self)  # POST/GET /api/plans: patrol plans for commanders (qorgau/plans_api.py)
         self._server: uvicorn.Server | None = None
@@ -120,8 +128,10 @@ class QorgauService:
     def _open(self) -> None:
         self.store.upgrade_schema()
         self.service.open()
+        self.supervisor.open()  # before the bridge: retained statuses meet the open events
         self.bridge.start()
         self.service.start_deadline_watcher()
+        self.supervisor.start_watcher()
         self._running = True
 
     def _new_server(self) -> uvicorn.Server:
@@ -150,6 +160,7 @@ class QorgauService:
             if not self._http_thread.is_alive() or time.monotonic() > deadline:
                 self._running = False
                 self.service.close()
+                self.supervisor.close()
                 self.bridge.stop()
                 msg = f"HTTP server did not start on {self.settings.host}:{self.settings.port} within {timeout_s} s"
                 raise RuntimeError(msg)
@@ -178,6 +189,7 @@ class QorgauService:
             self._http_thread.join(timeout=10)
             self._http_thread = None
         self.service.close()
+        self.supervisor.close()
         self.bridge.stop(end_session=end_session)
         self.store.close()
 

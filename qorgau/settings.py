@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from dispatch import DispatchPolicy, StalePolicy
+from dispatch.supervision import SupervisionPolicy
 from mqtt_bridge import DEFAULT_TOPIC_ROOT, Topics, parse_mqtt_url
 
 __all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "Settings"]
@@ -92,6 +93,10 @@ class Settings(BaseSettings):
     device_key_secret: SecretStr | None = Field(None, description="master key of the device key file (>= 32 chars)")
     signed_press_max_age_s: float = Field(3600.0, gt=0, description="a signed press whose ts is older is rejected")
     replay_window: int = Field(64, ge=1, le=4096, description="counters behind a device's highest that may still arrive late")
+    # issue 6: supervision of SOS buttons
+    heartbeat_interval_s: float = Field(30.0, gt=0, description="SOS buttons send a heartbeat this often; 3 missed: offline")
+    flap_window_s: float = Field(120.0, ge=0, description="a button must stay online this long for its offline event to close")
+    self_test_max_age_s: float = Field(24 * 3600.0, gt=0, description="buttons whose last self-test is older are reported")
 
     @field_validator("db_url")
     @classmethod
@@ -149,6 +154,14 @@ class Settings(BaseSettings):
             ack_deadline=timedelta(seconds=self.ack_deadline_s),
             auto_assign_p1=self.auto_assign_p1,
             timezone=self.timezone,
+        )
+
+    def supervision_policy(self) -> SupervisionPolicy:
+        """How SOS buttons are supervised."""
+        return SupervisionPolicy(
+            heartbeat_interval=timedelta(seconds=self.heartbeat_interval_s),
+            flap_window=timedelta(seconds=self.flap_window_s),
+            self_test_max_age=timedelta(seconds=self.self_test_max_age_s),
         )
 
     def public_view(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from geo import OutsideServiceArea, Router
 from mqtt_bridge import BrokerAddress, Topics, new_client, parse_mqtt_url
 from mqtt_bridge.provision import Account, Credentials
 
-__all__ = ["SimulationReport", "Simulator", "random_street_point"]
+__all__ = ["SimulatedButtons", "SimulationReport", "Simulator", "random_street_point"]
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,124 @@ class SimulationReport:
     sos: int = 0
     app102: int = 0
     positions: int = 0
+    heartbeats: int = 0
 
     @property
     def alerts(self) -> int:
         return self.sos + self.app102
+
+
+def _utc_now_text() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SimulatedButtons:
+    """SOS buttons as a real one connects: one MQTT connection each, a last will, heartbeats.
+
+    Each button connects with the last will ``{"state": "offline"}`` (retained, QoS 1) on
+    ``{root}/sos/{id}/status``, publishes ``{"state": "online", "ts"}`` there (retained) on every
+    connect, and ``{"ts", "seq"}`` on ``{root}/sos/{id}/heartbeat`` every ``heartbeat_s``. On
+    :meth:`stop` it says ``offline`` itself and disconnects (a clean DISCONNECT sends no will).
+
+    Parameters
+    ----------
+    url, topics
+        The broker and the service's topics.
+    devices
+        The buttons.
+    heartbeat_s
+        Seconds between heartbeats.
+    logins
+        Each button's own broker login (from ``qorgau devices provision``); None: the URL's.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | BrokerAddress,
+        topics: Topics,
+        devices: Sequence[Device],
+        heartbeat_s: float,
+        logins: dict[str, BrokerAddress] | None = None,
+    ) -> None:
+        if heartbeat_s <= 0:
+            msg = f"heartbeat_s must be positive, got {heartbeat_s!r}"
+            raise ValueError(msg)
+        self.address = url if isinstance(url, BrokerAddress) else parse_mqtt_url(url)
+        self.topics = topics
+        self.heartbeat_s = heartbeat_s
+        self.clients: dict[str, Any] = {}
+        self._devices = list(devices)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.heartbeats = 0
+        self._logins = dict(logins or {})
+
+    def start(self) -> SimulatedButtons:
+        """Connect every button and start sending heartbeats.
+
+        Raises
+        ------
+        ConnectionError
+            If the broker cannot be reached.
+        """
+        for device in self._devices:
+            address = self._logins.get(device.id, self.address)
+            client = new_client(address, client_id=f"qorgau-btn-{device.id}-{uuid.uuid4().hex[:8]}")
+            status = self.topics.sos_status(device.id)
+            client.will_set(status, json.dumps({"state": "offline"}), qos=1, retain=True)
+            connected, outcome = threading.Event(), []
+
+            def on_connect(c: Any, _u: Any, _f: Any, reason: Any, _p: Any, topic: str = status,
+                           outcome: list = outcome, connected: threading.Event = connected) -> None:
+                outcome[:] = [reason]
+                connected.set()
+                if not reason.is_failure:
+                    c.publish(topic, json.dumps({"state": "online", "ts": _utc_now_text()}), qos=1, retain=True)
+
+            client.on_connect = on_connect
+            try:
+                client.connect(address.host, address.port, keepalive=max(5, int(3 * self.heartbeat_s)))
+            except OSError as e:
+                self.stop()
+                msg = f"cannot reach the MQTT broker at {self.address}: {e}"
+                raise ConnectionError(msg) from e
+            client.loop_start()
+            self.clients[device.id] = client
+            if not connected.wait(10) or outcome[0].is_failure:
+                why = "no CONNACK within 10 s" if not connected.is_set() else str(outcome[0])
+                self.stop()
+                msg = f"MQTT broker at {address} refused the simulator's connection: {why}"
+                raise ConnectionError(msg)
+        self._thread = threading.Thread(target=self._beat, name="qorgau-sim-heartbeats", daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        seq = 0
+        while not self._stop.is_set():
+            for device_id, client in list(self.clients.items()):
+                payload = {"ts": _utc_now_text(), "seq": seq}
+                client.publish(self.topics.sos_heartbeat(device_id), json.dumps(payload), qos=1)
+                self.heartbeats += 1
+            seq += 1
+            self._stop.wait(self.heartbeat_s)
+
+    def stop(self) -> None:
+        """Say offline, disconnect every button and stop the heartbeats."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for device_id, client in self.clients.items():
+            if client.is_connected():
+                info = client.publish(self.topics.sos_status(device_id), json.dumps({"state": "offline"}), qos=1, retain=True)
+                try:
+                    info.wait_for_publish(timeout=2)
+                except (RuntimeError, ValueError) as e:  # the connection dropped meanwhile: the will says it
+                    log.warning("button %r could not say offline: %s", device_id, e)
+            client.disconnect()
+            client.loop_stop()
+        self.clients.clear()
 
 
 class Simulator:
@@ -109,6 +223,9 @@ class Simulator:
         From ``qorgau devices provision``: each device, unit and the 102 app publish with their
         own login, and buttons with a key sign their presses (counter: milliseconds since the
         epoch, strictly increasing per device). None: one anonymous (or URL) login, unsigned.
+    heartbeat_s
+        Connect each button on its own with a last will and send heartbeats this often
+        (:class:`SimulatedButtons`); None: presses go out on one shared connection, no heartbeats.
     """
 
     def __init__(
@@ -125,6 +242,7 @@ class Simulator:
         move_units: bool = False,
         seed: int | None = None,
         credentials: Credentials | None = None,
+        heartbeat_s: float | None = None,
     ) -> None:
         if rate_per_s <= 0:
             msg = f"rate_per_s must be positive, got {rate_per_s!r}"
@@ -161,6 +279,8 @@ class Simulator:
                 raise ValueError(msg)
         self._clients: dict[str | None, Any] = {}
         self._counters: dict[str, int] = {}
+        self.heartbeat_s = heartbeat_s
+        self._buttons: SimulatedButtons | None = None
 
     def run(self, count: int | None = 10, *, stop: threading.Event | None = None) -> SimulationReport:
         """Publish ``count`` alerts (None: until ``stop`` is set) and return what was sent.
@@ -171,13 +291,27 @@ class Simulator:
             If the broker cannot be reached.
         """
         stop = stop or threading.Event()
+        if self.heartbeat_s is not None and self.devices:
+            logins = None
+            if self.credentials is not None:
+                logins = {d.id: self._account("device", d.id).address(self.address) for d in self.devices}  # type: ignore[union-attr]
+            self._buttons = SimulatedButtons(
+                url=self.address, topics=self.topics, devices=self.devices, heartbeat_s=self.heartbeat_s, logins=logins
+            )
+            self._buttons.start()
         report = SimulationReport()
         interval = 1.0 / self.rate_per_s
         next_at = time.monotonic()
         try:
             while (count is None or report.alerts < count) and not stop.is_set():
                 if self.rng.random() < self.sos_share:
-                    self._publish(*self._sos())
+                    account, topic, payload = self._sos()
+                    device_id = topic.split("/")[-2]
+                    own = self._buttons.clients.get(device_id) if self._buttons is not None else None
+                    if own is not None:  # a button presses on its own connection
+                        self._publish_on(own, topic, payload)
+                    else:
+                        self._publish(account, topic, payload)
                     report.sos += 1
                 else:
                     self._publish(*self._report())
@@ -188,6 +322,10 @@ class Simulator:
                 next_at += interval
                 stop.wait(max(0.0, next_at - time.monotonic()))
         finally:
+            if self._buttons is not None:
+                report.heartbeats = self._buttons.heartbeats
+                self._buttons.stop()
+                self._buttons = None
             for client in self._clients.values():
                 client.disconnect()
                 client.loop_stop()
@@ -237,7 +375,9 @@ class Simulator:
         return client
 
     def _publish(self, account: Account | None, topic: str, payload: dict[str, Any]) -> None:
-        client = self._client(account)
+        self._publish_on(self._client(account), topic, payload)
+
+    def _publish_on(self, client: Any, topic: str, payload: dict[str, Any]) -> None:
         info = client.publish(topic, json.dumps(payload), qos=1)
         info.wait_for_publish(timeout=10)
         if not info.is_published():

@@ -12,6 +12,8 @@ def test_topics_under_default_root() -> None:
     t = Topics()
     assert set(t.subscriptions) == {
         "qorgau/v1/sos/+/alert",
+        "qorgau/v1/sos/+/heartbeat",
+        "qorgau/v1/sos/+/status",
         "qorgau/v1/app102/report",
         "qorgau/v1/units/+/position",
         "qorgau/v1/units/+/status",
@@ -22,6 +24,8 @@ def test_topics_under_default_root() -> None:
     assert t.unit_ack("car-1") == "qorgau/v1/units/car-1/ack"
     assert t.sos_alert("b1") == "qorgau/v1/sos/b1/alert"
     assert t.sos_ack("b1") == "qorgau/v1/sos/b1/ack"
+    assert t.sos_heartbeat("b1") == "qorgau/v1/sos/b1/heartbeat"
+    assert t.sos_status("b1") == "qorgau/v1/sos/b1/status"
     assert t.unit_position("car-1") == "qorgau/v1/units/car-1/position"
     assert t.app102_report == "qorgau/v1/app102/report"
 
@@ -30,6 +34,9 @@ def test_topics_under_default_root() -> None:
     ("topic", "expected"),
     [
         ("city/x/sos/b1/alert", (Route.SOS_ALERT, "b1")),
+        ("city/x/sos/b1/heartbeat", (Route.SOS_HEARTBEAT, "b1")),
+        ("city/x/sos/b1/status", (Route.SOS_STATUS, "b1")),
+        ("city/x/sos//heartbeat", None),
         ("city/x/app102/report", (Route.APP102_REPORT, None)),
         ("city/x/units/u-9/position", (Route.UNIT_POSITION, "u-9")),
         ("city/x/units/u-9/status", (Route.UNIT_STATUS, "u-9")),
@@ -86,6 +93,8 @@ def test_each_route_is_served_in_one_lane_whose_filters_match_it() -> None:
     t = Topics("city/v2")
     examples = {
         Route.SOS_ALERT: t.sos_alert("b1"),
+        Route.SOS_HEARTBEAT: t.sos_heartbeat("b1"),
+        Route.SOS_STATUS: t.sos_status("b1"),
         Route.APP102_REPORT: t.app102_report,
         Route.UNIT_POSITION: t.unit_position("u1"),
         Route.UNIT_STATUS: t.unit_status("u1"),

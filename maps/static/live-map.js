@@ -141,8 +141,9 @@
 
   const alerts = new Map(); // id -> {a, marker, li, shown, flashUntil}
   const units = new Map(); // id -> {u, marker, stale}
+  const devices = new Map(); // SOS buttons: id -> {d, marker}
   const filters = { status: new Set(OPEN), source: new Set(['sos', 'app102']), priority: new Set([1, 2, 3, 4, 5]), hours: 0 };
-  let map, alertRenderer, unitRenderer, routeRenderer, alertLayer, patrolLayer, boothLayer, routeLayer;
+  let map, alertRenderer, unitRenderer, routeRenderer, alertLayer, patrolLayer, boothLayer, routeLayer, deviceLayer;
   let selectedId = null;
   let detail = null; // GET /api/alerts/{id} of the selected alert (with orders)
   let routeShown = null; // {alertId, unitId}
@@ -426,6 +427,57 @@
     }
   }
 
+  // -- SOS buttons (supervision) ---------------------------------------------------------------
+  // Buttons are small grey dots (online, or not heard since the service started: the stream only
+  // carries outages, returns and closed events); an offline one is a black square with a red ring
+  // and a permanent label ("button offline"), so a silent or disconnected button is seen at a glance.
+
+  function deviceStyle(d) {
+    const offline = d.state === 'offline';
+    return {
+      shape: offline ? 'square' : 'circle',
+      radius: offline ? 5 : 3,
+      color: offline ? '#d50000' : '#546e7a',
+      weight: offline ? 3 : 1,
+      fillColor: offline ? '#212121' : '#90a4ae',
+      fillOpacity: offline ? 1 : 0.8,
+      opacity: 1,
+    };
+  }
+
+  function deviceTooltip(d) {
+    const seen = d.last_seen ? duration((now() - Date.parse(d.last_seen)) / 1000) : '—';
+    const ev = d.event;
+    return '<b>' + esc(t('device')) + ' ' + esc(d.id) + '</b> (' + esc(t('site_' + d.site)) + ')<br>' +
+      (d.state === 'offline' ? esc(t('device_offline')) + '<br>' : '') + esc(t('device_last_seen')) + ': ' + esc(seen) +
+      (ev ? '<br>' + esc(t('device_cause_' + ev.cause)) + (ev.drops > 1 ? ' · ' + esc(t('device_drops')) + ': ' + ev.drops : '') : '');
+  }
+
+  function applyDevice(d) {
+    let e = devices.get(d.id);
+    if (!e) {
+      e = { d, marker: null };
+      e.marker = new ShapeMarker([d.lat, d.lon], Object.assign(deviceStyle(d), {
+        renderer: unitRenderer, pane: 'q-units', bubblingMouseEvents: false,
+      }));
+      devices.set(d.id, e);
+      deviceLayer.addLayer(e.marker);
+    } else {
+      e.d = d;
+      e.marker.setStyle(deviceStyle(d));
+      e.marker.setShape(deviceStyle(d).shape);
+    }
+    e.marker.unbindTooltip();
+    if (d.state === 'offline') {
+      e.marker.bindTooltip(esc(t('device_offline')) + ' · ' + esc(d.id), {
+        permanent: true, direction: 'right', offset: [6, 0], className: 'q-device-offline',
+      });
+    } else {
+      e.marker.bindTooltip(() => deviceTooltip(e.d), { direction: 'top', offset: [0, -4] });
+    }
+    e.marker.setData({ 'device-id': d.id, 'device-state': d.state, 'device-site': d.site });
+  }
+
   // -- applying events in batches, once per frame ----------------------------------------------
 
   function enqueue(kind, data) {
@@ -445,6 +497,7 @@
     for (const [kind, data] of batch) {
       if (kind === 'alert') applyAlert(data, !loading);
       else if (kind === 'unit') applyUnit(data);
+      else if (kind === 'device') applyDevice(data);
     }
     if (listDirty) renderList();
     const ms = performance.now() - started;
@@ -491,6 +544,7 @@
     const seenAlerts = new Set(), seenUnits = new Set();
     for (const a of snap.alerts) { seenAlerts.add(a.id); applyAlert(a, false); }
     for (const u of snap.units) { seenUnits.add(u.id); applyUnit(u); }
+    for (const d of snap.devices || []) applyDevice(d);
     for (const id of [...alerts.keys()]) if (!seenAlerts.has(id)) removeAlert(id);
     for (const [id, e] of [...units.entries()]) if (!seenUnits.has(id)) { e.layer.removeLayer(e.marker); units.delete(id); }
     renderList();
@@ -526,6 +580,7 @@
     };
     source.addEventListener('alert', onEvent('alert'));
     source.addEventListener('unit', onEvent('unit'));
+    source.addEventListener('device', onEvent('device'));
     source.addEventListener('reset', () => {
       stats.resets += 1;
       resync();
@@ -827,8 +882,9 @@
     alertLayer = L.layerGroup().addTo(map);
     patrolLayer = L.layerGroup().addTo(map);
     boothLayer = L.layerGroup().addTo(map); // booths are always drawn
+    deviceLayer = L.layerGroup().addTo(map);
     routeLayer = L.layerGroup().addTo(map);
-    L.control.layers(null, { [t('layer_alerts')]: alertLayer, [t('layer_patrols')]: patrolLayer }, { collapsed: true }).addTo(map);
+    L.control.layers(null, { [t('layer_alerts')]: alertLayer, [t('layer_patrols')]: patrolLayer, [t('layer_devices')]: deviceLayer }, { collapsed: true }).addTo(map);
     if (C.bounds) map.fitBounds(C.bounds, { padding: [10, 10] });
     document.querySelectorAll('input[data-filter], #q-window').forEach((node) => node.addEventListener('change', readFilters));
     $('#q-banner').addEventListener('click', (ev) => {
@@ -848,6 +904,7 @@
     stats,
     alerts,
     units,
+    devices,
     filters,
     get lastEventId() { return lastEventId; },
     get selectedId() { return selectedId; },
