@@ -25,6 +25,7 @@ Routes (roles)::
     GET  /api/devices, /api/device-events    supervision of SOS buttons (dispatch.supervision_api)
     GET  /api/metrics                        (admin, commander, dispatcher, viewer)
     GET  /healthz                            200 when the database and every extra check answer, else 503
+    GET  /metrics                            Prometheus text format (no sign-in; bind to a private address)
 
 The dispatcher's live map (``/login``, ``/map``, ``/map/events``, ...) is mounted on the same app
 by :func:`dispatch.live.mount_live_map`.
@@ -33,12 +34,13 @@ by :func:`dispatch.live.mount_live_map`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client.registry import Collector
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -48,6 +50,7 @@ from dispatch.lifecycle import OPEN
 from dispatch.reports import Districts, summarize, to_csv
 from dispatch.service import Conflict, DispatchService, NotFound
 from dispatch.store import StoreError
+from dispatch.telemetry import CONTENT_TYPE, ServiceCollector, render
 
 if TYPE_CHECKING:
     from dispatch.live import MapOptions
@@ -278,6 +281,8 @@ def create_app(
     settings_view: Callable[[], dict[str, Any]] | None = None,
     map_options: MapOptions | None = None,
     supervisor: DeviceSupervisor | None = None,
+    probes: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`DispatchService`.
 
@@ -287,6 +292,11 @@ def create_app(
         The service whose store, units and counters the API shows.
     checks
         Extra health checks by name (e.g. ``{"mqtt": bridge.is_connected}``) for ``/healthz``.
+    probes
+        Health checks that also tell why, by name: each returns a dict with ``ok`` and details,
+        shown under that name in ``/healthz`` (e.g. the MQTT lanes, queues and last message's age).
+    collectors
+        More Prometheus collectors for ``/metrics`` (the MQTT bridge's), beside the service's own.
     title
         The OpenAPI title.
     auth
@@ -493,13 +503,29 @@ def create_app(
                 results[name] = bool(check())
             except Exception:  # a failing check reports unhealthy, it does not fail the endpoint
                 results[name] = False
+        details: dict[str, Any] = {}
+        for name, probe in (probes or {}).items():
+            try:
+                details[name] = probe()
+                results[name] = bool(details[name].get("ok"))
+            except Exception as e:
+                details[name] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                results[name] = False
         healthy = all(results.values())
         body = {
             "status": "ok" if healthy else "degraded",
             "checks": {name: "ok" if ok else "failing" for name, ok in results.items()},
+            **details,
             "metrics": service.metrics(),
         }
         return JSONResponse(body, status_code=200 if healthy else 503)
+
+    scraped = [ServiceCollector(service.metrics, supervisor.metrics if supervisor is not None else None), *collectors]
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus_metrics() -> Response:
+        """Counters, queue depths and the ingest latency histogram in the Prometheus text format."""
+        return Response(render(scraped), media_type=CONTENT_TYPE)
 
     from dispatch.live import mount_live_map  # live imports this module's models
 

@@ -17,6 +17,8 @@ from dispatch.reports import Districts
 from dispatch.supervision import DeviceSupervisor
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
+from mqtt_bridge.telemetry import BridgeCollector
+from mqtt_bridge.telemetry import health as bridge_health
 from qorgau.plans_api import mount_plans
 from qorgau.settings import Settings
 
@@ -109,7 +111,8 @@ class QorgauService:
         )
         self.app = create_app(
             self.service,
-            checks={"mqtt": self.bridge.is_connected},
+            probes={"mqtt": lambda: bridge_health(self.bridge)},
+            collectors=[BridgeCollector(self.bridge)],
             auth=self.auth,
             districts=Districts.from_geojson(settings.districts) if settings.districts else None,
             settings_view=settings.public_view,

@@ -11,7 +11,7 @@ from dispatch import Role
 from dispatch.auth import Authenticator, RoleGuard, hash_password, verify_password
 from dispatch.domain import User
 
-OPEN_ROUTES = {"/healthz", "/api/token", "/login", "/logout", "/map", "/static/{name}"}
+OPEN_ROUTES = {"/healthz", "/metrics", "/api/token", "/login", "/logout", "/map", "/static/{name}"}
 """Routes without a role guard: health, the logins, the map page (which sends strangers to /login,
 tests/test_map_live.py) and Leaflet's files."""
 

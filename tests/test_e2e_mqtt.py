@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from datetime import timedelta
 
+import httpx
 import pytest
 from bruteforce import BruteForce
 from conftest import FAR_DEVICE, Registry, Running
@@ -343,6 +344,38 @@ def test_healthz_reports_database_mqtt_and_counters(running: Running, probe: Pro
     assert body["status"] == "ok"
     assert body["checks"] == {"database": "ok", "mqtt": "ok"}
     assert body["metrics"]["rejected"]["malformed_json"] == 1
+    mqtt_health = body["mqtt"]
+    assert set(mqtt_health["connected"]) == {"sos", "units", "app102", "devices"}
+    assert all(mqtt_health["connected"].values())
+    assert 0 <= mqtt_health["last_processed_age_s"] < 5  # the bad press was processed just now
+    assert mqtt_health["queue_depth"] == {"sos": 0, "units": 0, "app102": 0, "devices": 0}
+
+
+def test_metrics_are_prometheus_text_with_counters_reasons_and_the_latency_histogram(
+    running: Running, probe: Probe, registry: Registry
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    device_id = next(d for d in sorted(registry.devices) if d != FAR_DEVICE)
+    for payload in (sos_payload(), b"not json", sos_payload()):
+        probe.sos(device_id, payload)
+        probe.next_ack(probe.topics.sos_ack(device_id))
+    response = httpx.get(f"{running.service.base_url}/metrics")  # no sign-in, as Prometheus scrapes
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    assert samples[("qorgau_alerts_accepted_total", (("source", "sos"),))] == 2
+    assert samples[("qorgau_messages_rejected_total", (("reason", "malformed_json"),))] == 1
+    assert samples[("qorgau_mqtt_messages_received_total", (("route", "sos_alert"),))] == 3
+    assert samples[("qorgau_ingest_latency_seconds_count", ())] >= 3
+    assert samples[("qorgau_ingest_latency_seconds_bucket", (("le", "+Inf"),))] >= 3
+    assert samples[("qorgau_mqtt_queue_depth", (("lane", "sos"),))] == 0
+    assert samples[("qorgau_mqtt_connected", (("lane", "app102"),))] == 1
+    assert ("qorgau_devices", (("state", "online"),)) in samples
 
 
 def test_api_404_names_the_missing_alert(running: Running) -> None:

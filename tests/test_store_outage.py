@@ -72,6 +72,8 @@ def test_alert_published_while_the_database_is_down_is_committed_when_it_returns
         health = httpx.get(f"{service.base_url}/healthz")
         assert health.status_code == 503
         assert health.json()["checks"]["database"] == "failing"
+        assert health.json()["mqtt"]["waiting_for_database"] is True  # the bridge holds the press back
+        assert health.json()["checks"]["mqtt"] == "failing"
 
         _allow_connections(admin, database, True)
         ack = probe.next_ack(ack_topic, timeout_s=5)
