@@ -414,6 +414,7 @@ class DispatchService:
         fresh: list[tuple[int, Alert]] = []
         redelivered: list[tuple[int, tuple[AlertSource, str, str]]] = []
         seen: set[tuple[AlertSource, str, str]] = set()
+        provisional: list[Alert] = []  # copies of ``fresh`` with the ids -1, -2, ... for duplicate links
         exclusions = self._exclusions(now)
         for i, m, message, device, press in valid:
             key = (m.source, m.sender, message.event_id)
@@ -431,7 +432,7 @@ class DispatchService:
                     fields = {"accuracy_m": message.accuracy_m, "category": message.category, "text": message.text}
                 alert = self._new_alert(
                     source=m.source, sender=m.sender, event_id=message.event_id, event_ts=message.ts,
-                    received_at=now, lat=lat, lon=lon, batch=[a for _, a in fresh], exclusions=exclusions, **fields,
+                    received_at=now, lat=lat, lon=lon, batch=provisional, exclusions=exclusions, **fields,
                 )
                 if press is not None:
                     held.enter_context(self.press_verifier.counting(press))
@@ -446,6 +447,7 @@ class DispatchService:
                 continue
             seen.add(key)
             fresh.append((i, alert))
+            provisional.append(replace(alert, id=-len(fresh)))
         return fresh, redelivered
 
     def update_unit_position(self, unit_id: str, payload: bytes) -> RejectReason | None:
@@ -598,10 +600,13 @@ class DispatchService:
         """Units by ETA after the freshness policy and staffing hours; and the snap distance."""
         stale, unstaffed = exclusions if exclusions is not None else self._exclusions(self.clock())
         k = self.recommend_k
-        extra = len(unstaffed) + (len(stale) if k is not None else 0)
+        exclude_stale = self.policy.stale_policy is StalePolicy.EXCLUDE
+        skip = unstaffed | stale if exclude_stale else unstaffed
+        # With the penalty policy a stale patrol may fall behind others: search a few more.
+        extra = 0 if exclude_stale or k is None else len(stale)
         with self._lock:
             try:
-                found = self.router.recommend(lat, lon, k=None if k is None else k + extra)
+                found = self.router.recommend(lat, lon, k=None if k is None else k + extra, exclude=skip)
                 snap = self.router.snap(lat, lon)
             except OutsideServiceArea as e:
                 msg = (
@@ -609,7 +614,6 @@ class DispatchService:
                     f"outside the service area"
                 )
                 raise Rejected(RejectReason.OUTSIDE_SERVICE_AREA, msg, event_id=event_id) from e
-        found = [r for r in found if r.unit_id not in unstaffed]
         ranked = rank_units(found, stale, policy=self.policy.stale_policy, penalty_s=self.policy.stale_penalty_s, k=k)
         return ranked, snap.distance_m
 
@@ -633,8 +637,8 @@ class DispatchService:
     ) -> Alert:
         """A ranked alert with its priority, location-quality flag and duplicate link.
 
-        ``batch`` holds the alerts of the same batch ranked before this one and not yet stored;
-        a link to one of them is ``duplicate_of = -(its position) - 1``.
+        ``batch`` holds the alerts of the same batch ranked before this one and not yet stored,
+        with provisional ids ``-(position) - 1``: a link to one of them is that id.
         """
         recommendations, snap_m = self._rank(lat, lon, event_id=event_id, exclusions=exclusions)
         alert = Alert(
@@ -669,10 +673,7 @@ class DispatchService:
             limit=_DUPLICATE_CANDIDATES,
         )
         # Alerts of this batch take part with provisional ids -1, -2, ... (their link value).
-        pending = [
-            replace(other, id=-n - 1) for n, other in enumerate(batch)
-            if other.source is source and other.status in OPEN
-        ]
+        pending = [other for other in batch if other.source is source and other.status in OPEN]
         original = find_duplicate(
             alert, [*candidates, *pending], radius_m=self.policy.duplicate_radius_m, window=self.policy.duplicate_window
         )

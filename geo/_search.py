@@ -81,6 +81,7 @@ def reverse_search(
     heap_n,
     k,
     limit,
+    skip,
 ):  # pragma: no cover - compiled
     """Rank units by network time to the alert; return (slots, times, lengths) of the first ``k``.
 
@@ -91,6 +92,7 @@ def reverse_search(
     of entries, each giving the unit's slot and its time/length from the unit to that node.
     A unit's time is final once the search frontier has passed it, so the search stops when ``k``
     units are final, or when the frontier passes ``limit`` seconds (units beyond it are not wanted).
+    A unit whose ``skip[slot]`` is set is passed over (not counted towards ``k``).
     """
     n_cand_cap = 2 * entry_slot.size + direct_slots.size + 1
     ck = np.empty(n_cand_cap)
@@ -129,6 +131,8 @@ def reverse_search(
             t, s, l, csize = _cand_pop(ck, cs, cl, csize)
             if best_gen[s] == gen and t == best_t[s]:
                 best_gen[s] = -gen  # final
+                if skip[s]:
+                    continue
                 out_s[n_out] = s
                 out_t[n_out] = t
                 out_l[n_out] = l
@@ -160,6 +164,8 @@ def reverse_search(
             break
         if best_gen[s] == gen and t == best_t[s]:
             best_gen[s] = -gen
+            if skip[s]:
+                continue
             out_s[n_out] = s
             out_t[n_out] = t
             out_l[n_out] = l
@@ -188,7 +194,7 @@ def warm_up() -> None:
         np.full(1, -1, dtype=np.int64), none_i, none_i, none_f, none_f,
         none_i, none_f, none_f,
         none_f, none_f, none_i,
-        np.empty(2), np.empty(2, dtype=np.int64), 1, np.inf,
+        np.empty(2), np.empty(2, dtype=np.int64), 1, np.inf, np.zeros(0, dtype=np.bool_),
     )  # fmt: skip
     _warm = True
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -247,7 +248,7 @@ class _Layers:
             index.head, index.nxt, index.entry_slot, index.entry_t, index.entry_l,
             near[:, 0].astype(np.int64), near[:, 1].copy(), near[:, 2].copy(),
             index.best_t, index.best_l, index.best_gen,
-            self.heap_k, self.heap_n, k, math.inf,
+            self.heap_k, self.heap_n, k, math.inf, index.skip,
         )  # fmt: skip
 
     def reached(self, node: int) -> bool:
@@ -287,6 +288,7 @@ class _UnitIndex:
             ("best_t", math.inf, np.float64, 1),
             ("best_l", math.inf, np.float64, 1),
             ("best_gen", 0, np.int64, 1),
+            ("skip", False, np.bool_, 1),
         ):
             setattr(self, name, grown(name, fill, dtype, per_slot))
         self.entry_slot = np.repeat(np.arange(capacity, dtype=np.int64), 2)
@@ -488,10 +490,14 @@ class Router:
             return sorted(self._units)
 
     # -- recommendation -----------------------------------------------------------------------
-    def recommend(self, lat: float, lon: float, *, k: int | None = 3) -> list[Recommendation]:
+    def recommend(
+        self, lat: float, lon: float, *, k: int | None = 3, exclude: Collection[str] = ()
+    ) -> list[Recommendation]:
         """The ``k`` units with the shortest ETA to a point (all reachable units if ``k`` is None).
 
-        Ties are broken by unit id.
+        Ties are broken by unit id. Units in ``exclude`` (e.g. booths outside their staffing hours)
+        are passed over inside the search, which goes on to the next ones: asking for ``k`` plus
+        the excluded and filtering afterwards would search much further.
 
         Raises
         ------
@@ -509,10 +515,18 @@ class Router:
             snaps = [walk_snap] if self._count["walk"] else []
             if self._count["drive"]:
                 snaps.append(self._snap_xy(lat, lon, x, y, "drive", check_area=False))
-            want = len(self._units) if k is None else min(k, len(self._units))
-            slots, times, lengths, n = self._layers.search(
-                self._seeds(snaps), self._index, self._direct(snaps), want
-            )
+            skipped = [self._index.slot_of[u] for u in exclude if u in self._units]
+            left = len(self._units) - len(skipped)
+            if left <= 0:
+                return []
+            want = left if k is None else min(k, left)
+            self._index.skip[skipped] = True
+            try:
+                slots, times, lengths, n = self._layers.search(
+                    self._seeds(snaps), self._index, self._direct(snaps), want
+                )
+            finally:
+                self._index.skip[skipped] = False
             found = [
                 Recommendation(uid, self._units[uid].kind, t, ln)
                 for uid, t, ln in zip(

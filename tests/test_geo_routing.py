@@ -117,6 +117,13 @@ def _check_against_brute_force(net: StreetNetwork, n_units: int, n_alerts: int, 
         top = router.recommend(lat, lon, k=3)
         assert [r.eta_s for r in top] == pytest.approx([e[0] for e in expected[:3]], abs=1e-6)
         assert [r.eta_s for r in ranked] == sorted(r.eta_s for r in ranked)
+        # Excluded units (e.g. unstaffed booths) are passed over: the next ones take their place.
+        exclude = {r.unit_id for r in ranked[: len(ranked) // 2 : 2]} | {"no-such-unit"}
+        rest = sorted((eta, uid) for uid, (eta, _) in reference.items() if uid not in exclude)
+        without = router.recommend(lat, lon, k=3, exclude=exclude)
+        assert [r.unit_id for r in without] == [uid for _, uid in rest[:3]]
+        assert [r.eta_s for r in without] == pytest.approx([eta for eta, _ in rest[:3]], abs=1e-6)
+        assert router.recommend(lat, lon, k=3) == top  # the exclusion does not stick
 
 
 def test_equals_brute_force_on_almaty() -> None:
