@@ -59,6 +59,7 @@ from dispatch.lifecycle import (
     stamp_transition,
 )
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
+from dispatch.recent import RecentAlerts
 from dispatch.signing import PressVerifier, VerifiedPress
 from dispatch.signing_store import stored_counters
 from dispatch.store import Store, StoreError, Tx, alert_snapshot, unit_snapshot
@@ -204,6 +205,9 @@ class DispatchService:
         self._superseded_positions = 0
         self._store_errors = 0
         self._listeners: list[ChangeListener] = []
+        self._recent = RecentAlerts(
+            self.policy.duplicate_window, self.policy.duplicate_radius_m, per_cell=_DUPLICATE_CANDIDATES
+        )
 
     # set-up -------------------------------------------------------------------------------
 
@@ -228,6 +232,9 @@ class DispatchService:
             self._units = {u.id: u for u in units}
             placed = sum(self._place(unit) for unit in units)
         self.store.save_units(units)
+        since = self.clock() - self.policy.duplicate_window
+        for source in AlertSource:
+            self._recent.load(self.store.recent_alerts(source, since, OPEN))
         self.press_verifier.restore(stored_counters(self.store, window=self.press_verifier.window))
         self._warm_up()
         log.info(
@@ -262,6 +269,8 @@ class DispatchService:
 
     def _announce(self, *, alerts: Iterable[Alert] = (), units: Iterable[Unit | None] = ()) -> None:
         """Hand committed changes to the listeners; a failing listener never undoes a change."""
+        for alert in (alerts := tuple(alerts)):
+            self._recent.changed(alert)
         for listener in self._listeners:
             try:
                 for alert in alerts:
@@ -361,6 +370,8 @@ class DispatchService:
         first_ack: dict[tuple[AlertSource, str, str], Ack] = {}
         for (i, _), (stored, created) in zip(fresh, committed, strict=True):
             self._log_committed(stored, created)
+            if created:
+                self._recent.add(stored)
             acks[i] = first_ack[(stored.source, stored.sender, stored.event_id)] = self._accepted_ack(stored, created=created)
         for i, key in redelivered:
             earlier = stored_before.get(key)
@@ -664,14 +675,7 @@ class DispatchService:
             return alert
         if recommendations:
             alert.status, alert.recommended_at = AlertStatus.RECOMMENDED, received_at
-        candidates = self.store.recent_alerts(
-            source,
-            received_at - self.policy.duplicate_window,
-            OPEN,
-            near=(alert.lat, alert.lon),
-            radius_m=self.policy.duplicate_radius_m,
-            limit=_DUPLICATE_CANDIDATES,
-        )
+        candidates = self._recent.candidates(source, alert.lat, alert.lon, received_at)
         # Alerts of this batch take part with provisional ids -1, -2, ... (their link value).
         pending = [other for other in batch if other.source is source and other.status in OPEN]
         original = find_duplicate(

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -350,19 +350,20 @@ class Tx:
             self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
         last = self.session.execute(select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)).first()
         last_id, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
+        rows = []
         for offset, p in enumerate(self._audit, start=1):
             entry_id = last_id + offset
             digest = entry_hash(
                 id=entry_id, ts=p.ts, actor=p.actor, action=p.action, alert_id=p.alert_id, unit_id=p.unit_id,
                 before=p.before, after=p.after, prev_hash=prev,
             )
-            self.session.add(
-                AuditRow(
-                    id=entry_id, ts=p.ts, actor=p.actor, action=p.action, alert_id=p.alert_id, unit_id=p.unit_id,
-                    before=p.before, after=p.after, prev_hash=prev, hash=digest,
-                )
-            )
+            rows.append(
+                {"id": entry_id, "ts": p.ts, "actor": p.actor, "action": p.action, "alert_id": p.alert_id,
+                 "unit_id": p.unit_id, "before": p.before, "after": p.after, "prev_hash": prev, "hash": digest}
+            )  # fmt: skip
             prev = digest
+        self.session.flush()  # ORM changes of this transaction first, as an ORM add would order them
+        self.session.connection().execute(insert(AuditRow.__table__), rows)
         self._audit.clear()
 
 
@@ -535,8 +536,7 @@ class Store:
             return []
         try:
             with self.transaction(f"store {len(alerts)} alerts") as tx:
-                ids: list[int] = []
-                stored = [self._insert_alert(tx, alert, stored_so_far=ids, actor=actor) for alert in alerts]
+                stored = self._insert_alerts(tx, alerts, actor=actor)
             return [(alert, True) for alert in stored]
         except IntegrityError:  # an event of the batch committed meanwhile elsewhere: one by one
             log.info("a batch of %d alerts met an already stored event; storing them one by one", len(alerts))
@@ -547,31 +547,44 @@ class Store:
             out.append(self.add_alert(alert, actor=actor))
         return out
 
-    def _insert_alert(self, tx: Tx, alert: Alert, *, stored_so_far: list[int], actor: str) -> Alert:
-        """Insert one alert with its recommendations and audit entries in ``tx``; its stored copy."""
-        if alert.duplicate_of is not None and alert.duplicate_of < 0:
-            alert = replace(alert, duplicate_of=_resolve_link(alert.duplicate_of, stored_so_far))
-        values = {name: _alert_value(alert, name) for name in _ALERT_FIELDS}
-        values.update(
-            source=alert.source.value, sender=alert.sender, event_id=alert.event_id, event_ts=alert.event_ts,
-            received_at=alert.received_at, lat=alert.lat, lon=alert.lon, kind=alert.kind,
-            site=None if alert.site is None else alert.site.value, accuracy_m=alert.accuracy_m,
-            category=alert.category, text=alert.text, snap_distance_m=alert.snap_distance_m,
-            device_counter=alert.device_counter,
-        )
-        alert_id = tx.session.execute(insert(AlertRow).values(values).returning(AlertRow.id)).scalar_one()
-        if alert.recommendations:
-            tx.session.execute(
-                insert(RecommendationRow),
-                [
-                    {"alert_id": alert_id, "rank": rank, "unit_id": r.unit_id, "unit_kind": r.unit_kind,
-                     "eta_s": float(r.eta_s), "distance_m": float(r.distance_m)}
-                    for rank, r in enumerate(alert.recommendations)
-                ],
+    def _insert_alerts(self, tx: Tx, alerts: Sequence[Alert], *, actor: str) -> list[Alert]:
+        """Insert a batch with one multi-row INSERT ... RETURNING each for alerts and recommendations.
+
+        Links to alerts of the same batch are set by an UPDATE once their ids are known.
+        """
+        table, recs = AlertRow.__table__, RecommendationRow.__table__
+        rows = []
+        for alert in alerts:
+            values = {name: _alert_value(alert, name) for name in _ALERT_FIELDS}
+            values.update(
+                source=alert.source.value, sender=alert.sender, event_id=alert.event_id, event_ts=alert.event_ts,
+                received_at=alert.received_at, lat=alert.lat, lon=alert.lon, kind=alert.kind,
+                site=None if alert.site is None else alert.site.value, accuracy_m=alert.accuracy_m,
+                category=alert.category, text=alert.text, snap_distance_m=alert.snap_distance_m,
+                device_counter=alert.device_counter,
             )
-        stored = replace(alert, id=alert_id)
-        stored_so_far.append(alert_id)
-        self._audit_ingest(tx, stored, actor=actor)
+            if alert.duplicate_of is not None and alert.duplicate_of < 0:
+                values["duplicate_of"] = None  # set below, once the batch's ids are known
+            rows.append(values)
+        conn = tx.session.connection()
+        result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        ids = [int(row[0]) for row in result]
+        stored = []
+        for alert, alert_id in zip(alerts, ids, strict=True):
+            if alert.duplicate_of is not None and alert.duplicate_of < 0:
+                link = _resolve_link(alert.duplicate_of, ids)
+                conn.execute(update(table).where(table.c.id == alert_id).values(duplicate_of=link))
+                alert = replace(alert, duplicate_of=link)
+            stored.append(replace(alert, id=alert_id))
+        rec_rows = [
+            {"alert_id": a.id, "rank": rank, "unit_id": r.unit_id, "unit_kind": r.unit_kind,
+             "eta_s": float(r.eta_s), "distance_m": float(r.distance_m)}
+            for a in stored for rank, r in enumerate(a.recommendations)
+        ]  # fmt: skip
+        if rec_rows:
+            conn.execute(insert(recs), rec_rows)
+        for alert in stored:
+            self._audit_ingest(tx, alert, actor=actor)
         return stored
 
     @staticmethod
