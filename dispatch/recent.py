@@ -45,6 +45,7 @@ class RecentAlerts:
         self.radius_m = radius_m
         self.per_cell = per_cell
         self._cell_deg = max(radius_m, 1.0) * 1.25 / _M_PER_DEG
+        self._lon_deg: float | None = None
         self._cells: dict[tuple[AlertSource, int, int], deque[Alert]] = {}
         self._by_id: dict[int, tuple[AlertSource, int, int]] = {}
         self._lock = threading.Lock()
@@ -53,9 +54,11 @@ class RecentAlerts:
         return len(self._by_id)
 
     def _cell(self, source: AlertSource, lat: float, lon: float) -> tuple[AlertSource, int, int]:
-        # Longitude degrees shrink with cos(lat): the cell spans at least the radius both ways.
-        lon_deg = self._cell_deg / max(math.cos(math.radians(lat)), 1e-6)
-        return source, math.floor(lat / self._cell_deg), math.floor(lon / lon_deg)
+        if self._lon_deg is None:
+            # One longitude width for the whole grid, wide enough for the radius up to 1 degree
+            # poleward of the first point seen (a city spans far less).
+            self._lon_deg = self._cell_deg / max(math.cos(math.radians(min(abs(lat) + 1.0, 89.0))), 1e-6)
+        return source, math.floor(lat / self._cell_deg), math.floor(lon / self._lon_deg)
 
     def load(self, alerts: Iterable[Alert]) -> None:
         """Start from the store's open alerts of the window (oldest first)."""
@@ -66,8 +69,8 @@ class RecentAlerts:
         """Remember a committed alert (ignored unless open and stored)."""
         if alert.id is None or alert.status not in OPEN:
             return
-        key = self._cell(alert.source, alert.lat, alert.lon)
         with self._lock:
+            key = self._cell(alert.source, alert.lat, alert.lon)
             if alert.id in self._by_id:
                 self._replace(alert)
                 return
@@ -102,9 +105,9 @@ class RecentAlerts:
     def candidates(self, source: AlertSource, lat: float, lon: float, now: datetime) -> list[Alert]:
         """Open alerts of ``source`` in the 3 x 3 cells around the point, received since ``now - window``."""
         since = now - self.window
-        _, row, col = self._cell(source, lat, lon)
         out: list[Alert] = []
         with self._lock:
+            _, row, col = self._cell(source, lat, lon)
             for dr in (-1, 0, 1):
                 for dc in (-1, 0, 1):
                     cell = self._cells.get((source, row + dr, col + dc))
@@ -112,5 +115,5 @@ class RecentAlerts:
                         continue
                     while cell and cell[0].received_at < since:  # expired: forget
                         self._by_id.pop(cell.popleft().id, None)  # type: ignore[arg-type]
-                    out.extend(islice(cell, self.per_cell))
+                    out.extend(islice((a for a in cell if a.received_at >= since), self.per_cell))
         return out
