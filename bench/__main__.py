@@ -96,6 +96,13 @@ def run_mqtt(url: str, rate: float, duration: float) -> dict:
     return {"broker": url, "rate_hz": rate, "duration_s": duration, "bare": bare, "qorgau": qorgau}
 
 
+def run_burst(url: str, quick: bool) -> dict:
+    from bench.burst import run
+
+    logging.info("burst: 5,000 presses in one second, then SOS presses under a 102 flood, on %s", url)
+    return run(url, quick)
+
+
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
@@ -204,6 +211,15 @@ def render() -> str:
             f"ack statuses {q['ack_statuses']}; alerts stored {q['alerts_stored']}.",
             "",
         ]
+    bu = parts.get("burst")
+    if bu:
+        from bench.burst import render as render_burst
+
+        m = bu["machine"]
+        body = render_burst(bu["figures"])
+        lines += [body[0], "", f"Measured {bu['measured_at']} with `{bu['command']}` on {m['cpu']} ({m['cores']} cores, "
+                  f"load {m['load_average_at_start'][0]:.2f}); broker {bu['figures']['broker']}. See `bench/burst.py` for the method.",
+                  *body[1:]]  # fmt: skip
     pl = parts.get("planner")
     if pl:
         from bench.planner import render as render_planner
@@ -225,7 +241,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["routing", "mqtt", "planner", "map"], action="append", help="run only these parts")
+    parser.add_argument("--only", choices=["routing", "mqtt", "burst", "planner", "map"], action="append", help="run only these parts")
     parser.add_argument("--quick", action="store_true", help="fewer alerts (a smoke run, not for the record)")
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--rate", type=float, default=100.0, help="MQTT messages per second")
@@ -236,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt", "planner", "map"]
+    parts = args.only or ["routing", "mqtt", "burst", "planner", "map"]
     if not args.render_only:
         if "routing" in parts:
             t = time.time()
@@ -244,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.info("routing done in %.0f s", time.time() - t)
         if "mqtt" in parts:
             save("mqtt", run_mqtt(args.mqtt, args.rate, args.duration), command)
+        if "burst" in parts:
+            save("burst", run_burst(args.mqtt, args.quick), command)
         if "planner" in parts:
             t = time.time()
             save("planner", run_planner(args.quick), command)

@@ -35,8 +35,10 @@ from qorgau import QorgauService, Settings
 from qorgau.demo import write_seed_registry
 
 
-def _connected(url: str, client_id: str) -> mqtt.Client:
+def _connected(url: str, client_id: str, *, max_inflight: int | None = None) -> mqtt.Client:
     client = new_client(parse_mqtt_url(url), client_id=client_id)
+    if max_inflight is not None:
+        client.max_inflight_messages_set(max_inflight)
     ready = threading.Event()
     client.on_connect = lambda *a: ready.set()
     address = parse_mqtt_url(url)

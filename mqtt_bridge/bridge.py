@@ -64,7 +64,7 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 """Upper bounds of the receive -> acknowledged latency histogram (seconds)."""
 
 _DEFAULT_RECEIVE_MAXIMUM = {Lane.SOS: 256, Lane.UNITS: 512, Lane.APP102: 256, Lane.DEVICES: 512}
-_DEFAULT_BATCH = {Lane.SOS: 128, Lane.UNITS: 256, Lane.APP102: 32, Lane.DEVICES: 256}
+_DEFAULT_BATCH = {Lane.SOS: 128, Lane.UNITS: 256, Lane.APP102: 8, Lane.DEVICES: 256}
 """A 102 batch is small: an SOS press arriving meanwhile waits for at most one such batch."""
 
 
