@@ -81,6 +81,8 @@ class ChaosConfig:
     buttons: int = 20
     kill_every_s: float = 5.0
     """Mean time between SIGKILLs, counted from the moment the restarted service is up."""
+    min_kills: int = 0
+    """Keep killing after the last press until this many kills (the short form needs a few)."""
     broker_restart_at: float = 0.35
     broker_down_s: float = 2.0
     db_outage_at: float = 0.6
@@ -614,6 +616,41 @@ def count_stored(db_url: str, prefix: str) -> int | None:
         return None
 
 
+@dataclass
+class Tally:
+    """What the database and the buttons' acks say about the presses that were sent."""
+
+    stored: int
+    unique_stored: int
+    acknowledged: int
+    duplicates: int
+    lost: list[str]
+    duplicated: list[str]
+    unexpected: int
+    ack_alert_id_mismatches: int
+
+    @classmethod
+    def of(cls, sent: set[str], rows: list[tuple[str, int]], acks: dict[str, int | None]) -> Tally:
+        """Count ``rows`` (``(event_id, alert id)`` per stored alert) against ``sent`` and ``acks``.
+
+        ``acks`` maps each event with an ``accepted`` ack to the alert id the ack named.
+        """
+        per_event = Counter(e for e, _ in rows)
+        alerts_of: dict[str, set[int]] = {}
+        for event_id, alert_id in rows:
+            alerts_of.setdefault(event_id, set()).add(alert_id)
+        return cls(
+            stored=len(rows),
+            unique_stored=len(per_event),
+            acknowledged=len(acks.keys() & sent),
+            duplicates=sum(n - 1 for n in per_event.values()),
+            lost=sorted(sent - per_event.keys()),
+            duplicated=sorted(e for e, n in per_event.items() if n > 1),
+            unexpected=len(per_event.keys() - sent),
+            ack_alert_id_mismatches=sum(1 for e, a in acks.items() if e in alerts_of and a not in alerts_of[e]),
+        )
+
+
 # -- the run --------------------------------------------------------------------------------
 
 
@@ -775,6 +812,11 @@ class Chaos:
         finally:
             self.pause_killing.clear()
 
+    def _await_kills(self, n: int, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.service.counts["kills"] < n and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     # drain and count -------------------------------------------------------------------------
 
     def drain(self) -> float:
@@ -801,27 +843,19 @@ class Chaos:
         return time.monotonic() - start
 
     def count(self, send_s: float, drain_s: float) -> ChaosResult:
-        rows = stored_events(self.db.url, self.prefix)
-        per_event = Counter(e for e, _ in rows)
-        alert_of = dict(rows)
         sent = {p.event_id for p in self.buttons.presses.values() if confirmed(p)}
-        accepted = self.buttons.accepted()
-        mismatches = self.buttons.counts["ack_alert_id_mismatches"] + sum(
-            1 for e, a in self.buttons.ack_alert_ids().items() if e in alert_of and alert_of[e] != a
-        )
-        lost = sorted(sent - per_event.keys())
-        duplicated = sorted(e for e, n in per_event.items() if n > 1)
+        tally = Tally.of(sent, stored_events(self.db.url, self.prefix), self.buttons.ack_alert_ids())
         return ChaosResult(
             db=self.config.db,
             sent=len(sent),
-            stored=len(rows),
-            unique_stored=len(per_event),
-            acknowledged=len(accepted & sent),
-            duplicates=sum(n - 1 for n in per_event.values()),
-            lost=len(lost),
-            unexpected=len(per_event.keys() - sent),
+            stored=tally.stored,
+            unique_stored=tally.unique_stored,
+            acknowledged=tally.acknowledged,
+            duplicates=tally.duplicates,
+            lost=len(tally.lost),
+            unexpected=tally.unexpected,
             rejected_acks=self.buttons.counts["rejected_acks"],
-            ack_alert_id_mismatches=mismatches,
+            ack_alert_id_mismatches=self.buttons.counts["ack_alert_id_mismatches"] + tally.ack_alert_id_mismatches,
             publishes=self.buttons.counts["publishes"],
             republishes=self.buttons.counts["republishes"],
             ack_messages=self.buttons.counts["ack_messages"],
@@ -837,8 +871,8 @@ class Chaos:
             drain_s=round(drain_s, 1),
             rate_hz=self.config.rate,
             buttons=self.config.buttons,
-            lost_sample=lost[:20],
-            duplicate_sample=duplicated[:20],
+            lost_sample=tally.lost[:20],
+            duplicate_sample=tally.duplicated[:20],
             timeline=list(self.clock.events),
         )
 
@@ -857,6 +891,7 @@ class Chaos:
         threads[0].join()
         send_s = time.monotonic() - t0
         threads[1].join()
+        self._await_kills(self.config.min_kills)
         self.stop_killing.set()
         killer.join()
         if self.errors:
