@@ -133,6 +133,7 @@ class ChaosResult:
     db_outages: int
     store_errors_logged: int
     redeliveries_logged: int
+    start_failures_logged: int
     send_s: float
     total_s: float
     drain_s: float
@@ -376,6 +377,7 @@ _LOG_COUNTERS = {
     "store_errors": re.compile(r"store unavailable"),
     "redeliveries": re.compile(r"redelivery of event"),
     "rejections": re.compile(r"rejected message on"),
+    "start_failures": re.compile(r"qorgau serve: error"),
 }
 
 
@@ -761,7 +763,7 @@ class Chaos:
         while not self.stop_killing.is_set():
             self.service.ready.wait(1.0)
             if not self.service.alive():
-                self._restart_after_exit()
+                self.supervise()
                 continue
             if not self.service.ready.is_set():
                 continue
@@ -772,6 +774,11 @@ class Chaos:
             self.service.kill()
             self.clock.mark(f"SIGKILL service (kill {self.service.counts['kills']})")
             self.service.start()
+
+    def supervise(self) -> None:
+        """Start the service again if it exited by itself (not by our SIGKILL)."""
+        if not self.service.alive():
+            self._restart_after_exit()
 
     def _restart_after_exit(self) -> None:
         code = self.service.proc.returncode if self.service.proc else None
@@ -822,11 +829,9 @@ class Chaos:
     def drain(self) -> float:
         """Wait until every press is stored and acknowledged, or nothing moves for a minute."""
         start = time.monotonic()
-        if not self.service.alive():
-            self.service.start()
-        self.service.ready.wait(120)
         last_progress, last = time.monotonic(), (-1, -1)
         while time.monotonic() - start < self.config.drain_timeout_s:
+            self.supervise()
             self.buttons.republish_overdue()
             stored = count_stored(self.db.url, self.prefix)
             acked = len(self.buttons.accepted())
@@ -866,6 +871,7 @@ class Chaos:
             db_outages=self.counts["db_outages"],
             store_errors_logged=self.service.counts["store_errors"],
             redeliveries_logged=self.service.counts["redeliveries"],
+            start_failures_logged=self.service.counts["start_failures"],
             send_s=round(send_s, 1),
             total_s=round(self.clock.now(), 1),
             drain_s=round(drain_s, 1),
@@ -933,7 +939,8 @@ def render(figures: dict[str, Any]) -> list[str]:
         f"| {f['db']} | {f['sent']:,} | {f['stored']:,} | {f['acknowledged']:,} | {f['duplicates']} | {f['lost']} |",
         "",
         f"{f['buttons']} buttons at {f['rate_hz']:g} presses/s for {f['send_s']:.0f} s; meanwhile the service was "
-        f"killed with SIGKILL {f['kills']} times ({f['service_starts']} starts), Mosquitto restarted "
+        f"killed with SIGKILL {f['kills']} times ({f['service_starts']} starts, {f['service_exits']} of them ended by "
+        f"themselves, e.g. started while the broker was down), Mosquitto restarted "
         f"{f['broker_restarts']} time(s) and the database made unavailable {f['db_outages']} time(s) "
         f"({f['store_errors_logged']} store errors logged by the service, which backed off and acknowledged nothing "
         f"meanwhile). {f['redeliveries_logged']} redelivered presses were recognised by event id and acknowledged "
