@@ -134,6 +134,7 @@ class ChaosResult:
     store_errors_logged: int
     redeliveries_logged: int
     start_failures_logged: int
+    bridge_keepalive_drops: int
     send_s: float
     total_s: float
     drain_s: float
@@ -287,6 +288,15 @@ class Broker:
         if self.proc is not None:
             stop_process(self.proc)
             self.proc = None
+
+    def keepalive_drops(self, client_id: str) -> int:
+        """How often the broker's log says it dropped ``client_id`` for silence (keepalive)."""
+        log_file = self.folder / "mosquitto.log"
+        if not log_file.is_file():
+            return 0
+        needle = f"Client {client_id} has exceeded timeout"
+        with log_file.open(errors="replace") as f:
+            return sum(needle in line for line in f)
 
     def restart(self, down_s: float) -> None:
         self.stop()
@@ -872,6 +882,7 @@ class Chaos:
             store_errors_logged=self.service.counts["store_errors"],
             redeliveries_logged=self.service.counts["redeliveries"],
             start_failures_logged=self.service.counts["start_failures"],
+            bridge_keepalive_drops=self.broker.keepalive_drops(CLIENT_ID),
             send_s=round(send_s, 1),
             total_s=round(self.clock.now(), 1),
             drain_s=round(drain_s, 1),
@@ -944,7 +955,7 @@ def render(figures: dict[str, Any]) -> list[str]:
         f"{f['broker_restarts']} time(s) and the database made unavailable {f['db_outages']} time(s) "
         f"({f['store_errors_logged']} store errors logged by the service, which backed off and acknowledged nothing "
         f"meanwhile). {f['redeliveries_logged']} redelivered presses were recognised by event id and acknowledged "
-        f"again; the buttons published {f['publishes']:,} times ({f['republishes']} republished after "
+        f"again (the broker dropped the bridge {f.get('bridge_keepalive_drops', 'n/a')} times for keepalive); the buttons published {f['publishes']:,} times ({f['republishes']} republished after "
         f"no PUBACK), received {f['ack_messages']:,} acks, {f['rejected_acks']} rejected, "
         f"{f['ack_alert_id_mismatches']} naming another alert than the stored one. Drained "
         f"{f['drain_s']:.0f} s after the last fault; {f['total_s']:.0f} s in all.",
@@ -971,6 +982,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` tears the broker and service down too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ChaosConfig(
         sent=args.sent,

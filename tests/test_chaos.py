@@ -83,3 +83,4 @@ def test_benchmarks_md_renders_a_stored_chaos_run(tmp_path: Path, monkeypatch: p
     assert "| sqlite | 20,000 | 20,000 | 20,000 | 0 | 0 |" in text
     assert "**met**" in text
     assert "**not met**" in "\n".join(render({**figures, "lost": 1, "stored": 19999, "unique_stored": 19999}))
+
