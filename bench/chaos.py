@@ -290,13 +290,13 @@ class Broker:
             self.proc = None
 
     def keepalive_drops(self, client_id: str) -> int:
-        """How often the broker's log says it dropped ``client_id`` for silence (keepalive)."""
+        """How often the broker's log says it dropped ``client_id`` (or its per-lane ids) for silence."""
         log_file = self.folder / "mosquitto.log"
         if not log_file.is_file():
             return 0
-        needle = f"Client {client_id} has exceeded timeout"
+        pattern = re.compile(rf"Client {re.escape(client_id)}\S* has exceeded timeout")  # one client per lane
         with log_file.open(errors="replace") as f:
-            return sum(needle in line for line in f)
+            return sum(bool(pattern.search(line)) for line in f)
 
     def restart(self, down_s: float) -> None:
         self.stop()
