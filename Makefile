@@ -20,6 +20,7 @@ LOCK_FLAGS  := --extra test --extra bench --python-version 3.11 --python-platfor
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
 BENCH_ARGS  ?=
+CHAOS_ARGS  ?=
 
 # `make test QORGAU_MQTT_PORT=18830` (or QORGAU_PG_PORT=...) runs the suite against services on
 # those ports: ensure-services starts a broker there from deploy/mosquitto.conf, and the tests
@@ -51,7 +52,7 @@ export UV_LINK_MODE ?= copy
 STAMP_KEY := $(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP     := $(VENV)/.qorgau-installed-$(STAMP_KEY)
 
-.PHONY: help venv install lock lock-upgrade check-lock services browser stop-services test demo bench clean distclean
+.PHONY: help venv install lock lock-upgrade check-lock services browser stop-services test demo bench chaos clean distclean
 
 help:
 	@echo "make install        .venv (Python 3.11) + uv + pinned deps from $(LOCK) + qorgau (editable)"
@@ -65,6 +66,7 @@ help:
 	@echo "make test           install + services + the whole pytest suite (PYTEST_ARGS=...)"
 	@echo "make demo           install + services + qorgau demo (DEMO_ARGS=...)"
 	@echo "make bench          install + services + python -m bench, which writes BENCHMARKS.md"
+	@echo "make chaos          install + services + python -m bench.chaos: 20,000 presses through kills and outages (CHAOS_ARGS=...)"
 	@echo "make clean          remove caches, build output and var/ (stops our broker first)"
 	@echo "make distclean      clean + remove .venv"
 
@@ -135,6 +137,11 @@ demo: install services
 
 bench: install services browser
 	$(VPY) -m bench $(BENCH_ARGS)
+
+# Its own Mosquitto and (with --db postgres) its own PostgreSQL cluster, on free ports; writes
+# bench/results/chaos.json and BENCHMARKS.md, and fails if a press was lost or stored twice.
+chaos: install services
+	$(VPY) -m bench.chaos $(CHAOS_ARGS)
 
 # --- Cleaning --------------------------------------------------------------------------------
 

@@ -236,6 +236,14 @@ def render() -> str:
         body = render_map(mp_["figures"])
         lines += [body[0], "", f"Measured {mp_['measured_at']} with `{mp_['command']}` on {m['cpu']} ({m['cores']} cores, "
                   f"load {m['load_average_at_start'][0]:.2f}). See `bench/map.py` for the method.", *body[1:]]  # fmt: skip
+    ch = parts.get("chaos")
+    if ch:
+        from bench.chaos import render as render_chaos
+
+        m = ch["machine"]
+        body = render_chaos(ch["figures"])
+        lines += [body[0], "", f"Measured {ch['measured_at']} with `{ch['command']}` on {m['cpu']} ({m['cores']} cores, "
+                  f"load {m['load_average_at_start'][0]:.2f}). See `bench/chaos.py` for the method.", *body[1:]]  # fmt: skip
     return "\n".join(lines)
 
 
