@@ -70,6 +70,7 @@ def _service_process(settings_json: str, ready, stop, results) -> None:
         "rss_peak_mib": round(peak["rss_mib"], 1),
         "max_queue_depth": peak["depth"],
         "queue_limit": {lane.value: n for lane, n in service.bridge.queue_limit.items()},
+        "holds": stats.holds,
         "shed": stats.shed,
         "restarts": stats.restarts,
         "stored": {"sos": sum(a.source.value == "sos" for a in alerts), "app102": sum(a.source.value == "app102" for a in alerts)},
@@ -250,7 +251,8 @@ def render(f: dict) -> list[str]:
         f"{bs['distinct_events']} distinct events (**{'each once' if bs['stored']['sos'] == bs['distinct_events'] == b['sent'] else 'NOT each once'}**). "
         f"Service memory {bs['rss_start_mib']} MiB before, {bs['rss_peak_mib']} MiB at the peak; largest queue per lane "
         f"{bs['max_queue_depth']} against the caps {bs['queue_limit']} (**{'bounded' if within else 'over the cap'}**); "
-        f"{bs['shed']} messages left to the broker while a queue was full, {bs['restarts']} lane reconnects to fetch them.",
+        f"{bs.get('holds', 0)} times a lane stopped reading its socket while its queue was full; "
+        f"{bs['shed']} messages read beyond a cap and left to the broker, {bs['restarts']} lane reconnects to fetch them.",
         "",
         f"**Flood:** SOS presses at {fl['rate_hz']:.0f}/s, press -> accepted ack, alone and while another process floods "
         f"102 reports ({fl['reports_sent']} sent in {fl['duration_s']:.0f} s; the service stored {fs['stored']['app102']} of them by the end):",

@@ -23,9 +23,11 @@ press back. Each lane has its own MQTT connection whose Receive Maximum caps how
 messages the broker hands it, which leaves the backlog at the broker and keeps a full 102 window
 from blocking the SOS connection. Mosquitto 2.0 honours that window only at first (measured: with
 a window of 8 it later handed over 312 of 400 unacknowledged messages), so each queue also has a
-hard cap of its own: a message beyond it is left unacknowledged (the broker keeps it), and once the
-queue has drained the lane reconnects, which makes the broker send every unacknowledged message
-again. Memory stays bounded whatever the burst, and nothing is lost.
+hard cap of its own. While a lane's queue is at its cap, its connection stops reading the socket
+(TCP flow control: the broker keeps the backlog and nothing is parsed for nothing), for at most a
+third of the keep-alive; after that a message beyond the cap is read but left unacknowledged (the
+broker keeps it), and once the queue has drained the lane reconnects, which makes the broker send
+every unacknowledged message again. Memory stays bounded whatever the burst, and nothing is lost.
 
 A PUBACK is only sent on the connection (and connection attempt, the *epoch*) that delivered the
 message: after a reconnect, the broker redelivers what was not acknowledged, and an old packet id
@@ -39,11 +41,12 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -102,9 +105,10 @@ class BridgeStats:
         Whether each lane's connection is up and subscribed.
     batches, store_retries
         Batches served; attempts again after a store error.
-    shed, restarts
-        Messages left unacknowledged (kept by the broker) because their lane's queue was full; lane
-        reconnects that had the broker send them again.
+    holds, shed, restarts
+        Times a lane stopped reading because its queue was full; messages left unacknowledged
+        (kept by the broker) because their lane's queue was full; lane reconnects that had the
+        broker send them again.
     latency_buckets, latency_count, latency_sum_s
         Receive -> acknowledged latency histogram (cumulative counts per bound of
         :data:`LATENCY_BUCKETS_S`, then +Inf).
@@ -121,6 +125,7 @@ class BridgeStats:
     connected: dict[str, bool]
     batches: int
     store_retries: int
+    holds: int
     shed: int
     restarts: int
     latency_buckets: tuple[int, ...]
@@ -128,6 +133,22 @@ class BridgeStats:
     latency_sum_s: float
     last_processed_age_s: float | None
     store_waiting: bool
+
+
+class _HoldingClient(mqtt.Client):
+    """A paho client whose network thread can stop reading while its lane's queue is full.
+
+    Writing (PUBACKs, acks, pings) goes on; only reading waits, so TCP flow control holds the
+    broker back. ``hold`` is asked before every read.
+    """
+
+    hold: Callable[[], bool] | None = None
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        if self.hold is not None and self.hold():
+            time.sleep(0.002)  # the socket stays readable: do not spin
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super().loop_read(max_packets)
 
 
 class _Connection:
@@ -139,7 +160,10 @@ class _Connection:
         self.client_id = client_id
         self.filters = bridge.topics.lane_subscriptions(lane)
         self.receive_maximum = receive_maximum
-        self.client = new_client(bridge.address, client_id=client_id, manual_ack=True)
+        self.client = new_client(bridge.address, client_id=client_id, manual_ack=True, client_class=_HoldingClient)
+        self.client.hold = self._hold
+        self._held_since: float | None = None
+        self.holds = 0
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
@@ -176,6 +200,19 @@ class _Connection:
             msg = f"cannot reach the MQTT broker at {self.bridge.address}: {e}"
             raise ConnectionError(msg) from e
         self.client.loop_start()
+
+    def _hold(self) -> bool:
+        """Whether to leave the socket unread now: the lane's queue is full, for a short while."""
+        if len(self.bridge._queues[self.lane]) < self.bridge.queue_limit[self.lane]:
+            self._held_since = None
+            return False
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+            self.holds += 1
+        # Past a third of the keep-alive, read (and leave beyond the cap to the broker) so that
+        # PINGRESPs get through and neither side drops the connection.
+        return now - self._held_since < self.bridge.keepalive_s / 3
 
     def restart(self) -> None:
         """Reconnect (same session), so the broker sends again what was left unacknowledged."""
@@ -438,6 +475,7 @@ class MqttBridge:
                 connected={lane.value: conn.is_up() for lane, conn in self._conns.items()},
                 batches=self._batches,
                 store_retries=self._store_retries,
+                holds=sum(conn.holds for conn in self._conns.values()),
                 shed=self._shed,
                 restarts=self._restarts,
                 latency_buckets=tuple(cumulative),

@@ -77,9 +77,11 @@ def set_tcp_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         log.debug("could not set TCP_NODELAY on %r: %s", sock, e)
 
 
-def new_client(address: BrokerAddress, *, client_id: str = "", manual_ack: bool = False) -> mqtt.Client:
-    """A paho MQTT 5 client for ``address`` with TCP_NODELAY, credentials and TLS set up."""
-    client = mqtt.Client(
+def new_client(
+    address: BrokerAddress, *, client_id: str = "", manual_ack: bool = False, client_class: type[mqtt.Client] = mqtt.Client
+) -> mqtt.Client:
+    """A paho MQTT 5 client (of ``client_class``) for ``address`` with TCP_NODELAY, credentials and TLS set up."""
+    client = client_class(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,

@@ -5,6 +5,7 @@ Metrics (read from :meth:`MqttBridge.stats` at scrape time)::
     qorgau_mqtt_messages_received_total{route}   messages received, by route
     qorgau_mqtt_acknowledged_total               PUBACKs sent (the message is done with)
     qorgau_mqtt_unacknowledged_reconnect_total   processed after their connection dropped (redelivered)
+    qorgau_mqtt_holds_total                      times a lane stopped reading because its queue was full
     qorgau_mqtt_shed_total                       left to the broker because a lane's queue was full
     qorgau_mqtt_queue_depth{lane}                messages waiting per lane
     qorgau_mqtt_connected{lane}                  1 when the lane's connection is up and subscribed
@@ -51,6 +52,8 @@ class BridgeCollector(Collector):
         yield CounterMetricFamily("qorgau_mqtt_unacknowledged_reconnect",
                                   "Processed after their connection dropped; the broker redelivers them.",
                                   value=s.unacknowledged_reconnect)
+        yield CounterMetricFamily("qorgau_mqtt_holds", "Times a lane stopped reading because its queue was full.",
+                                  value=s.holds)
         yield CounterMetricFamily("qorgau_mqtt_shed", "Left to the broker because a lane's queue was full.",
                                   value=s.shed)
         depth = GaugeMetricFamily("qorgau_mqtt_queue_depth", "Messages waiting per lane.", labels=["lane"])
