@@ -16,12 +16,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from map_support import CHROMIUM, CHROMIUM_ARGS
 from support import Probe
 
 from dispatch import Device, DeviceSite, Role, Store, Unit, User, load_devices, load_units, write_devices, write_units
@@ -29,6 +31,9 @@ from geo import Router, StreetNetwork, generate_city
 from mqtt_bridge import parse_mqtt_url
 from qorgau import QorgauService, Settings
 from qorgau.demo import seed_registry
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Playwright
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -224,3 +229,39 @@ def start_service(
 @pytest.fixture
 def running(start_service: Callable[[], Running]) -> Running:
     return start_service()
+
+
+# -- headless Chromium (the map's browser tests) ---------------------------------------------
+# One Playwright and one browser per session, here so that every browser test module shares
+# them: two sync_playwright() instances in one thread refuse to start.
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Exception as e:  # noqa: BLE001 - say what to install
+        pytest.fail(f"cannot start {CHROMIUM} ({e}): install Debian's chromium and chromium-driver (make test does)", pytrace=False)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+

@@ -14,40 +14,13 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import Registry, Running
 from map_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, add_user
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 from support import Probe, report_payload, sos_payload
 
 # The browser tests need one database, not both: the server side runs on both in test_map_live.py.
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 JWT_SECRET = "map-browser-tests-secret-0123456789abcdef"
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    try:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Exception as e:  # noqa: BLE001 - say what to install
-        pytest.fail(f"cannot start {CHROMIUM} ({e}): install Debian's chromium and chromium-driver (make test does)", pytrace=False)
-    yield browser
-    browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
 
 
 def _sign_in(page: Page, base_url: str, username: str, *, lang: str = "ru") -> None:

@@ -9,7 +9,7 @@ from conftest import Running
 from map_support import add_user
 from playwright.sync_api import Page
 from support import Probe, now_rfc3339
-from test_map_browser import _shot, _sign_in, browser, page, playwright  # noqa: F401 - the fixtures
+from test_map_browser import _shot, _sign_in
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
