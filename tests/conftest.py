@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -30,11 +31,22 @@ from mqtt_bridge import parse_mqtt_url
 from qorgau import QorgauService, Settings
 from qorgau.demo import seed_registry
 
+# Property-based tests (hypothesis): bounded so the suite stays fast; `HYPOTHESIS_PROFILE=thorough`
+# runs ten times as many examples.
+settings.register_profile(
+    "qorgau", max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("thorough", parent=settings.get_profile("qorgau"), max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qorgau"))
+
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 ADMIN_TOKEN = "test-bootstrap-admin-token-0123456789"
 """The bootstrap admin token every test service accepts (QORGAU_ADMIN_TOKEN)."""
+
+JWT_SECRET = "k3Xq9vN2-tests-only-7hPz4Lw8Rb6Ym1Tc"
+"""The token signing key of test services (``qorgau serve`` refuses to start without one)."""
 
 FAR_DEVICE = "far-1"
 """A registered SOS button about 5 km outside the generated city: outside the service area."""
@@ -204,7 +216,7 @@ def start_service(
             units=registry.units_path,
             devices=registry.devices_path,
             host="127.0.0.1",
-            **{"port": 0, **overrides},  # a restart may ask for the port it had
+            **{"port": 0, "jwt_secret": JWT_SECRET, **overrides},  # a restart may ask for the port it had
         )
         service = QorgauService(settings, network=city).start()
         token = service.auth.issue(User("test-dispatcher", Role.DISPATCHER))
