@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field, field_validator
 
+from dispatch.hardening import RequestBody
 from patrol_planner import Booth, WalkGraph
 from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS
 
@@ -36,14 +37,14 @@ _FILE = re.compile(r"^(plan\.(html|md|csv)|routes\.geojson|summary\.json|patrol_
 MAX_INCIDENTS_BYTES = 50 * 1024 * 1024
 
 
-class BoothIn(BaseModel):
+class BoothIn(RequestBody):
     id: str = Field(min_length=1, max_length=100)
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     name: str = ""
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(RequestBody):
     """What to plan. Incidents come inline, as CSV text or a GeoJSON FeatureCollection."""
 
     incidents_csv: str | None = Field(None, description="CSV text in a layout `qorgau plan` recognises")
