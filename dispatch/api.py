@@ -46,7 +46,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from dispatch.auth import Authenticator, Principal, hash_password, require_role, verify_password
 from dispatch.domain import Alert, AlertStatus, Assignment, Role, Unit, UnitKind, UnitStatus, User
-from dispatch.hardening import AlertIdPath, BoundedId, HttpHardening, RequestBody, install_hardening
+from dispatch.hardening import MAX_ID, AlertIdPath, BoundedId, HttpHardening, RequestBody, install_hardening
 from dispatch.lifecycle import OPEN
 from dispatch.reports import Districts, summarize, to_csv
 from dispatch.service import Conflict, DispatchService, NotFound
@@ -260,6 +260,32 @@ class UserIn(RequestBody):
     unit_id: str | None = None
 
 
+class ErrorOut(BaseModel):
+    """An error: what was wrong (a list of field errors for request validation)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+class ConflictOut(ErrorOut):
+    """The state machine refused: ``current`` is the alert's state now."""
+
+    current: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body could not be read (not JSON, or not the declared encoding)"},
+    401: {"model": ErrorOut, "description": "not signed in, or the token is invalid or expired"},
+    403: {"model": ErrorOut, "description": "the role may not do this"},
+    404: {"model": ErrorOut, "description": "no such alert, unit, user or plan"},
+    409: {"model": ConflictOut, "description": "the alert's or unit's state does not allow this now"},
+    413: {"model": ErrorOut, "description": "request body over the limit (QORGAU_MAX_REQUEST_BYTES)"},
+    422: {"model": ErrorOut, "description": "invalid input"},
+    429: {"model": ErrorOut, "description": "too many failed sign-ins (Retry-After says how long to wait)"},
+    503: {"model": ErrorOut, "description": "the database is unavailable"},
+}
+"""Declared on every operation (OpenAPI): the errors any route may answer."""
+
+
 def _service(request: Request) -> DispatchService:
     return request.app.state.service  # type: ignore[no-any-return]
 
@@ -314,7 +340,7 @@ def create_app(
     hardening
         Body size limit, CORS origins, login throttle (:mod:`dispatch.hardening`); by default closed.
     """
-    app = FastAPI(title=title)
+    app = FastAPI(title=title, responses=ERROR_RESPONSES)
     app.state.service = service
     app.state.auth = auth or Authenticator()
     extra_checks = dict(checks or {})
@@ -355,7 +381,7 @@ def create_app(
     def list_alerts(
         service: ServiceDep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,  # larger: 500 from PostgreSQL's bigint (schemathesis)
         sort: Literal["priority", "newest"] = "priority",
         state: Annotated[str, Query(description="open, all, or one state")] = "all",
     ) -> list[AlertOut]:
@@ -454,7 +480,8 @@ def create_app(
 
     # reports and audit --------------------------------------------------------------------
 
-    @app.get("/api/reports/response-times", response_model=None, dependencies=[Depends(REPORTERS)])
+    @app.get("/api/reports/response-times", response_model=None, dependencies=[Depends(REPORTERS)],
+             responses={200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the report"}})
     def response_times(
         service: ServiceDep,
         from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
