@@ -103,6 +103,14 @@ def run_burst(url: str, quick: bool) -> dict:
     return run(url, quick)
 
 
+def run_hostile(url: str, quick: bool) -> dict:
+    from bench.hostile import run
+
+    n = 10_000 if quick else 100_000
+    logging.info("hostile: %d generated messages through %s", n, url)
+    return run(url, n=n)
+
+
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
@@ -244,12 +252,20 @@ def render() -> str:
         body = render_chaos(ch["figures"])
         lines += [body[0], "", f"Measured {ch['measured_at']} with `{ch['command']}` on {m['cpu']} ({m['cores']} cores, "
                   f"load {m['load_average_at_start'][0]:.2f}). See `bench/chaos.py` for the method.", *body[1:]]  # fmt: skip
+    ho = parts.get("hostile")
+    if ho:
+        from bench.hostile import render as render_hostile
+
+        m = ho["machine"]
+        body = render_hostile(ho["figures"])
+        lines += [body[0], "", f"Measured {ho['measured_at']} with `{ho['command']}` on {m['cpu']} ({m['cores']} cores, "
+                  f"load {m['load_average_at_start'][0]:.2f}).", *body[1:]]  # fmt: skip
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["routing", "mqtt", "burst", "planner", "map"], action="append", help="run only these parts")
+    parser.add_argument("--only", choices=["routing", "mqtt", "burst", "planner", "map", "hostile"], action="append", help="run only these parts")
     parser.add_argument("--quick", action="store_true", help="fewer alerts (a smoke run, not for the record)")
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--rate", type=float, default=100.0, help="MQTT messages per second")
@@ -260,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt", "burst", "planner", "map"]
+    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile"]
     if not args.render_only:
         if "routing" in parts:
             t = time.time()
@@ -278,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
             t = time.time()
             save("map", run_map(args.quick), command)
             logging.info("map done in %.0f s", time.time() - t)
+        if "hostile" in parts:
+            t = time.time()
+            save("hostile", run_hostile(args.mqtt, args.quick), command)
+            logging.info("hostile done in %.0f s", time.time() - t)
     (ROOT / "BENCHMARKS.md").write_text(render())
     logging.info("wrote %s", ROOT / "BENCHMARKS.md")
     return 0

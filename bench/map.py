@@ -25,6 +25,7 @@ import math
 import multiprocessing as mp
 import os
 import random
+import secrets
 import tempfile
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from pydantic import SecretStr
 
 from dispatch import write_devices, write_units
 from geo import Router, generate_city
@@ -102,6 +104,7 @@ def _service_process(settings_json: str, nodes: int, seed: int, preload: int, ou
     from qorgau.simulate import random_street_point
 
     settings = Settings.model_validate_json(settings_json)
+    settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))})  # never leaves this process
     service = QorgauService(settings, network=generate_city(nodes, seed=seed)).start()
     service.store.add_user(User("bench", Role.DISPATCHER), hash_password(PASSWORD), actor="bench")
     rng = random.Random(seed)

@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing as mp
 import tempfile
+import secrets
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from pydantic import SecretStr
 
 from dispatch import Device, DeviceSite, write_devices
 from geo import Router, generate_city
@@ -129,6 +131,7 @@ def bare_round_trip(url: str, rate_hz: float, duration_s: float) -> dict:
 def _service_process(settings_json: str, nodes: int, ready, stop, results) -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = Settings.model_validate_json(settings_json)
+    settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))})  # never leaves this process
     service = QorgauService(settings, network=generate_city(nodes, seed=3)).start()
     ready.set()
     stop.wait()

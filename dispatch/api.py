@@ -46,6 +46,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from dispatch.auth import Authenticator, Principal, hash_password, require_role, verify_password
 from dispatch.domain import Alert, AlertStatus, Assignment, Role, Unit, UnitKind, UnitStatus, User
+from dispatch.hardening import MAX_ID, AlertIdPath, BoundedId, HttpHardening, RequestBody, install_hardening
 from dispatch.lifecycle import OPEN
 from dispatch.reports import Districts, summarize, to_csv
 from dispatch.service import Conflict, DispatchService, NotFound
@@ -214,7 +215,7 @@ HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 UnitId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/+#\s]+$")]
 
 
-class UnitIn(BaseModel):
+class UnitIn(RequestBody):
     id: UnitId
     kind: UnitKind
     name: str = Field(min_length=1, max_length=256)
@@ -225,7 +226,7 @@ class UnitIn(BaseModel):
     staff_to: HHMM | None = None
 
 
-class UnitPatch(BaseModel):
+class UnitPatch(RequestBody):
     name: str | None = Field(None, min_length=1, max_length=256)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
@@ -233,30 +234,56 @@ class UnitPatch(BaseModel):
     staff_to: HHMM | None = None
 
 
-class StatusIn(BaseModel):
+class StatusIn(RequestBody):
     status: Literal["available", "en_route", "on_scene", "off_duty", "offline"]
-    alert_id: int | None = None
+    alert_id: BoundedId | None = None
 
 
-class AssignIn(BaseModel):
+class AssignIn(RequestBody):
     unit_id: str
     reason: str | None = Field(None, max_length=2000)
 
 
-class TransitionIn(BaseModel):
+class TransitionIn(RequestBody):
     status: Literal["en_route", "on_scene", "closed", "cancelled", "false_alarm"]
     reason: str | None = Field(None, max_length=2000)
 
 
-class AckIn(BaseModel):
-    alert_id: int
+class AckIn(RequestBody):
+    alert_id: BoundedId
 
 
-class UserIn(BaseModel):
+class UserIn(RequestBody):
     username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)
     role: Role
     unit_id: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """An error: what was wrong (a list of field errors for request validation)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+class ConflictOut(ErrorOut):
+    """The state machine refused: ``current`` is the alert's state now."""
+
+    current: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body could not be read (not JSON, or not the declared encoding)"},
+    401: {"model": ErrorOut, "description": "not signed in, or the token is invalid or expired"},
+    403: {"model": ErrorOut, "description": "the role may not do this"},
+    404: {"model": ErrorOut, "description": "no such alert, unit, user or plan"},
+    409: {"model": ConflictOut, "description": "the alert's or unit's state does not allow this now"},
+    413: {"model": ErrorOut, "description": "request body over the limit (QORGAU_MAX_REQUEST_BYTES)"},
+    422: {"model": ErrorOut, "description": "invalid input"},
+    429: {"model": ErrorOut, "description": "too many failed sign-ins (Retry-After says how long to wait)"},
+    503: {"model": ErrorOut, "description": "the database is unavailable"},
+}
+"""Declared on every operation (OpenAPI): the errors any route may answer."""
 
 
 def _service(request: Request) -> DispatchService:
@@ -283,6 +310,7 @@ def create_app(
     supervisor: DeviceSupervisor | None = None,
     probes: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
     collectors: Sequence[Collector] = (),
+    hardening: HttpHardening | None = None,
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`DispatchService`.
 
@@ -309,11 +337,14 @@ def create_app(
         Language and basemap of the live map (``/map``); by default Russian over the city's streets.
     supervisor
         Supervises the SOS buttons (``/api/devices``, ``/api/device-events``, offline buttons on the map).
+    hardening
+        Body size limit, CORS origins, login throttle (:mod:`dispatch.hardening`); by default closed.
     """
-    app = FastAPI(title=title)
+    app = FastAPI(title=title, responses=ERROR_RESPONSES)
     app.state.service = service
     app.state.auth = auth or Authenticator()
     extra_checks = dict(checks or {})
+    install_hardening(app, hardening)  # size limit, CORS, security headers, login throttle
 
     @app.exception_handler(StoreError)
     def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
@@ -331,12 +362,16 @@ def create_app(
 
     @app.post("/api/token")
     def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], service: ServiceDep, request: Request) -> dict[str, str]:
+        client = request.client.host if request.client else "unknown"
+        request.app.state.login_throttle.check(client, form.username)  # 429 after too many failures
         found = service.store.get_user(form.username)
         ok = found is not None and not found[0].disabled and verify_password(found[1], form.password)
         service.store.audit("login" if ok else "login_failed", actor=form.username,
                             after={"client": request.client.host if request.client else None})
         if not ok:
+            request.app.state.login_throttle.failed(client, form.username)
             raise HTTPException(status_code=401, detail="wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+        request.app.state.login_throttle.succeeded(client, form.username)
         assert found is not None
         return {"access_token": request.app.state.auth.issue(found[0]), "token_type": "bearer"}
 
@@ -346,7 +381,7 @@ def create_app(
     def list_alerts(
         service: ServiceDep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,  # larger: 500 from PostgreSQL's bigint (schemathesis)
         sort: Literal["priority", "newest"] = "priority",
         state: Annotated[str, Query(description="open, all, or one state")] = "all",
     ) -> list[AlertOut]:
@@ -363,31 +398,31 @@ def create_app(
         return [AlertOut.from_alert(a) for a in alerts]
 
     @app.get("/api/alerts/{alert_id}", response_model=AlertOut, dependencies=[Depends(READERS)])
-    def get_alert(alert_id: int, service: ServiceDep) -> AlertOut:
+    def get_alert(alert_id: AlertIdPath, service: ServiceDep) -> AlertOut:
         return AlertOut.from_alert(service.get_alert(alert_id), service.assignments(alert_id))
 
     @app.get("/api/alerts/{alert_id}/timeline", dependencies=[Depends(READERS)])
-    def timeline(alert_id: int, service: ServiceDep) -> dict[str, Any]:
+    def timeline(alert_id: AlertIdPath, service: ServiceDep) -> dict[str, Any]:
         service.get_alert(alert_id)
         return {"alert_id": alert_id, "entries": [e.to_json() for e in service.store.audit_entries(alert_id=alert_id)]}
 
     @app.post("/api/alerts/{alert_id}/assign", response_model=AlertOut)
-    def assign(alert_id: int, body: AssignIn, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
+    def assign(alert_id: AlertIdPath, body: AssignIn, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
         alert = service.assign(alert_id, body.unit_id, actor=who.actor, reason=body.reason)
         return AlertOut.from_alert(alert, service.assignments(alert_id))
 
     @app.post("/api/alerts/{alert_id}/transition", response_model=AlertOut)
     def transition(
-        alert_id: int, body: TransitionIn, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]
+        alert_id: AlertIdPath, body: TransitionIn, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]
     ) -> AlertOut:
         return AlertOut.from_alert(service.transition(alert_id, AlertStatus(body.status), actor=who.actor, reason=body.reason))
 
     @app.post("/api/alerts/{alert_id}/recommend", response_model=AlertOut)
-    def recommend(alert_id: int, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
+    def recommend(alert_id: AlertIdPath, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
         return AlertOut.from_alert(service.recommend_again(alert_id, actor=who.actor))
 
     @app.post("/api/alerts/{alert_id}/unlink", response_model=AlertOut)
-    def unlink(alert_id: int, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
+    def unlink(alert_id: AlertIdPath, service: ServiceDep, who: Annotated[Principal, Depends(DISPATCHER)]) -> AlertOut:
         return AlertOut.from_alert(service.unlink_duplicate(alert_id, actor=who.actor))
 
     # units --------------------------------------------------------------------------------
@@ -445,7 +480,8 @@ def create_app(
 
     # reports and audit --------------------------------------------------------------------
 
-    @app.get("/api/reports/response-times", response_model=None, dependencies=[Depends(REPORTERS)])
+    @app.get("/api/reports/response-times", response_model=None, dependencies=[Depends(REPORTERS)],
+             responses={200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the report"}})
     def response_times(
         service: ServiceDep,
         from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,

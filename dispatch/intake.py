@@ -7,15 +7,18 @@ needs an offset). :func:`parse_message` turns every failure into a :class:`Rejec
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from dispatch.ports import RejectReason
 
 __all__ = [
+    "MAX_ID",
     "App102Report",
+    "Text",
+    "Timestamp",
     "UnitAck",
     "UnitStatusReport",
     "Rejected",
@@ -24,7 +27,34 @@ __all__ = [
     "parse_message",
 ]
 
-EventId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def no_nul(value: str) -> str:
+    """Refuse a string with a NUL character: PostgreSQL cannot store one in a text column."""
+    if "\x00" in value:
+        msg = "must not contain a NUL character (\\u0000)"
+        raise ValueError(msg)
+    return value
+
+
+def in_utc_range(value: datetime) -> datetime:
+    """Refuse a time that has no UTC equivalent (e.g. ``0001-01-01T00:00:00+05:00``): it is stored in UTC."""
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError as e:
+        msg = "must lie between years 1 and 9999 in UTC"
+        raise ValueError(msg) from e
+    return value
+
+
+MAX_ID = 2**31 - 1
+"""The largest alert id (a PostgreSQL ``integer``); larger ones are refused, not looked up."""
+
+Text = Annotated[str, AfterValidator(no_nul)]
+"""A string field that PostgreSQL and SQLite can both store."""
+Timestamp = Annotated[AwareDatetime, AfterValidator(in_utc_range)]
+"""An RFC 3339 time with an offset that converts to UTC."""
+EventId = Annotated[Text, Field(min_length=1, max_length=128)]
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
 
@@ -57,7 +87,7 @@ class SosAlert(_Message):
     """``{root}/sos/{device_id}/alert``: an SOS button was pressed (or tested)."""
 
     event_id: EventId
-    ts: AwareDatetime
+    ts: Timestamp
     kind: Literal["press", "test"]
 
 
@@ -65,18 +95,18 @@ class App102Report(_Message):
     """``{root}/app102/report``: a citizen's report from the Police 102 app."""
 
     event_id: EventId
-    ts: AwareDatetime
+    ts: Timestamp
     lat: Latitude
     lon: Longitude
     accuracy_m: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-    category: Annotated[str, Field(min_length=1, max_length=64)]
-    text: Annotated[str, Field(max_length=4000)]
+    category: Annotated[Text, Field(min_length=1, max_length=64)]
+    text: Annotated[Text, Field(max_length=4000)]
 
 
 class UnitPosition(_Message):
     """``{root}/units/{unit_id}/position``: where a unit is now."""
 
-    ts: AwareDatetime
+    ts: Timestamp
     lat: Latitude
     lon: Longitude
 
@@ -84,16 +114,16 @@ class UnitPosition(_Message):
 class UnitStatusReport(_Message):
     """``{root}/units/{unit_id}/status``: what a unit is doing now."""
 
-    ts: AwareDatetime
+    ts: Timestamp
     status: Literal["available", "en_route", "on_scene", "off_duty", "offline"]
-    alert_id: Annotated[int, Field(ge=1)] | None = None
+    alert_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
 class UnitAck(_Message):
     """``{root}/units/{unit_id}/ack``: the unit confirms the order for ``alert_id``."""
 
-    ts: AwareDatetime
-    alert_id: Annotated[int, Field(ge=1)]
+    ts: Timestamp
+    alert_id: Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 M = TypeVar("M", bound=_Message)

@@ -420,10 +420,17 @@ def mount_live_map(app: FastAPI, service: DispatchService, options: MapOptions |
     ) -> Response:
         code = lang_of(lang)
         labels = map_catalogue(code)
+        client = request.client.host if request.client else None
+        throttle = request.app.state.login_throttle  # dispatch.hardening: shared with POST /api/token
+        wait = throttle.retry_after_s(client or "unknown", username)
+        if wait is not None:
+            page = render_login_page(labels=labels, next_url=_safe_next(next), lang=code, langs=LANGS,
+                                     error=labels["too_many_logins"].format(s=wait), username=username)
+            return HTMLResponse(page, status_code=429, headers={"Retry-After": str(wait)})
         found = service.store.get_user(username)
         ok = found is not None and not found[0].disabled and verify_password(found[1], password)
-        client = request.client.host if request.client else None
         service.store.audit("login" if ok else "login_failed", actor=username, after={"client": client, "via": "map"})
+        (throttle.succeeded if ok else throttle.failed)(client or "unknown", username)
         if not ok or found is None:
             page = render_login_page(labels=labels, next_url=_safe_next(next), lang=code, langs=LANGS,
                                      error=labels["wrong_login"], username=username)

@@ -74,7 +74,8 @@ def mount_supervision(app: FastAPI, service: DispatchService, supervisor: Device
             "overdue": supervisor.overdue_self_tests(),
         }
 
-    @app.get("/api/reports/false-alarms", response_model=None, dependencies=[Depends(FA_READERS)])
+    @app.get("/api/reports/false-alarms", response_model=None, dependencies=[Depends(FA_READERS)],
+             responses={200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the report"}})
     def false_alarms(
         request: Request,
         from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from dispatch import Role, Store, UnitKind, User, load_devices, load_units
 from dispatch.auth import hash_password
 from dispatch.reports import Districts, quarter_bounds, render_public_report
@@ -289,6 +291,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)
         update.setdefault("units", settings.units or units_path)
         update.setdefault("devices", settings.devices or devices_path)
+    generated_secret = settings.jwt_secret is None
+    if generated_secret:  # the demo only: `serve` refuses to start without QORGAU_JWT_SECRET
+        update["jwt_secret"] = SecretStr(secrets.token_urlsafe(48))
     settings = settings.model_copy(update=update)
     assert settings.units is not None and settings.devices is not None
     units = load_units(settings.units)
@@ -323,6 +328,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  database: {settings.db_url}")
     print(f"  MQTT: {settings.mqtt_url}, topics under {settings.topic_root}/")
     print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving")
+    if generated_secret:
+        print("  JWT secret: generated for this demo (tokens and map sign-ins end with it; set QORGAU_JWT_SECRET to keep them)")
     print(f"Open {url}/api/alerts  (units: {url}/api/units, API docs: {url}/docs, health: {url}/healthz)")
     for role in (Role.DISPATCHER, Role.COMMANDER):  # demo sign-ins, valid while this demo runs
         print(f"  {role.value} token: {service.auth.issue(User(f'demo-{role.value}', role))}")

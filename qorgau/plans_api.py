@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field, field_validator
 
+from dispatch.hardening import RequestBody
 from patrol_planner import Booth, WalkGraph
 from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS
 
@@ -36,14 +37,14 @@ _FILE = re.compile(r"^(plan\.(html|md|csv)|routes\.geojson|summary\.json|patrol_
 MAX_INCIDENTS_BYTES = 50 * 1024 * 1024
 
 
-class BoothIn(BaseModel):
+class BoothIn(RequestBody):
     id: str = Field(min_length=1, max_length=100)
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     name: str = ""
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(RequestBody):
     """What to plan. Incidents come inline, as CSV text or a GeoJSON FeatureCollection."""
 
     incidents_csv: str | None = Field(None, description="CSV text in a layout `qorgau plan` recognises")
@@ -241,7 +242,7 @@ def create_plans_router(
         """A plan's status, and when done its summary and links to the map and files."""
         return store.status(plan_id)
 
-    @router.get("/{plan_id}/map", response_class=HTMLResponse)
+    @router.get("/{plan_id}/map", response_model=None, responses={200: {"content": {"text/html": {}}, "description": "the map page"}})
     def get_map(plan_id: str, _: Any = commander) -> HTMLResponse:
         """The plan's map: a self-contained page that works offline."""
         path = store.folder(plan_id) / "plan.html"
@@ -250,7 +251,8 @@ def create_plans_router(
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"plan {plan_id} is {s.get('status')}, it has no map yet")
         return HTMLResponse(path.read_text(encoding="utf-8"))
 
-    @router.get("/{plan_id}/files/{name}")
+    @router.get("/{plan_id}/files/{name}", response_model=None, responses={200: {"description": "the file", "content": {
+        m: {} for m in ("application/gpx+xml", "application/geo+json", "text/markdown", "text/csv", "application/json", "text/html")}}})
     def get_file(plan_id: str, name: str, _: Any = commander) -> FileResponse:
         """One of the plan's files: routes.geojson, patrol_PNN.gpx, plan.md, plan.csv, summary.json."""
         if not _FILE.match(name):

@@ -20,7 +20,7 @@ from mqtt_bridge import MqttBridge
 from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
 from qorgau.plans_api import mount_plans
-from qorgau.settings import Settings
+from qorgau.settings import Settings, check_jwt_secret
 
 __all__ = ["QorgauService"]
 
@@ -56,6 +56,11 @@ class QorgauService:
     network
         An already loaded (or generated) street network; else ``settings.network`` is loaded.
 
+    Raises
+    ------
+    qorgau.settings.WeakSecret
+        Without a JWT secret fit to sign tokens (``QORGAU_JWT_SECRET``; ``qorgau demo`` makes one).
+
     Examples
     --------
     >>> with QorgauService(settings, network=generate_city(2000, seed=7)).start() as svc:  # doctest: +SKIP
@@ -64,6 +69,7 @@ class QorgauService:
 
     def __init__(self, settings: Settings, *, network: StreetNetwork | None = None) -> None:
         self.settings = settings
+        secret = check_jwt_secret(None if settings.jwt_secret is None else settings.jwt_secret.get_secret_value())
         if network is None:
             if settings.network is None:
                 msg = "no street network: give --network (or QORGAU_NETWORK), or run `qorgau demo` on a generated city"
@@ -102,10 +108,8 @@ class QorgauService:
             session_expiry_s=settings.session_expiry_s,
             supervisor=self.supervisor,
         )
-        if settings.jwt_secret is None:
-            log.warning("no QORGAU_JWT_SECRET: API tokens are signed with a random key and die with this process")
         self.auth = Authenticator(
-            None if settings.jwt_secret is None else settings.jwt_secret.get_secret_value(),
+            secret,
             token_ttl=timedelta(seconds=settings.token_ttl_s),
             admin_token=None if settings.admin_token is None else settings.admin_token.get_secret_value(),
         )
@@ -120,6 +124,7 @@ class QorgauService:
                 lang=settings.map_lang, tile_url=settings.map_tiles, tile_attribution=settings.map_tiles_attribution
             ),
             supervisor=self.supervisor,
+            hardening=settings.http_hardening(),
         )
         mount_plans(self)  # POST/GET /api/plans: patrol plans for commanders (qorgau/plans_api.py)
         self._server: uvicorn.Server | None = None

@@ -9,20 +9,61 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from dispatch import DispatchPolicy, StalePolicy
 from dispatch.supervision import SupervisionPolicy
+from dispatch.hardening import HttpHardening, origin_of
 from mqtt_bridge import DEFAULT_TOPIC_ROOT, Topics, parse_mqtt_url
 
-__all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "Settings"]
+__all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "MIN_SECRET_CHARS", "Settings", "WeakSecret", "check_jwt_secret"]
+
+MIN_SECRET_CHARS = 32
+"""The shortest JWT secret accepted."""
+
+KNOWN_DEFAULT_SECRETS = frozenset({
+    "changeme", "change-me", "change_me", "changethis", "secret", "secretkey", "secret-key", "secret_key",
+    "jwt-secret", "jwtsecret", "password", "qorgau", "qorgau-secret", "default", "development", "dev", "test",
+    "your-secret-here", "your-256-bit-secret", "supersecret", "supersecretkey", "notasecret", "insecure",
+})  # fmt: skip
+"""Secrets copied from examples and tutorials (compared without case, after stripping digits and padding)."""
+
+
+class WeakSecret(ValueError):
+    """The JWT secret is missing, short, a known default or too repetitive."""
+
+
+def check_jwt_secret(secret: str | None) -> str:
+    """Return ``secret`` if it is fit to sign API tokens.
+
+    Raises
+    ------
+    WeakSecret
+        Unset, shorter than :data:`MIN_SECRET_CHARS`, a known example value (possibly repeated
+        or with digits appended), or fewer than 8 distinct characters.
+    """
+    if secret is None or not secret.strip():
+        msg = (
+            "QORGAU_JWT_SECRET is not set: API tokens need a signing key of at least "
+            f"{MIN_SECRET_CHARS} characters from the environment, e.g. export QORGAU_JWT_SECRET=$(openssl rand -hex 32)"
+        )
+        raise WeakSecret(msg)
+    if len(secret) < MIN_SECRET_CHARS:
+        msg = f"QORGAU_JWT_SECRET has {len(secret)} characters, at least {MIN_SECRET_CHARS} are needed"
+        raise WeakSecret(msg)
+    core = secret.lower().strip("0123456789-_.!= ")
+    if any(core and core == (known * (len(core) // len(known) + 1))[: len(core)] for known in KNOWN_DEFAULT_SECRETS):
+        msg = "QORGAU_JWT_SECRET is a well-known example value: generate one, e.g. $(openssl rand -hex 32)"
+        raise WeakSecret(msg)
+    if len(set(secret)) < 8:
+        msg = f"QORGAU_JWT_SECRET uses only {len(set(secret))} distinct characters: generate a random one"
+        raise WeakSecret(msg)
+    return secret
 
 DEFAULT_PRIORITY_BY_CATEGORY: dict[str, int] = {
     "assault": 1,
@@ -81,7 +122,7 @@ class Settings(BaseSettings):
     )
     districts: Path | None = Field(None, description="district polygons GeoJSON for response-time reports")
     timezone: str = Field("Asia/Almaty", description="the city's time zone (staffing hours, quarters)")
-    jwt_secret: SecretStr | None = Field(None, description="HS256 key of API tokens (>= 32 chars); random per start if unset")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 key of API tokens (>= 32 chars, random); `serve` refuses to start without one")
     admin_token: SecretStr | None = Field(None, description="bootstrap admin bearer token for scripted set-up")
     token_ttl_s: int = Field(12 * 3600, gt=0, description="how long an API token is valid")
     # issue 4: the dispatcher's live map
@@ -97,6 +138,32 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(30.0, gt=0, description="SOS buttons send a heartbeat this often; 3 missed: offline")
     flap_window_s: float = Field(120.0, ge=0, description="a button must stay online this long for its offline event to close")
     self_test_max_age_s: float = Field(24 * 3600.0, gt=0, description="buttons whose last self-test is older are reported")
+    # issue 6: API hardening
+    max_request_bytes: int = Field(1024 * 1024, gt=0, description="larger HTTP request bodies get 413")
+    max_plan_request_bytes: int = Field(64 * 1024 * 1024, gt=0, description="the same for POST /api/plans (inline incidents)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser (comma-separated); none by default"
+    )
+    login_max_failures: int = Field(10, ge=1, description="failed sign-ins per client address and username before 429")
+    login_window_s: float = Field(300.0, gt=0, description="... within this many seconds")
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_jwt_secret(value.get_secret_value())
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [o.strip() for o in value.split(",") if o.strip()]
+        for origin in value:
+            if origin != "*" and origin_of(origin) != origin.rstrip("/"):
+                msg = f"a CORS origin is scheme://host[:port] without a path, got {origin!r}"
+                raise ValueError(msg)
+        return [o.rstrip("/") for o in value]
 
     @field_validator("db_url")
     @classmethod
@@ -162,6 +229,18 @@ class Settings(BaseSettings):
             heartbeat_interval=timedelta(seconds=self.heartbeat_interval_s),
             flap_window=timedelta(seconds=self.flap_window_s),
             self_test_max_age=timedelta(seconds=self.self_test_max_age_s),
+        )
+
+    def http_hardening(self) -> HttpHardening:
+        """What the HTTP API enforces (:mod:`dispatch.hardening`)."""
+        tiles = origin_of(self.map_tiles) if self.map_tiles else None
+        return HttpHardening(
+            max_request_bytes=self.max_request_bytes,
+            max_request_bytes_by_prefix={"/api/plans": self.max_plan_request_bytes},
+            cors_origins=tuple(self.cors_origins),
+            login_max_failures=self.login_max_failures,
+            login_window_s=self.login_window_s,
+            tile_origins=(tiles,) if tiles else (),
         )
 
     def public_view(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -35,11 +36,22 @@ from qorgau.demo import seed_registry
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright
 
+# Property-based tests (hypothesis): bounded so the suite stays fast; `HYPOTHESIS_PROFILE=thorough`
+# runs ten times as many examples.
+settings.register_profile(
+    "qorgau", max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("thorough", parent=settings.get_profile("qorgau"), max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qorgau"))
+
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 ADMIN_TOKEN = "test-bootstrap-admin-token-0123456789"
 """The bootstrap admin token every test service accepts (QORGAU_ADMIN_TOKEN)."""
+
+JWT_SECRET = "k3Xq9vN2-tests-only-7hPz4Lw8Rb6Ym1Tc"
+"""The token signing key of test services (``qorgau serve`` refuses to start without one)."""
 
 FAR_DEVICE = "far-1"
 """A registered SOS button about 5 km outside the generated city: outside the service area."""
@@ -209,7 +221,7 @@ def start_service(
             units=registry.units_path,
             devices=registry.devices_path,
             host="127.0.0.1",
-            **{"port": 0, **overrides},  # a restart may ask for the port it had
+            **{"port": 0, "jwt_secret": JWT_SECRET, **overrides},  # a restart may ask for the port it had
         )
         service = QorgauService(settings, network=city).start()
         token = service.auth.issue(User("test-dispatcher", Role.DISPATCHER))
@@ -256,7 +268,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # Playwright's wait_for_function evaluates strings, which the service's Content-Security-Policy
+    # forbids (no 'unsafe-eval'): these tests bypass it; test_the_page_works_under_its_content_security_policy does not.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FAR_DEVICE, Registry, Running
+from conftest import FAR_DEVICE, JWT_SECRET, Registry, Running
 from support import wait_for
 
 from dispatch import write_devices
@@ -164,7 +164,9 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
     assert (tmp_path / "demo" / "demo.sqlite3").exists()
 
 
-def test_serve_without_network_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_without_network_says_what_to_do(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QORGAU_JWT_SECRET", JWT_SECRET)
+    monkeypatch.delenv("QORGAU_NETWORK", raising=False)
     assert main(["serve", "--port", "0"]) == 1
     assert "no street network: give --network (or QORGAU_NETWORK)" in capsys.readouterr().err
 
@@ -173,6 +175,7 @@ def test_serve_with_unreachable_broker_fails_clearly(city: StreetNetwork, regist
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}",
         mqtt_url="mqtt://127.0.0.1:9",
+        jwt_secret=JWT_SECRET,
         units=registry.units_path,
         devices=registry.devices_path,
         port=0,
@@ -190,6 +193,7 @@ def test_serve_forever_runs_bridge_and_api_in_one_process(
         topic_root=topic_root,
         client_id=f"qorgau-test-{uuid.uuid4().hex[:12]}",
         session_expiry_s=60,
+        jwt_secret=JWT_SECRET,
         units=registry.units_path,
         devices=registry.devices_path,
         port=0,

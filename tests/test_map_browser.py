@@ -139,7 +139,7 @@ def test_service_restart_the_page_catches_up_by_itself(
 def test_offline_the_page_renders_streets_with_no_request_leaving_the_machine(
     running: Running, probe: Probe, registry: Registry, browser: Browser
 ) -> None:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)  # see page()
     outside: list[str] = []
     local: list[str] = []
 
@@ -217,3 +217,46 @@ def test_viewer_sees_p1_flash_filters_in_kazakh_but_cannot_act(
     assert page.locator("#q-details button.q-assign").count() == 0
     assert page.locator("#q-details [data-action]").count() == 0
     assert "Тек қарау" in page.locator("#q-details").inner_text()  # read-only, in Kazakh
+
+
+def _poll(page: Page, expression: str, *, timeout_s: float = 5.0) -> None:
+    """Wait for ``expression`` to be truthy without evaluating a string inside the page (CSP-safe)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
+        time.sleep(0.05)
+
+
+def test_the_page_works_under_its_content_security_policy(
+    running: Running, probe: Probe, registry: Registry, browser: Browser
+) -> None:
+    """No bypass here: the page's inline set-up runs by hash, Leaflet, the stream and the streets load."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    blocked: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    try:
+        username = add_user(running.service, "aigerim", "dispatcher")
+        response = page.goto(f"{running.service.base_url}/map")
+        assert response is not None and "/login" in page.url
+        page.fill("#q-username", username)
+        page.fill("#q-password", PASSWORD)
+        with page.expect_response(lambda r: r.url.split("?")[0].endswith("/map")) as map_response:
+            page.click("button[type=submit]")
+        csp = map_response.value.headers["content-security-policy"]
+        assert "script-src 'self' 'sha256-" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+        _poll(page, "window.qorgau && window.qorgau.connection === 'live'")
+        _poll(page, "Number(document.body.dataset.streets) > 0")
+        street = _device(registry, "street")
+        probe.sos(street, sos_payload())
+        alert_id = probe.next_ack(probe.topics.sos_ack(street))["alert_id"]
+        page.wait_for_selector(f'#q-alerts li[data-alert-id="{alert_id}"]', timeout=3000)
+        page.click(f'#q-alerts li[data-alert-id="{alert_id}"]')
+        page.wait_for_selector("#q-details li[data-unit-id]", timeout=3000)
+    finally:
+        context.close()
+    assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
+    assert not errors, f"script errors on the page: {errors}"

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import JWT_SECRET
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from planner_data import TORONTO_BOOTHS, TORONTO_TZ, toronto_extract, toronto_graph
@@ -110,7 +111,7 @@ def test_bad_requests_are_refused_or_reported(api: tuple[TestClient, Authenticat
 
 def test_the_service_mounts_the_plans_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QORGAU_PLANS_DIR", str(tmp_path / "plans"))
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}", network=TORONTO_XML)
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}", network=TORONTO_XML, jwt_secret=JWT_SECRET)
     service = QorgauService(settings)
     paths = set(service.app.openapi()["paths"])
     assert {"/api/plans", "/api/plans/{plan_id}", "/api/plans/{plan_id}/map"} <= paths

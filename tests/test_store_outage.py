@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import FAR_DEVICE, Registry
+from conftest import FAR_DEVICE, JWT_SECRET, Registry
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from support import Probe, sos_payload, wait_for
@@ -53,6 +53,7 @@ def test_alert_published_while_the_database_is_down_is_committed_when_it_returns
         topic_root=topic_root,
         client_id=f"qorgau-test-{uuid.uuid4().hex[:12]}",
         session_expiry_s=60,
+        jwt_secret=JWT_SECRET,
         units=registry.units_path,
         devices=registry.devices_path,
         port=0,
