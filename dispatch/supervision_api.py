@@ -25,6 +25,7 @@ from pydantic import AwareDatetime
 
 from dispatch.auth import require_role
 from dispatch.domain import Role
+from dispatch.intake import MAX_ID
 from dispatch.reports import catalogue, false_alarm_csv, false_alarm_rates
 from dispatch.service import DispatchService
 from dispatch.supervision import DeviceSupervisor
@@ -58,7 +59,7 @@ def mount_supervision(app: FastAPI, service: DispatchService, supervisor: Device
         device_id: Annotated[str | None, Query(max_length=128)] = None,
         open: bool = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,  # larger: 500 from PostgreSQL's bigint (schemathesis)
     ) -> list[dict[str, Any]]:
         if supervisor is None:
             return []
