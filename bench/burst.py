@@ -19,6 +19,7 @@ import json
 import logging
 import multiprocessing as mp
 import resource
+import secrets
 import tempfile
 import threading
 import time
@@ -27,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from pydantic import SecretStr
 
 from bench.mqtt import _connected, _paced, _summary
 from dispatch import Device, DeviceSite, write_devices
@@ -46,6 +48,7 @@ def _rss_mib() -> float:
 def _service_process(settings_json: str, ready, stop, results) -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = Settings.model_validate_json(settings_json)
+    settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))})  # never leaves this process
     service = QorgauService(settings, network=generate_city(NODES, seed=3)).start()
     peak = {"rss_mib": _rss_mib(), "depth": {}}
     start_rss = peak["rss_mib"]
