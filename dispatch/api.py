@@ -48,7 +48,7 @@ from dispatch.auth import Authenticator, Principal, hash_password, require_role,
 from dispatch.domain import Alert, AlertStatus, Assignment, Role, Unit, UnitKind, UnitStatus, User
 from dispatch.hardening import MAX_ID, AlertIdPath, BoundedId, HttpHardening, RequestBody, install_hardening
 from dispatch.lifecycle import OPEN
-from dispatch.reports import Districts, summarize, to_csv
+from dispatch.reports import Districts, report_window, summarize, to_csv
 from dispatch.service import Conflict, DispatchService, NotFound
 from dispatch.store import StoreError
 from dispatch.telemetry import CONTENT_TYPE, ServiceCollector, render
@@ -489,10 +489,10 @@ def create_app(
         group_by: Literal["district", "unit", "source", "priority"] = "priority",
         format: Literal["json", "csv"] = "json",
     ) -> Any:
-        end = to or service.clock()
-        start = from_ or end - timedelta(days=30)
-        if start >= end:
-            raise HTTPException(422, detail=f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+        try:
+            start, end = report_window(from_, to, service.clock())
+        except ValueError as e:
+            raise HTTPException(422, detail=str(e)) from e
         if group_by == "district" and districts is None:
             raise HTTPException(422, detail="group_by=district needs a districts GeoJSON (--districts / QORGAU_DISTRICTS)")
         groups = summarize(service.store.alerts_received_between(start, end), group_by, districts=districts)

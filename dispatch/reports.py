@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -339,3 +339,32 @@ def false_alarm_csv(rows: Sequence[FalseAlarmStats], group_by: str, *, lang: str
         key = t.get(f"site_{r.key}", r.key) if group_by == "site" else r.key
         writer.writerow([key, r.presses, r.false_alarms, "" if r.rate is None else r.rate])
     return buffer.getvalue()
+
+
+REPORT_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+REPORT_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def report_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """The ``[from, to)`` of a report in UTC: by default the 30 days up to ``now``.
+
+    Raises
+    ------
+    ValueError
+        If a bound lies outside 1970-9000 (no database stores such times; PostgreSQL's driver
+        overflows on them) or ``from`` is not before ``to``.
+    """
+    try:
+        to = (end or now).astimezone(timezone.utc)
+        since = start.astimezone(timezone.utc) if start is not None else to - timedelta(days=30)
+    except OverflowError as e:
+        msg = f"'from' and 'to' must lie between {REPORT_EARLIEST.year} and {REPORT_LATEST.year}"
+        raise ValueError(msg) from e
+    if not (REPORT_EARLIEST <= since <= REPORT_LATEST and REPORT_EARLIEST <= to <= REPORT_LATEST):
+        msg = f"'from' and 'to' must lie between {REPORT_EARLIEST.year} and {REPORT_LATEST.year}"
+        raise ValueError(msg)
+    if since >= to:
+        msg = f"'from' ({since.isoformat()}) must be before 'to' ({to.isoformat()})"
+        raise ValueError(msg)
+    return since, to
+

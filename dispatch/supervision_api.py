@@ -26,7 +26,7 @@ from pydantic import AwareDatetime
 from dispatch.auth import require_role
 from dispatch.domain import Role
 from dispatch.intake import MAX_ID
-from dispatch.reports import catalogue, false_alarm_csv, false_alarm_rates
+from dispatch.reports import catalogue, false_alarm_csv, false_alarm_rates, report_window
 from dispatch.service import DispatchService
 from dispatch.supervision import DeviceSupervisor
 
@@ -85,10 +85,10 @@ def mount_supervision(app: FastAPI, service: DispatchService, supervisor: Device
         format: Literal["json", "csv"] = "json",
         lang: Literal["kk", "ru", "en"] = "ru",
     ) -> Any:
-        end = to or service.clock()
-        start = from_ or end - timedelta(days=30)
-        if start >= end:
-            raise HTTPException(422, detail=f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+        try:
+            start, end = report_window(from_, to, service.clock())
+        except ValueError as e:
+            raise HTTPException(422, detail=str(e)) from e
         rows = false_alarm_rates(service.store.alerts_received_between(start, end), group_by)
         if format == "csv":
             return PlainTextResponse(

@@ -157,3 +157,19 @@ def test_catalogues_have_the_same_messages() -> None:
     assert keys["kk"] == keys["ru"] == keys["en"]
     with pytest.raises(ValueError, match="language must be one of kk, ru, en, got 'de'"):
         catalogue("de")
+
+
+def test_report_windows_outside_what_a_database_stores_are_refused() -> None:
+    from datetime import timedelta as _td
+
+    from dispatch.reports import report_window
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    assert report_window(None, None, now) == (now - _td(days=30), now)
+    far_east = timezone(_td(hours=14))
+    with pytest.raises(ValueError, match="between 1970 and 9000"):
+        report_window(datetime(1, 1, 1, tzinfo=far_east), None, now)  # no UTC equivalent: overflow
+    with pytest.raises(ValueError, match="between 1970 and 9000"):
+        report_window(None, datetime(9999, 12, 31, tzinfo=timezone.utc), now)
+    with pytest.raises(ValueError, match="must be before"):
+        report_window(now, now - _td(days=1), now)
