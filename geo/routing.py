@@ -36,6 +36,9 @@ __all__ = ["Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap", "UN
 
 Mode = Literal["walk", "drive"]
 
+_FAR_M = 20_000.0
+"""Farther than this outside a graph's grid, snapping starts from the grid's edge."""
+
 #: Which network each kind of unit moves on.
 UNIT_MODES: dict[str, Mode] = {"booth": "walk", "foot": "walk", "car": "drive"}
 
@@ -170,11 +173,22 @@ class _ModeGraph:
         self.cell_start = np.searchsorted(cell[order], np.arange(self.nx * self.ny + 1)).astype(np.int64)
 
     def snap_xy(self, x: float, y: float) -> tuple[int, float, float, float, float]:
-        """Nearest segment (local index), fraction along it, distance, snapped x and y."""
+        """Nearest segment (local index), fraction along it, distance, snapped x and y.
+
+        A point more than :data:`_FAR_M` outside the grid is searched from the nearest point of
+        the grid instead (the grid's ring search would otherwise walk every ring in between: a
+        point on the other side of the planet took minutes); its distance stays the true one, and
+        it is outside any service area anyway.
+        """
+        gx1, gy1 = self.gx + self.nx * self.cell_m, self.gy + self.ny * self.cell_m
+        qx, qy = min(max(x, self.gx), gx1), min(max(y, self.gy), gy1)
+        far = math.hypot(x - qx, y - qy) > _FAR_M or not (math.isfinite(x) and math.isfinite(y))
         i, t, dist, sx, sy = nearest_segment(
-            x, y, self.x0, self.y0, self.x1, self.y1,
+            qx if far else x, qy if far else y, self.x0, self.y0, self.x1, self.y1,
             self.cell_start, self.cell_items, self.gx, self.gy, self.cell_m, self.nx, self.ny,
         )  # fmt: skip
+        if far:
+            dist = math.hypot(x - sx, y - sy) if math.isfinite(x) and math.isfinite(y) else math.inf
         return int(i), float(t), float(dist), float(sx), float(sy)
 
     def entries(self, i: int, t: float) -> tuple[tuple[int, float, float], ...]:

@@ -239,3 +239,14 @@ def test_grid_snapping_equals_a_scan_on_almaty_near_and_far() -> None:
     for lat, lon in near + far:
         for mode in ("walk", "drive"):
             assert router.snap(lat, lon, mode).distance_m == pytest.approx(brute.snap(lat, lon, mode)[2], abs=1e-6)
+
+
+def test_a_point_across_the_planet_is_outside_the_service_area_at_once() -> None:
+    import time
+
+    router = Router(generate_city(900, seed=2))
+    for lat, lon in ((-89.9, -179.9), (89.9, 179.9), (0.0, 0.0)):
+        assert not router.in_service_area(lat, lon)
+        with pytest.raises(OutsideServiceArea) as info:
+            router.recommend(lat, lon)
+        assert info.value.distance_m > 1_000_000
