@@ -8,6 +8,7 @@ the others (each still beside the baseline measured in its own run).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -219,47 +220,21 @@ def render() -> str:
             f"ack statuses {q['ack_statuses']}; alerts stored {q['alerts_stored']}.",
             "",
         ]
-    bu = parts.get("burst")
-    if bu:
-        from bench.burst import render as render_burst
-
-        m = bu["machine"]
-        body = render_burst(bu["figures"])
-        lines += [body[0], "", f"Measured {bu['measured_at']} with `{bu['command']}` on {m['cpu']} ({m['cores']} cores, "
-                  f"load {m['load_average_at_start'][0]:.2f}); broker {bu['figures']['broker']}. See `bench/burst.py` for the method.",
-                  *body[1:]]  # fmt: skip
-    pl = parts.get("planner")
-    if pl:
-        from bench.planner import render as render_planner
-
-        m = pl["machine"]
-        body = render_planner(pl["figures"])
-        lines += [body[0], "", f"Measured {pl['measured_at']} with `{pl['command']}` on {m['cpu']} ({m['cores']} cores, "
-                  f"load {m['load_average_at_start'][0]:.2f}). See `bench/planner.py` for the method.", *body[1:]]  # fmt: skip
-    mp_ = parts.get("map")
-    if mp_:
-        from bench.map import render as render_map
-
-        m = mp_["machine"]
-        body = render_map(mp_["figures"])
-        lines += [body[0], "", f"Measured {mp_['measured_at']} with `{mp_['command']}` on {m['cpu']} ({m['cores']} cores, "
-                  f"load {m['load_average_at_start'][0]:.2f}). See `bench/map.py` for the method.", *body[1:]]  # fmt: skip
-    ch = parts.get("chaos")
-    if ch:
-        from bench.chaos import render as render_chaos
-
-        m = ch["machine"]
-        body = render_chaos(ch["figures"])
-        lines += [body[0], "", f"Measured {ch['measured_at']} with `{ch['command']}` on {m['cpu']} ({m['cores']} cores, "
-                  f"load {m['load_average_at_start'][0]:.2f}). See `bench/chaos.py` for the method.", *body[1:]]  # fmt: skip
-    ho = parts.get("hostile")
-    if ho:
-        from bench.hostile import render as render_hostile
-
-        m = ho["machine"]
-        body = render_hostile(ho["figures"])
-        lines += [body[0], "", f"Measured {ho['measured_at']} with `{ho['command']}` on {m['cpu']} ({m['cores']} cores, "
-                  f"load {m['load_average_at_start'][0]:.2f}).", *body[1:]]  # fmt: skip
+    # Parts that render their own section: heading, then the run's provenance, then the body.
+    for name, note in (
+        ("burst", lambda f: f"; broker {f['broker']}. See `bench/burst.py` for the method."),
+        ("planner", lambda f: ". See `bench/planner.py` for the method."),
+        ("map", lambda f: ". See `bench/map.py` for the method."),
+        ("chaos", lambda f: ". See `bench/chaos.py` for the method."),
+        ("hostile", lambda f: "."),
+    ):
+        part = parts.get(name)
+        if not part:
+            continue
+        m = part["machine"]
+        body = importlib.import_module(f"bench.{name}").render(part["figures"])
+        lines += [body[0], "", f"Measured {part['measured_at']} with `{part['command']}` on {m['cpu']} ({m['cores']} cores, "
+                  f"load {m['load_average_at_start'][0]:.2f}){note(part['figures'])}", *body[1:]]  # fmt: skip
     return "\n".join(lines)
 
 
