@@ -242,8 +242,6 @@ def test_grid_snapping_equals_a_scan_on_almaty_near_and_far() -> None:
 
 
 def test_a_point_across_the_planet_is_outside_the_service_area_at_once() -> None:
-    import time
-
     router = Router(generate_city(900, seed=2))
     for lat, lon in ((-89.9, -179.9), (89.9, 179.9), (0.0, 0.0)):
         assert not router.in_service_area(lat, lon)
