@@ -13,10 +13,12 @@ Public names::
     router.place_unit("booth-1", "booth", lat, lon)   # add or move a unit
     router.remove_unit("booth-1")                     # no longer recommendable
     router.recommend(lat, lon, k=3)  # -> [Recommendation(unit_id, unit_kind, eta_s, distance_m)]
+    great_circle_m(lat1, lon1, lat2, lon2)            # metres, scalars or arrays
 """
 
 from __future__ import annotations
 
+from geo.distance import great_circle_m
 from geo.network import StreetNetwork, load_network
 from geo.routing import OutsideServiceArea, Recommendation, Router, Snap
 from geo.synthetic import generate_city
@@ -28,5 +30,6 @@ __all__ = [
     "Snap",
     "StreetNetwork",
     "generate_city",
+    "great_circle_m",
     "load_network",
 ]
