@@ -16,7 +16,7 @@ UV          := $(VENV)/bin/uv
 UV_VERSION  ?= 0.13.9
 LOCK        := requirements.lock
 # The platform the lock is resolved for: CI, the dev machines and the Docker image.
-LOCK_FLAGS  := --extra test --extra bench --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+LOCK_FLAGS  := --extra test --extra lint --extra bench --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
 BENCH_ARGS  ?=
