@@ -52,7 +52,7 @@ export UV_LINK_MODE ?= copy
 STAMP_KEY := $(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP     := $(VENV)/.qorgau-installed-$(STAMP_KEY)
 
-.PHONY: help venv install lock lock-upgrade check-lock services browser stop-services test demo bench chaos clean distclean
+.PHONY: help venv install lock lock-upgrade check-lock services browser stop-services lint test demo bench chaos clean distclean
 
 help:
 	@echo "make install        .venv (Python 3.11) + uv + pinned deps from $(LOCK) + qorgau (editable)"
@@ -63,6 +63,7 @@ help:
 	@echo "make services       make sure Mosquitto (127.0.0.1:1883) and PostgreSQL (127.0.0.1:5432) are up"
 	@echo "make browser        make sure Debian's chromium and chromium-driver are installed (the map's browser tests)"
 	@echo "make stop-services  stop the broker that 'make services' started (if any)"
+	@echo "make lint           ruff (lint + format check), mypy (strict: geo, dispatch, mqtt_bridge, web), import-linter (the rooms' arrows)"
 	@echo "make test           install + services + the whole pytest suite (PYTEST_ARGS=...)"
 	@echo "make demo           install + services + qorgau demo (DEMO_ARGS=...)"
 	@echo "make bench          install + services + python -m bench, which writes BENCHMARKS.md"
@@ -125,6 +126,19 @@ stop-services:
 	  echo "==> stopping mosquitto (pid $$(cat $$pidfile))"; kill "$$(cat $$pidfile)"; \
 	  for i in $$(seq 50); do kill -0 "$$(cat $$pidfile 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done; \
 	else echo "==> no broker started by 'make services' is running"; fi
+
+# --- Checks ----------------------------------------------------------------------------------
+
+# The house checks itself: the same four checks run first in `make test`, so in CI.
+lint: install
+	@echo "==> ruff check"
+	@$(VENV)/bin/ruff check .
+	@echo "==> ruff format --check"
+	@$(VENV)/bin/ruff format --check .
+	@echo "==> mypy (strict)"
+	@$(VENV)/bin/mypy
+	@echo "==> import-linter"
+	@PYTHONPATH=scripts $(VENV)/bin/lint-imports --no-cache
 
 # --- Run -------------------------------------------------------------------------------------
 
