@@ -1,0 +1,126 @@
+"""maps renders what it is handed, as self-contained pages that load nothing from the internet."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from maps import leaflet_assets, render_live_map, render_login_page, static_assets
+from maps.assets import assert_offline
+
+
+class Labels(dict[str, str]):
+    """Every label is its own key, so a test can find where each text lands."""
+
+    def __missing__(self, key: str) -> str:
+        return f"«{key}»"
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.refs.append((tag, value))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False if tag == "script" else self._in_script
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+
+
+def _parse(page: str) -> _Refs:
+    p = _Refs()
+    p.feed(page)
+    return p
+
+
+def _config(page: str) -> dict:
+    m = re.search(r"window\.QORGAU_CONFIG = (.*?);</script>", page, re.S)
+    assert m, "the page hands the script no config"
+    return json.loads(m.group(1))
+
+
+def test_live_map_loads_only_from_the_service_and_hands_the_script_its_config() -> None:
+    page = render_live_map(
+        labels=Labels(title="Қорғау"), config={"urls": {"events": "/map/events"}, "tz_label": "UTC+5, Asia/Almaty"},
+        center=(43.238, 76.946), bounds=((43.2, 76.9), (43.3, 77.0)), asset_base="/static/", lang="kk",
+    )  # fmt: skip
+    refs = _parse(page).refs
+    scripts_and_css = [v for tag, v in refs if tag in ("script", "link") and not v.startswith("data:")]
+    assert sorted(scripts_and_css) == ["/static/leaflet.css", "/static/leaflet.js", "/static/live-map.css", "/static/live-map.js"]
+    assert not [v for _, v in refs if "//" in v], "nothing may come from another host"
+    cfg = _config(page)
+    assert cfg["lang"] == "kk" and cfg["tiles"] is False
+    assert cfg["bounds"] == [[43.2, 76.9], [43.3, 77.0]]
+    assert cfg["urls"] == {"events": "/map/events"}
+    assert cfg["labels"]["title"] == "Қорғау"
+    assert "<title>Қорғау</title>" in page
+    assert "UTC+5, Asia/Almaty" in page  # times are shown in the city's local time, and the page says so
+
+
+def test_live_map_escapes_labels_and_user_names() -> None:
+    evil = "</script><script>alert(1)</script>"
+    page = render_live_map(labels=Labels(title=evil, status_new=evil), config={}, center=(43.2, 76.9), user="<b>x</b>")
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page
+    assert _config(page)["labels"]["title"] == evil  # intact as data, harmless as markup
+
+
+def test_live_map_with_tiles_names_them_in_the_config_only() -> None:
+    page = render_live_map(labels=Labels(), config={}, center=(43.2, 76.9), tile_url="https://tiles.example/{z}/{x}/{y}.png")
+    assert _config(page)["tiles"] is True
+    assert not [v for tag, v in _parse(page).refs if tag in ("script", "link", "img") and "tiles.example" in v]
+
+
+def test_login_page_posts_the_form_and_keeps_the_language() -> None:
+    page = render_login_page(labels=Labels(), next_url="/map?x=1", error="<wrong>", lang="en", username="aigerim")
+    assert '<form method="post" action="/login">' in page
+    assert 'name="next" value="/map?x=1"' in page
+    assert 'name="lang" value="en"' in page
+    assert 'value="aigerim"' in page
+    assert "&lt;wrong&gt;" in page and "<wrong>" not in page
+    assert _parse(page).scripts == []  # a plain form: no script at all
+    assert "<b>en</b>" in page and "?lang=kk" in page and "?lang=ru" in page
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<script src="https://cdn.example/leaflet.js"></script>',
+        '<link rel="stylesheet" href="//cdn.example/x.css">',
+        "<img src='http://example.org/a.png'>",
+        '<iframe src="https://example.org"></iframe>',
+    ],
+)
+def test_assert_offline_refuses_a_page_that_loads_from_another_host(html: str) -> None:
+    with pytest.raises(RuntimeError, match="would load a resource from the internet"):
+        assert_offline(f"<html>{html}</html>", what="test page")
+
+
+def test_assert_offline_lets_links_and_local_files_pass() -> None:
+    assert_offline('<a href="https://www.openstreetmap.org/copyright">OSM</a><script src="/static/x.js"></script>', what="p")
+
+
+def test_static_assets_are_the_leaflet_and_live_map_files_with_stable_etags() -> None:
+    assets = static_assets()
+    assert {"leaflet.js", "leaflet.css", "live-map.js", "live-map.css"} <= set(assets)
+    js, css = leaflet_assets()
+    assert assets["leaflet.js"].body == js.encode()
+    assert "L.version" in js or "version" in js
+    assert "url(images/" not in css  # Leaflet's images are inlined as data: URLs
+    for name, a in assets.items():
+        assert a.media_type.startswith("text/"), name
+        assert re.fullmatch(r'"[0-9a-f]{20}"', a.etag), name
+    assert len({a.etag for a in assets.values()}) == len(assets)
