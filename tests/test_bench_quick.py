@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,6 +129,7 @@ def test_quick_form_runs_and_produces_its_figures(part: str, mqtt_url: str, tmp_
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "QORGAU_TEST_MQTT_URL": mqtt_url,
+        "QORGAU_SHARED_DATA": str(SHARED_DATA),  # the planner part reads the Toronto data where the tests do
     }
     argv = [sys.executable, "-m", "bench", "--quick", "--only", part, "--mqtt", mqtt_url, "--out", str(tmp_path)]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
