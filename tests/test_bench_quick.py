@@ -44,6 +44,14 @@ def _positive(figures: dict[str, Any], *paths: str) -> None:
         assert math.isfinite(value) and value > 0, (path, value)
 
 
+def _non_negative(figures: dict[str, Any], *paths: str) -> None:
+    """For durations rounded to 10 ms, which a tiny run may bring to 0."""
+    for path in paths:
+        value = _at(figures, path)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (path, value)
+        assert math.isfinite(value) and value >= 0, (path, value)
+
+
 def _routing(f: dict[str, Any]) -> None:
     (city,) = f.values()
     _positive(city, "nodes", "units", "alerts", "router_build_s", "pandana_setup_s", "pandana_static_fleet_per_alert_ms")
@@ -75,9 +83,11 @@ def _planner(f: dict[str, Any]) -> None:
     for name in ("full", "night", "early", "extract"):
         _positive(ev, f"{name}.windows", f"{name}.events_per_window", f"{name}.area_km2")
         assert ev[f"{name}_table"], name
-    _positive(ev, "full_seconds_with_read", "read_seconds", "extract_seconds", "extract_incidents")
+    _positive(ev, "full_seconds_with_read", "read_seconds", "extract_incidents")
+    _non_negative(ev, "extract_seconds")
     _positive(f, "city.nodes", "city.incidents", "city.total_seconds", "city.hot_spots", "city.stops", "city.plan_html_mb")
-    _positive(f, "city.steps_seconds.router", "city.steps_seconds.plan", "city.steps_seconds.files", "city.risk_covered_share")
+    _non_negative(f, "city.steps_seconds.router", "city.steps_seconds.plan", "city.steps_seconds.files")
+    _positive(f, "city.risk_covered_share")
     for q in ("city.quality", "toronto_quality"):
         _positive(f, f"{q}.total_risk", f"{q}.hot_spots", f"{q}.greedy.risk_per_patrol_hour")
         _positive(f, f"{q}.pyvrp.risk_per_patrol_hour", f"{q}.pyvrp.iterations", f"{q}.pyvrp_10x.risk_per_patrol_hour")
