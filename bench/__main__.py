@@ -3,6 +3,11 @@
 Each part stores its figures in ``bench/results/<part>.json`` with the machine and the command, and
 BENCHMARKS.md is rendered from all stored parts, so ``--only mqtt`` refreshes one part and keeps
 the others (each still beside the baseline measured in its own run).
+
+``--quick`` runs every part (or the ``--only`` ones) at tiny sizes, in seconds: a check that the
+bench still works, not a measurement. Its figures and its BENCHMARKS.md go to ``--out`` (a new
+temporary folder unless given), never to ``bench/results`` or the repository's BENCHMARKS.md;
+tests/test_bench_quick.py runs it for each part.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,21 +50,23 @@ def machine() -> dict:
     }
 
 
-def save(part: str, figures: dict, command: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def save(part: str, figures: dict, command: str, results: Path = RESULTS) -> None:
+    results.mkdir(parents=True, exist_ok=True)
     record = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "machine": machine(),
         "figures": figures,
     }
-    (RESULTS / f"{part}.json").write_text(json.dumps(record, indent=1) + "\n")
+    (results / f"{part}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def run_routing(quick: bool) -> dict:
     from bench.routing import Scenario, run
     from geo import generate_city, load_network
 
+    if quick:  # a small generated city only: no shared data, seconds
+        return {"city2k": run(Scenario("city2k", generate_city(2000, seed=1), 40, 30, n_networkx=5))}
     pbf = SHARED / "osm" / "almaty_2012-03.osm.pbf"
     if not pbf.is_file():
         msg = f"shared data missing: {pbf} (benchmarks read ../shared/data; it is never copied here)"
@@ -87,13 +95,15 @@ def run_map(quick: bool) -> dict:
     return run(quick)
 
 
-def run_mqtt(url: str, rate: float, duration: float) -> dict:
+def run_mqtt(url: str, rate: float, duration: float, quick: bool = False) -> dict:
     from bench.mqtt import bare_round_trip, press_to_ack
 
+    if quick:
+        rate, duration = 20.0, 2.0
     logging.info("mqtt: bare round trip at %s/s for %s s on %s", rate, duration, url)
     bare = bare_round_trip(url, rate, duration)
     logging.info("mqtt: press -> ack at %s/s for %s s", rate, duration)
-    qorgau = press_to_ack(url, rate, duration)
+    qorgau = press_to_ack(url, rate, duration, nodes=2000) if quick else press_to_ack(url, rate, duration)
     return {"broker": url, "rate_hz": rate, "duration_s": duration, "bare": bare, "qorgau": qorgau}
 
 
@@ -105,19 +115,19 @@ def run_burst(url: str, quick: bool) -> dict:
 
 
 def run_hostile(url: str, quick: bool) -> dict:
-    from bench.hostile import run
+    from bench.hostile import QUICK, run
 
-    n = 10_000 if quick else 100_000
+    n = QUICK["n"] if quick else 100_000
     logging.info("hostile: %d generated messages through %s", n, url)
-    return run(url, n=n)
+    return run(url, **QUICK) if quick else run(url, n=n)
 
 
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
-def render() -> str:
-    parts = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+def render(results: Path = RESULTS) -> str:
+    parts = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
     lines = [
         "# Benchmarks",
         "",
@@ -241,7 +251,14 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["routing", "mqtt", "burst", "planner", "map", "hostile"], action="append", help="run only these parts")
-    parser.add_argument("--quick", action="store_true", help="fewer alerts (a smoke run, not for the record)")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="tiny sizes, seconds per part: checks that the bench still runs; figures go to --out, not to the record",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR",
+        help="where the parts' JSON and BENCHMARKS.md go [bench/results and ./BENCHMARKS.md; with --quick a new temporary folder]",
+    )
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--rate", type=float, default=100.0, help="MQTT messages per second")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per MQTT measurement")
@@ -252,29 +269,37 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile"]
+    if args.out is not None:
+        results, markdown = args.out, args.out / "BENCHMARKS.md"
+    elif args.quick:  # never over the record
+        results = Path(tempfile.mkdtemp(prefix="qorgau-bench-quick-"))
+        markdown = results / "BENCHMARKS.md"
+    else:
+        results, markdown = RESULTS, ROOT / "BENCHMARKS.md"
     if not args.render_only:
         if "routing" in parts:
             t = time.time()
-            save("routing", run_routing(args.quick), command)
+            save("routing", run_routing(args.quick), command, results)
             logging.info("routing done in %.0f s", time.time() - t)
         if "mqtt" in parts:
-            save("mqtt", run_mqtt(args.mqtt, args.rate, args.duration), command)
+            save("mqtt", run_mqtt(args.mqtt, args.rate, args.duration, args.quick), command, results)
         if "burst" in parts:
-            save("burst", run_burst(args.mqtt, args.quick), command)
+            save("burst", run_burst(args.mqtt, args.quick), command, results)
         if "planner" in parts:
             t = time.time()
-            save("planner", run_planner(args.quick), command)
+            save("planner", run_planner(args.quick), command, results)
             logging.info("planner done in %.0f s", time.time() - t)
         if "map" in parts:
             t = time.time()
-            save("map", run_map(args.quick), command)
+            save("map", run_map(args.quick), command, results)
             logging.info("map done in %.0f s", time.time() - t)
         if "hostile" in parts:
             t = time.time()
-            save("hostile", run_hostile(args.mqtt, args.quick), command)
+            save("hostile", run_hostile(args.mqtt, args.quick), command, results)
             logging.info("hostile done in %.0f s", time.time() - t)
-    (ROOT / "BENCHMARKS.md").write_text(render())
-    logging.info("wrote %s", ROOT / "BENCHMARKS.md")
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(render(results))
+    logging.info("wrote %s (figures in %s)", markdown, results)
     return 0
 
 

@@ -254,6 +254,10 @@ def _registry(router: Router, folder: Path) -> tuple[Path, Path, list[Device]]:
     return write_units(folder / "units.geojson", units), write_devices(folder / "devices.geojson", devices), devices
 
 
+QUICK: dict[str, Any] = {"n": 2000, "seed": 6, "window": 500, "timeout_s": 120.0}
+"""``python -m bench --quick --only hostile``: the short form tests/test_bench_quick.py runs."""
+
+
 def run(url: str, *, n: int = 100_000, seed: int = 6, window: int = 2000, nodes: int = 2000, timeout_s: float = 3600.0) -> dict:
     """Feed ``n`` generated messages through the broker at ``url`` into a fresh service; return the figures."""
     city = generate_city(n_nodes=nodes, seed=7)

@@ -15,8 +15,31 @@ Public names::
 
 from __future__ import annotations
 
-from qorgau.runtime import QorgauService
-from qorgau.settings import Settings
-from qorgau.simulate import Simulator
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qorgau.runtime import QorgauService
+    from qorgau.settings import Settings
+    from qorgau.simulate import Simulator
 
 __all__ = ["QorgauService", "Settings", "Simulator"]
+
+# Public name -> the module that defines it. Imported on first use (PEP 562), so that
+# `import qorgau.cli` (and `qorgau --help`) does not load the whole stack.
+_HOME = {"QorgauService": "qorgau.runtime", "Settings": "qorgau.settings", "Simulator": "qorgau.simulate"}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        home = _HOME[name]
+    except KeyError:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg) from None
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

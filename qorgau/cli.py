@@ -2,6 +2,10 @@
 
 Settings come from ``QORGAU_*`` environment variables; flags override them (see
 :class:`qorgau.settings.Settings`).
+
+Building the parser imports nothing but the standard library, so ``qorgau --help`` (and every
+subcommand's ``--help``) answers at once: each command imports what it uses when it runs
+(tests/test_cli_startup.py checks that the heavy stack stays unloaded).
 """
 
 from __future__ import annotations
@@ -14,20 +18,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
-from dispatch import Role, Store, UnitKind, User, load_devices, load_units
-from dispatch.auth import hash_password
-from dispatch.reports import Districts, quarter_bounds, render_public_report
-from geo import Router, generate_city, load_network
-from mqtt_bridge.provision import load_credentials, provision
-from qorgau.demo import write_seed_registry
 from qorgau.plan_cli import add_plan_commands
-from qorgau.runtime import QorgauService
-from qorgau.settings import Settings
-from qorgau.simulate import Simulator
+
+if TYPE_CHECKING:
+    from qorgau.runtime import QorgauService
+    from qorgau.settings import Settings
 
 __all__ = ["build_parser", "main"]
 
@@ -39,8 +36,13 @@ _SETTING_OF = {"db": "db_url", "mqtt": "mqtt_url"}
 DEMO_TOPIC_ROOT = "qorgau-demo/v1"
 DEMO_CLIENT_ID = "qorgau-demo"
 
+_ROLES: tuple[str, ...] = ("dispatcher", "commander", "admin", "unit", "viewer")
+"""The values of :class:`dispatch.Role`, for ``users add --role`` without importing dispatch (a test checks)."""
+
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from qorgau.settings import Settings
+
     flags = {_SETTING_OF.get(k, k): v for k, v in vars(args).items()}
     return Settings.from_flags(flags)
 
@@ -152,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = users_sub.add_parser("add", help="create or replace a user; the password is read from stdin")
     add.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
     add.add_argument("--username", required=True)
-    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--role", required=True, choices=list(_ROLES))
     add.add_argument("--unit-id", help="the unit a 'unit' user acts for")
     add.set_defaults(func=cmd_users_add)
     _add_devices_commands(sub)  # issue 6: qorgau devices provision
@@ -184,6 +186,10 @@ def _add_devices_commands(sub: Any) -> None:
 
 
 def cmd_devices_provision(args: argparse.Namespace) -> int:
+    from dispatch import load_devices, load_units
+    from mqtt_bridge.provision import provision
+    from qorgau.settings import Settings
+
     settings = Settings.from_flags({"devices": args.devices, "units": args.units, "topic_root": args.topic_root})
     _configure_logging(settings.log_level)
     if settings.devices is None and settings.units is None:
@@ -210,6 +216,8 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from qorgau.runtime import QorgauService
+
     settings = _settings(args)
     _configure_logging(settings.log_level)
     service = QorgauService(settings)
@@ -222,6 +230,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from dispatch import load_devices, load_units
+    from geo import Router, load_network
+    from mqtt_bridge.provision import load_credentials
+    from qorgau.simulate import Simulator
+
     settings = _settings(args)
     _configure_logging(settings.log_level)
     router = Router(load_network(settings.network)) if settings.network else None
@@ -262,6 +275,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _demo_map_login(service: QorgauService) -> str:
     """A ``dispatcher`` user for the demo's map, with a fresh password the first time."""
+    from dispatch import Role, User
+    from dispatch.auth import hash_password
+
     if service.store.get_user("dispatcher") is not None:
         return "sign in as 'dispatcher' with the password printed by the first demo on this database"
     password = secrets.token_urlsafe(9)
@@ -270,6 +286,14 @@ def _demo_map_login(service: QorgauService) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from pydantic import SecretStr
+
+    from dispatch import Role, UnitKind, User, load_devices, load_units
+    from geo import Router, generate_city, load_network
+    from qorgau.demo import write_seed_registry
+    from qorgau.runtime import QorgauService
+    from qorgau.simulate import Simulator
+
     settings = _settings(args)
     _configure_logging(settings.log_level)
     data_dir: Path = args.data_dir
@@ -360,10 +384,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _db_url(args: argparse.Namespace) -> str:
+    from qorgau.settings import Settings
+
     return Settings.from_flags({"db_url": args.db}).db_url
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from dispatch import Store
+
     store = Store(_db_url(args))
     try:
         before = store.schema_revision()
@@ -375,6 +403,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from dispatch import Store
+
     store = Store(_db_url(args))
     try:
         result = store.verify_audit()
@@ -392,6 +422,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from dispatch import Store
+    from dispatch.reports import Districts, quarter_bounds, render_public_report
+    from qorgau.settings import Settings
+
     settings = Settings.from_flags({"db_url": args.db, "districts": args.districts})
     start, end = quarter_bounds(args.quarter, settings.timezone)
     districts = Districts.from_geojson(settings.districts) if settings.districts else None
@@ -409,6 +443,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
+    from dispatch import Role, Store, User
+    from dispatch.auth import hash_password
+
     role = Role(args.role)
     if (role is Role.UNIT) != (args.unit_id is not None):
         print("qorgau users add: a 'unit' user needs --unit-id, and only a unit user may have one", file=sys.stderr)

@@ -1,6 +1,8 @@
 """``qorgau plan`` (routes for a shift) and ``qorgau plan evaluate`` (backtest the hotspot estimators).
 
 Registered into the main parser by :func:`add_plan_commands`; kept apart from :mod:`qorgau.cli`.
+Registering imports nothing of the planner (it loads scipy, pandas and numba): the choices below
+mirror it (a test checks), and the commands import the planner when they run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 __all__ = ["add_plan_commands", "cmd_evaluate", "cmd_plan"]
+
+_ESTIMATORS: tuple[str, ...] = ("kde", "naive", "network", "prospective", "spacetime")
+"""``sorted(patrol_planner.hotspots.ESTIMATORS)``."""
+_DEFAULT_ESTIMATOR = "spacetime"
+"""``patrol_planner.hotspots.DEFAULT_ESTIMATOR``."""
+_LANGUAGES: tuple[str, ...] = ("kk", "ru", "en")
+"""``patrol_planner.i18n.LANGUAGES``."""
+_DEFAULT_LANG = "ru"
+"""``patrol_planner.i18n.DEFAULT_LANG``."""
 
 
 def _add_incident_flags(p: argparse.ArgumentParser) -> None:
@@ -29,9 +40,6 @@ def _add_incident_flags(p: argparse.ArgumentParser) -> None:
 
 def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``plan`` and ``plan evaluate`` to the ``qorgau`` command's subparsers."""
-    from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS
-    from patrol_planner.i18n import DEFAULT_LANG, LANGUAGES
-
     plan = sub.add_parser("plan", help="foot-patrol routes for a shift from incident history (see 'plan evaluate')")
     _add_incident_flags(plan)
     plan.add_argument("--network", type=Path, metavar="FILE", help="street network .osm/.osm.gz/.osm.pbf/.graphml[.gz]")
@@ -40,9 +48,9 @@ def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--shift", default="22:00-06:00", help="local shift, HH:MM-HH:MM [22:00-06:00]")
     plan.add_argument("--date", type=date.fromisoformat, help="day the shift starts, YYYY-MM-DD [today, local]")
     plan.add_argument("--out", type=Path, metavar="DIR", help="where the plan's files go")
-    plan.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANG, help=f"language of the plan sheet and map [{DEFAULT_LANG}]")
+    plan.add_argument("--lang", choices=_LANGUAGES, default=_DEFAULT_LANG, help=f"language of the plan sheet and map [{_DEFAULT_LANG}]")
     plan.add_argument("--seed", type=int, help="vary the routes (same seed, same plan) within 5 %% of the best plan's risk")
-    plan.add_argument("--estimator", choices=sorted(ESTIMATORS), default=DEFAULT_ESTIMATOR, help=f"hotspot estimator [{DEFAULT_ESTIMATOR}]")
+    plan.add_argument("--estimator", choices=_ESTIMATORS, default=_DEFAULT_ESTIMATOR, help=f"hotspot estimator [{_DEFAULT_ESTIMATOR}]")
     plan.add_argument("--hot-spots", type=int, help="candidate hot spots [about twice what the patrols can visit]")
     plan.add_argument("--walk-speed", type=float, default=1.4, help="walking speed, m/s [1.4]")
     plan.add_argument("--dwell-min", type=float, default=15.0, help="dwell at each hot spot, 10-16 minutes [15]")

@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from dispatch import DispatchPolicy, StalePolicy
-from dispatch.supervision import SupervisionPolicy
-from dispatch.hardening import HttpHardening, origin_of
-from mqtt_bridge import DEFAULT_TOPIC_ROOT, Topics, parse_mqtt_url
+# Only pydantic at import time: `qorgau --help` must not load SQLAlchemy, the broker client or the
+# dispatch stack. The methods and validators that need them import them when they run.
+if TYPE_CHECKING:
+    from dispatch import DispatchPolicy
+    from dispatch.hardening import HttpHardening
+    from dispatch.supervision import SupervisionPolicy
 
 __all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "MIN_SECRET_CHARS", "Settings", "WeakSecret", "check_jwt_secret"]
 
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker URL")
     host: str = Field("127.0.0.1", description="HTTP bind address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port (0 picks a free one)")
-    topic_root: str = Field(DEFAULT_TOPIC_ROOT, description="MQTT topic root")
+    topic_root: str = Field("qorgau/v1", description="MQTT topic root")  # mqtt_bridge.DEFAULT_TOPIC_ROOT (a test checks)
     client_id: str = Field("qorgau-dispatch", min_length=1, description="fixed MQTT client id (persistent session)")
     session_expiry_s: int = Field(7 * 24 * 3600, gt=0, description="how long the broker queues alerts for us")
     max_payload_bytes: int = Field(16 * 1024, gt=0, description="larger MQTT payloads are rejected unread")
@@ -157,6 +157,8 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
+        from dispatch.hardening import origin_of
+
         if isinstance(value, str):
             value = [o.strip() for o in value.split(",") if o.strip()]
         for origin in value:
@@ -168,6 +170,9 @@ class Settings(BaseSettings):
     @field_validator("db_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             make_url(value)
         except ArgumentError as e:
@@ -178,12 +183,16 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, value: str) -> str:
+        from mqtt_bridge import parse_mqtt_url
+
         parse_mqtt_url(value)
         return value
 
     @field_validator("topic_root")
     @classmethod
     def _check_topic_root(cls, value: str) -> str:
+        from mqtt_bridge import Topics
+
         Topics(value)
         return value
 
@@ -210,6 +219,8 @@ class Settings(BaseSettings):
 
     def policy(self) -> DispatchPolicy:
         """The dispatch rules these settings ask for."""
+        from dispatch import DispatchPolicy, StalePolicy
+
         return DispatchPolicy(
             priority_by_category=self.priority_by_category,
             location_accuracy_max_m=self.location_accuracy_max_m,
@@ -225,6 +236,8 @@ class Settings(BaseSettings):
 
     def supervision_policy(self) -> SupervisionPolicy:
         """How SOS buttons are supervised."""
+        from dispatch.supervision import SupervisionPolicy
+
         return SupervisionPolicy(
             heartbeat_interval=timedelta(seconds=self.heartbeat_interval_s),
             flap_window=timedelta(seconds=self.flap_window_s),
@@ -233,6 +246,8 @@ class Settings(BaseSettings):
 
     def http_hardening(self) -> HttpHardening:
         """What the HTTP API enforces (:mod:`dispatch.hardening`)."""
+        from dispatch.hardening import HttpHardening, origin_of
+
         tiles = origin_of(self.map_tiles) if self.map_tiles else None
         return HttpHardening(
             max_request_bytes=self.max_request_bytes,
@@ -245,6 +260,10 @@ class Settings(BaseSettings):
 
     def public_view(self) -> dict[str, Any]:
         """The settings without secrets (``GET /api/settings``)."""
+        from sqlalchemy.engine import make_url
+
+        from mqtt_bridge import parse_mqtt_url
+
         view = self.model_dump(mode="json", exclude={"jwt_secret", "admin_token", "device_key_secret"})
         view["mqtt_url"] = str(parse_mqtt_url(self.mqtt_url))  # no password
         view["db_url"] = make_url(self.db_url).render_as_string(hide_password=True)
