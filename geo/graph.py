@@ -198,6 +198,20 @@ class ModeGraph:
             )
         return self._forward
 
+    def local_segment(self, segment: int) -> int:
+        """The local index of network segment ``segment`` (e.g. :attr:`geo.Snap.segment`) in this graph.
+
+        Raises
+        ------
+        ValueError
+            When this mode's graph does not hold that segment.
+        """
+        i = int(np.searchsorted(self.segments, segment))
+        if i >= self.size or self.segments[i] != segment:
+            msg = f"segment {segment} is not in the {self.mode} graph"
+            raise ValueError(msg)
+        return i
+
     def entries(self, i: int, t: float) -> tuple[tuple[int, float, float], ...]:
         """(node, time, length) to reach the point at fraction ``t`` of local segment ``i`` from a node."""
         out = []
