@@ -44,7 +44,7 @@ class Scenario:
 
 
 def _points_on(net: StreetNetwork, router: Router, mode: str, n: int, rng: np.random.Generator, off_m: float, *, gaussian: bool) -> list[tuple[float, float]]:
-    g = router._graphs[mode]
+    g = router.graph(mode)
     pick = rng.integers(g.size, size=n)
     t = rng.random(n)
     x = g.x0[pick] * (1 - t) + g.x1[pick] * t
@@ -93,7 +93,8 @@ def quiet_stdout():
 def _nearest_entry(router: Router, lat: float, lon: float, mode: str, *, entry: bool) -> tuple[int, float]:
     """(node, seconds incl. the off-street leg) of the cheapest node to enter/leave a point by."""
     snap = router.snap(lat, lon, mode, check_area=False)
-    g, i = router._local(snap)
+    g = router.graph(snap.mode)
+    i = g.local_segment(snap.segment)
     options = g.entries(i, snap.fraction) if entry else g.exits(i, snap.fraction)
     node, t, _ = min(options, key=lambda o: o[1])
     return node, t + snap.distance_m / router.walk_speed_mps
@@ -143,7 +144,7 @@ def run(scenario: Scenario) -> dict:
     # networkx: reversed graph per mode.
     nx_graphs = {}
     for m in ("walk", "drive"):
-        g = router._graphs[m]
+        g = router.graph(m)
         rev = nx.DiGraph()
         for b in range(net.n_nodes):
             for p in range(g.indptr[b], g.indptr[b + 1]):
@@ -172,7 +173,7 @@ def run(scenario: Scenario) -> dict:
     with quiet_stdout():
         t = time.perf_counter()
         for m in ("walk", "drive"):
-            g = router._graphs[m]
+            g = router.graph(m)
             dst = np.repeat(np.arange(net.n_nodes), np.diff(g.indptr))
             nodes = pd.DataFrame({"x": net.node_x, "y": net.node_y})
             edges = pd.DataFrame({"from": dst, "to": g.indices, "t": g.wt})

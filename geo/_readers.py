@@ -1,12 +1,18 @@
-"""File readers for street networks: OSM XML/PBF through pyosmium, GraphML through osmnx."""
+"""File readers for street networks: OSM XML/PBF through pyosmium, GraphML through osmnx.
+
+Used by :func:`geo.load.load_network`; it imports :mod:`geo.network`, never the other way round.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from geo.network import StreetNetwork, _segments_from_ways
+from geo.network import StreetNetwork, drive_allowed, drive_speed_kmh, oneway_direction, walk_allowed
+
+__all__ = ["read_graphml", "read_osm"]
 
 
 def read_osm(path: Path, *, label: str) -> StreetNetwork:
@@ -53,8 +59,6 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
     v: list[int] = []
     hw: list[str] = []
     speed: list[float] = []
-    from geo.network import drive_allowed, drive_speed_kmh, walk_allowed
-
     walk: list[bool] = []
     drive: list[bool] = []
     for a, b, data in graph.edges(data=True):
@@ -98,4 +102,73 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
         drive=drive,
         label=label,
         node_osm_id=osm_ids,
+    )
+
+
+def _segments_from_ways(
+    ways: Sequence[tuple[dict[str, str], list[tuple[int, float, float] | None]]],
+    *,
+    label: str,
+) -> StreetNetwork:
+    """Assemble a network from ways given as (tags, [(node_id, lat, lon) or None if missing]).
+
+    Runs of existing nodes become segments; a missing node (a clipped extract) breaks the run.
+    Ways neither walkable nor drivable are skipped.
+    """
+    node_index: dict[int, int] = {}
+    lats: list[float] = []
+    lons: list[float] = []
+    ids: list[int] = []
+    u: list[int] = []
+    v: list[int] = []
+    hw: list[str] = []
+    walk: list[bool] = []
+    drive: list[bool] = []
+    oneway: list[bool] = []
+    speed: list[float] = []
+    for tags, nodes in ways:
+        can_walk, can_drive = walk_allowed(tags), drive_allowed(tags)
+        if not (can_walk or can_drive):
+            continue
+        direction = oneway_direction(tags) if can_drive else 0
+        kmh = drive_speed_kmh(tags)
+        highway = tags.get("highway", "")
+        prev: int | None = None
+        for node in nodes:
+            if node is None:
+                prev = None
+                continue
+            osm_id, lat, lon = node
+            idx = node_index.get(osm_id)
+            if idx is None:
+                idx = len(lats)
+                node_index[osm_id] = idx
+                lats.append(lat)
+                lons.append(lon)
+                ids.append(osm_id)
+            if prev is not None and prev != idx:
+                a, b = (idx, prev) if direction < 0 else (prev, idx)
+                u.append(a)
+                v.append(b)
+                hw.append(highway)
+                walk.append(can_walk)
+                drive.append(can_drive)
+                oneway.append(direction != 0)
+                speed.append(kmh)
+            prev = idx
+    if not u:
+        msg = f"{label!r} holds no walkable or drivable streets"
+        raise ValueError(msg)
+    return StreetNetwork.from_arrays(
+        lats,
+        lons,
+        u,
+        v,
+        np.array(hw, dtype=object),
+        oneway=oneway,
+        maxspeed_kmh=speed,
+        walk=walk,
+        drive=drive,
+        label=label,
+        node_osm_id=ids,
     )

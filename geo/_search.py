@@ -10,48 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from geo.heap import heap_pop, heap_push
-
-
-@njit(cache=True, nogil=True)
-def _cand_push(hk, hv, hw, size, key, val, aux):  # pragma: no cover - compiled
-    """Push onto the heap of unit candidates, which carries a third array (path length)."""
-    i = size
-    hk[i] = key
-    hv[i] = val
-    hw[i] = aux
-    while i > 0:
-        parent = (i - 1) >> 1
-        if hk[parent] <= hk[i]:
-            break
-        hk[i], hk[parent] = hk[parent], hk[i]
-        hv[i], hv[parent] = hv[parent], hv[i]
-        hw[i], hw[parent] = hw[parent], hw[i]
-        i = parent
-    return size + 1
-
-
-@njit(cache=True, nogil=True)
-def _cand_pop(hk, hv, hw, size):  # pragma: no cover - compiled
-    key, val, aux = hk[0], hv[0], hw[0]
-    size -= 1
-    if size > 0:
-        hk[0], hv[0], hw[0] = hk[size], hv[size], hw[size]
-        i = 0
-        while True:
-            left = 2 * i + 1
-            if left >= size:
-                break
-            child = left
-            if left + 1 < size and hk[left + 1] < hk[left]:
-                child = left + 1
-            if hk[i] <= hk[child]:
-                break
-            hk[i], hk[child] = hk[child], hk[i]
-            hv[i], hv[child] = hv[child], hv[i]
-            hw[i], hw[child] = hw[child], hw[i]
-            i = child
-    return key, val, aux, size
+from geo.heap import heap_pop, heap_pop3, heap_push, heap_push3
 
 
 @njit(cache=True, nogil=True)
@@ -109,7 +68,7 @@ def reverse_search(
             best_gen[s] = gen
             best_t[s] = direct_t[j]
             best_l[s] = direct_l[j]
-            csize = _cand_push(ck, cs, cl, csize, direct_t[j], s, direct_l[j])
+            csize = heap_push3(ck, cs, cl, csize, direct_t[j], s, direct_l[j])
     hsize = 0
     for j in range(seed_nodes.size):
         node = seed_nodes[j]
@@ -128,7 +87,7 @@ def reverse_search(
         ln = trail[node, 0]
         # Every unit whose best time is <= d is final: no unsettled node can improve it.
         while csize > 0 and ck[0] <= d:
-            t, s, l, csize = _cand_pop(ck, cs, cl, csize)
+            t, s, l, csize = heap_pop3(ck, cs, cl, csize)
             if best_gen[s] == gen and t == best_t[s]:
                 best_gen[s] = -gen  # final
                 if skip[s]:
@@ -147,7 +106,7 @@ def reverse_search(
                 best_gen[s] = gen
                 best_t[s] = cand
                 best_l[s] = ln + entry_l[e]
-                csize = _cand_push(ck, cs, cl, csize, cand, s, ln + entry_l[e])
+                csize = heap_push3(ck, cs, cl, csize, cand, s, ln + entry_l[e])
             e = nxt[e]
         for p in range(indptr[node], indptr[node + 1]):
             a = indices[p]
@@ -159,7 +118,7 @@ def reverse_search(
                 trail[a, 1] = node
                 hsize = heap_push(heap_k, heap_n, hsize, nd, a)
     while csize > 0 and n_out < k:
-        t, s, l, csize = _cand_pop(ck, cs, cl, csize)
+        t, s, l, csize = heap_pop3(ck, cs, cl, csize)
         if t > limit:
             break
         if best_gen[s] == gen and t == best_t[s]:
@@ -245,3 +204,213 @@ def nearest_segment(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell
     sx = x0[bi] + bt * (x1[bi] - x0[bi])
     sy = y0[bi] + bt * (y1[bi] - y0[bi])
     return bi, bt, best, sx, sy
+
+
+@njit(cache=True, nogil=True)
+def nearest_segments(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell_m, nx, ny, far_m):  # pragma: no cover
+    """:func:`nearest_segment` for many points: (segment, fraction, distance) arrays.
+
+    A point more than ``far_m`` outside the grid is searched from the grid's nearest point and
+    keeps its true distance; a non-finite point is searched from the grid's corner and gets
+    distance ``inf``.
+    """
+    n = px.size
+    seg = np.empty(n, dtype=np.int64)
+    frac = np.empty(n)
+    dist = np.empty(n)
+    gx1 = gx + nx * cell_m
+    gy1 = gy + ny * cell_m
+    for p in range(n):
+        x = px[p]
+        y = py[p]
+        finite = np.isfinite(x) and np.isfinite(y)
+        qx = gx if np.isnan(x) else min(max(x, gx), gx1)
+        qy = gy if np.isnan(y) else min(max(y, gy), gy1)
+        far = not finite or np.sqrt((x - qx) ** 2 + (y - qy) ** 2) > far_m
+        if not far:
+            qx = x
+            qy = y
+        i, t, d, sx, sy = nearest_segment(qx, qy, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell_m, nx, ny)
+        if far:
+            d = np.sqrt((x - sx) ** 2 + (y - sy) ** 2) if finite else np.inf
+        seg[p] = i
+        frac[p] = t
+        dist[p] = d
+    return seg, frac, dist
+
+
+@njit(cache=True, nogil=True)
+def bounded_search(indptr, indices, wt, sources, seed_t, group, limit, targets_only, is_target):  # pragma: no cover
+    """Dijkstra from each group of seeds, stopping at ``limit``; returns (group, node, time) triples.
+
+    ``group[i]`` names the search that seed ``sources[i]`` (at time ``seed_t[i]``) belongs to;
+    seeds of one group must be contiguous. With ``targets_only`` only nodes where ``is_target``
+    is true are reported. Searches the CSR as given (row ``a`` lists the nodes ``a`` leads to).
+    """
+    n = indptr.size - 1
+    dist = np.full(n, np.inf)
+    stamp = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=np.int64)
+    cap = indices.size + sources.size + 8
+    hk = np.empty(cap)
+    hv = np.empty(cap, dtype=np.int64)
+    out_g = []
+    out_n = []
+    out_t = []
+    s = 0
+    gen = 0
+    while s < sources.size:
+        g = group[s]
+        gen += 1
+        size = 0
+        while s < sources.size and group[s] == g:
+            node = sources[s]
+            t = seed_t[s]
+            if stamp[node] != gen or t < dist[node]:
+                stamp[node] = gen
+                dist[node] = t
+                size = heap_push(hk, hv, size, t, node)
+            s += 1
+        while size > 0:
+            d, node, size = heap_pop(hk, hv, size)
+            if done[node] == gen or d > dist[node]:
+                continue
+            if d > limit:
+                break
+            done[node] = gen
+            if not targets_only or is_target[node]:
+                out_g.append(g)
+                out_n.append(node)
+                out_t.append(d)
+            for e in range(indptr[node], indptr[node + 1]):
+                nb = indices[e]
+                nd = d + wt[e]
+                if nd <= limit and (stamp[nb] != gen or nd < dist[nb]):
+                    stamp[nb] = gen
+                    dist[nb] = nd
+                    size = heap_push(hk, hv, size, nd, nb)
+    return np.array(out_g, dtype=np.int64), np.array(out_n, dtype=np.int64), np.array(out_t, dtype=np.float64)
+
+
+@njit(cache=True, nogil=True)
+def many_to_many(indptr, indices, wt, sources, col, n_cols, limit):  # pragma: no cover - compiled
+    """Dense times from each source to each column's node, ``inf`` beyond ``limit`` or unreachable.
+
+    ``col[node]`` is the node's column (``-1``: not a target); the ``n_cols`` columns are distinct
+    nodes. Each search stops as soon as every column's node is settled, or at ``limit``.
+    """
+    n = indptr.size - 1
+    out = np.full((sources.size, n_cols), np.inf)
+    dist = np.full(n, np.inf)
+    stamp = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=np.int64)
+    cap = indices.size + 8
+    hk = np.empty(cap)
+    hv = np.empty(cap, dtype=np.int64)
+    for s in range(sources.size):
+        gen = s + 1
+        left = n_cols
+        src = sources[s]
+        stamp[src] = gen
+        dist[src] = 0.0
+        size = heap_push(hk, hv, 0, 0.0, src)
+        while size > 0:
+            d, node, size = heap_pop(hk, hv, size)
+            if done[node] == gen or d > dist[node]:
+                continue
+            if d > limit:
+                break
+            done[node] = gen
+            c = col[node]
+            if c >= 0:
+                out[s, c] = d
+                left -= 1
+                if left == 0:
+                    break
+            for e in range(indptr[node], indptr[node + 1]):
+                nb = indices[e]
+                nd = d + wt[e]
+                if nd <= limit and (stamp[nb] != gen or nd < dist[nb]):
+                    stamp[nb] = gen
+                    dist[nb] = nd
+                    size = heap_push(hk, hv, size, nd, nb)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def path_search(indptr, indices, wt, pair_src, pair_dst):  # pragma: no cover - compiled
+    """Shortest paths for (source, target) pairs sorted by source: (flat nodes, offsets).
+
+    Path ``j`` is ``nodes[offsets[j]:offsets[j + 1]]``, from its source to its target; an empty
+    one means the target is unreachable. One Dijkstra per distinct source, stopped once all of
+    that source's targets are settled; a node's predecessor changes only on a strict improvement.
+    """
+    n = indptr.size - 1
+    m = pair_src.size
+    dist = np.full(n, np.inf)
+    stamp = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=np.int64)
+    want = np.zeros(n, dtype=np.int64)
+    pred = np.full(n, -1, dtype=np.int64)
+    cap = indices.size + 8
+    hk = np.empty(cap)
+    hv = np.empty(cap, dtype=np.int64)
+    buf = np.empty(1024, dtype=np.int64)
+    used = 0
+    offsets = np.zeros(m + 1, dtype=np.int64)
+    j = 0
+    gen = 0
+    while j < m:
+        a = pair_src[j]
+        gen += 1
+        end = j
+        left = 0
+        while end < m and pair_src[end] == a:
+            b = pair_dst[end]
+            if want[b] != gen:
+                want[b] = gen
+                left += 1
+            end += 1
+        stamp[a] = gen
+        dist[a] = 0.0
+        pred[a] = -1
+        size = heap_push(hk, hv, 0, 0.0, a)
+        while size > 0 and left > 0:
+            d, node, size = heap_pop(hk, hv, size)
+            if done[node] == gen or d > dist[node]:
+                continue
+            done[node] = gen
+            if want[node] == gen:
+                left -= 1
+            for e in range(indptr[node], indptr[node + 1]):
+                nb = indices[e]
+                nd = d + wt[e]
+                if stamp[nb] != gen or nd < dist[nb]:
+                    stamp[nb] = gen
+                    dist[nb] = nd
+                    pred[nb] = node
+                    size = heap_push(hk, hv, size, nd, nb)
+        for q in range(j, end):
+            b = pair_dst[q]
+            if done[b] == gen:
+                k = 1
+                x = b
+                while x != a:
+                    x = pred[x]
+                    k += 1
+                if used + k > buf.size:
+                    grown = np.empty(max(2 * buf.size, used + k), dtype=np.int64)
+                    grown[:used] = buf[:used]
+                    buf = grown
+                x = b
+                pos = used + k - 1
+                while True:
+                    buf[pos] = x
+                    if x == a:
+                        break
+                    x = pred[x]
+                    pos -= 1
+                used += k
+            offsets[q + 1] = used
+        j = end
+    return buf[:used].copy(), offsets

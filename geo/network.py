@@ -4,15 +4,14 @@ A :class:`StreetNetwork` keeps every street as straight two-node *segments* (the
 consecutive OSM way nodes), so a point can be snapped onto a street and split exactly, and a
 segment's length is its metric length. Which segments a pedestrian or a car may use, and how fast,
 is decided here from OSM tags (:func:`walk_allowed`, :func:`drive_allowed`, :func:`drive_speed_kmh`).
+Files are read by :func:`geo.load.load_network`; this module imports nothing else of geo.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -23,7 +22,6 @@ __all__ = [
     "StreetNetwork",
     "drive_allowed",
     "drive_speed_kmh",
-    "load_network",
     "utm_crs_for",
     "walk_allowed",
 ]
@@ -136,7 +134,7 @@ class StreetNetwork:
     """Streets as nodes and straight segments, in WGS 84 and in the city's UTM zone.
 
     Segment ``i`` joins ``seg_u[i]`` to ``seg_v[i]``; for cars it is one-way from ``u`` to ``v``
-    where ``seg_oneway[i]`` is true. Build one with :meth:`from_arrays`, :func:`load_network` or
+    where ``seg_oneway[i]`` is true. Build one with :meth:`from_arrays`, :func:`geo.load_network` or
     :func:`geo.generate_city`.
     """
 
@@ -297,109 +295,3 @@ class StreetNetwork:
                 }
             )
         return {"type": "FeatureCollection", "features": features}
-
-
-def load_network(path: str | Path, *, label: str | None = None) -> StreetNetwork:
-    """Load a street network from a local file.
-
-    Parameters
-    ----------
-    path
-        OSM XML (``.osm``, ``.osm.gz``, ``.osm.bz2``), OSM PBF (``.osm.pbf``/``.pbf``) or an osmnx
-        GraphML file (``.graphml``, ``.graphml.gz``). Clipped extracts, whose ways reference nodes
-        missing from the file, load: such ways are split at the missing nodes.
-    label
-        A human label; defaults to the file name.
-
-    Raises
-    ------
-    FileNotFoundError
-        When the file does not exist.
-    ValueError
-        When the format is not recognised or the file holds no streets.
-    """
-    from geo import _readers
-
-    p = Path(path)
-    if not p.is_file():
-        msg = f"street network file not found: {str(p)!r}"
-        raise FileNotFoundError(msg)
-    name = p.name.lower()
-    if name.endswith((".graphml", ".graphml.gz")):
-        return _readers.read_graphml(p, label=label or p.name)
-    if name.endswith((".osm", ".osm.gz", ".osm.bz2", ".osm.pbf", ".pbf", ".xml", ".xml.gz")):
-        return _readers.read_osm(p, label=label or p.name)
-    msg = (
-        f"unrecognised street network format for {p.name!r}: "
-        "expected .osm, .osm.gz, .osm.bz2, .osm.pbf or .graphml(.gz)"
-    )
-    raise ValueError(msg)
-
-
-def _segments_from_ways(
-    ways: Sequence[tuple[dict[str, str], list[tuple[int, float, float] | None]]],
-    *,
-    label: str,
-) -> StreetNetwork:
-    """Assemble a network from ways given as (tags, [(node_id, lat, lon) or None if missing]).
-
-    Runs of existing nodes become segments; a missing node (a clipped extract) breaks the run.
-    Ways neither walkable nor drivable are skipped.
-    """
-    node_index: dict[int, int] = {}
-    lats: list[float] = []
-    lons: list[float] = []
-    ids: list[int] = []
-    u: list[int] = []
-    v: list[int] = []
-    hw: list[str] = []
-    walk: list[bool] = []
-    drive: list[bool] = []
-    oneway: list[bool] = []
-    speed: list[float] = []
-    for tags, nodes in ways:
-        can_walk, can_drive = walk_allowed(tags), drive_allowed(tags)
-        if not (can_walk or can_drive):
-            continue
-        direction = oneway_direction(tags) if can_drive else 0
-        kmh = drive_speed_kmh(tags)
-        highway = tags.get("highway", "")
-        prev: int | None = None
-        for node in nodes:
-            if node is None:
-                prev = None
-                continue
-            osm_id, lat, lon = node
-            idx = node_index.get(osm_id)
-            if idx is None:
-                idx = len(lats)
-                node_index[osm_id] = idx
-                lats.append(lat)
-                lons.append(lon)
-                ids.append(osm_id)
-            if prev is not None and prev != idx:
-                a, b = (idx, prev) if direction < 0 else (prev, idx)
-                u.append(a)
-                v.append(b)
-                hw.append(highway)
-                walk.append(can_walk)
-                drive.append(can_drive)
-                oneway.append(direction != 0)
-                speed.append(kmh)
-            prev = idx
-    if not u:
-        msg = f"{label!r} holds no walkable or drivable streets"
-        raise ValueError(msg)
-    return StreetNetwork.from_arrays(
-        lats,
-        lons,
-        u,
-        v,
-        np.array(hw, dtype=object),
-        oneway=oneway,
-        maxspeed_kmh=speed,
-        walk=walk,
-        drive=drive,
-        label=label,
-        node_osm_id=ids,
-    )

@@ -22,22 +22,15 @@ import math
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from geo._search import nearest_segment, reverse_search, warm_up
+from geo._search import reverse_search, warm_up
+from geo.graph import Mode, ModeGraph
 from geo.network import StreetNetwork
 
 __all__ = ["Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap", "UNIT_MODES"]
-
-Mode = Literal["walk", "drive"]
-
-_FAR_M = 20_000.0
-"""Farther than this outside a graph's grid, snapping starts from the grid's edge."""
 
 #: Which network each kind of unit moves on.
 UNIT_MODES: dict[str, Mode] = {"booth": "walk", "foot": "walk", "car": "drive"}
@@ -94,130 +87,6 @@ class _Unit:
     lon: float
 
 
-class _ModeGraph:
-    """One mode's street graph: reverse adjacency for searches, a segment index for snapping."""
-
-    def __init__(self, net: StreetNetwork, mode: Mode, walk_speed_mps: float) -> None:
-        self.mode = mode
-        usable = net.seg_walk if mode == "walk" else net.seg_drive
-        seg = np.flatnonzero(usable)
-        n = net.n_nodes
-        if seg.size == 0:
-            self.segments = seg
-            self.size = self.n_nodes = 0
-            self.indptr = np.zeros(n + 1, dtype=np.int64)
-            self.indices = np.zeros(0, dtype=np.int64)
-            self.wt = self.wl = np.zeros(0)
-            return
-        u, v = net.seg_u[seg], net.seg_v[seg]
-        length = net.seg_length_m[seg]
-        if mode == "walk":
-            fwd_ok = np.ones(seg.size, dtype=bool)
-            bwd_ok = np.ones(seg.size, dtype=bool)
-            time_s = length / walk_speed_mps
-        else:
-            fwd_ok = np.ones(seg.size, dtype=bool)
-            bwd_ok = ~net.seg_oneway[seg]
-            time_s = length / (net.seg_speed_kmh[seg] / 3.6)
-        # Keep the largest (strongly, for cars) connected component.
-        src = np.concatenate([u[fwd_ok], v[bwd_ok]])
-        dst = np.concatenate([v[fwd_ok], u[bwd_ok]])
-        adjacency = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n)).tocsr()
-        connection = "weak" if mode == "walk" else "strong"
-        _, labels = connected_components(adjacency, directed=True, connection=connection)
-        used = np.zeros(n, dtype=bool)
-        used[u] = True
-        used[v] = True
-        counts = np.bincount(labels[used])
-        biggest = int(np.argmax(counts))
-        keep = (labels[u] == biggest) & (labels[v] == biggest)
-        self.segments = seg[keep]
-        self.u, self.v = u[keep], v[keep]
-        self.length = length[keep]
-        self.time = time_s[keep]
-        self.fwd_ok, self.bwd_ok = fwd_ok[keep], bwd_ok[keep]
-        self.size = int(self.segments.size)
-        self.n_nodes = int(np.count_nonzero(np.bincount(np.concatenate([self.u, self.v]), minlength=n)))
-        # Reverse CSR: row b lists every a with a street a -> b, for searches from an alert.
-        src = np.concatenate([self.u[self.fwd_ok], self.v[self.bwd_ok]])
-        dst = np.concatenate([self.v[self.fwd_ok], self.u[self.bwd_ok]])
-        t_all = np.concatenate([self.time[self.fwd_ok], self.time[self.bwd_ok]])
-        l_all = np.concatenate([self.length[self.fwd_ok], self.length[self.bwd_ok]])
-        order = np.lexsort((src, dst))
-        self.indptr = np.searchsorted(dst[order], np.arange(n + 1)).astype(np.int64)
-        self.indices = src[order].astype(np.int64)
-        self.wt = t_all[order].astype(np.float64)
-        self.wl = l_all[order].astype(np.float64)
-        self.x0, self.y0 = net.node_x[self.u], net.node_y[self.u]
-        self.x1, self.y1 = net.node_x[self.v], net.node_y[self.v]
-        self._build_grid()
-
-    def _build_grid(self) -> None:
-        """A uniform grid of cells over the segments' bounding boxes, for exact nearest queries."""
-        lengths = np.hypot(self.x1 - self.x0, self.y1 - self.y0)
-        self.cell_m = float(np.clip(2 * np.median(lengths), 25.0, 250.0))
-        self.gx = float(min(self.x0.min(), self.x1.min()))
-        self.gy = float(min(self.y0.min(), self.y1.min()))
-        ix0 = np.floor((np.minimum(self.x0, self.x1) - self.gx) / self.cell_m).astype(np.int64)
-        ix1 = np.floor((np.maximum(self.x0, self.x1) - self.gx) / self.cell_m).astype(np.int64)
-        iy0 = np.floor((np.minimum(self.y0, self.y1) - self.gy) / self.cell_m).astype(np.int64)
-        iy1 = np.floor((np.maximum(self.y0, self.y1) - self.gy) / self.cell_m).astype(np.int64)
-        self.nx, self.ny = int(ix1.max()) + 1, int(iy1.max()) + 1
-        wx, wy = ix1 - ix0 + 1, iy1 - iy0 + 1
-        per_seg = wx * wy
-        seg = np.repeat(np.arange(self.size, dtype=np.int64), per_seg)
-        k = np.arange(per_seg.sum()) - np.repeat(np.cumsum(per_seg) - per_seg, per_seg)
-        cell = (np.repeat(ix0, per_seg) + k // np.repeat(wy, per_seg)) * self.ny + np.repeat(iy0, per_seg) + k % np.repeat(wy, per_seg)
-        order = np.argsort(cell, kind="stable")
-        self.cell_items = seg[order]
-        self.cell_start = np.searchsorted(cell[order], np.arange(self.nx * self.ny + 1)).astype(np.int64)
-
-    def snap_xy(self, x: float, y: float) -> tuple[int, float, float, float, float]:
-        """Nearest segment (local index), fraction along it, distance, snapped x and y.
-
-        A point more than :data:`_FAR_M` outside the grid is searched from the nearest point of
-        the grid instead (the grid's ring search would otherwise walk every ring in between: a
-        point on the other side of the planet took minutes); its distance stays the true one, and
-        it is outside any service area anyway.
-        """
-        gx1, gy1 = self.gx + self.nx * self.cell_m, self.gy + self.ny * self.cell_m
-        qx, qy = min(max(x, self.gx), gx1), min(max(y, self.gy), gy1)
-        far = math.hypot(x - qx, y - qy) > _FAR_M or not (math.isfinite(x) and math.isfinite(y))
-        i, t, dist, sx, sy = nearest_segment(
-            qx if far else x, qy if far else y, self.x0, self.y0, self.x1, self.y1,
-            self.cell_start, self.cell_items, self.gx, self.gy, self.cell_m, self.nx, self.ny,
-        )  # fmt: skip
-        if far:
-            dist = math.hypot(x - sx, y - sy) if math.isfinite(x) and math.isfinite(y) else math.inf
-        return int(i), float(t), float(dist), float(sx), float(sy)
-
-    def entries(self, i: int, t: float) -> tuple[tuple[int, float, float], ...]:
-        """(node, time, length) to reach the point at fraction ``t`` of local segment ``i`` from a node."""
-        out = []
-        if self.fwd_ok[i]:
-            out.append((int(self.u[i]), t * self.time[i], t * self.length[i]))
-        if self.bwd_ok[i]:
-            out.append((int(self.v[i]), (1 - t) * self.time[i], (1 - t) * self.length[i]))
-        return tuple(out)
-
-    def exits(self, i: int, t: float) -> tuple[tuple[int, float, float], ...]:
-        """(node, time, length) from the point at fraction ``t`` of local segment ``i`` to a node."""
-        out = []
-        if self.fwd_ok[i]:
-            out.append((int(self.v[i]), (1 - t) * self.time[i], (1 - t) * self.length[i]))
-        if self.bwd_ok[i]:
-            out.append((int(self.u[i]), t * self.time[i], t * self.length[i]))
-        return tuple(out)
-
-    def along(self, i: int, t_from: float, t_to: float) -> tuple[float, float] | None:
-        """Time and length along local segment ``i`` from one fraction to another, if allowed."""
-        if t_to >= t_from and self.fwd_ok[i]:
-            return (t_to - t_from) * self.time[i], (t_to - t_from) * self.length[i]
-        if t_to <= t_from and self.bwd_ok[i]:
-            return (t_from - t_to) * self.time[i], (t_from - t_to) * self.length[i]
-        return None
-
-
 class _Layers:
     """Both modes' reverse graphs side by side, searched as one.
 
@@ -229,7 +98,7 @@ class _Layers:
     when walkers are closer.
     """
 
-    def __init__(self, walk: _ModeGraph, drive: _ModeGraph, n: int) -> None:
+    def __init__(self, walk: ModeGraph, drive: ModeGraph, n: int) -> None:
         self.n = n
         self.offset: dict[Mode, int] = {"walk": 0, "drive": n}
         self.indptr = np.concatenate([walk.indptr[:-1], drive.indptr + walk.indptr[-1]]).astype(np.int64)
@@ -380,9 +249,9 @@ class Router:
         self.network = network
         self.max_snap_m = float(max_snap_m)
         self.walk_speed_mps = float(walk_speed_mps)
-        self._graphs: dict[Mode, _ModeGraph] = {
-            "walk": _ModeGraph(network, "walk", walk_speed_mps),
-            "drive": _ModeGraph(network, "drive", walk_speed_mps),
+        self._graphs: dict[Mode, ModeGraph] = {
+            "walk": ModeGraph(network, "walk", walk_speed_mps),
+            "drive": ModeGraph(network, "drive", walk_speed_mps),
         }
         if self._graphs["walk"].size == 0:
             msg = f"{network.label!r} has no walkable streets: nothing to route on"
@@ -396,7 +265,21 @@ class Router:
         self._lock = threading.RLock()
         warm_up()
 
-    # -- snapping ---------------------------------------------------------------------------
+    # -- graphs and snapping -------------------------------------------------------------------
+    def graph(self, mode: Mode) -> ModeGraph:
+        """The street graph the router searches for ``mode``, to read (not to change).
+
+        Raises
+        ------
+        ValueError
+            When ``mode`` is neither ``"walk"`` nor ``"drive"``.
+        """
+        g = self._graphs.get(mode)
+        if g is None:
+            msg = f"unknown mode {mode!r}; expected 'walk' or 'drive'"
+            raise ValueError(msg)
+        return g
+
     def graph_size(self, mode: Mode) -> tuple[int, int]:
         """``(nodes, segments)`` in the mode's connected street graph."""
         g = self._graphs[mode]
@@ -446,7 +329,7 @@ class Router:
             return False
         return True
 
-    def _local(self, snap: Snap) -> tuple[_ModeGraph, int]:
+    def _local(self, snap: Snap) -> tuple[ModeGraph, int]:
         g = self._graphs[snap.mode]
         return g, int(np.searchsorted(g.segments, snap.segment))
 

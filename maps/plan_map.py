@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Callable
 
 import folium
 from branca.element import Element
@@ -50,12 +51,6 @@ def _bearing(a: list[float], b: list[float]) -> float:
     return math.degrees(math.atan2(dx, dy)) % 360
 
 
-def _metres(a: list[float], b: list[float]) -> float:
-    dx = (b[0] - a[0]) * 111_320.0 * math.cos(math.radians((a[1] + b[1]) / 2))
-    dy = (b[1] - a[1]) * 111_320.0
-    return math.hypot(dx, dy)
-
-
 def _risk_colour(level: float) -> str:
     """Yellow (low) to dark red (high) for a level in [0, 1]."""
     stops = [(0.0, (255, 255, 178)), (0.25, (254, 204, 92)), (0.5, (253, 141, 60)), (0.75, (240, 59, 32)), (1.0, (189, 0, 38))]
@@ -77,6 +72,7 @@ def render_plan_map(
     streets: dict | None = None,
     title: str = "",
     arrow_every_m: float = 120.0,
+    distance_m: Callable[[float, float, float, float], float] | None = None,
 ) -> str:
     """Render a plan as standalone HTML.
 
@@ -99,6 +95,12 @@ def render_plan_map(
         GeoJSON Polygons with ``risk`` and ``level`` (0-1) for the risk surface.
     streets
         GeoJSON LineStrings drawn as the base layer (there are no tiles offline).
+    arrow_every_m
+        Route direction arrows are drawn about this far apart along each route.
+    distance_m
+        The distance in metres between two WGS 84 points, ``distance_m(lat1, lon1, lat2, lon2)``
+        (pass :func:`geo.great_circle_m`): spaces the direction arrows. Without it no arrows
+        are drawn (this package measures nothing itself).
 
     Raises
     ------
@@ -174,9 +176,11 @@ def render_plan_map(
         coords = f["geometry"]["coordinates"]
         tip = f"{p['patrol']}: {p['length_m'] / 1000:.2f} km, {p['walking_min']:.0f} min, {labels['risk']} {p['risk_covered']:.4f}"
         folium.PolyLine([[c[1], c[0]] for c in coords], color=p["colour"], weight=4, opacity=0.8, tooltip=tip).add_to(g)
+        if distance_m is None:
+            continue  # nothing measures the route: no direction arrows
         run = 0.0
         for a, b in zip(coords[:-1], coords[1:], strict=True):
-            d = _metres(a, b)
+            d = distance_m(a[1], a[0], b[1], b[0])
             run += d
             if run >= arrow_every_m and d > 5:
                 run = 0.0

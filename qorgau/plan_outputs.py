@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from geo import great_circle_m
 from maps import render_plan_map
 from patrol_planner.export import (
     PLAN_CSV_HEADER,
@@ -93,6 +94,7 @@ def write_plan_outputs(bundle: PlanBundle, out_dir: str | Path, *, lang: str = "
         risk_cells=risk_cells_geojson(bundle),
         streets=streets_geojson(bundle),
         title=f"{m('plan_title')}: {bundle.plan.shift.label}",
+        distance_m=great_circle_m,
     )
     (out / "plan.html").write_text(page, encoding="utf-8")
     files["plan.html"] = out / "plan.html"

@@ -173,3 +173,24 @@ def test_map_refuses_to_load_from_the_web() -> None:
         assert "cdn.jsdelivr" not in page
     finally:
         folium.Map.default_js = original
+
+
+def test_map_spaces_route_arrows_by_the_distance_the_caller_passes() -> None:
+    from geo import great_circle_m
+
+    labels = messages("en").labels(
+        "layer_streets", "layer_risk", "layer_hotspots", "layer_booths", "layer_uncovered", "layer_route",
+        "legend_risk", "stop", "arrive", "depart", "dwell_min", "risk", "booth", "hot_spot", "attribution",
+    )  # fmt: skip
+    empty = {"type": "FeatureCollection", "features": []}
+    # A 1 km route due north in 20 steps of about 50 m: an arrow every 120 m is one every third step.
+    coords = [[76.9, 43.2 + i * 0.00045] for i in range(21)]
+    props = {"kind": "route", "patrol": "P01", "colour": "#e41a1c", "length_m": 1000.0, "walking_min": 12.0, "risk_covered": 0.1}
+    routes = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords}, "properties": props}]}
+    steps = [great_circle_m(a[1], a[0], b[1], b[0]) for a, b in zip(coords[:-1], coords[1:], strict=True)]
+    assert 49 < min(steps) <= max(steps) < 51
+    page = render_plan_map(routes=routes, hotspots=empty, booths=empty, labels=labels, distance_m=great_circle_m)
+    assert page.count('q-arrow\\" style=') == 20 // 3
+    assert "rotate(-90deg)" in page  # due north: the arrow glyph (pointing east) turned a quarter left
+    bare = render_plan_map(routes=routes, hotspots=empty, booths=empty, labels=labels)
+    assert bare.count('q-arrow\\" style=') == 0
