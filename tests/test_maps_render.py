@@ -124,3 +124,53 @@ def test_static_assets_are_the_leaflet_and_live_map_files_with_stable_etags() ->
         assert a.media_type.startswith("text/"), name
         assert re.fullmatch(r'"[0-9a-f]{20}"', a.etag), name
     assert len({a.etag for a in assets.values()}) == len(assets)
+
+
+def _plan_inputs() -> dict:
+    # ~800 m east then ~670 m north, as the planner writes routes: many short street segments
+    line = [[76.940 + 0.0005 * i, 43.240] for i in range(20)] + [[76.950, 43.240 + 0.0005 * i] for i in range(13)]
+    routes = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": line},
+         "properties": {"kind": "route", "patrol": "P01", "colour": "#e41a1c", "length_m": 1470.0, "walking_min": 17.5, "risk_covered": 0.4}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": line[19]},
+         "properties": {"kind": "stop", "patrol": "P01", "colour": "#e41a1c", "seq": 1, "arrive": "2026-12-02T20:10:00+05:00",
+                        "depart": "2026-12-02T20:22:00+05:00", "dwell_min": 12, "hot_spot": 0}},
+    ]}  # fmt: skip
+    hotspots = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": line[19]},
+         "properties": {"rank": 1, "risk": 3.5, "uncovered": False}},
+    ]}  # fmt: skip
+    booths = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": line[0]},
+         "properties": {"id": "B1", "name": "Booth <1>", "patrols": ["P01"]}},
+    ]}  # fmt: skip
+    return {"routes": routes, "hotspots": hotspots, "booths": booths}
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    # An independent flat-earth measure: the test only needs "about this far".
+    return (((lat2 - lat1) * 111_195.0) ** 2 + ((lon2 - lon1) * 111_195.0 * 0.7285) ** 2) ** 0.5
+
+
+def test_plan_map_is_one_offline_file_with_leaflet_inlined_and_labels_escaped() -> None:
+    from maps import render_plan_map
+
+    page = render_plan_map(**_plan_inputs(), labels=Labels(layer_route="Маршрут {id}"), title="План")
+    refs = _parse(page).refs
+    assert not [v for tag, v in refs if tag in ("script", "link", "img") and not v.startswith("data:")]
+    js, _ = leaflet_assets()
+    assert js[:200] in page  # Leaflet itself is in the page, not linked
+    assert "Маршрут P01" in page or json.dumps("Маршрут P01")[1:-1] in page  # the layer's name, maybe as a JS string
+    assert "Booth <1>" not in page and "Booth &lt;1&gt;" in page
+
+
+def test_plan_map_spaces_direction_arrows_by_the_distance_it_is_handed() -> None:
+    from maps import render_plan_map
+
+    def arrows(**kw: object) -> int:
+        return render_plan_map(**_plan_inputs(), labels=Labels(), **kw).count("q-arrow") - 1  # less the stylesheet's rule  # type: ignore[arg-type]
+
+    assert arrows() == 0  # maps measures nothing itself: no distance, no arrows
+    sparse, dense = arrows(distance_m=_metres, arrow_every_m=400.0), arrows(distance_m=_metres, arrow_every_m=100.0)
+    assert 1 <= sparse < dense
+    assert dense <= 1470 // 100 + 2
