@@ -453,6 +453,20 @@ class Store:
             raise StoreError(msg) from e
 
     @contextmanager
+    def session(self, action: str) -> Iterator[Session]:
+        """A read-only session for queries the store has no method for (supervision, signed presses).
+
+        Nothing is committed: writes go through :meth:`transaction`.
+
+        Raises
+        ------
+        StoreError
+            If the database could not be reached; the message names ``action``.
+        """
+        with self._reachable(action), self._sessions() as session:
+            yield session
+
+    @contextmanager
     def transaction(self, action: str = "write") -> Iterator[Tx]:
         """A transaction whose reads, writes and audit entries commit together, or not at all.
 

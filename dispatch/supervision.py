@@ -44,7 +44,7 @@ from pydantic import AwareDatetime, Field
 from sqlalchemy import func, select
 
 from dispatch.domain import Alert, AlertSource, Device, Unit
-from dispatch.intake import Rejected, _Message, parse_message
+from dispatch.intake import Message, Rejected, parse_message
 from dispatch.models import AlertRow, DeviceEventRow
 from dispatch.ports import RejectReason
 from dispatch.store import Store, StoreError
@@ -89,14 +89,14 @@ class OfflineCause(StrEnum):
     """Its MQTT connection dropped (the broker published its last will) or it said it goes offline."""
 
 
-class DeviceHeartbeat(_Message):
+class DeviceHeartbeat(Message):
     """``{root}/sos/{device_id}/heartbeat``: the button is alive."""
 
     ts: AwareDatetime
     seq: Annotated[int, Field(ge=0)] | None = None
 
 
-class DeviceStatusMessage(_Message):
+class DeviceStatusMessage(Message):
     """``{root}/sos/{device_id}/status``: ``online`` on connect, ``offline`` as the MQTT last will."""
 
     state: Literal["online", "offline"]
@@ -268,7 +268,7 @@ class DeviceSupervisor:
     def open(self) -> DeviceSupervisor:
         """Read the open events back from the store (they survive a restart) and start the clock."""
         stmt = select(DeviceEventRow).where(DeviceEventRow.closed_at.is_(None)).order_by(DeviceEventRow.id)
-        with self.store._reachable("read open device events"), self.store._sessions() as session:
+        with self.store.session("read open device events") as session:
             events = [_to_event(r) for r in session.scalars(stmt)]
         self.started_at = self.clock()
         with self._lock:
@@ -578,7 +578,7 @@ class DeviceSupervisor:
             .where(AlertRow.source == AlertSource.SOS.value, AlertRow.kind == "test")
             .group_by(AlertRow.sender)
         )
-        with self.store._reachable("read the last self-tests"), self.store._sessions() as session:
+        with self.store.session("read the last self-tests") as session:
             rows = session.execute(stmt).all()
         return {sender: ts for sender, ts in rows if ts is not None}
 
@@ -597,7 +597,7 @@ class DeviceSupervisor:
             stmt = stmt.where(DeviceEventRow.device_id == device_id)
         if open_only:
             stmt = stmt.where(DeviceEventRow.closed_at.is_(None))
-        with self.store._reachable("read device events"), self.store._sessions() as session:
+        with self.store.session("read device events") as session:
             return [_to_event(r) for r in session.scalars(stmt.limit(limit).offset(offset))]
 
     def metrics(self) -> dict[str, Any]:

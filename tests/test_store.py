@@ -6,9 +6,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import func, select, text
 
 from dispatch import Alert, AlertSource, AlertStatus, DeviceSite, DispatchService, Store, StoreError, Unit, UnitKind
 from dispatch.domain import APP102_SENDER
+from dispatch.models import AlertRow
 from geo import Recommendation, Router, StreetNetwork
 
 ALMATY = timezone(timedelta(hours=5))
@@ -162,3 +164,18 @@ def test_unreachable_database_raises_store_error() -> None:
     with pytest.raises(StoreError, match="could not list alerts"):
         store.list_alerts()
     assert store.ping() is False
+
+
+def test_session_reads_what_was_committed(store: Store) -> None:
+    store.add_alert(_alert("e1"))
+    store.add_alert(_alert("e2"))
+    with store.session("count alerts by sender") as session:
+        rows = session.execute(select(AlertRow.sender, func.count()).group_by(AlertRow.sender)).all()
+    assert [tuple(r) for r in rows] == [("sos-1", 2)]
+
+
+def test_session_of_an_unreachable_database_raises_store_error_naming_the_action() -> None:
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:9/nothing_here")
+    with pytest.raises(StoreError, match=r"could not read the device events in Store\('postgresql"):
+        with store.session("read the device events") as session:
+            session.execute(text("SELECT 1"))
