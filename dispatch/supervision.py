@@ -48,6 +48,7 @@ from dispatch.intake import Message, Rejected, parse_message
 from dispatch.models import AlertRow, DeviceEventRow
 from dispatch.ports import RejectReason
 from dispatch.store import Store, StoreError
+from dispatch.watcher import Watcher
 
 __all__ = [
     "DeviceEvent",
@@ -254,8 +255,7 @@ class DeviceSupervisor:
         self._tracked: dict[str, _Tracked] = {d: _Tracked() for d in self.devices}
         self._heard: queue.SimpleQueue[tuple[str, datetime, str]] = queue.SimpleQueue()
         self._listeners: list[DeviceListener] = []
-        self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._watcher: Watcher | None = None
         self._heartbeats = 0
         self._rejected: Counter[str] = Counter()
         self._opened = 0
@@ -296,26 +296,22 @@ class DeviceSupervisor:
             return
         tick = interval_s or max(0.02, min(1.0, self.policy.heartbeat_interval.total_seconds() / 4))
         self.started_at = self.clock()  # buttons never heard are silent from when we listen
-        self._stop.clear()
-
-        def run() -> None:
-            while not self._stop.wait(tick):
-                try:
-                    self.check()
-                except StoreError as e:
-                    self._count_store_error()
-                    log.error("device supervision check failed, retrying: %s", e)
-                except Exception:
-                    log.exception("device supervision check failed")
-
-        self._watcher = threading.Thread(target=run, name="qorgau-supervision", daemon=True)
+        self._watcher = Watcher(self._check_counted, interval_s=tick, name="qorgau-supervision",
+                                what="device supervision check", retry_on=(StoreError,))
         self._watcher.start()
+
+    def _check_counted(self) -> None:
+        """:meth:`check` from the watcher: a store outage is counted (and the watcher retries)."""
+        try:
+            self.check()
+        except StoreError:
+            self._count_store_error()
+            raise
 
     def close(self) -> None:
         """Stop the watcher."""
-        self._stop.set()
         if self._watcher is not None:
-            self._watcher.join(timeout=5)
+            self._watcher.close()
             self._watcher = None
 
     # input from the bridge ----------------------------------------------------------------
