@@ -2,8 +2,10 @@
 
 :class:`Dispatcher` changes committed alerts: each change reads the alert locked inside its
 transaction (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite runs one write transaction at a time),
-so the database judges concurrent changes of one alert. Changes that also change a unit hold the
-fleet's ``writes`` lock across the transaction (see :mod:`dispatch.fleet` for why).
+so the database judges concurrent changes of one alert. Changes that also change a unit, and
+acknowledgements (see :meth:`Dispatcher.acknowledge`), hold the fleet's ``writes`` lock across the
+transaction (see :mod:`dispatch.fleet` for why); re-ranking and unlinking a duplicate change only
+the alert and take no lock of ours.
 """
 
 from __future__ import annotations
@@ -226,8 +228,10 @@ class Dispatcher:
     def acknowledge(self, alert_id: int, unit_id: str, *, actor: str) -> Alert:
         """The unit confirms its order (see :meth:`DispatchService.acknowledge`)."""
         now = self.clock()
-        # Only the alert and its orders change: the alert's row lock judges (no unit is read).
-        with self.store.transaction(f"acknowledge alert {alert_id} by {unit_id!r}") as tx:
+        # Only the alert and its orders change, but ``writes`` stays: a unit's en_route/on_scene
+        # report acknowledges and moves its alert under it as one step (see unit_moves); an
+        # acknowledgement slipping between the two would refuse the report with a Conflict.
+        with self.fleet.writes, self.store.transaction(f"acknowledge alert {alert_id} by {unit_id!r}") as tx:
             alert = locked_alert(tx, alert_id)
             if alert.status is not AlertStatus.ASSIGNED or alert.assigned_unit_id != unit_id:
                 holder = alert.assigned_unit_id or "no unit"

@@ -11,14 +11,16 @@ Two locks, always taken in this order:
 :class:`~dispatch.escalation.Escalator`)
     Held across the database transaction by every change that reads a unit from memory, decides
     on it and writes it back: assignment, closing, escalation, status, registry and position
-    changes. It stays that wide because the in-memory registry, not the database, decides
+    changes (and acknowledgements, see :meth:`~dispatch.assignment.Dispatcher.acknowledge`). It
+    stays that wide because the in-memory registry, not the database, decides
     whether a unit is free (the unit rows are not read back and locked inside the transaction),
     and the memory must be updated in commit order; a narrower lock would let two orders take
     one unit, or a position message write back the status a concurrent assignment replaced.
 The fleet's own lock
     Guards the in-memory units and the router, and is held only for in-memory work, never across
     a database round trip. Ranking, snapshots and routes take only this lock, so the ingest path
-    never waits for another request's transaction.
+    (and re-ranking an alert, which changes only the alert) never waits for another request's
+    transaction. The counters have a leaf lock of their own (:mod:`dispatch.counters`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 from pydantic import AwareDatetime, Field
 from sqlalchemy import func, select
 
-from dispatch.domain import Alert, AlertSource, Device, Unit
+from dispatch.domain import SYSTEM, Alert, AlertSource, Device, Unit
 from dispatch.intake import Message, Rejected, parse_message
 from dispatch.models import AlertRow, DeviceEventRow
 from dispatch.ports import RejectReason
@@ -62,8 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SYSTEM = "system"
 
 
 def _utc_now() -> datetime:
