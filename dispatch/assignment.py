@@ -282,6 +282,22 @@ class Dispatcher:
         log.info("alert %d %s -> %s by %s", alert_id, alert.status.value, target.value, actor)
         return updated
 
+    def set_unit_status(self, unit_id: str, status: UnitStatus, *, actor: str, alert_id: int | None = None) -> Unit:
+        """A unit's status (see :meth:`DispatchService.set_unit_status`): moving ones move their alert."""
+        status = UnitStatus(status)
+        if status is UnitStatus.ASSIGNED:
+            msg = "a unit becomes 'assigned' by an assignment, not by a status change"
+            raise Conflict(msg)
+        with self.fleet.writes:  # the unit is judged in memory: see dispatch.fleet
+            unit = self.fleet.unit(unit_id)
+            if unit.retired:
+                msg = f"unit {unit_id!r} is retired"
+                raise Conflict(msg, current="retired")
+            if status in (UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE):
+                self.unit_moves(unit, status, actor=actor, alert_id=alert_id)
+                return self.fleet.get(unit_id)
+            return self.fleet.set_status(unit, status, actor=actor)
+
     def unit_moves(self, unit: Unit, status: UnitStatus, *, actor: str, alert_id: int | None) -> None:
         """A unit reports ``en_route`` or ``on_scene``: its alert moves along (caller holds ``writes``).
 

@@ -167,8 +167,8 @@ class Intake:
             else:  # twice in this batch: the first one's ack, counted as a duplicate
                 self.counters.duplicate(key[0].value)
                 acks[i] = first_ack[key]
-        for i, rejection, where in rejections:
-            acks[i] = self.counters.reject(rejection, source=where)
+        for i, refusal, where in rejections:
+            acks[i] = self.counters.reject(refusal, source=where)
         for m, ack in zip(messages, acks, strict=True):
             if m.source is AlertSource.SOS and ack is not None:
                 self.outbox.send_ack(m.sender, ack)
@@ -350,9 +350,9 @@ class Intake:
             superseded += earlier is not None
             newest[unit_id] = (i, message)
         moved, refused = self.fleet.move(newest, superseded=superseded)
-        for i, rejection, where in (*rejections, *refused):
-            self.counters.reject(rejection, source=where)
-            results[i] = rejection.reason
+        for i, refusal, where in (*rejections, *refused):
+            self.counters.reject(refusal, source=where)
+            results[i] = refusal.reason
         self.outbox.announce(units=moved)
         return results
 

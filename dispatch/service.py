@@ -413,19 +413,7 @@ class DispatchService:
         Conflict
             The status does not fit the unit's alert (none, another one, or a state that forbids it).
         """
-        status = UnitStatus(status)
-        if status is UnitStatus.ASSIGNED:
-            msg = "a unit becomes 'assigned' by an assignment, not by a status change"
-            raise Conflict(msg)
-        with self._fleet.writes:  # the unit is judged in memory: see dispatch.fleet
-            unit = self._fleet.unit(unit_id)
-            if unit.retired:
-                msg = f"unit {unit_id!r} is retired"
-                raise Conflict(msg, current="retired")
-            if status in (UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE):
-                self._dispatcher.unit_moves(unit, status, actor=actor, alert_id=alert_id)
-                return self.get_unit(unit_id)
-            return self._fleet.set_status(unit, status, actor=actor)
+        return self._dispatcher.set_unit_status(unit_id, status, actor=actor, alert_id=alert_id)
 
     def report_unit_status(self, unit_id: str, payload: bytes) -> RejectReason | None:
         """A status message from ``{root}/units/{unit_id}/status``; None when applied."""

@@ -6,7 +6,6 @@ Every write commits before it returns, so a caller may acknowledge what it store
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import threading
@@ -104,12 +103,20 @@ def _converter(hint: Any) -> Callable[[Any], Any] | None:
     return None
 
 
-@functools.cache
-def _shared(cls: type, row_type: type) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+_Shared = tuple[tuple[str, Callable[[Any], Any] | None], ...]
+_SHARED: dict[tuple[type, type], _Shared] = {}
+
+
+def _shared(cls: type, row_type: type) -> _Shared:
     """The fields of dataclass ``cls`` that ``row_type`` has a column for, with their converters."""
-    columns = set(row_type.__table__.columns.keys())  # type: ignore[attr-defined]
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls) if f.name in columns)
+    shared = _SHARED.get((cls, row_type))
+    if shared is None:
+        columns = set(row_type.__table__.columns.keys())  # type: ignore[attr-defined]
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        shared = tuple((f.name, _converter(hints[f.name])) for f in fields if f.name in columns)
+        _SHARED[(cls, row_type)] = shared
+    return shared
 
 
 def _from_row(cls: type[_D], row: Any, **explicit: Any) -> _D:
