@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import FAR_DEVICE, Registry
 
+from dispatch import DispatchPolicy, DispatchService, Store
 from dispatch.store import StoreError
+from dispatch.supervision import DeviceState, DeviceSupervisor, SupervisionPolicy
 from dispatch.watcher import Watcher
+from geo import Router, StreetNetwork
+
+T0 = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)  # 09:00 in Almaty
 
 
 def _wait_for(condition, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
@@ -115,3 +123,53 @@ def test_run_once_reports_whether_the_task_succeeded() -> None:
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="interval_s must be positive"):
         Watcher(lambda: None, interval_s=0, name="t", what="t")
+
+
+# -- the two watchers of the service, on the one mechanism ----------------------------------------
+
+
+def test_the_deadline_watcher_escalates_a_missed_order_and_stops_on_close(
+    db_url: str, city: StreetNetwork, registry: Registry
+) -> None:
+    store = Store(db_url).upgrade_schema()
+    started = time.monotonic()
+
+    def clock() -> datetime:  # runs from 09:00 in Almaty, whatever the time of day: units are staffed
+        return T0 + timedelta(seconds=time.monotonic() - started)
+
+    service = DispatchService(
+        store, Router(city), devices=registry.devices, units=registry.units, clock=clock,
+        policy=DispatchPolicy(ack_deadline=timedelta(seconds=0.2), auto_assign_p1=False),
+    ).open()  # fmt: skip
+    try:
+        device = next(d for d in sorted(registry.devices) if d != FAR_DEVICE)
+        now = clock().isoformat()
+        ack = service.ingest_sos(device, json.dumps({"event_id": "w1", "ts": now, "kind": "press"}).encode())
+        alert = service.get_alert(int(ack.alert_id))
+        service.assign(alert.id, alert.recommendations[0].unit_id, actor="disp-1")
+        service.start_deadline_watcher(interval_s=0.02)
+        assert any(t.name == "qorgau-deadlines" for t in threading.enumerate())
+        assert _wait_for(lambda: service.get_alert(alert.id).escalations == 1)
+        assert service.metrics()["escalations"] == 1
+    finally:
+        service.close()
+        store.close()
+    assert _wait_for(lambda: not any(t.name == "qorgau-deadlines" for t in threading.enumerate()))
+
+
+def test_the_supervision_watcher_puts_a_silent_button_offline_and_stops_on_close(
+    db_url: str, registry: Registry
+) -> None:
+    store = Store(db_url).upgrade_schema()
+    policy = SupervisionPolicy(heartbeat_interval=timedelta(seconds=0.05), misses=2)
+    supervisor = DeviceSupervisor(store, registry.devices, policy=policy).open()
+    device = sorted(registry.devices)[0]
+    try:
+        supervisor.start_watcher(interval_s=0.02)
+        assert any(t.name == "qorgau-supervision" for t in threading.enumerate())
+        assert _wait_for(lambda: supervisor.state(device) is DeviceState.OFFLINE)
+        assert supervisor.metrics()["events_opened"] >= 1
+    finally:
+        supervisor.close()
+        store.close()
+    assert _wait_for(lambda: not any(t.name == "qorgau-supervision" for t in threading.enumerate()))
