@@ -17,6 +17,7 @@ __all__ = [
     "Alert",
     "Assignment",
     "Role",
+    "SYSTEM",
     "User",
     "AlertSource",
     "AlertStatus",
@@ -32,6 +33,9 @@ __all__ = [
 
 APP102_SENDER = "app102"
 """The sender recorded for reports from the Police 102 app (it has no device id)."""
+
+SYSTEM = "system"
+"""The actor of changes the service makes by itself (ingest, auto-assignment, escalation, supervision)."""
 
 
 class AlertSource(StrEnum):

@@ -17,6 +17,7 @@ from dispatch.ports import RejectReason
 __all__ = [
     "MAX_ID",
     "App102Report",
+    "Message",
     "Text",
     "Timestamp",
     "UnitAck",
@@ -79,11 +80,13 @@ class Rejected(Exception):
         self.event_id = event_id
 
 
-class _Message(BaseModel):
+class Message(BaseModel):
+    """The base of every inbound MQTT message: strict types, unknown fields ignored, immutable."""
+
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
-class SosAlert(_Message):
+class SosAlert(Message):
     """``{root}/sos/{device_id}/alert``: an SOS button was pressed (or tested)."""
 
     event_id: EventId
@@ -91,7 +94,7 @@ class SosAlert(_Message):
     kind: Literal["press", "test"]
 
 
-class App102Report(_Message):
+class App102Report(Message):
     """``{root}/app102/report``: a citizen's report from the Police 102 app."""
 
     event_id: EventId
@@ -103,7 +106,7 @@ class App102Report(_Message):
     text: Annotated[Text, Field(max_length=4000)]
 
 
-class UnitPosition(_Message):
+class UnitPosition(Message):
     """``{root}/units/{unit_id}/position``: where a unit is now."""
 
     ts: Timestamp
@@ -111,7 +114,7 @@ class UnitPosition(_Message):
     lon: Longitude
 
 
-class UnitStatusReport(_Message):
+class UnitStatusReport(Message):
     """``{root}/units/{unit_id}/status``: what a unit is doing now."""
 
     ts: Timestamp
@@ -119,14 +122,14 @@ class UnitStatusReport(_Message):
     alert_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
-class UnitAck(_Message):
+class UnitAck(Message):
     """``{root}/units/{unit_id}/ack``: the unit confirms the order for ``alert_id``."""
 
     ts: Timestamp
     alert_id: Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
-M = TypeVar("M", bound=_Message)
+M = TypeVar("M", bound=Message)
 
 # When a payload has several faults, report the most basic one.
 _PRECEDENCE = [
@@ -147,7 +150,7 @@ def _reason_for(error_type: str) -> RejectReason:
     return RejectReason.BAD_VALUE
 
 
-class _EventIdOnly(_Message):
+class _EventIdOnly(Message):
     event_id: EventId
 
 

@@ -13,14 +13,13 @@ a dispatcher may re-assign an alert that is recommended, assigned or acknowledge
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 from dispatch.domain import Alert, AlertSource, AlertStatus, Unit, UnitKind, UnitStatus, parse_hhmm
-from geo import Recommendation
+from geo import Recommendation, great_circle_m
 
 __all__ = [
     "CLOSING",
@@ -115,15 +114,8 @@ def stamp_transition(alert: Alert, target: AlertStatus, now: datetime, *, reason
 
 # -- duplicates and location quality ----------------------------------------------------------
 
-_EARTH_RADIUS_M = 6_371_008.8
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle (haversine) distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+distance_m = great_circle_m
+"""Great-circle (haversine) distance in metres: :func:`geo.great_circle_m`, under its old name for callers."""
 
 
 def find_duplicate(
@@ -145,7 +137,7 @@ def find_duplicate(
             continue
         if other.received_at > alert.received_at:
             continue
-        if distance_m(alert.lat, alert.lon, other.lat, other.lon) > radius_m:
+        if great_circle_m(alert.lat, alert.lon, other.lat, other.lon) > radius_m:
             continue
         if best is None or (other.received_at, other.id) < (best.received_at, best.id):  # type: ignore[operator]
             best = other

@@ -36,7 +36,7 @@ def stored_counters(store: Store, *, window: int) -> dict[str, list[int]]:
         .where(*signed, AlertRow.device_counter > top.c.top - window)
     )
     counters: dict[str, list[int]] = {}
-    with store._reachable("read the counters of signed presses"), store._sessions() as session:
+    with store.session("read the counters of signed presses") as session:
         for sender, counter in session.execute(stmt):
             counters.setdefault(sender, []).append(int(counter))
     return counters

@@ -5,17 +5,18 @@ Every write commits before it returns, so a caller may acknowledge what it store
 
 from __future__ import annotations
 
-import math
-
+import dataclasses
 import logging
+import math
 import threading
+import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
@@ -29,11 +30,9 @@ from dispatch.domain import (
     AlertSource,
     AlertStatus,
     Assignment,
-    DeviceSite,
     Role,
     Unit,
     UnitKind,
-    UnitStatus,
     User,
 )
 from dispatch.models import AlertRow, AssignmentRow, AuditRow, Base, RecommendationRow, UnitRow, UserRow
@@ -42,6 +41,8 @@ from geo import Recommendation
 __all__ = ["Store", "StoreError", "Tx", "alert_snapshot", "unit_snapshot"]
 
 log = logging.getLogger(__name__)
+
+_D = TypeVar("_D")
 
 
 class StoreError(RuntimeError):
@@ -87,129 +88,86 @@ def _alert_value(alert: Alert, name: str) -> Any:
     return value.value if isinstance(value, AlertStatus) else value
 
 
+# -- rows <-> domain: one generic mapping over the fields and columns of the same name ---------
+
+
+def _converter(hint: Any) -> Callable[[Any], Any] | None:
+    """How a column value becomes a field of type ``hint``: enums by value, booleans; else as it is."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = len(args) < len(typing.get_args(hint))
+    target = args[0] if optional and len(args) == 1 else hint
+    if isinstance(target, type) and issubclass(target, Enum):
+        return (lambda v: None if v is None else target(v)) if optional else target
+    if target is bool and not optional:
+        return bool
+    return None
+
+
+_Shared = tuple[tuple[str, Callable[[Any], Any] | None], ...]
+_SHARED: dict[tuple[type, type], _Shared] = {}
+
+
+def _shared(cls: type, row_type: type) -> _Shared:
+    """The fields of dataclass ``cls`` that ``row_type`` has a column for, with their converters."""
+    shared = _SHARED.get((cls, row_type))
+    if shared is None:
+        columns = set(row_type.__table__.columns.keys())  # type: ignore[attr-defined]
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        shared = tuple((f.name, _converter(hints[f.name])) for f in fields if f.name in columns)
+        _SHARED[(cls, row_type)] = shared
+    return shared
+
+
+def _from_row(cls: type[_D], row: Any, **explicit: Any) -> _D:
+    """A ``cls`` from an ORM row: each field from its column of the same name, unless in ``explicit``."""
+    values = {
+        name: getattr(row, name) if convert is None else convert(getattr(row, name))
+        for name, convert in _shared(cls, type(row))
+        if name not in explicit
+    }
+    return cls(**values, **explicit)
+
+
+def _row_values(obj: Any, row_type: type, *, skip: Iterable[str] = ()) -> dict[str, Any]:
+    """The column values of a dataclass for ``row_type``: enums by value, the rest as they are."""
+    left_out = set(skip)
+    values = {}
+    for name, _ in _shared(type(obj), row_type):
+        if name in left_out:
+            continue
+        value = getattr(obj, name)
+        values[name] = value.value if isinstance(value, Enum) else value
+    return values
+
+
 def _to_row(alert: Alert) -> AlertRow:
-    row = AlertRow(
-        source=alert.source.value,
-        sender=alert.sender,
-        event_id=alert.event_id,
-        event_ts=alert.event_ts,
-        received_at=alert.received_at,
-        lat=alert.lat,
-        lon=alert.lon,
-        kind=alert.kind,
-        site=None if alert.site is None else alert.site.value,
-        accuracy_m=alert.accuracy_m,
-        category=alert.category,
-        text=alert.text,
-        snap_distance_m=alert.snap_distance_m,
-        recommendations=_rec_rows(alert.recommendations),
-        device_counter=alert.device_counter,  # issue 6: signed presses
-    )
-    for name in _ALERT_FIELDS:
-        setattr(row, name, _alert_value(alert, name))
-    return row
+    """A new alert's row (its id comes from the database)."""
+    return AlertRow(**_row_values(alert, AlertRow, skip=("id",)), recommendations=_rec_rows(alert.recommendations))
 
 
 def _to_alert(row: AlertRow) -> Alert:
-    return Alert(
-        id=row.id,
-        source=AlertSource(row.source),
-        sender=row.sender,
-        event_id=row.event_id,
-        event_ts=row.event_ts,
-        received_at=row.received_at,
-        lat=row.lat,
-        lon=row.lon,
-        status=AlertStatus(row.status),
-        kind=row.kind,
-        site=None if row.site is None else DeviceSite(row.site),
-        accuracy_m=row.accuracy_m,
-        category=row.category,
-        text=row.text,
-        snap_distance_m=row.snap_distance_m,
-        recommendations=tuple(
-            Recommendation(unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=r.eta_s, distance_m=r.distance_m)
-            for r in row.recommendations
-        ),
-        priority=row.priority,
-        duplicate_of=row.duplicate_of,
-        location_unverified=bool(row.location_unverified),
-        escalations=row.escalations,
-        assigned_unit_id=row.assigned_unit_id,
-        proposed_unit_id=row.proposed_unit_id,
-        close_reason=row.close_reason,
-        recommended_at=row.recommended_at,
-        assigned_at=row.assigned_at,
-        acknowledged_at=row.acknowledged_at,
-        en_route_at=row.en_route_at,
-        on_scene_at=row.on_scene_at,
-        closed_at=row.closed_at,
-        device_counter=row.device_counter,  # issue 6: signed presses
+    recommendations = tuple(
+        Recommendation(unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=r.eta_s, distance_m=r.distance_m)
+        for r in row.recommendations
     )
+    return _from_row(Alert, row, recommendations=recommendations)
 
 
 def _to_unit(row: UnitRow) -> Unit:
-    return Unit(
-        id=row.id,
-        kind=UnitKind(row.kind),
-        name=row.name,
-        lat=row.lat,
-        lon=row.lon,
-        status=UnitStatus(row.status),
-        position_ts=row.position_ts,
-        retired=bool(row.retired),
-        staff_from=row.staff_from,
-        staff_to=row.staff_to,
-        alert_id=row.alert_id,
-    )
+    return _from_row(Unit, row)
 
 
 def _unit_row(unit: Unit) -> UnitRow:
-    return UnitRow(
-        id=unit.id,
-        kind=unit.kind.value,
-        name=unit.name,
-        lat=unit.lat,
-        lon=unit.lon,
-        status=unit.status.value,
-        position_ts=unit.position_ts,
-        retired=unit.retired,
-        staff_from=unit.staff_from,
-        staff_to=unit.staff_to,
-        alert_id=unit.alert_id,
-    )
+    return UnitRow(**_row_values(unit, UnitRow))
 
 
 def _to_assignment(row: AssignmentRow) -> Assignment:
-    return Assignment(
-        id=row.id,
-        alert_id=row.alert_id,
-        unit_id=row.unit_id,
-        assigned_at=row.assigned_at,
-        assigned_by=row.assigned_by,
-        ack_due_at=row.ack_due_at,
-        override=bool(row.override),
-        auto=bool(row.auto),
-        reason=row.reason,
-        eta_s=row.eta_s,
-        acknowledged_at=row.acknowledged_at,
-        missed_at=row.missed_at,
-    )
+    return _from_row(Assignment, row)
 
 
 def _to_entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        ts=row.ts,
-        actor=row.actor,
-        action=row.action,
-        alert_id=row.alert_id,
-        unit_id=row.unit_id,
-        before=row.before,
-        after=row.after,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return _from_row(AuditEntry, row)
 
 
 def _jsonable(value: Any) -> Any:
@@ -316,11 +274,8 @@ class Tx:
             self.session.add(row)
         else:
             row = self.session.get(AssignmentRow, a.id)
-        for name in (
-            "alert_id", "unit_id", "assigned_at", "assigned_by", "ack_due_at", "override", "auto", "reason",
-            "eta_s", "acknowledged_at", "missed_at",
-        ):
-            setattr(row, name, getattr(a, name))
+        for name, value in _row_values(a, AssignmentRow, skip=("id",)).items():
+            setattr(row, name, value)
         self.session.flush()
         return _to_assignment(row)
 
@@ -453,6 +408,20 @@ class Store:
             raise StoreError(msg) from e
 
     @contextmanager
+    def session(self, action: str) -> Iterator[Session]:
+        """A read-only session for queries the store has no method for (supervision, signed presses).
+
+        Nothing is committed: writes go through :meth:`transaction`.
+
+        Raises
+        ------
+        StoreError
+            If the database could not be reached; the message names ``action``.
+        """
+        with self._reachable(action), self._sessions() as session:
+            yield session
+
+    @contextmanager
     def transaction(self, action: str = "write") -> Iterator[Tx]:
         """A transaction whose reads, writes and audit entries commit together, or not at all.
 
@@ -555,14 +524,7 @@ class Store:
         table, recs = AlertRow.__table__, RecommendationRow.__table__
         rows = []
         for alert in alerts:
-            values = {name: _alert_value(alert, name) for name in _ALERT_FIELDS}
-            values.update(
-                source=alert.source.value, sender=alert.sender, event_id=alert.event_id, event_ts=alert.event_ts,
-                received_at=alert.received_at, lat=alert.lat, lon=alert.lon, kind=alert.kind,
-                site=None if alert.site is None else alert.site.value, accuracy_m=alert.accuracy_m,
-                category=alert.category, text=alert.text, snap_distance_m=alert.snap_distance_m,
-                device_counter=alert.device_counter,
-            )
+            values = _row_values(alert, AlertRow, skip=("id",))
             if alert.duplicate_of is not None and alert.duplicate_of < 0:
                 values["duplicate_of"] = None  # set below, once the batch's ids are known
             rows.append(values)

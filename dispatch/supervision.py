@@ -43,11 +43,12 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 from pydantic import AwareDatetime, Field
 from sqlalchemy import func, select
 
-from dispatch.domain import Alert, AlertSource, Device, Unit
-from dispatch.intake import Rejected, _Message, parse_message
+from dispatch.domain import SYSTEM, Alert, AlertSource, Device, Unit
+from dispatch.intake import Message, Rejected, parse_message
 from dispatch.models import AlertRow, DeviceEventRow
 from dispatch.ports import RejectReason
 from dispatch.store import Store, StoreError
+from dispatch.watcher import Watcher
 
 __all__ = [
     "DeviceEvent",
@@ -61,8 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SYSTEM = "system"
 
 
 def _utc_now() -> datetime:
@@ -89,14 +88,14 @@ class OfflineCause(StrEnum):
     """Its MQTT connection dropped (the broker published its last will) or it said it goes offline."""
 
 
-class DeviceHeartbeat(_Message):
+class DeviceHeartbeat(Message):
     """``{root}/sos/{device_id}/heartbeat``: the button is alive."""
 
     ts: AwareDatetime
     seq: Annotated[int, Field(ge=0)] | None = None
 
 
-class DeviceStatusMessage(_Message):
+class DeviceStatusMessage(Message):
     """``{root}/sos/{device_id}/status``: ``online`` on connect, ``offline`` as the MQTT last will."""
 
     state: Literal["online", "offline"]
@@ -254,8 +253,7 @@ class DeviceSupervisor:
         self._tracked: dict[str, _Tracked] = {d: _Tracked() for d in self.devices}
         self._heard: queue.SimpleQueue[tuple[str, datetime, str]] = queue.SimpleQueue()
         self._listeners: list[DeviceListener] = []
-        self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._watcher: Watcher | None = None
         self._heartbeats = 0
         self._rejected: Counter[str] = Counter()
         self._opened = 0
@@ -268,7 +266,7 @@ class DeviceSupervisor:
     def open(self) -> DeviceSupervisor:
         """Read the open events back from the store (they survive a restart) and start the clock."""
         stmt = select(DeviceEventRow).where(DeviceEventRow.closed_at.is_(None)).order_by(DeviceEventRow.id)
-        with self.store._reachable("read open device events"), self.store._sessions() as session:
+        with self.store.session("read open device events") as session:
             events = [_to_event(r) for r in session.scalars(stmt)]
         self.started_at = self.clock()
         with self._lock:
@@ -296,26 +294,22 @@ class DeviceSupervisor:
             return
         tick = interval_s or max(0.02, min(1.0, self.policy.heartbeat_interval.total_seconds() / 4))
         self.started_at = self.clock()  # buttons never heard are silent from when we listen
-        self._stop.clear()
-
-        def run() -> None:
-            while not self._stop.wait(tick):
-                try:
-                    self.check()
-                except StoreError as e:
-                    self._count_store_error()
-                    log.error("device supervision check failed, retrying: %s", e)
-                except Exception:
-                    log.exception("device supervision check failed")
-
-        self._watcher = threading.Thread(target=run, name="qorgau-supervision", daemon=True)
+        self._watcher = Watcher(self._check_counted, interval_s=tick, name="qorgau-supervision",
+                                what="device supervision check", retry_on=(StoreError,))
         self._watcher.start()
+
+    def _check_counted(self) -> None:
+        """:meth:`check` from the watcher: a store outage is counted (and the watcher retries)."""
+        try:
+            self.check()
+        except StoreError:
+            self._count_store_error()
+            raise
 
     def close(self) -> None:
         """Stop the watcher."""
-        self._stop.set()
         if self._watcher is not None:
-            self._watcher.join(timeout=5)
+            self._watcher.close()
             self._watcher = None
 
     # input from the bridge ----------------------------------------------------------------
@@ -578,7 +572,7 @@ class DeviceSupervisor:
             .where(AlertRow.source == AlertSource.SOS.value, AlertRow.kind == "test")
             .group_by(AlertRow.sender)
         )
-        with self.store._reachable("read the last self-tests"), self.store._sessions() as session:
+        with self.store.session("read the last self-tests") as session:
             rows = session.execute(stmt).all()
         return {sender: ts for sender, ts in rows if ts is not None}
 
@@ -597,7 +591,7 @@ class DeviceSupervisor:
             stmt = stmt.where(DeviceEventRow.device_id == device_id)
         if open_only:
             stmt = stmt.where(DeviceEventRow.closed_at.is_(None))
-        with self.store._reachable("read device events"), self.store._sessions() as session:
+        with self.store.session("read device events") as session:
             return [_to_event(r) for r in session.scalars(stmt.limit(limit).offset(offset))]
 
     def metrics(self) -> dict[str, Any]:

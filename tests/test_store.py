@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import func, select, text
 
 from dispatch import Alert, AlertSource, AlertStatus, DeviceSite, DispatchService, Store, StoreError, Unit, UnitKind
-from dispatch.domain import APP102_SENDER
+from dispatch.domain import APP102_SENDER, Assignment, UnitStatus
+from dispatch.models import AlertRow
 from geo import Recommendation, Router, StreetNetwork
 
 ALMATY = timezone(timedelta(hours=5))
@@ -162,3 +165,38 @@ def test_unreachable_database_raises_store_error() -> None:
     with pytest.raises(StoreError, match="could not list alerts"):
         store.list_alerts()
     assert store.ping() is False
+
+
+def test_session_reads_what_was_committed(store: Store) -> None:
+    store.add_alert(_alert("e1"))
+    store.add_alert(_alert("e2"))
+    with store.session("count alerts by sender") as session:
+        rows = session.execute(select(AlertRow.sender, func.count()).group_by(AlertRow.sender)).all()
+    assert [tuple(r) for r in rows] == [("sos-1", 2)]
+
+
+def test_session_of_an_unreachable_database_raises_store_error_naming_the_action() -> None:
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:9/nothing_here")
+    with pytest.raises(StoreError, match=r"could not read the device events in Store\('postgresql"):
+        with store.session("read the device events") as session:
+            session.execute(text("SELECT 1"))
+
+
+def test_every_field_of_units_and_orders_survives_a_round_trip(store: Store) -> None:
+    alert, _ = store.add_alert(_alert(status=AlertStatus.RECOMMENDED, location_unverified=True, escalations=2,
+                                      close_reason="x", duplicate_of=None, device_counter=7))
+    assert store.get_alert(alert.id) == alert
+    assert (alert.location_unverified, alert.escalations, alert.device_counter, alert.site) == (True, 2, 7, DeviceSite.SCHOOL)
+    unit = Unit(id="car-9", kind=UnitKind.CAR, name="Car 9", lat=43.2, lon=76.9, status=UnitStatus.EN_ROUTE,
+                position_ts=datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc), retired=True, staff_from="08:00",
+                staff_to="20:00", alert_id=alert.id)
+    store.save_unit(unit)
+    assert store.get_unit("car-9") == unit
+    t = datetime(2026, 3, 8, 9, 1, tzinfo=timezone.utc)
+    order = Assignment(alert_id=alert.id, unit_id="car-9", assigned_at=t, assigned_by="d-1",
+                       ack_due_at=t + timedelta(seconds=30), override=True, auto=True, reason="nearest is busy",
+                       eta_s=61.5, acknowledged_at=t + timedelta(seconds=5), missed_at=None)
+    with store.transaction("store an order") as tx:
+        saved = tx.save_assignment(order)
+    assert saved.id is not None
+    assert store.assignments(alert.id) == [replace(order, id=saved.id)]
