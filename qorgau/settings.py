@@ -18,7 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from dispatch import DispatchPolicy, StalePolicy
 from dispatch.supervision import SupervisionPolicy
-from dispatch.hardening import HttpHardening, origin_of
+from web.hardening import HttpHardening, origin_of
 from mqtt_bridge import DEFAULT_TOPIC_ROOT, Topics, parse_mqtt_url
 
 __all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "MIN_SECRET_CHARS", "Settings", "WeakSecret", "check_jwt_secret"]
@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     )
     login_max_failures: int = Field(10, ge=1, description="failed sign-ins per client address and username before 429")
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds")
+    # issue 5: patrol plans through the HTTP API
+    plans_dir: Path = Field(Path("var/plans"), description="where POST /api/plans keeps its plans, one folder each")
 
     @field_validator("jwt_secret")
     @classmethod
@@ -232,7 +234,7 @@ class Settings(BaseSettings):
         )
 
     def http_hardening(self) -> HttpHardening:
-        """What the HTTP API enforces (:mod:`dispatch.hardening`)."""
+        """What the HTTP API enforces (:mod:`web.hardening`)."""
         tiles = origin_of(self.map_tiles) if self.map_tiles else None
         return HttpHardening(
             max_request_bytes=self.max_request_bytes,
