@@ -25,7 +25,9 @@ from web.hardening import HttpHardening, LoginThrottle, install_hardening
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
-from web.routes import admin, alerts, auth as auth_routes, devices, health, live_map, plans as plan_routes, reports, units
+from web.routes import admin, alerts, devices, health, live_map, reports, units
+from web.routes import auth as auth_routes
+from web.routes import plans as plan_routes
 from web.schemas import ERROR_RESPONSES
 from web.telemetry import ServiceCollector
 

@@ -13,6 +13,7 @@ Routes (roles)::
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -37,6 +38,7 @@ def list_alerts(
     sort: Literal["priority", "newest"] = "priority",
     state: Annotated[str, Query(description="open, all, or one state")] = "all",
 ) -> list[AlertOut]:
+    statuses: Collection[AlertStatus] | None
     if state == "all":
         statuses = None
     elif state == "open":

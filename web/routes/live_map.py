@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from fastapi import APIRouter, Form, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
@@ -73,7 +74,10 @@ def _login_redirect(lang: str, next_url: str = "/map") -> RedirectResponse:
 
 def _metres(points: list[tuple[float, float]]) -> float:
     """The length of a (lat, lon) polyline along the great circle."""
-    return sum(float(great_circle_m(a[0], a[1], b[0], b[1])) for a, b in zip(points[:-1], points[1:], strict=True))
+    if len(points) < 2:
+        return 0.0
+    lat, lon = np.asarray(points, dtype=np.float64).T
+    return float(great_circle_m(lat[:-1], lon[:-1], lat[1:], lon[1:]).sum())
 
 
 # -- sign-in ------------------------------------------------------------------------------------

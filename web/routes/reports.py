@@ -24,7 +24,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
-_REPORT = {200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the report"}}
+_REPORT: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the report"}}
 
 
 @router.get("/response-times", response_model=None, responses=_REPORT)

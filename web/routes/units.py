@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException
 from dispatch.domain import Unit, UnitStatus
 from dispatch.service import Conflict, DispatchService
 from web.deps import Commander, Reader, ServiceDep, UnitLogin, UnitReader, UnitStatusSetter, own_unit
-from web.schemas import AlertOut, AssignmentOut, AckIn, StatusIn, UnitIn, UnitOut, UnitPatch
+from web.schemas import AckIn, AlertOut, AssignmentOut, StatusIn, UnitIn, UnitOut, UnitPatch
 
 __all__ = ["router"]
 
