@@ -24,7 +24,8 @@ class Throttled(Exception):
     def __init__(self, address: str, retry_after_s: int) -> None:
         self.address = address
         self.retry_after_s = retry_after_s
-        super().__init__(f"too many failed sign-ins from {address}: try again in {retry_after_s} s")
+        msg = f"too many failed sign-ins from {address}: try again in {retry_after_s} s"
+        super().__init__(msg)
 
 
 def authenticate(
