@@ -49,6 +49,7 @@ __all__ = [
     "ContextDep",
     "DeviceReader",
     "Dispatcher",
+    "DistrictsDep",
     "FalseAlarmReader",
     "FeedDep",
     "MapOptionsDep",
@@ -182,6 +183,10 @@ def map_options(ctx: ContextDep) -> MapOptions:
     return ctx.map_options
 
 
+def districts(ctx: ContextDep) -> Districts | None:
+    return ctx.districts
+
+
 def basemap(ctx: ContextDep) -> StreetBasemap:
     return ctx.basemap
 
@@ -200,6 +205,7 @@ SupervisorDep = Annotated[DeviceSupervisor | None, Depends(supervisor)]
 FeedDep = Annotated[LiveFeed, Depends(feed)]
 MapOptionsDep = Annotated[MapOptions, Depends(map_options)]
 BasemapDep = Annotated[StreetBasemap, Depends(basemap)]
+DistrictsDep = Annotated[Districts | None, Depends(districts)]
 PlansDep = Annotated[PlanJobs, Depends(plans)]
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime
 
 from dispatch.reports import catalogue, false_alarm_csv, false_alarm_rates, report_window, summarize, to_csv
-from web.deps import ContextDep, DeviceReader, FalseAlarmReader, ReportReader, ServiceDep, SupervisorDep
+from web.deps import DeviceReader, DistrictsDep, FalseAlarmReader, ReportReader, ServiceDep, SupervisorDep
 
 __all__ = ["router"]
 
@@ -29,21 +29,21 @@ _REPORT: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json"
 
 @router.get("/response-times", response_model=None, responses=_REPORT)
 def response_times(
-    ctx: ContextDep,
+    service: ServiceDep,
+    districts: DistrictsDep,
     _: ReportReader,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: AwareDatetime | None = None,
     group_by: Literal["district", "unit", "source", "priority"] = "priority",
     format: Literal["json", "csv"] = "json",
 ) -> Any:
-    service = ctx.service
     try:
         start, end = report_window(from_, to, service.clock())
     except ValueError as e:
         raise HTTPException(422, detail=str(e)) from e
-    if group_by == "district" and ctx.districts is None:
+    if group_by == "district" and districts is None:
         raise HTTPException(422, detail="group_by=district needs a districts GeoJSON (--districts / QORGAU_DISTRICTS)")
-    groups = summarize(service.store.alerts_received_between(start, end), group_by, districts=ctx.districts)
+    groups = summarize(service.store.alerts_received_between(start, end), group_by, districts=districts)
     if format == "csv":
         return PlainTextResponse(
             to_csv(groups, group_by), media_type="text/csv",
