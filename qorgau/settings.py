@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         )
 
     def http_hardening(self) -> HttpHardening:
-        """What the HTTP API enforces (:mod:`web.hardening`)."""
+        """What the HTTP API enforces (:mod:`dispatch.hardening`)."""
         tiles = origin_of(self.map_tiles) if self.map_tiles else None
         return HttpHardening(
             max_request_bytes=self.max_request_bytes,
