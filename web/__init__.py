@@ -18,10 +18,36 @@ Public names::
 
 from __future__ import annotations
 
-from web.app import create_app
-from web.deps import WebContext, context_of, require_role
-from web.hardening import HttpHardening
-from web.pages import MapOptions
-from web.plan_jobs import PlanJobs
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from web.app import create_app
+    from web.deps import WebContext, context_of, require_role
+    from web.hardening import HttpHardening
+    from web.pages import MapOptions
+    from web.plan_jobs import PlanJobs
 
 __all__ = ["HttpHardening", "MapOptions", "PlanJobs", "WebContext", "context_of", "create_app", "require_role"]
+
+_HOMES = {
+    "create_app": "web.app",
+    "WebContext": "web.deps",
+    "context_of": "web.deps",
+    "require_role": "web.deps",
+    "HttpHardening": "web.hardening",
+    "MapOptions": "web.pages",
+    "PlanJobs": "web.plan_jobs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use: ``qorgau.settings`` needs only :mod:`web.hardening`,
+    and importing it must not build the whole HTTP edge (the planner, the map renderer)."""
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module 'web' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
