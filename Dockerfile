@@ -23,6 +23,7 @@ COPY dispatch ./dispatch
 COPY geo ./geo
 COPY patrol_planner ./patrol_planner
 COPY maps ./maps
+COPY web ./web
 RUN pip install --no-deps . \
     && qorgau --help >/dev/null
 

@@ -108,7 +108,7 @@ def _city(quick: bool) -> dict:
     from patrol_planner.routes import SolverSettings
     from patrol_planner.shift import Shift, risk_map
     from patrol_planner.synthetic import self_exciting_incidents
-    from qorgau.plan_outputs import write_plan_outputs
+    from web.plan_outputs import write_plan_outputs
 
     n_nodes, n_inc, patrols = (3000, 5000, 2) if quick else (100_000, 200_000, 20)
     t = time.perf_counter()

@@ -1,11 +1,11 @@
-"""dispatch: the store, the service and the API of the dispatch room.
+"""dispatch: the domain, rules, store and application services of the dispatch room.
 
 The room that turns an SOS press or a 102 report into a committed alert with the nearest units by
-travel time, answers the sender, and shows alerts and units to the dispatcher over HTTP. Transports
-sit outside it: ``mqtt_bridge`` implements :class:`Notifier` and feeds payloads to
-:class:`DispatchService`. Dispatch imports ``geo`` and ``maps`` (the live map's page) and nothing
-else of Qorgau. The dispatcher's live map (``/map``, :mod:`dispatch.live`) hears every committed
-change through the :class:`ChangeListener` port.
+travel time, answers the sender and keeps alerts and units for the dispatcher. Transports sit
+outside it: ``mqtt_bridge`` implements :class:`Notifier` and feeds payloads to
+:class:`DispatchService`; the HTTP API and the live map are the ``web`` room, which hears every
+committed change through the :class:`ChangeListener` port. Dispatch imports ``geo`` and nothing
+else of Qorgau (no web framework, no map rendering).
 
 Public names::
 
@@ -14,8 +14,7 @@ Public names::
                               policy=DispatchPolicy(ack_deadline=timedelta(seconds=30))).open()
     ack = service.ingest_sos("btn-1", payload)      # -> Ack(event_id, alert_id, status, reason)
     service.assign(ack.alert_id, "car-3", actor="dispatcher-1")   # order sent via Notifier.send_order
-    app = create_app(service, checks={"mqtt": bridge.is_connected}, auth=Authenticator(secret, admin_token=t))
-    router.dependencies = [Depends(require_role("commander"))]    # other rooms' routes, same roles
+    auth = Authenticator(secret, admin_token=t)                   # tokens of the web room's API
 
 The alert lifecycle, duplicates, freshness and escalation rules are plain functions in
 :mod:`dispatch.lifecycle`; the audit hash chain in :mod:`dispatch.audit`; response-time reports
@@ -24,9 +23,8 @@ in :mod:`dispatch.reports`.
 
 from __future__ import annotations
 
-from dispatch.api import create_app
 from dispatch.domain import APP102_SENDER, Alert, AlertSource, AlertStatus, Device, DeviceSite, Role, Unit, UnitKind, UnitStatus, User
-from dispatch.auth import Authenticator, Principal, require_role
+from dispatch.auth import Authenticator, Principal
 from dispatch.lifecycle import DispatchPolicy, StalePolicy
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
 from dispatch.registry import load_devices, load_units, write_devices, write_units
@@ -57,13 +55,11 @@ __all__ = [
     "Role",
     "StalePolicy",
     "User",
-    "require_role",
     "Store",
     "StoreError",
     "Unit",
     "UnitKind",
     "UnitStatus",
-    "create_app",
     "load_devices",
     "load_units",
     "write_devices",

@@ -100,7 +100,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from patrol_planner.planner import make_plan
     from patrol_planner.routes import SolverSettings
     from patrol_planner.shift import Shift
-    from qorgau.plan_outputs import plan_summary, write_plan_outputs
+    from web.plan_outputs import plan_summary, write_plan_outputs
 
     missing = [f for f in ("incidents", "network", "booths", "out") if getattr(args, f) is None]
     if missing:

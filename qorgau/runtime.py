@@ -1,4 +1,4 @@
-"""The running service: store, router, dispatch, MQTT bridge and HTTP API in one process."""
+"""The running service: store, router, dispatch, MQTT bridge and HTTP API in one process (the wiring)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ from types import TracebackType
 
 import uvicorn
 
-from dispatch import Authenticator, DispatchService, PressVerifier, Store, create_app, load_devices, load_units
+from dispatch import Authenticator, DispatchService, PressVerifier, Store, UnitKind, load_devices, load_units
 from dispatch.device_keys import load_device_keys
-from dispatch.live import MapOptions
 from dispatch.reports import Districts
 from dispatch.supervision import DeviceSupervisor
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
 from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
-from qorgau.plans_api import mount_plans
+from patrol_planner import Booth, WalkGraph, read_osm_bounds
 from qorgau.settings import Settings, check_jwt_secret
+from web import MapOptions, PlanJobs, context_of, create_app
 
 __all__ = ["QorgauService"]
 
@@ -125,11 +125,26 @@ class QorgauService:
             ),
             supervisor=self.supervisor,
             hardening=settings.http_hardening(),
+            plans=self._plan_jobs(),  # POST/GET /api/plans: patrol plans for commanders
         )
-        mount_plans(self)  # POST/GET /api/plans: patrol plans for commanders (qorgau/plans_api.py)
+        self.live_feed = context_of(self.app).live_feed
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self._running = False
+
+    def _plan_jobs(self) -> PlanJobs:
+        """Plans under ``settings.plans_dir``; the default booths are the registered units of kind ``booth``."""
+
+        def booths() -> list[Booth]:
+            return [Booth(u.id, u.lat, u.lon, u.name or "") for u in self.service.units() if u.kind is UnitKind.BOOTH]
+
+        network = self.settings.network
+        return PlanJobs(
+            graph=lambda: WalkGraph(self.router),
+            data_dir=self.settings.plans_dir,
+            booths=booths,
+            bounds=read_osm_bounds(network) if network else None,
+        )
 
     # life cycle ---------------------------------------------------------------------------
 
@@ -190,7 +205,7 @@ class QorgauService:
         if not self._running:
             return
         self._running = False
-        self.app.state.live_feed.close()  # open event streams would hold the HTTP server's shutdown
+        self.live_feed.close()  # open event streams would hold the HTTP server's shutdown
         if self._server is not None:
             self._server.should_exit = True
         if self._http_thread is not None:

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # dispatch stack. The methods and validators that need them import them when they run.
 if TYPE_CHECKING:
     from dispatch import DispatchPolicy
-    from dispatch.hardening import HttpHardening
+    from web.hardening import HttpHardening
     from dispatch.supervision import SupervisionPolicy
 
 __all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "MIN_SECRET_CHARS", "Settings", "WeakSecret", "check_jwt_secret"]
@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     )
     login_max_failures: int = Field(10, ge=1, description="failed sign-ins per client address and username before 429")
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds")
+    # issue 5: patrol plans through the HTTP API
+    plans_dir: Path = Field(Path("var/plans"), description="where POST /api/plans keeps its plans, one folder each")
 
     @field_validator("jwt_secret")
     @classmethod
@@ -157,7 +159,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
-        from dispatch.hardening import origin_of
+        from web.hardening import origin_of
 
         if isinstance(value, str):
             value = [o.strip() for o in value.split(",") if o.strip()]
@@ -245,8 +247,8 @@ class Settings(BaseSettings):
         )
 
     def http_hardening(self) -> HttpHardening:
-        """What the HTTP API enforces (:mod:`dispatch.hardening`)."""
-        from dispatch.hardening import HttpHardening, origin_of
+        """What the HTTP API enforces (:mod:`web.hardening`)."""
+        from web.hardening import HttpHardening, origin_of
 
         tiles = origin_of(self.map_tiles) if self.map_tiles else None
         return HttpHardening(

@@ -5,18 +5,19 @@ from __future__ import annotations
 import httpx
 import pytest
 from conftest import ADMIN_TOKEN, Registry, Running
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from dispatch import Role
-from dispatch.auth import Authenticator, RoleGuard, hash_password, verify_password
+from dispatch.auth import Authenticator, hash_password, verify_password
 from dispatch.domain import User
+from web.deps import RoleGuard
 
 OPEN_ROUTES = {"/healthz", "/metrics", "/api/token", "/login", "/logout", "/map", "/static/{name}"}
 """Routes without a role guard: health, the logins, the map page (which sends strangers to /login,
 tests/test_map_live.py) and Leaflet's files."""
 
 
-def _guard(route: APIRoute) -> RoleGuard | None:
+def _guard(route: APIRoute | RouteContext) -> RoleGuard | None:
     stack = list(route.dependant.dependencies)
     while stack:
         dep = stack.pop()
@@ -26,15 +27,15 @@ def _guard(route: APIRoute) -> RoleGuard | None:
     return None
 
 
-def _api_routes(running: Running) -> list[tuple[APIRoute, str]]:
+def _api_routes(running: Running) -> list[tuple[RouteContext, str]]:
     out = []
-    for route in running.service.app.routes:
-        if isinstance(route, APIRoute) and route.path not in OPEN_ROUTES:
+    for route in iter_route_contexts(running.service.app.routes):  # through the included routers
+        if isinstance(route.original_route, APIRoute) and route.path not in OPEN_ROUTES:
             out += [(route, method) for method in sorted(route.methods)]
     return out
 
 
-def _path(route: APIRoute, registry: Registry) -> str:
+def _path(route: RouteContext, registry: Registry) -> str:
     return route.path.replace("{alert_id}", "1").replace("{unit_id}", registry.units[0].id)
 
 

@@ -15,7 +15,7 @@ from conftest import ADMIN_TOKEN, JWT_SECRET, Registry, Running
 from map_support import PASSWORD, add_user
 from pydantic import ValidationError
 
-from dispatch.hardening import LoginThrottle, content_security_policy
+from web.hardening import LoginThrottle, content_security_policy
 from geo import StreetNetwork
 from qorgau import QorgauService, Settings
 from qorgau.cli import main

@@ -22,11 +22,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from dispatch.api import AckIn, AssignIn, StatusIn, TransitionIn, UnitIn, UnitPatch, UserIn
 from dispatch.intake import MAX_ID, App102Report, Rejected, SosAlert, UnitAck, UnitPosition, UnitStatusReport, parse_message
 from dispatch.ports import RejectReason
 from mqtt_bridge import Route, Topics
-from qorgau.plans_api import BoothIn, PlanRequest
+from web.schemas import AckIn, AssignIn, BoothIn, PlanRequest, StatusIn, TransitionIn, UnitIn, UnitPatch, UserIn
 
 NOW = datetime(2026, 3, 8, 9, 30, tzinfo=timezone.utc)
 MAX_BYTES = 16 * 1024

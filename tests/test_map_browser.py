@@ -99,7 +99,7 @@ def test_no_alert_is_missing_after_the_stream_drops(
     _sign_in(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
     street = _device(registry, "street")
     page.route("**/map/events**", lambda route: route.abort("connectionreset"))  # the network goes away ...
-    running.service.app.state.live_feed.drop_streams()
+    running.service.live_feed.drop_streams()
     page.wait_for_function("window.qorgau.connection !== 'live'", timeout=3000)
     missed = []
     for _ in range(3):

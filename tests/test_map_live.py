@@ -15,7 +15,7 @@ from conftest import Registry, Running
 from map_support import PASSWORD, add_user, read_events, sign_in
 from support import Probe, now_rfc3339, sos_payload, wait_for
 
-from dispatch.live import street_layers
+from web.pages import street_layers
 from geo import StreetNetwork
 
 
@@ -178,7 +178,7 @@ def test_street_layers_join_a_chain_and_keep_a_branch_apart() -> None:
 def test_a_configured_tile_server_replaces_the_street_basemap() -> None:
     from maps import render_live_map
 
-    from dispatch.live import map_catalogue
+    from web.pages import map_catalogue
 
     config = {"tz_label": "UTC+5, Asia/Almaty"}
     offline = render_live_map(labels=map_catalogue("ru"), config=config, center=(43.24, 76.95))

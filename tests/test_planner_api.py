@@ -15,10 +15,11 @@ from planner_data import TORONTO_BOOTHS, TORONTO_TZ, toronto_extract, toronto_gr
 from shared_data import TORONTO_XML
 
 from dispatch import Role, User
-from dispatch.auth import Authenticator, require_role
+from dispatch.auth import Authenticator
 from patrol_planner import read_osm_bounds
 from qorgau import QorgauService, Settings
-from qorgau.plans_api import create_plans_router
+from web import PlanJobs, deps
+from web.routes import plans
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +27,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, Authentic
     data = tmp_path_factory.mktemp("plans")
     app = FastAPI()
     auth = Authenticator("test-secret-" + "x" * 32, token_ttl=timedelta(hours=1))
-    app.state.auth = auth
-    app.include_router(
-        create_plans_router(
-            graph=toronto_graph(), data_dir=data, guard=require_role("commander"), booths=TORONTO_BOOTHS,
-            bounds=read_osm_bounds(TORONTO_XML),
-        )  # fmt: skip
-    )
+    jobs = PlanJobs(graph=toronto_graph(), data_dir=data, booths=TORONTO_BOOTHS, bounds=read_osm_bounds(TORONTO_XML))
+    app.include_router(plans.router)  # the plans API alone, with its own tokens and plans
+    app.dependency_overrides[deps.authenticator] = lambda: auth
+    app.dependency_overrides[deps.plans] = lambda: jobs
     return TestClient(app), auth, data
 
 

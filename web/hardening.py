@@ -1,6 +1,6 @@
 """The HTTP API's armour: body size limits, login throttling, CORS, security headers, safe request bodies.
 
-:func:`install_hardening` wraps an app (``create_app`` calls it) with
+:func:`install_hardening` wraps an app (:func:`web.create_app` calls it) with
 
 - a **request body limit** (413 with a JSON ``detail``; larger limits per path prefix, e.g. the
   plans API's inline incidents), enforced on the declared ``Content-Length`` and on the bytes that
@@ -371,10 +371,12 @@ class LoginThrottle:
 
 
 def install_hardening(app: FastAPI, options: HttpHardening | None = None) -> HttpHardening:
-    """Add the body limit, CORS (if origins are listed), security headers and the login throttle to ``app``."""
+    """Add the body limit, CORS (if origins are listed) and security headers to ``app``.
+
+    The login throttle (:class:`LoginThrottle`) is not middleware: :func:`web.create_app` makes
+    one from the same options and hands it to the sign-in (:mod:`web.sign_in`).
+    """
     options = options or HttpHardening()
-    app.state.hardening = options
-    app.state.login_throttle = LoginThrottle(options.login_max_failures, options.login_window_s)
     # add_middleware wraps: the last added runs first. Order on the way in: headers, body limit, CORS.
     if options.cors_origins:
         app.add_middleware(

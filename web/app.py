@@ -1,0 +1,128 @@
+"""The dispatcher's HTTP API and live map as one FastAPI app.
+
+Every route but ``/healthz``, ``/metrics``, ``POST /api/token`` and the map's sign-in needs a
+bearer token (or the map's session cookie) and one of the roles its router lists; the routers
+are :mod:`web.routes`. The app is armoured by :mod:`web.hardening` and answers the dispatch
+room's errors as JSON (404, 409 with the alert's state, 503 when the store is down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client.registry import Collector
+
+from dispatch.auth import Authenticator
+from dispatch.reports import Districts
+from dispatch.service import Conflict, DispatchService, NotFound
+from dispatch.store import StoreError
+from dispatch.supervision import DeviceSupervisor
+from web.deps import WebContext, install
+from web.hardening import HttpHardening, LoginThrottle, install_hardening
+from web.live_feed import LiveFeed
+from web.pages import MapOptions, StreetBasemap
+from web.plan_jobs import PlanJobs
+from web.routes import admin, alerts, devices, health, live_map, reports, units
+from web.routes import auth as auth_routes
+from web.routes import plans as plan_routes
+from web.schemas import ERROR_RESPONSES
+from web.telemetry import ServiceCollector
+
+__all__ = ["create_app"]
+
+
+def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": f"the alert store is unavailable: {exc}"}, status_code=503)
+
+
+def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    current = exc.current if isinstance(exc, Conflict) else None
+    return JSONResponse({"detail": str(exc), "current": current}, status_code=409)
+
+
+def create_app(
+    service: DispatchService,
+    *,
+    checks: Mapping[str, Callable[[], bool]] | None = None,
+    title: str = "Qorgau dispatch",
+    auth: Authenticator | None = None,
+    districts: Districts | None = None,
+    settings_view: Callable[[], dict[str, Any]] | None = None,
+    map_options: MapOptions | None = None,
+    supervisor: DeviceSupervisor | None = None,
+    probes: Mapping[str, Callable[[], dict[str, Any]]] | None = None,
+    collectors: Sequence[Collector] = (),
+    hardening: HttpHardening | None = None,
+    plans: PlanJobs | None = None,
+) -> FastAPI:
+    """Build the HTTP API over a running :class:`~dispatch.service.DispatchService`.
+
+    Parameters
+    ----------
+    service
+        The service whose store, units and counters the API shows.
+    checks
+        Extra health checks by name (e.g. ``{"mqtt": bridge.is_connected}``) for ``/healthz``.
+    title
+        The OpenAPI title.
+    auth
+        Issues and checks tokens; by default one with a random key and no bootstrap admin token.
+    districts
+        Polygons for ``group_by=district`` in reports.
+    settings_view
+        What ``GET /api/settings`` shows (no secrets).
+    map_options
+        Language and basemap of the live map (``/map``); by default Russian over the city's streets.
+    supervisor
+        Supervises the SOS buttons (``/api/devices``, ``/api/device-events``, offline buttons on the map).
+    probes
+        Health checks that also tell why, by name: each returns a dict with ``ok`` and details,
+        shown under that name in ``/healthz`` (e.g. the MQTT lanes, queues and last message's age).
+    collectors
+        More Prometheus collectors for ``/metrics`` (the MQTT bridge's), beside the service's own.
+    hardening
+        Body size limit, CORS origins, login throttle (:mod:`web.hardening`); by default closed.
+    plans
+        Patrol plans for ``/api/plans`` (commander role); None: no plans API.
+    """
+    options = map_options or MapOptions()
+    hardening = hardening or HttpHardening()
+    feed = LiveFeed(service, capacity=options.capacity)
+    service.add_listener(feed)
+    if supervisor is not None:
+        supervisor.add_listener(feed)  # the map hears the buttons go offline and come back
+    scraped = [ServiceCollector(service.metrics, supervisor.metrics if supervisor is not None else None), *collectors]
+
+    app = FastAPI(title=title, responses=ERROR_RESPONSES)
+    install(app, WebContext(
+        service=service,
+        auth=auth or Authenticator(),
+        login_throttle=LoginThrottle(hardening.login_max_failures, hardening.login_window_s),
+        live_feed=feed,
+        map_options=options,
+        hardening=hardening,
+        basemap=StreetBasemap(service.router.network),
+        supervisor=supervisor,
+        districts=districts,
+        settings_view=settings_view,
+        checks=dict(checks or {}),
+        probes=dict(probes or {}),
+        collectors=scraped,
+        plans=plans,
+    ))  # fmt: skip
+    install_hardening(app, hardening)  # size limit, CORS, security headers
+    app.add_exception_handler(StoreError, _store_unavailable)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Conflict, _conflict)
+    for routes in (auth_routes, alerts, units, reports, admin, health, live_map, devices):
+        app.include_router(routes.router)
+    if plans is not None:
+        app.include_router(plan_routes.router)
+    return app

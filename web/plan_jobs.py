@@ -1,0 +1,172 @@
+"""Patrol plans of the HTTP API: each runs in a background thread and is kept as files.
+
+A plan is a folder ``<data dir>/<id>/`` holding the same files ``qorgau plan`` writes
+(:mod:`web.plan_outputs`) plus ``status.json``, so plans survive a restart of the service. The
+routes are :mod:`web.routes.plans`; the wiring builds one :class:`PlanJobs` per service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import HTTPException, status
+
+from patrol_planner import Booth, WalkGraph
+from web.schemas import PlanRequest
+
+__all__ = ["PlanJobs", "PlanStore"]
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class PlanStore:
+    """Plans as folders of files; ``status.json`` says where each one is."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def folder(self, plan_id: str) -> Path:
+        if not _ID.match(plan_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no plan {plan_id!r}")
+        return self.root / plan_id
+
+    def status(self, plan_id: str) -> dict[str, Any]:
+        path = self.folder(plan_id) / "status.json"
+        if not path.is_file():
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no plan {plan_id!r}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def write_status(self, plan_id: str, **fields: Any) -> dict[str, Any]:
+        folder = self.folder(plan_id)
+        with self._lock:
+            path = folder / "status.json"
+            current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            current.update(fields)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(current, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+            tmp.replace(path)
+        return current
+
+    def ids(self) -> list[str]:
+        return sorted((p.name for p in self.root.iterdir() if _ID.match(p.name) and (p / "status.json").is_file()), reverse=True)
+
+
+def _links(plan_id: str, files: list[str]) -> dict[str, Any]:
+    base = f"/api/plans/{plan_id}"
+    return {"self": base, "map": f"{base}/map", "files": {name: f"{base}/files/{name}" for name in files}}
+
+
+def _run(
+    store: PlanStore,
+    plan_id: str,
+    req: PlanRequest,
+    graph: WalkGraph,
+    booths: list[Booth],
+    bounds: tuple[float, float, float, float] | None,
+) -> None:
+    from patrol_planner.io import read_incidents
+    from patrol_planner.planner import make_plan
+    from patrol_planner.routes import SolverSettings
+    from patrol_planner.shift import Shift
+    from web.plan_outputs import plan_summary, write_plan_outputs
+
+    folder = store.folder(plan_id)
+    try:
+        store.write_status(plan_id, status="running", started_at=datetime.now(timezone.utc).isoformat())
+        path = folder / ("incidents.csv" if req.incidents_csv is not None else "incidents.geojson")
+        incidents, report = read_incidents(path, timezone=req.timezone)
+        on = req.date or datetime.now(ZoneInfo(req.timezone)).date()
+        shift = Shift.parse(req.shift, on=on, timezone=req.timezone)
+        settings = SolverSettings(iterations=req.iterations, time_limit_s=req.time_limit_s, dwell_s=req.dwell_min * 60)
+        bundle = make_plan(
+            incidents, graph, booths, shift, patrols=req.patrols, report=report, estimator=req.estimator,
+            seed=req.seed, settings=settings, bounds=bounds,
+        )  # fmt: skip
+        files = write_plan_outputs(bundle, folder, lang=req.lang)
+        store.write_status(
+            plan_id,
+            status="done",
+            finished_at=datetime.now(timezone.utc).isoformat(),
+            summary=plan_summary(bundle),
+            links=_links(plan_id, sorted(files)),
+        )
+    except Exception as e:  # a failed plan is reported, never kills the service
+        log.exception("plan %s failed", plan_id)
+        store.write_status(plan_id, status="failed", error=f"{type(e).__name__}: {e}")
+
+
+class PlanJobs:
+    """Starts plans and keeps them.
+
+    Parameters
+    ----------
+    graph
+        The walking graph of the service's network (or a function that gives it, built lazily).
+    data_dir
+        Where plans are kept, one folder per plan (``QORGAU_PLANS_DIR``).
+    booths
+        Booths used when a request names none (the service's registry).
+    bounds
+        The network extract's ``<bounds>``, to keep incidents to where the network really is.
+    """
+
+    def __init__(
+        self,
+        *,
+        graph: Callable[[], WalkGraph] | WalkGraph,
+        data_dir: str | Path,
+        booths: Callable[[], list[Booth]] | list[Booth] | None = None,
+        bounds: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        self.store = PlanStore(data_dir)
+        self._graph = graph
+        self._booths = booths
+        self.bounds = bounds
+        self._cached: WalkGraph | None = None
+        self._lock = threading.Lock()
+
+    def graph(self) -> WalkGraph:
+        if isinstance(self._graph, WalkGraph):
+            return self._graph
+        with self._lock:
+            if self._cached is None:
+                self._cached = self._graph()
+            return self._cached
+
+    def default_booths(self) -> list[Booth]:
+        if self._booths is None:
+            return []
+        return list(self._booths() if callable(self._booths) else self._booths)
+
+    def start(self, req: PlanRequest, booths: list[Booth], text: str, *, requested_by: str) -> str:
+        """Keep the request and plan in a background thread; returns the plan's id."""
+        plan_id = uuid.uuid4().hex
+        folder = self.store.folder(plan_id)
+        folder.mkdir(parents=True)
+        (folder / ("incidents.csv" if req.incidents_csv is not None else "incidents.geojson")).write_text(text, encoding="utf-8")
+        self.store.write_status(
+            plan_id,
+            id=plan_id,
+            status="queued",
+            requested_by=requested_by,
+            requested_at=datetime.now(timezone.utc).isoformat(),
+            request=req.model_dump(mode="json", exclude={"incidents_csv", "incidents_geojson"}),
+            booths=[{"id": b.id, "lat": b.lat, "lon": b.lon, "name": b.name} for b in booths],
+        )
+        threading.Thread(
+            target=_run, args=(self.store, plan_id, req, self.graph(), booths, self.bounds), name=f"plan-{plan_id[:8]}", daemon=True
+        ).start()
+        return plan_id

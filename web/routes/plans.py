@@ -1,0 +1,81 @@
+"""``POST /api/plans`` and ``GET /api/plans/{id}``: patrol plans through the HTTP API (commander role).
+
+A plan runs in a background thread and is kept as files (:class:`~web.plan_jobs.PlanJobs`), so
+plans survive a restart of the service. The app includes this router when the wiring gives it
+plans (:func:`web.create_app`, ``plans=``); a test app may override :func:`web.deps.plans`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import FileResponse, HTMLResponse
+
+from patrol_planner import Booth
+from web.deps import Commander, PlansDep
+from web.schemas import PlanRequest
+
+__all__ = ["MAX_INCIDENTS_BYTES", "router"]
+
+_FILE = re.compile(r"^(plan\.(html|md|csv)|routes\.geojson|summary\.json|patrol_P\d{2,3}\.gpx)$")
+MAX_INCIDENTS_BYTES = 50 * 1024 * 1024
+
+router = APIRouter(prefix="/api/plans", tags=["plans"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+def create_plan(req: PlanRequest, jobs: PlansDep, who: Commander) -> dict[str, Any]:
+    """Start planning; poll ``GET /api/plans/{id}`` until ``status`` is ``done`` or ``failed``."""
+    if (req.incidents_csv is None) == (req.incidents_geojson is None):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="give exactly one of incidents_csv or incidents_geojson")
+    chosen = [Booth(b.id, b.lat, b.lon, b.name) for b in req.booths] if req.booths else jobs.default_booths()
+    if not chosen:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="no booths: give booths or register some with the service")
+    text = req.incidents_csv if req.incidents_csv is not None else json.dumps(req.incidents_geojson)
+    if len(text.encode()) > MAX_INCIDENTS_BYTES:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"incidents over {MAX_INCIDENTS_BYTES} bytes")
+    plan_id = jobs.start(req, chosen, text, requested_by=who.actor)
+    return {"id": plan_id, "status": "queued", "links": {"self": f"/api/plans/{plan_id}"}}
+
+
+@router.get("")
+def list_plans(jobs: PlansDep, _: Commander, limit: int = 50) -> list[dict[str, Any]]:
+    """Plans, newest first (their status without the summary)."""
+    out = []
+    for plan_id in jobs.store.ids()[: max(1, min(limit, 500))]:
+        s = jobs.store.status(plan_id)
+        out.append({k: s.get(k) for k in ("id", "status", "requested_at", "requested_by", "request")})
+    return out
+
+
+@router.get("/{plan_id}")
+def get_plan(plan_id: str, jobs: PlansDep, _: Commander) -> dict[str, Any]:
+    """A plan's status, and when done its summary and links to the map and files."""
+    return jobs.store.status(plan_id)
+
+
+@router.get("/{plan_id}/map", response_model=None, responses={200: {"content": {"text/html": {}}, "description": "the map page"}})
+def get_map(plan_id: str, jobs: PlansDep, _: Commander) -> HTMLResponse:
+    """The plan's map: a self-contained page that works offline."""
+    path = jobs.store.folder(plan_id) / "plan.html"
+    if not path.is_file():
+        s = jobs.store.status(plan_id)
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"plan {plan_id} is {s.get('status')}, it has no map yet")
+    return HTMLResponse(path.read_text(encoding="utf-8"))
+
+
+@router.get("/{plan_id}/files/{name}", response_model=None, responses={200: {"description": "the file", "content": {
+    m: {} for m in ("application/gpx+xml", "application/geo+json", "text/markdown", "text/csv", "application/json", "text/html")}}})
+def get_file(plan_id: str, name: str, jobs: PlansDep, _: Commander) -> FileResponse:
+    """One of the plan's files: routes.geojson, patrol_PNN.gpx, plan.md, plan.csv, summary.json."""
+    if not _FILE.match(name):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no file {name!r}")
+    path = jobs.store.folder(plan_id) / name
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"plan {plan_id} has no file {name!r}")
+    media = {".gpx": "application/gpx+xml", ".geojson": "application/geo+json", ".md": "text/markdown; charset=utf-8",
+             ".csv": "text/csv; charset=utf-8", ".json": "application/json", ".html": "text/html; charset=utf-8"}  # fmt: skip
+    return FileResponse(path, media_type=media[path.suffix], filename=name)
