@@ -13,7 +13,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -352,7 +352,7 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._lock_rows = self.engine.dialect.name == "postgresql"
         self._audit_lock = threading.Lock()  # one chain writer per process (PostgreSQL adds an advisory lock)
-        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)!r})"
@@ -558,7 +558,7 @@ class Store:
         ingest.update(source=stored.source.value, sender=stored.sender, event_id=stored.event_id,
                       received_at=stored.received_at.isoformat(), lat=stored.lat, lon=stored.lon)
         tx.audit("ingest", actor=actor, alert_id=stored.id, after=ingest, only_changes=False)
-        if stored.recommended_at is not None or stored.status is AlertStatus.TEST and stored.recommendations:
+        if stored.recommended_at is not None or (stored.status is AlertStatus.TEST and stored.recommendations):
             tx.audit("recommend", actor=actor, alert_id=stored.id,
                      before={"status": ingest["status"], "recommendations": []},
                      after={"status": stored.status.value, "recommendations": alert_snapshot(stored)["recommendations"]})

@@ -30,7 +30,7 @@ from geo._search import reverse_search, warm_up
 from geo.graph import Mode, ModeGraph
 from geo.network import StreetNetwork
 
-__all__ = ["Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap", "UNIT_MODES"]
+__all__ = ["UNIT_MODES", "Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap"]
 
 #: Which network each kind of unit moves on.
 UNIT_MODES: dict[str, Mode] = {"booth": "walk", "foot": "walk", "car": "drive"}

@@ -225,7 +225,7 @@ def render_plan_map(
     folium.LayerControl(collapsed=False).add_to(m)
     if box[0] != box[1]:
         m.fit_bounds(box, padding=(20, 20))
-    legend = f"<div class='q-legend'>"
+    legend = "<div class='q-legend'>"
     if title:
         legend += f"<b>{html.escape(title)}</b><br>"
     if labels.get("warning"):

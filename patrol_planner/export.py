@@ -16,6 +16,7 @@ from patrol_planner.planner import PlanBundle
 from patrol_planner.routes import PatrolRoute
 
 __all__ = [
+    "PLAN_CSV_HEADER",
     "ROUTE_COLOURS",
     "booths_geojson",
     "gpx_parts",
@@ -26,7 +27,6 @@ __all__ = [
     "route_colour",
     "routes_geojson",
     "streets_geojson",
-    "PLAN_CSV_HEADER",
 ]
 
 #: Distinct colours for routes (ColorBrewer Set1/Dark2/Paired, dark enough on a white map).

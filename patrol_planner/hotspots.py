@@ -42,8 +42,8 @@ from numpy.typing import NDArray
 from scipy.signal import fftconvolve
 
 __all__ = [
-    "ESTIMATORS",
     "DEFAULT_ESTIMATOR",
+    "ESTIMATORS",
     "EventsXY",
     "Grid",
     "HotspotEstimator",
