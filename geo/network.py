@@ -125,7 +125,7 @@ def oneway_direction(tags: dict[str, str]) -> int:
 
 def utm_crs_for(lat: float, lon: float) -> CRS:
     """The UTM zone CRS (WGS 84) that holds a point: Almaty is 43N (EPSG:32643)."""
-    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    zone = math.floor((lon + 180.0) / 6.0) % 60 + 1
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 

@@ -241,7 +241,7 @@ def evaluate(
         grid = grid.with_mask(grid.mask_near(ev.x, ev.y, radius_m=area_radius_m))
     area_idx = np.flatnonzero(grid.mask)
     n_area = area_idx.size
-    ks = [max(1, int(round(c / 100 * n_area))) for c in coverages]
+    ks = [max(1, round(c / 100 * n_area)) for c in coverages]
     nw, nc = len(windows), len(coverages)
     hit = {n: np.full((nw, nc), np.nan) for n in names}
     pai = {n: np.full((nw, nc), np.nan) for n in names}

@@ -206,7 +206,7 @@ def plan_csv_rows(bundle: PlanBundle) -> list[list[object]]:
 
 
 def _minutes(m: Messages, seconds: float) -> str:
-    h, mm = divmod(int(round(seconds / 60)), 60)
+    h, mm = divmod(round(seconds / 60), 60)
     return f"{h} {m('hours')} {mm:02d} {m('minutes')}" if h else f"{mm} {m('minutes')}"
 
 

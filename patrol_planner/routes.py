@@ -211,7 +211,7 @@ def _with_windows(p: _Problem, phase: NDArray[np.float64]) -> _Problem:
             late = min(early + _WINDOW_FRAC * T, p.shift_s - p.dwell_s - reach[i])
             if r > 0 and late >= early:
                 clients.append((i, b, r))
-                windows.append((int(math.ceil(early)), int(late)))
+                windows.append((math.ceil(early), int(late)))
     return replace(p, clients=clients, windows=windows)
 
 
