@@ -87,14 +87,14 @@ def reverse_search(
         ln = trail[node, 0]
         # Every unit whose best time is <= d is final: no unsettled node can improve it.
         while csize > 0 and ck[0] <= d:
-            t, s, l, csize = heap_pop3(ck, cs, cl, csize)
+            t, s, length, csize = heap_pop3(ck, cs, cl, csize)
             if best_gen[s] == gen and t == best_t[s]:
                 best_gen[s] = -gen  # final
                 if skip[s]:
                     continue
                 out_s[n_out] = s
                 out_t[n_out] = t
-                out_l[n_out] = l
+                out_l[n_out] = length
                 n_out += 1
                 if n_out == k:
                     return out_s, out_t, out_l, n_out
@@ -118,7 +118,7 @@ def reverse_search(
                 trail[a, 1] = node
                 hsize = heap_push(heap_k, heap_n, hsize, nd, a)
     while csize > 0 and n_out < k:
-        t, s, l, csize = heap_pop3(ck, cs, cl, csize)
+        t, s, length, csize = heap_pop3(ck, cs, cl, csize)
         if t > limit:
             break
         if best_gen[s] == gen and t == best_t[s]:
@@ -127,7 +127,7 @@ def reverse_search(
                 continue
             out_s[n_out] = s
             out_t[n_out] = t
-            out_l[n_out] = l
+            out_l[n_out] = length
             n_out += 1
     return out_s, out_t, out_l, n_out
 

@@ -12,6 +12,7 @@ import html
 import math
 import re
 from collections.abc import Callable
+from itertools import pairwise
 
 import folium
 from branca.element import Element
@@ -55,10 +56,11 @@ def _risk_colour(level: float) -> str:
     """Yellow (low) to dark red (high) for a level in [0, 1]."""
     stops = [(0.0, (255, 255, 178)), (0.25, (254, 204, 92)), (0.5, (253, 141, 60)), (0.75, (240, 59, 32)), (1.0, (189, 0, 38))]
     level = min(1.0, max(0.0, level))
-    for (l0, c0), (l1, c1) in zip(stops[:-1], stops[1:], strict=True):
+    for (l0, c0), (l1, c1) in pairwise(stops):
         if level <= l1:
             t = (level - l0) / (l1 - l0)
-            return "#%02x%02x%02x" % tuple(round(c0[i] + t * (c1[i] - c0[i])) for i in range(3))
+            r, g, b = (round(c0[i] + t * (c1[i] - c0[i])) for i in range(3))
+            return f"#{r:02x}{g:02x}{b:02x}"
     return "#bd0026"
 
 
@@ -179,7 +181,7 @@ def render_plan_map(
         if distance_m is None:
             continue  # nothing measures the route: no direction arrows
         run = 0.0
-        for a, b in zip(coords[:-1], coords[1:], strict=True):
+        for a, b in pairwise(coords):
             d = distance_m(a[1], a[0], b[1], b[0])
             run += d
             if run >= arrow_every_m and d > 5:

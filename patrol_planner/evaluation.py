@@ -221,10 +221,7 @@ def evaluate(
     models = {n: make_estimator(n) for n in names}
     if hours is not None:
         incidents = incidents.subset(hours_mask(incidents.hour, hours) & incidents.hour_known)
-    if graph is not None:
-        crs = graph.network.crs  # type: ignore[attr-defined]
-    else:
-        crs = Projection.for_points(incidents.lat, incidents.lon).crs
+    crs = graph.network.crs if graph is not None else Projection.for_points(incidents.lat, incidents.lon).crs  # type: ignore[attr-defined]
     ev = events_xy(incidents, crs, graph)
     windows = rolling_windows(incidents, n_windows=n_windows, period=period, before=before)
     segments = Segments.from_graph(graph) if graph is not None else None
