@@ -236,7 +236,7 @@ class Tx:
     # alerts
     def alert(self, alert_id: int) -> Alert | None:
         """The alert, locked against concurrent changes until commit (on PostgreSQL)."""
-        row = self.session.get(AlertRow, alert_id, with_for_update=self.store._lock_rows)
+        row = self.session.get(AlertRow, alert_id, with_for_update=self.store._lock_rows)  # noqa: SLF001 - Store and Tx are one unit of this module
         return None if row is None else _to_alert(row)
 
     def save_alert(self, alert: Alert) -> None:
@@ -257,7 +257,7 @@ class Tx:
 
     # units
     def unit(self, unit_id: str) -> Unit | None:
-        row = self.session.get(UnitRow, unit_id, with_for_update=self.store._lock_rows)
+        row = self.session.get(UnitRow, unit_id, with_for_update=self.store._lock_rows)  # noqa: SLF001 - Store and Tx are one unit of this module
         return None if row is None else _to_unit(row)
 
     def save_unit(self, unit: Unit) -> None:
@@ -436,11 +436,11 @@ class Store:
             try:
                 yield tx
                 if sqlite:
-                    tx._flush_audit()
+                    tx._flush_audit()  # noqa: SLF001 - Store and Tx are one unit of this module
                     session.commit()
                 else:
                     with self._audit_lock:
-                        tx._flush_audit()
+                        tx._flush_audit()  # noqa: SLF001 - Store and Tx are one unit of this module
                         session.commit()
             except BaseException:
                 session.rollback()
