@@ -31,7 +31,7 @@ def read_osm(path: Path, *, label: str) -> StreetNetwork:
         .with_filter(osmium.filter.KeyFilter("highway"))
     )
     for obj in processor:
-        if not obj.is_way():
+        if not isinstance(obj, osmium.osm.Way):  # what obj.is_way() tests, in a form mypy narrows on
             continue
         nodes: list[tuple[int, float, float] | None] = []
         for ref in obj.nodes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -271,7 +272,7 @@ class StreetNetwork:
         lon, lat = self._to_lonlat.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
         return np.asarray(lat), np.asarray(lon)
 
-    def segments_geojson(self, *, mode: str | None = None) -> dict:
+    def segments_geojson(self, *, mode: str | None = None) -> dict[str, Any]:
         """The segments as a GeoJSON FeatureCollection of LineStrings (for maps)."""
         mask = np.ones(self.n_segments, dtype=bool)
         if mode == "walk":
