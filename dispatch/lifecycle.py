@@ -139,7 +139,7 @@ def find_duplicate(
             continue
         if great_circle_m(alert.lat, alert.lon, other.lat, other.lon) > radius_m:
             continue
-        if best is None or (other.received_at, other.id) < (best.received_at, best.id):  # type: ignore[operator]
+        if best is None or (other.received_at, other.id) < (best.received_at, best.id):
             best = other
     return best
 

@@ -176,7 +176,8 @@ def catalogue(lang: str) -> dict[str, str]:
     if lang not in LOCALES:
         msg = f"language must be one of {', '.join(LOCALES)}, got {lang!r}"
         raise ValueError(msg)
-    return json.loads((_LOCALE_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    texts: dict[str, str] = json.loads((_LOCALE_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    return texts
 
 
 def _fmt_s(value: float | int | None, t: dict[str, str] | None = None) -> str:
