@@ -185,7 +185,7 @@ class _Connection:
         return f"_Connection({self.lane.value!r}, client_id={self.client_id!r})"
 
     def connect(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties.__init__ is unannotated
         props.SessionExpiryInterval = self.bridge.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
         try:
@@ -443,7 +443,7 @@ class MqttBridge:
         for conn in self._conns.values():
             props = None
             if end_session:
-                props = Properties(PacketTypes.DISCONNECT)
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho's Properties.__init__ is unannotated
                 props.SessionExpiryInterval = 0
             conn.client.disconnect(properties=props)
             conn.client.loop_stop()
@@ -713,7 +713,7 @@ class MqttBridge:
                 self.topics.app102_ack_prefix,
             )
             return
-        reply = Properties(PacketTypes.PUBLISH)
+        reply = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho's Properties.__init__ is unannotated
         correlation = getattr(item.props, "CorrelationData", None)
         if correlation:
             reply.CorrelationData = correlation
