@@ -13,9 +13,10 @@ import math
 import re
 from collections.abc import Callable
 from itertools import pairwise
+from typing import Any, cast
 
 import folium
-from branca.element import Element
+from branca.element import Element, Figure
 
 from maps.assets import leaflet_assets
 
@@ -25,7 +26,7 @@ _JQUERY = re.compile(r"=\s*\$\(")
 _EXTERNAL = re.compile(r"""<(?:script|link)\b[^>]*(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
 
 
-def _bounds(collections: list[dict]) -> list[list[float]] | None:
+def _bounds(collections: list[dict[str, Any]]) -> list[list[float]] | None:
     lats: list[float] = []
     lons: list[float] = []
 
@@ -66,12 +67,12 @@ def _risk_colour(level: float) -> str:
 
 def render_plan_map(
     *,
-    routes: dict,
-    hotspots: dict,
-    booths: dict,
+    routes: dict[str, Any],
+    hotspots: dict[str, Any],
+    booths: dict[str, Any],
     labels: dict[str, str],
-    risk_cells: dict | None = None,
-    streets: dict | None = None,
+    risk_cells: dict[str, Any] | None = None,
+    streets: dict[str, Any] | None = None,
     title: str = "",
     arrow_every_m: float = 120.0,
     distance_m: Callable[[float, float, float, float], float] | None = None,
@@ -116,7 +117,8 @@ def render_plan_map(
     m.default_js = []
     m.default_css = []
     js, css = leaflet_assets()
-    root = m.get_root()
+    # A Map sits in a Figure (folium.Map adds itself to one); branca types get_root() as any Element.
+    root = cast(Figure, m.get_root())
     root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css_inline")
     root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js_inline")
     root.header.add_child(
@@ -177,7 +179,7 @@ def render_plan_map(
         g = groups.setdefault(p["patrol"], folium.FeatureGroup(name=labels["layer_route"].format(id=p["patrol"])))
         coords = f["geometry"]["coordinates"]
         tip = f"{p['patrol']}: {p['length_m'] / 1000:.2f} km, {p['walking_min']:.0f} min, {labels['risk']} {p['risk_covered']:.4f}"
-        folium.PolyLine([[c[1], c[0]] for c in coords], color=p["colour"], weight=4, opacity=0.8, tooltip=tip).add_to(g)
+        folium.PolyLine([[c[1], c[0]] for c in coords], color=p["colour"], weight=4, opacity=0.8, tooltip=tip).add_to(g)  # type: ignore[no-untyped-call]  # folium's PolyLine.__init__ is unannotated
         if distance_m is None:
             continue  # nothing measures the route: no direction arrows
         run = 0.0
