@@ -6,26 +6,26 @@ Plain dataclasses and enums with no I/O. Times are timezone-aware UTC.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from collections.abc import Mapping
-from datetime import datetime, time, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
 from enum import StrEnum
 
 from geo import Recommendation
 
 __all__ = [
-    "Alert",
-    "Assignment",
-    "Role",
     "SYSTEM",
-    "User",
+    "Alert",
     "AlertSource",
     "AlertStatus",
+    "Assignment",
     "Device",
     "DeviceSite",
+    "Role",
     "Unit",
     "UnitKind",
     "UnitStatus",
+    "User",
     "alert_priority",
     "ensure_utc",
     "parse_hhmm",
@@ -114,7 +114,7 @@ def ensure_utc(value: datetime, *, name: str = "time") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         msg = f"{name} must be timezone-aware, got the naive datetime {value.isoformat()!r}"
         raise ValueError(msg)
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from dispatch.counters import ServiceCounters
 from dispatch.domain import Alert, AlertSource, AlertStatus, Device, alert_priority
@@ -21,6 +21,7 @@ from dispatch.errors import Conflict, NotFound
 from dispatch.fleet import Exclusions, Fleet
 from dispatch.intake import (
     App102Report,
+    Message,
     Rejected,
     SosAlert,
     UnitPosition,
@@ -36,6 +37,8 @@ from dispatch.store import Store, StoreError
 __all__ = ["Inbound", "Intake"]
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +184,7 @@ class Intake:
         """Validate one alert payload: its message and, for an SOS button, its registry entry and
         checked signature (signature and age here; the counter only for a new event, see
         :mod:`dispatch.signing`: a redelivery is no replay)."""
-        model = SosAlert if m.source is AlertSource.SOS else App102Report
+        model: type[SosAlert | App102Report] = SosAlert if m.source is AlertSource.SOS else App102Report
         message = parse_message(
             model, m.payload, now=now, max_bytes=self.max_payload_bytes, max_clock_skew=self.max_clock_skew
         )
@@ -357,7 +360,7 @@ class Intake:
         return results
 
     def unit_message(
-        self, unit_id: str, payload: bytes, model: type, apply: Callable[[Any], Any]
+        self, unit_id: str, payload: bytes, model: type[_M], apply: Callable[[_M], Any]
     ) -> RejectReason | None:
         """Validate a unit's status or acknowledgement message and ``apply`` it; None when applied."""
         try:

@@ -7,7 +7,7 @@ needs an offset). :func:`parse_message` turns every failure into a :class:`Rejec
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -18,13 +18,13 @@ __all__ = [
     "MAX_ID",
     "App102Report",
     "Message",
+    "Rejected",
+    "SosAlert",
     "Text",
     "Timestamp",
     "UnitAck",
-    "UnitStatusReport",
-    "Rejected",
-    "SosAlert",
     "UnitPosition",
+    "UnitStatusReport",
     "parse_message",
 ]
 
@@ -41,7 +41,7 @@ def no_nul(value: str) -> str:
 def in_utc_range(value: datetime) -> datetime:
     """Refuse a time that has no UTC equivalent (e.g. ``0001-01-01T00:00:00+05:00``): it is stored in UTC."""
     try:
-        value.astimezone(timezone.utc)
+        value.astimezone(UTC)
     except OverflowError as e:
         msg = "must lie between years 1 and 9999 in UTC"
         raise ValueError(msg) from e

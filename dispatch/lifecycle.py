@@ -23,17 +23,17 @@ from geo import Recommendation, great_circle_m
 
 __all__ = [
     "CLOSING",
-    "DispatchPolicy",
     "NEEDS_REASON",
     "OPEN",
     "TRANSITIONS",
+    "DispatchPolicy",
     "StalePolicy",
     "TransitionRefused",
     "check_transition",
     "distance_m",
     "find_duplicate",
-    "is_stale",
     "is_staffed",
+    "is_stale",
     "location_unverified",
     "next_proposal",
     "rank_units",
@@ -139,7 +139,7 @@ def find_duplicate(
             continue
         if great_circle_m(alert.lat, alert.lon, other.lat, other.lon) > radius_m:
             continue
-        if best is None or (other.received_at, other.id) < (best.received_at, best.id):  # type: ignore[operator]
+        if best is None or (other.received_at, other.id) < (best.received_at, best.id):
             best = other
     return best
 

@@ -15,8 +15,8 @@ import math
 import threading
 from collections import deque
 from collections.abc import Iterable
-from itertools import islice
 from datetime import datetime, timedelta
+from itertools import islice
 
 from dispatch.domain import Alert, AlertSource
 from dispatch.lifecycle import OPEN

@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dispatch.domain import Device, DeviceSite, Unit, UnitKind
+
+_E = TypeVar("_E", bound=Enum)
 
 __all__ = ["load_devices", "load_units", "write_devices", "write_units"]
 
@@ -67,7 +70,7 @@ def _features(path: Path) -> list[tuple[str, dict[str, Any], float, float]]:
     return out
 
 
-def _enum(enum: type, value: Any, *, where: str, prop: str) -> Any:
+def _enum(enum: type[_E], value: Any, *, where: str, prop: str) -> _E:
     try:
         return enum(value)
     except ValueError as e:
@@ -91,7 +94,7 @@ def load_units(path: str | Path) -> list[Unit]:
         if not isinstance(name, str):
             msg = f"{where}: property 'name' must be a string, got {name!r}"
             raise ValueError(msg)
-        hours = {k: props.get(k) for k in ("staff_from", "staff_to") if props.get(k) is not None}
+        hours: dict[str, Any] = {k: props.get(k) for k in ("staff_from", "staff_to") if props.get(k) is not None}
         try:
             units.append(Unit(id=props["id"], kind=kind, name=name, lat=lat, lon=lon, **hours))
         except ValueError as e:

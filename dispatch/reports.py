@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,10 +30,10 @@ from dispatch.domain import Alert, AlertSource, AlertStatus
 
 __all__ = [
     "FALSE_ALARM_GROUPINGS",
-    "FalseAlarmStats",
     "GROUPINGS",
     "MEASURES",
     "Districts",
+    "FalseAlarmStats",
     "GroupStats",
     "catalogue",
     "durations",
@@ -168,7 +168,7 @@ def quarter_bounds(quarter: str, zone: str = "Asia/Almaty") -> tuple[datetime, d
     tz = ZoneInfo(zone)
     start = datetime(year, 3 * q - 2, 1, tzinfo=tz)
     end = datetime(year + (q == 4), 1 if q == 4 else 3 * q + 1, 1, tzinfo=tz)
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def catalogue(lang: str) -> dict[str, str]:
@@ -176,7 +176,8 @@ def catalogue(lang: str) -> dict[str, str]:
     if lang not in LOCALES:
         msg = f"language must be one of {', '.join(LOCALES)}, got {lang!r}"
         raise ValueError(msg)
-    return json.loads((_LOCALE_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    texts: dict[str, str] = json.loads((_LOCALE_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    return texts
 
 
 def _fmt_s(value: float | int | None, t: dict[str, str] | None = None) -> str:
@@ -255,7 +256,7 @@ def render_public_report(
     sections += [(t["by_priority"], table_rows(by_priority, priority_label)), (t["by_source"], table_rows(by_source, source_label))]
     chart_groups = by_district or by_priority
     chart = _svg_chart(chart_groups, title=t["chart_title"], median_label=t["median"], p90_label="p90", t=t)
-    generated = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     title = t["title"].format(quarter=quarter)
     notes = [t["note_privacy"], t["note_method"], t["generated"].format(time=generated)]
     if fmt == "md":
@@ -341,8 +342,8 @@ def false_alarm_csv(rows: Sequence[FalseAlarmStats], group_by: str, *, lang: str
     return buffer.getvalue()
 
 
-REPORT_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-REPORT_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+REPORT_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+REPORT_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def report_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
@@ -355,8 +356,8 @@ def report_window(start: datetime | None, end: datetime | None, now: datetime) -
         overflows on them) or ``from`` is not before ``to``.
     """
     try:
-        to = (end or now).astimezone(timezone.utc)
-        since = start.astimezone(timezone.utc) if start is not None else to - timedelta(days=30)
+        to = (end or now).astimezone(UTC)
+        since = start.astimezone(UTC) if start is not None else to - timedelta(days=30)
     except OverflowError as e:
         msg = f"'from' and 'to' must lie between {REPORT_EARLIEST.year} and {REPORT_LATEST.year}"
         raise ValueError(msg) from e

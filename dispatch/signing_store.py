@@ -38,5 +38,8 @@ def stored_counters(store: Store, *, window: int) -> dict[str, list[int]]:
     counters: dict[str, list[int]] = {}
     with store.session("read the counters of signed presses") as session:
         for sender, counter in session.execute(stmt):
+            if counter is None:  # the query selects stored counters only
+                msg = f"a signed press of {sender!r} was stored without its counter"
+                raise TypeError(msg)
             counters.setdefault(sender, []).append(int(counter))
     return counters

@@ -13,12 +13,12 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -107,13 +107,18 @@ _Shared = tuple[tuple[str, Callable[[Any], Any] | None], ...]
 _SHARED: dict[tuple[type, type], _Shared] = {}
 
 
+def _table(row_type: type[Base]) -> Table:
+    """The table of a row class (SQLAlchemy types ``__table__`` as a ``FromClause``; here it is always a ``Table``)."""
+    return cast(Table, row_type.__table__)
+
+
 def _shared(cls: type, row_type: type) -> _Shared:
     """The fields of dataclass ``cls`` that ``row_type`` has a column for, with their converters."""
     shared = _SHARED.get((cls, row_type))
     if shared is None:
         columns = set(row_type.__table__.columns.keys())  # type: ignore[attr-defined]
         hints = typing.get_type_hints(cls)
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields = dataclasses.fields(cls)
         shared = tuple((f.name, _converter(hints[f.name])) for f in fields if f.name in columns)
         _SHARED[(cls, row_type)] = shared
     return shared
@@ -202,7 +207,9 @@ def unit_snapshot(unit: Unit) -> dict[str, Any]:
     }
 
 
-def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict | None, dict | None]:
+def changes(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Only the keys that differ between two snapshots (all of them when one side is None)."""
     if before is None or after is None:
         return before, after
@@ -236,7 +243,7 @@ class Tx:
     # alerts
     def alert(self, alert_id: int) -> Alert | None:
         """The alert, locked against concurrent changes until commit (on PostgreSQL)."""
-        row = self.session.get(AlertRow, alert_id, with_for_update=self.store._lock_rows)
+        row = self.session.get(AlertRow, alert_id, with_for_update=self.store._lock_rows)  # noqa: SLF001 - Store and Tx are one unit of this module
         return None if row is None else _to_alert(row)
 
     def save_alert(self, alert: Alert) -> None:
@@ -257,7 +264,7 @@ class Tx:
 
     # units
     def unit(self, unit_id: str) -> Unit | None:
-        row = self.session.get(UnitRow, unit_id, with_for_update=self.store._lock_rows)
+        row = self.session.get(UnitRow, unit_id, with_for_update=self.store._lock_rows)  # noqa: SLF001 - Store and Tx are one unit of this module
         return None if row is None else _to_unit(row)
 
     def save_unit(self, unit: Unit) -> None:
@@ -273,7 +280,11 @@ class Tx:
             row = AssignmentRow()
             self.session.add(row)
         else:
-            row = self.session.get(AssignmentRow, a.id)
+            found = self.session.get(AssignmentRow, a.id)
+            if found is None:
+                msg = f"assignment {a.id} does not exist"
+                raise KeyError(msg)
+            row = found
         for name, value in _row_values(a, AssignmentRow, skip=("id",)).items():
             setattr(row, name, value)
         self.session.flush()
@@ -318,7 +329,7 @@ class Tx:
             )  # fmt: skip
             prev = digest
         self.session.flush()  # ORM changes of this transaction first, as an ORM add would order them
-        self.session.connection().execute(insert(AuditRow.__table__), rows)
+        self.session.connection().execute(insert(_table(AuditRow)), rows)
         self._audit.clear()
 
 
@@ -352,7 +363,7 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._lock_rows = self.engine.dialect.name == "postgresql"
         self._audit_lock = threading.Lock()  # one chain writer per process (PostgreSQL adds an advisory lock)
-        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)!r})"
@@ -436,11 +447,11 @@ class Store:
             try:
                 yield tx
                 if sqlite:
-                    tx._flush_audit()
+                    tx._flush_audit()  # noqa: SLF001 - Store and Tx are one unit of this module
                     session.commit()
                 else:
                     with self._audit_lock:
-                        tx._flush_audit()
+                        tx._flush_audit()  # noqa: SLF001 - Store and Tx are one unit of this module
                         session.commit()
             except BaseException:
                 session.rollback()
@@ -521,7 +532,7 @@ class Store:
 
         Links to alerts of the same batch are set by an UPDATE once their ids are known.
         """
-        table, recs = AlertRow.__table__, RecommendationRow.__table__
+        table, recs = _table(AlertRow), _table(RecommendationRow)
         rows = []
         for alert in alerts:
             values = _row_values(alert, AlertRow, skip=("id",))
@@ -558,7 +569,7 @@ class Store:
         ingest.update(source=stored.source.value, sender=stored.sender, event_id=stored.event_id,
                       received_at=stored.received_at.isoformat(), lat=stored.lat, lon=stored.lon)
         tx.audit("ingest", actor=actor, alert_id=stored.id, after=ingest, only_changes=False)
-        if stored.recommended_at is not None or stored.status is AlertStatus.TEST and stored.recommendations:
+        if stored.recommended_at is not None or (stored.status is AlertStatus.TEST and stored.recommendations):
             tx.audit("recommend", actor=actor, alert_id=stored.id,
                      before={"status": ingest["status"], "recommendations": []},
                      after={"status": stored.status.value, "recommendations": alert_snapshot(stored)["recommendations"]})

@@ -24,8 +24,8 @@ Public names::
 from __future__ import annotations
 
 from geo.distance import great_circle_m
-from geo.load import load_network
 from geo.graph import Mode, ModeGraph, SegmentSnaps
+from geo.load import load_network
 from geo.network import StreetNetwork
 from geo.routing import OutsideServiceArea, Recommendation, Router, Snap
 from geo.synthetic import generate_city

@@ -6,6 +6,7 @@ Used by :func:`geo.load.load_network`; it imports :mod:`geo.network`, never the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def read_osm(path: Path, *, label: str) -> StreetNetwork:
         .with_filter(osmium.filter.KeyFilter("highway"))
     )
     for obj in processor:
-        if not obj.is_way():
+        if not isinstance(obj, osmium.osm.Way):  # what obj.is_way() tests, in a form mypy narrows on
             continue
         nodes: list[tuple[int, float, float] | None] = []
         for ref in obj.nodes:
@@ -81,7 +82,7 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
                 lon.append(float(x))
                 osm_ids.append(-1)
         chain.append(node_id[b])
-        for p, q in zip(chain[:-1], chain[1:], strict=True):
+        for p, q in pairwise(chain):
             if p == q:
                 continue
             u.append(p)

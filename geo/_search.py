@@ -12,9 +12,12 @@ from numba import njit
 
 from geo.heap import heap_pop, heap_pop3, heap_push, heap_push3
 
+# The compiled functions take numba's types, not annotations: numba specialises each one for the arrays
+# it is called with, and callers see Any (numba ships no types). Hence the ``no-untyped-def`` ignores.
+
 
 @njit(cache=True, nogil=True)
-def reverse_search(
+def reverse_search(  # type: ignore[no-untyped-def]
     indptr,
     indices,
     wt,
@@ -87,14 +90,14 @@ def reverse_search(
         ln = trail[node, 0]
         # Every unit whose best time is <= d is final: no unsettled node can improve it.
         while csize > 0 and ck[0] <= d:
-            t, s, l, csize = heap_pop3(ck, cs, cl, csize)
+            t, s, length, csize = heap_pop3(ck, cs, cl, csize)
             if best_gen[s] == gen and t == best_t[s]:
                 best_gen[s] = -gen  # final
                 if skip[s]:
                     continue
                 out_s[n_out] = s
                 out_t[n_out] = t
-                out_l[n_out] = l
+                out_l[n_out] = length
                 n_out += 1
                 if n_out == k:
                     return out_s, out_t, out_l, n_out
@@ -118,7 +121,7 @@ def reverse_search(
                 trail[a, 1] = node
                 hsize = heap_push(heap_k, heap_n, hsize, nd, a)
     while csize > 0 and n_out < k:
-        t, s, l, csize = heap_pop3(ck, cs, cl, csize)
+        t, s, length, csize = heap_pop3(ck, cs, cl, csize)
         if t > limit:
             break
         if best_gen[s] == gen and t == best_t[s]:
@@ -127,7 +130,7 @@ def reverse_search(
                 continue
             out_s[n_out] = s
             out_t[n_out] = t
-            out_l[n_out] = l
+            out_l[n_out] = length
             n_out += 1
     return out_s, out_t, out_l, n_out
 
@@ -159,7 +162,7 @@ def warm_up() -> None:
 
 
 @njit(cache=True, nogil=True)
-def nearest_segment(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell_m, nx, ny):  # pragma: no cover
+def nearest_segment(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell_m, nx, ny):  # type: ignore[no-untyped-def]  # pragma: no cover
     """The segment nearest to (px, py) through a uniform grid of cells; exact.
 
     Rings of cells are searched outwards from the point's cell until the ring's distance lower
@@ -207,7 +210,7 @@ def nearest_segment(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell
 
 
 @njit(cache=True, nogil=True)
-def nearest_segments(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell_m, nx, ny, far_m):  # pragma: no cover
+def nearest_segments(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cell_m, nx, ny, far_m):  # type: ignore[no-untyped-def]  # pragma: no cover
     """:func:`nearest_segment` for many points: (segment, fraction, distance) arrays.
 
     A point more than ``far_m`` outside the grid is searched from the grid's nearest point and
@@ -240,7 +243,7 @@ def nearest_segments(px, py, x0, y0, x1, y1, cell_start, cell_items, gx, gy, cel
 
 
 @njit(cache=True, nogil=True)
-def bounded_search(indptr, indices, wt, sources, seed_t, group, limit, targets_only, is_target):  # pragma: no cover
+def bounded_search(indptr, indices, wt, sources, seed_t, group, limit, targets_only, is_target):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Dijkstra from each group of seeds, stopping at ``limit``; returns (group, node, time) triples.
 
     ``group[i]`` names the search that seed ``sources[i]`` (at time ``seed_t[i]``) belongs to;
@@ -293,7 +296,7 @@ def bounded_search(indptr, indices, wt, sources, seed_t, group, limit, targets_o
 
 
 @njit(cache=True, nogil=True)
-def many_to_many(indptr, indices, wt, sources, col, n_cols, limit):  # pragma: no cover - compiled
+def many_to_many(indptr, indices, wt, sources, col, n_cols, limit):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """Dense times from each source to each column's node, ``inf`` beyond ``limit`` or unreachable.
 
     ``col[node]`` is the node's column (``-1``: not a target); the ``n_cols`` columns are distinct
@@ -338,7 +341,7 @@ def many_to_many(indptr, indices, wt, sources, col, n_cols, limit):  # pragma: n
 
 
 @njit(cache=True, nogil=True)
-def path_search(indptr, indices, wt, pair_src, pair_dst):  # pragma: no cover - compiled
+def path_search(indptr, indices, wt, pair_src, pair_dst):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """Shortest paths for (source, target) pairs sorted by source: (flat nodes, offsets).
 
     Path ``j`` is ``nodes[offsets[j]:offsets[j + 1]]``, from its source to its target; an empty

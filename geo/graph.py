@@ -91,7 +91,7 @@ class ModeGraph:
         src = np.concatenate([u[fwd_ok], v[bwd_ok]])
         dst = np.concatenate([v[fwd_ok], u[bwd_ok]])
         adjacency = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n)).tocsr()
-        connection = "weak" if mode == "walk" else "strong"
+        connection: Literal["weak", "strong"] = "weak" if mode == "walk" else "strong"
         _, labels = connected_components(adjacency, directed=True, connection=connection)
         used = np.zeros(n, dtype=bool)
         used[u] = True

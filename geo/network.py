@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -125,7 +126,7 @@ def oneway_direction(tags: dict[str, str]) -> int:
 
 def utm_crs_for(lat: float, lon: float) -> CRS:
     """The UTM zone CRS (WGS 84) that holds a point: Almaty is 43N (EPSG:32643)."""
-    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    zone = math.floor((lon + 180.0) / 6.0) % 60 + 1
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
@@ -271,7 +272,7 @@ class StreetNetwork:
         lon, lat = self._to_lonlat.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
         return np.asarray(lat), np.asarray(lon)
 
-    def segments_geojson(self, *, mode: str | None = None) -> dict:
+    def segments_geojson(self, *, mode: str | None = None) -> dict[str, Any]:
         """The segments as a GeoJSON FeatureCollection of LineStrings (for maps)."""
         mask = np.ones(self.n_segments, dtype=bool)
         if mode == "walk":

@@ -22,6 +22,7 @@ import math
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,7 +31,7 @@ from geo._search import reverse_search, warm_up
 from geo.graph import Mode, ModeGraph
 from geo.network import StreetNetwork
 
-__all__ = ["Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap", "UNIT_MODES"]
+__all__ = ["UNIT_MODES", "Mode", "OutsideServiceArea", "Recommendation", "Router", "Snap"]
 
 #: Which network each kind of unit moves on.
 UNIT_MODES: dict[str, Mode] = {"booth": "walk", "foot": "walk", "car": "drive"}
@@ -124,7 +125,7 @@ class _Layers:
         self.gen += 1
         seed = np.array(seeds, dtype=np.float64).reshape(-1, 3)
         near = np.array(direct, dtype=np.float64).reshape(-1, 3)
-        return reverse_search(
+        found: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], int] = reverse_search(
             self.indptr, self.indices, self.wt, self.wl,
             self.state, self.trail, self.gen,
             seed[:, 0].astype(np.int64), seed[:, 1].copy(), seed[:, 2].copy(),
@@ -133,6 +134,7 @@ class _Layers:
             index.best_t, index.best_l, index.best_gen,
             self.heap_k, self.heap_n, k, math.inf, index.skip,
         )  # fmt: skip
+        return found
 
     def reached(self, node: int) -> bool:
         """Whether the last search reached ``node``."""
@@ -146,6 +148,17 @@ class _UnitIndex:
     chained per node in a doubly linked list (``head``/``nxt``/``prv``) so that a move is O(1).
     """
 
+    # Per entry (two per slot) and per slot; set and grown by _alloc.
+    nxt: NDArray[np.int64]
+    prv: NDArray[np.int64]
+    entry_node: NDArray[np.int64]
+    entry_t: NDArray[np.float64]
+    entry_l: NDArray[np.float64]
+    best_t: NDArray[np.float64]
+    best_l: NDArray[np.float64]
+    best_gen: NDArray[np.int64]
+    skip: NDArray[np.bool_]
+
     def __init__(self, n_nodes: int, capacity: int = 64) -> None:
         self.head = np.full(n_nodes, -1, dtype=np.int64)
         self.slot_of: dict[str, int] = {}
@@ -158,8 +171,8 @@ class _UnitIndex:
         old = len(self.unit_at)
         grow = capacity - old
 
-        def grown(name: str, fill: float, dtype: type, per_slot: int) -> NDArray:
-            tail = np.full(grow * per_slot, fill, dtype=dtype)
+        def grown(name: str, fill: float, dtype: type, per_slot: int) -> NDArray[Any]:
+            tail: NDArray[Any] = np.full(grow * per_slot, fill, dtype=dtype)
             return tail if old == 0 else np.concatenate([getattr(self, name), tail])
 
         for name, fill, dtype, per_slot in (

@@ -40,8 +40,8 @@ def generate_city(
         msg = f"n_nodes must be at least 16 for a city, got {n_nodes}"
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
-    cols = max(4, int(round(math.sqrt(n_nodes))))
-    rows = max(4, int(round(n_nodes / cols)))
+    cols = max(4, round(math.sqrt(n_nodes)))
+    rows = max(4, round(n_nodes / cols))
     lat0, lon0 = center
     m_per_deg_lat = 111_320.0
     m_per_deg_lon = 111_320.0 * math.cos(math.radians(lat0))

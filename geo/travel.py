@@ -66,12 +66,13 @@ def travel_times(
     lim = float(cutoff_s) if math.isfinite(cutoff_s) else 1e300
     if targets is None:
         col = np.arange(n, dtype=np.int64)
-        return many_to_many(indptr, indices, wt, src, col, n, lim)
+        every: NDArray[np.float64] = many_to_many(indptr, indices, wt, src, col, n, lim)
+        return every
     tgt = _nodes(graph, targets, "targets")
     uniq, inverse = np.unique(tgt, return_inverse=True)
     col = np.full(n, -1, dtype=np.int64)
     col[uniq] = np.arange(uniq.size)
-    out = many_to_many(indptr, indices, wt, src, col, int(uniq.size), lim)
+    out: NDArray[np.float64] = many_to_many(indptr, indices, wt, src, col, int(uniq.size), lim)
     return out if uniq.size == tgt.size and np.array_equal(uniq, tgt) else out[:, inverse.reshape(-1)]
 
 
@@ -123,7 +124,10 @@ def reachable(
         is_target[_nodes(graph, targets, "targets")] = True
     lim = float(cutoff_s) if math.isfinite(cutoff_s) else 1e300
     indptr, indices, wt, _ = graph.forward_csr()
-    return bounded_search(indptr, indices, wt, src, st, grp, lim, targets is not None, is_target)
+    found: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]] = bounded_search(
+        indptr, indices, wt, src, st, grp, lim, targets is not None, is_target
+    )
+    return found
 
 
 def shortest_paths(graph: ModeGraph, pairs: list[tuple[int, int]]) -> list[list[int]]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import folium
-from branca.element import Element
+from branca.element import Element, Figure
 
 from maps.assets import assert_offline
 
@@ -112,7 +112,8 @@ def render_live_map(
     m.default_css = []
     if tile_url:
         folium.TileLayer(tiles=tile_url, attr=tile_attribution or " ", name=t["layer_tiles"], max_zoom=19).add_to(m)
-    root = m.get_root()
+    # A Map sits in a Figure (folium.Map adds itself to one); branca types get_root() as any Element.
+    root = cast(Figure, m.get_root())
     cfg = dict(config)
     cfg.update(
         labels=dict(labels),

@@ -12,9 +12,11 @@ import html
 import math
 import re
 from collections.abc import Callable
+from itertools import pairwise
+from typing import Any, cast
 
 import folium
-from branca.element import Element
+from branca.element import Element, Figure
 
 from maps.assets import leaflet_assets
 
@@ -24,7 +26,7 @@ _JQUERY = re.compile(r"=\s*\$\(")
 _EXTERNAL = re.compile(r"""<(?:script|link)\b[^>]*(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
 
 
-def _bounds(collections: list[dict]) -> list[list[float]] | None:
+def _bounds(collections: list[dict[str, Any]]) -> list[list[float]] | None:
     lats: list[float] = []
     lons: list[float] = []
 
@@ -55,21 +57,22 @@ def _risk_colour(level: float) -> str:
     """Yellow (low) to dark red (high) for a level in [0, 1]."""
     stops = [(0.0, (255, 255, 178)), (0.25, (254, 204, 92)), (0.5, (253, 141, 60)), (0.75, (240, 59, 32)), (1.0, (189, 0, 38))]
     level = min(1.0, max(0.0, level))
-    for (l0, c0), (l1, c1) in zip(stops[:-1], stops[1:], strict=True):
+    for (l0, c0), (l1, c1) in pairwise(stops):
         if level <= l1:
             t = (level - l0) / (l1 - l0)
-            return "#%02x%02x%02x" % tuple(round(c0[i] + t * (c1[i] - c0[i])) for i in range(3))
+            r, g, b = (round(c0[i] + t * (c1[i] - c0[i])) for i in range(3))
+            return f"#{r:02x}{g:02x}{b:02x}"
     return "#bd0026"
 
 
 def render_plan_map(
     *,
-    routes: dict,
-    hotspots: dict,
-    booths: dict,
+    routes: dict[str, Any],
+    hotspots: dict[str, Any],
+    booths: dict[str, Any],
     labels: dict[str, str],
-    risk_cells: dict | None = None,
-    streets: dict | None = None,
+    risk_cells: dict[str, Any] | None = None,
+    streets: dict[str, Any] | None = None,
     title: str = "",
     arrow_every_m: float = 120.0,
     distance_m: Callable[[float, float, float, float], float] | None = None,
@@ -114,7 +117,8 @@ def render_plan_map(
     m.default_js = []
     m.default_css = []
     js, css = leaflet_assets()
-    root = m.get_root()
+    # A Map sits in a Figure (folium.Map adds itself to one); branca types get_root() as any Element.
+    root = cast(Figure, m.get_root())
     root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css_inline")
     root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js_inline")
     root.header.add_child(
@@ -175,11 +179,11 @@ def render_plan_map(
         g = groups.setdefault(p["patrol"], folium.FeatureGroup(name=labels["layer_route"].format(id=p["patrol"])))
         coords = f["geometry"]["coordinates"]
         tip = f"{p['patrol']}: {p['length_m'] / 1000:.2f} km, {p['walking_min']:.0f} min, {labels['risk']} {p['risk_covered']:.4f}"
-        folium.PolyLine([[c[1], c[0]] for c in coords], color=p["colour"], weight=4, opacity=0.8, tooltip=tip).add_to(g)
+        folium.PolyLine([[c[1], c[0]] for c in coords], color=p["colour"], weight=4, opacity=0.8, tooltip=tip).add_to(g)  # type: ignore[no-untyped-call]  # folium's PolyLine.__init__ is unannotated
         if distance_m is None:
             continue  # nothing measures the route: no direction arrows
         run = 0.0
-        for a, b in zip(coords[:-1], coords[1:], strict=True):
+        for a, b in pairwise(coords):
             d = distance_m(a[1], a[0], b[1], b[0])
             run += d
             if run >= arrow_every_m and d > 5:
@@ -225,7 +229,7 @@ def render_plan_map(
     folium.LayerControl(collapsed=False).add_to(m)
     if box[0] != box[1]:
         m.fit_bounds(box, padding=(20, 20))
-    legend = f"<div class='q-legend'>"
+    legend = "<div class='q-legend'>"
     if title:
         legend += f"<b>{html.escape(title)}</b><br>"
     if labels.get("warning"):

@@ -185,7 +185,7 @@ class _Connection:
         return f"_Connection({self.lane.value!r}, client_id={self.client_id!r})"
 
     def connect(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties.__init__ is unannotated
         props.SessionExpiryInterval = self.bridge.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
         try:
@@ -203,7 +203,7 @@ class _Connection:
 
     def _hold(self) -> bool:
         """Whether to leave the socket unread now: the lane's queue is full, for a short while."""
-        if len(self.bridge._queues[self.lane]) < self.bridge.queue_limit[self.lane]:
+        if len(self.bridge._queues[self.lane]) < self.bridge.queue_limit[self.lane]:  # noqa: SLF001 - a connection is part of its bridge (this module)
             self._held_since = None
             return False
         now = time.monotonic()
@@ -278,12 +278,12 @@ class _Connection:
             self.epoch += 1  # nothing delivered before this may be acknowledged from now on
             self.connected.clear()
         self.subscribed.clear()
-        if not self.bridge._stopping.is_set() and not self._restarting:
+        if not self.bridge._stopping.is_set() and not self._restarting:  # noqa: SLF001 - a connection is part of its bridge (this module)
             log.warning("%r disconnected from %s (%s); paho reconnects", self, self.bridge.address, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.bridge._file(self, msg)
+            self.bridge._file(self, msg)  # noqa: SLF001 - a connection is part of its bridge (this module)
         except Exception:  # never let input or a bug kill paho's loop
             log.exception("unexpected error filing a message on %r; acknowledging it to go on", msg.topic)
             client.ack(msg.mid, msg.qos)
@@ -443,7 +443,7 @@ class MqttBridge:
         for conn in self._conns.values():
             props = None
             if end_session:
-                props = Properties(PacketTypes.DISCONNECT)
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho's Properties.__init__ is unannotated
                 props.SessionExpiryInterval = 0
             conn.client.disconnect(properties=props)
             conn.client.loop_stop()
@@ -713,7 +713,7 @@ class MqttBridge:
                 self.topics.app102_ack_prefix,
             )
             return
-        reply = Properties(PacketTypes.PUBLISH)
+        reply = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho's Properties.__init__ is unannotated
         correlation = getattr(item.props, "CorrelationData", None)
         if correlation:
             reply.CorrelationData = correlation

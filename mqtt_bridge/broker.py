@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -16,6 +16,8 @@ __all__ = ["BrokerAddress", "new_client", "parse_mqtt_url", "set_tcp_nodelay"]
 log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+_C = TypeVar("_C", bound=mqtt.Client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,14 @@ def set_tcp_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError) as e:
         log.debug("could not set TCP_NODELAY on %r: %s", sock, e)
+
+
+@overload
+def new_client(address: BrokerAddress, *, client_id: str = "", manual_ack: bool = False) -> mqtt.Client: ...
+
+
+@overload
+def new_client(address: BrokerAddress, *, client_id: str = "", manual_ack: bool = False, client_class: type[_C]) -> _C: ...
 
 
 def new_client(

@@ -332,8 +332,8 @@ def provision(
     creds_path = out / "credentials.json"
     old = load_credentials(creds_path) if creds_path.exists() else None
     report = ProvisionReport(out_dir=out)
-    service = _reuse(old and old.service, service_user, "service", rotate=rotate, signing=False, report=report)
-    app102 = _reuse(old and old.app102, app102_user, "app102", rotate=rotate, signing=False, report=report)
+    service = _reuse(old.service if old else None, service_user, "service", rotate=rotate, signing=False, report=report)
+    app102 = _reuse(old.app102 if old else None, app102_user, "app102", rotate=rotate, signing=False, report=report)
     old_devices = old.devices if old else {}
     old_units = old.units if old else {}
     creds = Credentials(

@@ -20,19 +20,27 @@ from __future__ import annotations
 
 from patrol_planner._graph import WalkGraph
 from patrol_planner.area import within_area
+from patrol_planner.coverage import BoothCoverage, booth_coverage
 from patrol_planner.evaluation import COVERAGES, Evaluation, evaluate
 from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS, Grid, Surface, make_estimator
 from patrol_planner.incidents import Incidents, LoadReport, hours_mask, parse_hours
 from patrol_planner.io import Booth, read_booths, read_incidents, read_osm_bounds, write_booths
-from patrol_planner.coverage import BoothCoverage, booth_coverage
 from patrol_planner.planner import PlanBundle, make_plan
 from patrol_planner.routes import PatrolPlan, PatrolRoute, SolverSettings, Stop, greedy_routes, plan_routes
 from patrol_planner.shift import HotSpot, RiskMap, Shift, risk_map
 from patrol_planner.synthetic import self_exciting_incidents
 
 __all__ = [
+    "COVERAGES",
+    "DEFAULT_ESTIMATOR",
+    "ESTIMATORS",
+    "Booth",
     "BoothCoverage",
+    "Evaluation",
+    "Grid",
     "HotSpot",
+    "Incidents",
+    "LoadReport",
     "PatrolPlan",
     "PatrolRoute",
     "PlanBundle",
@@ -40,29 +48,21 @@ __all__ = [
     "Shift",
     "SolverSettings",
     "Stop",
-    "booth_coverage",
-    "greedy_routes",
-    "make_plan",
-    "plan_routes",
-    "risk_map",
-    "self_exciting_incidents",
-    "COVERAGES",
-    "DEFAULT_ESTIMATOR",
-    "ESTIMATORS",
-    "Booth",
-    "Evaluation",
-    "Grid",
-    "Incidents",
-    "LoadReport",
     "Surface",
     "WalkGraph",
+    "booth_coverage",
     "evaluate",
+    "greedy_routes",
     "hours_mask",
     "make_estimator",
+    "make_plan",
     "parse_hours",
+    "plan_routes",
     "read_booths",
     "read_incidents",
     "read_osm_bounds",
+    "risk_map",
+    "self_exciting_incidents",
     "within_area",
     "write_booths",
 ]

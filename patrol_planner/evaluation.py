@@ -221,10 +221,7 @@ def evaluate(
     models = {n: make_estimator(n) for n in names}
     if hours is not None:
         incidents = incidents.subset(hours_mask(incidents.hour, hours) & incidents.hour_known)
-    if graph is not None:
-        crs = graph.network.crs  # type: ignore[attr-defined]
-    else:
-        crs = Projection.for_points(incidents.lat, incidents.lon).crs
+    crs = graph.network.crs if graph is not None else Projection.for_points(incidents.lat, incidents.lon).crs  # type: ignore[attr-defined]
     ev = events_xy(incidents, crs, graph)
     windows = rolling_windows(incidents, n_windows=n_windows, period=period, before=before)
     segments = Segments.from_graph(graph) if graph is not None else None
@@ -241,7 +238,7 @@ def evaluate(
         grid = grid.with_mask(grid.mask_near(ev.x, ev.y, radius_m=area_radius_m))
     area_idx = np.flatnonzero(grid.mask)
     n_area = area_idx.size
-    ks = [max(1, int(round(c / 100 * n_area))) for c in coverages]
+    ks = [max(1, round(c / 100 * n_area)) for c in coverages]
     nw, nc = len(windows), len(coverages)
     hit = {n: np.full((nw, nc), np.nan) for n in names}
     pai = {n: np.full((nw, nc), np.nan) for n in names}

@@ -16,6 +16,7 @@ from patrol_planner.planner import PlanBundle
 from patrol_planner.routes import PatrolRoute
 
 __all__ = [
+    "PLAN_CSV_HEADER",
     "ROUTE_COLOURS",
     "booths_geojson",
     "gpx_parts",
@@ -26,7 +27,6 @@ __all__ = [
     "route_colour",
     "routes_geojson",
     "streets_geojson",
-    "PLAN_CSV_HEADER",
 ]
 
 #: Distinct colours for routes (ColorBrewer Set1/Dark2/Paired, dark enough on a white map).
@@ -206,7 +206,7 @@ def plan_csv_rows(bundle: PlanBundle) -> list[list[object]]:
 
 
 def _minutes(m: Messages, seconds: float) -> str:
-    h, mm = divmod(int(round(seconds / 60)), 60)
+    h, mm = divmod(round(seconds / 60), 60)
     return f"{h} {m('hours')} {mm:02d} {m('minutes')}" if h else f"{mm} {m('minutes')}"
 
 
@@ -227,7 +227,7 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
             "incidents_used",
             kept=rep.kept, rows=rep.rows, dropped=rep.dropped, missing_coordinates=rep.missing_coordinates,
             missing_time=rep.missing_time, invalid_coordinates=rep.invalid_coordinates, outside_area=rep.outside_area,
-        ),  # fmt: skip
+        ),
         f"- {m('estimator')}: `{risk.estimator}`; "
         + m("trained_until", date=f"{risk.trained_until:%Y-%m-%d}", n=risk.training_events),
         f"- {m('expected_per_shift')}: {risk.expected_per_shift:.3f}",
@@ -241,7 +241,7 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
         "",
         f"| {m('patrol')} | {m('booth')} | {m('length_km')} | {m('walking_time')} | {m('stops')} | {m('risk_covered')} | {m('back_at_booth')} |",
         "|---|---|---|---|---|---|---|",
-    ]
+    ]  # fmt: skip
     for r in plan.routes:
         back = _hhmm(bundle, r.end_s) if r.stops else "-"
         out.append(

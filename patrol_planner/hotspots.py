@@ -42,8 +42,8 @@ from numpy.typing import NDArray
 from scipy.signal import fftconvolve
 
 __all__ = [
-    "ESTIMATORS",
     "DEFAULT_ESTIMATOR",
+    "ESTIMATORS",
     "EventsXY",
     "Grid",
     "HotspotEstimator",
@@ -85,8 +85,8 @@ class Grid:
             raise ValueError(msg)
         x0 = math.floor((float(x.min()) - margin_m) / cell_m) * cell_m
         y0 = math.floor((float(y.min()) - margin_m) / cell_m) * cell_m
-        nx = int(math.floor((float(x.max()) + margin_m - x0) / cell_m)) + 1
-        ny = int(math.floor((float(y.max()) + margin_m - y0) / cell_m)) + 1
+        nx = math.floor((float(x.max()) + margin_m - x0) / cell_m) + 1
+        ny = math.floor((float(y.max()) + margin_m - y0) / cell_m) + 1
         return cls(x0, y0, float(cell_m), nx, ny, np.ones(nx * ny, dtype=bool))
 
     @property
@@ -119,7 +119,7 @@ class Grid:
         hit = np.zeros(self.n_cells, dtype=bool)
         c = self.cell_of(x, y)
         hit[c[c >= 0]] = True
-        r = int(math.ceil(radius_m / self.cell_m))
+        r = math.ceil(radius_m / self.cell_m)
         if r <= 0:
             return hit
         img = hit.reshape(self.ny, self.nx).astype(np.float64)
@@ -228,7 +228,7 @@ class NaiveCounts:
 
 
 def _quartic_kernel(cell_m: float, bandwidth_m: float) -> NDArray[np.float64]:
-    r = int(math.floor(bandwidth_m / cell_m))
+    r = math.floor(bandwidth_m / cell_m)
     off = np.arange(-r, r + 1) * cell_m
     d2 = off[None, :] ** 2 + off[:, None] ** 2
     k = np.where(d2 < bandwidth_m**2, (1 - d2 / bandwidth_m**2) ** 2, 0.0)
@@ -269,7 +269,7 @@ class ProspectiveHotspots:
         sel = _window(events, at_s, self.time_bandwidth_days * _DAY_S)
         weeks = np.floor((at_s - events.t_s[sel]) / _WEEK_S)
         hist = grid.histogram(events.x[sel], events.y[sel], 1.0 / (1.0 + weeks))
-        r = int(math.floor(self.bandwidth_m / grid.cell_m))
+        r = math.floor(self.bandwidth_m / grid.cell_m)
         off = np.arange(-r, r + 1)
         d = np.hypot(off[None, :], off[:, None])
         kernel = np.where(d * grid.cell_m <= self.bandwidth_m, 1.0 / (1.0 + d), 0.0)

@@ -7,7 +7,7 @@ checks). Russian is the default: it is read by every commander in Kazakhstan.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 __all__ = ["DEFAULT_LANG", "LANGUAGES", "Messages", "messages"]
@@ -36,7 +36,7 @@ class Messages:
         return {k: self(k) for k in keys}
 
 
-@lru_cache(maxsize=None)
+@cache
 def messages(lang: str = DEFAULT_LANG) -> Messages:
     """The catalogue of ``lang`` (``kk``, ``ru`` or ``en``)."""
     if lang not in LANGUAGES:

@@ -23,6 +23,7 @@ import gzip
 import json
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,10 +227,8 @@ def read_incidents(
             geom = feat.get("geometry") or {}
             if geom.get("type") == "Point" and len(geom.get("coordinates") or []) >= 2:
                 c = geom["coordinates"]
-                try:
+                with suppress(TypeError, ValueError):
                     lon[i], lat[i] = float(c[0]), float(c[1])
-                except (TypeError, ValueError):
-                    pass
             rows.append({k: ("" if v is None else str(v)) for k, v in (feat.get("properties") or {}).items()})
         df = pd.DataFrame(rows)
         if df.empty:

@@ -56,7 +56,7 @@ def make_plan(
     cell_m: float = 100.0,
     n_spots: int | None = None,
     seed: int | None = None,
-    settings: SolverSettings = SolverSettings(),
+    settings: SolverSettings = SolverSettings(),  # noqa: B008 - a frozen dataclass: one shared default is safe
     bounds: tuple[float, float, float, float] | None = None,
     max_distance_m: float = 100.0,
     progress: Callable[[str], None] | None = None,

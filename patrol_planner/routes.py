@@ -36,6 +36,7 @@ import math
 import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
@@ -211,7 +212,7 @@ def _with_windows(p: _Problem, phase: NDArray[np.float64]) -> _Problem:
             late = min(early + _WINDOW_FRAC * T, p.shift_s - p.dwell_s - reach[i])
             if r > 0 and late >= early:
                 clients.append((i, b, r))
-                windows.append((int(math.ceil(early)), int(late)))
+                windows.append((math.ceil(early), int(late)))
     return replace(p, clients=clients, windows=windows)
 
 
@@ -315,7 +316,7 @@ def _finish(
             if seq[i] == seq[i + 1]:
                 continue
             path = paths[(seq[i], seq[i + 1])]
-            length += sum(seg_len[(a, c)] for a, c in zip(path[:-1], path[1:], strict=True))
+            length += sum(seg_len[(a, c)] for a, c in pairwise(path))
             full.extend(path[1:])
         walking = length / graph.walk_speed_mps
         end = 0.0
@@ -485,7 +486,7 @@ def greedy_routes(
         k = min((i for i in range(patrols) if active[i]), key=lambda i: (clock[i], i))
         home = patrol_booth[k]
         best = None
-        for (i, b), j in client_of.items():
+        for (i, _b), j in client_of.items():
             if j in taken:
                 continue
             travel = p.times[here[k], nb + i]

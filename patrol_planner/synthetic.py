@@ -77,7 +77,7 @@ def self_exciting_incidents(
     centres = rng.choice(pool, size=min(n_hotspots, pool.size), replace=False)
     weight = rng.lognormal(0.0, 1.0, size=centres.size)
     weight /= weight.sum()
-    n_bg = max(1, int(round(n * (1 - branching))))
+    n_bg = max(1, round(n * (1 - branching)))
     c = rng.choice(centres.size, size=n_bg, p=weight)
     pts = xy[centres[c]] + rng.normal(0.0, spread_m, size=(n_bg, 2))
     t = rng.uniform(0.0, days, size=n_bg)  # days since start
