@@ -22,7 +22,7 @@ import shlex
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def machine() -> dict:
 def save(part: str, figures: dict, command: str, results: Path = RESULTS) -> None:
     results.mkdir(parents=True, exist_ok=True)
     record = {
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "machine": machine(),
         "figures": figures,

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +133,7 @@ class _Buttons:
         self.client.subscribe(f"{service.root}/sos/+/ack", qos=1)
         time.sleep(0.5)
 
-    def _on_ack(self, c, u, m) -> None:  # noqa: ANN001
+    def _on_ack(self, c, u, m) -> None:
         ack = json.loads(m.payload)
         self.statuses[ack["status"]] = self.statuses.get(ack["status"], 0) + 1
         t0 = self.sent_at.get(ack["event_id"])
@@ -143,7 +143,7 @@ class _Buttons:
     def press(self, i: int) -> None:
         event_id = f"{self.service.run}-{i}"
         device = self.service.devices[i % len(self.service.devices)].id
-        body = json.dumps({"event_id": event_id, "ts": datetime.now(timezone.utc).isoformat(), "kind": "press"})
+        body = json.dumps({"event_id": event_id, "ts": datetime.now(UTC).isoformat(), "kind": "press"})
         self.sent_at[event_id] = time.perf_counter()
         self.client.publish(f"{self.service.root}/sos/{device}/alert", body, qos=1)
 
@@ -187,7 +187,7 @@ def _flood_process(url: str, root: str, points: list, duration_s: float, ready, 
     sent, end = 0, time.monotonic() + duration_s
     while time.monotonic() < end:
         lat, lon = points[int(rng.integers(len(points)))]
-        body = json.dumps({"event_id": f"flood-{sent}", "ts": datetime.now(timezone.utc).isoformat(), "lat": lat,
+        body = json.dumps({"event_id": f"flood-{sent}", "ts": datetime.now(UTC).isoformat(), "lat": lat,
                            "lon": lon, "accuracy_m": 10.0, "category": "noise", "text": ""})  # fmt: skip
         client.publish(f"{root}/app102/report", body, qos=1)
         sent += 1

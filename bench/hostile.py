@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +278,7 @@ def run(url: str, *, n: int = 100_000, seed: int = 6, window: int = 2000, nodes:
             session_expiry_s=600, units=units_path, devices=devices_path, port=0, max_payload_bytes=MAX_PAYLOAD_BYTES,
             jwt_secret=secrets.token_urlsafe(48),
         )  # fmt: skip
-        messages = generate(n, seed=seed, topics=topics, devices=devices, now=datetime.now(timezone.utc))
+        messages = generate(n, seed=seed, topics=topics, devices=devices, now=datetime.now(UTC))
         sent = Counter(m.kind for m in messages)
         reaching = sum(m.reaches_service for m in messages)
         good_ids = {m.event_id for m in messages if m.kind in GOOD}

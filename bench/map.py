@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ _FRAMES = """() => {
 
 
 def _now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -408,7 +408,7 @@ def render(figures: dict) -> list[str]:
         _row("applying one batch of events to map and list (per frame)", lat["update"]),
         _row(f"publish -> marker with {sc['open_alerts']:,} open alerts, {sc['units']} units, {sc['moving_units']} moving "
              f"({sc['position_rate_hz']:.0f} positions/s)", sc["publish_to_marker"]),
-        _row(f"frame interval, same load, zooming in and out", sc["frames"]),
+        _row("frame interval, same load, zooming in and out", sc["frames"]),
         _row(f"applying one batch of events (same load, {sc['position_rate_hz']:.0f} positions/s)", sc["update"]),
         "",
         f"Target (issue 4): p95 publish -> marker under {TARGET_P95_MS:.0f} ms over at least 100 alerts while 20 units move: "

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import tempfile
 import secrets
+import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +194,7 @@ def press_to_ack(url: str, rate_hz: float, duration_s: float, *, nodes: int = 10
                 event_id = f"{run}-{i}"
                 device = devices[i % len(devices)].id
                 body = json.dumps(
-                    {"event_id": event_id, "ts": datetime.now(timezone.utc).isoformat(), "kind": "press"}
+                    {"event_id": event_id, "ts": datetime.now(UTC).isoformat(), "kind": "press"}
                 )
                 sent_at[event_id] = time.perf_counter()
                 client.publish(f"{root}/sos/{device}/alert", body, qos=1)

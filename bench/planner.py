@@ -60,7 +60,7 @@ def _evaluation(quick: bool) -> dict:
     early = evaluate(inc, n_windows=windows, cell_m=100.0, before=np.datetime64("2018-01-01"))
     t1 = time.perf_counter()
     graph = WalkGraph(Router(load_network(osm)))
-    sub, sub_report = within_area(inc, graph, bounds=read_osm_bounds(osm), report=report)
+    sub, _ = within_area(inc, graph, bounds=read_osm_bounds(osm), report=report)
     extract = evaluate(sub, n_windows=windows, cell_m=50.0, graph=graph)
     extract_s = time.perf_counter() - t1
     return {
@@ -79,7 +79,7 @@ def _evaluation(quick: bool) -> dict:
     }
 
 
-def _quality(graph, booths, risk, shift, patrols: int, iterations: int, time_limit: float) -> dict:  # noqa: ANN001
+def _quality(graph, booths, risk, shift, patrols: int, iterations: int, time_limit: float) -> dict:
     from patrol_planner.routes import SolverSettings, greedy_routes, plan_routes
 
     out = {}
@@ -186,7 +186,7 @@ def _fmt_quality(name: str, q: dict) -> list[str]:
 def render(figures: dict) -> list[str]:
     """Markdown lines for BENCHMARKS.md."""
     ev, city, tq = figures["evaluation"], figures["city"], figures["toronto_quality"]
-    full, night, ext = ev["full"], ev["night"], ev["extract"]
+    full, ext = ev["full"], ev["extract"]
     lines = [
         "## Patrol planner",
         "",

@@ -208,7 +208,7 @@ def run(scenario: Scenario) -> dict:
         pd_top.append([c[1] for c in cands[:3]])
 
     def agreement(peer: list[list[str]]) -> float:
-        return float(np.mean([a == b for a, b in zip(ours_top, peer)]))
+        return float(np.mean([a == b for a, b in zip(ours_top, peer, strict=False)]))
 
     return {
         "scenario": scenario.name,

@@ -23,8 +23,20 @@ in :mod:`dispatch.reports`.
 
 from __future__ import annotations
 
-from dispatch.domain import APP102_SENDER, Alert, AlertSource, AlertStatus, Device, DeviceSite, Role, Unit, UnitKind, UnitStatus, User
 from dispatch.auth import Authenticator, Principal
+from dispatch.domain import (
+    APP102_SENDER,
+    Alert,
+    AlertSource,
+    AlertStatus,
+    Device,
+    DeviceSite,
+    Role,
+    Unit,
+    UnitKind,
+    UnitStatus,
+    User,
+)
 from dispatch.lifecycle import DispatchPolicy, StalePolicy
 from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
 from dispatch.registry import load_devices, load_units, write_devices, write_units
@@ -43,6 +55,7 @@ __all__ = [
     "ChangeListener",
     "Conflict",
     "Device",
+    "DeviceKey",
     "DeviceSite",
     "DispatchPolicy",
     "DispatchService",
@@ -50,18 +63,20 @@ __all__ = [
     "NotFound",
     "Notifier",
     "Order",
+    "PressVerifier",
     "Principal",
     "RejectReason",
     "Role",
     "StalePolicy",
-    "User",
     "Store",
     "StoreError",
     "Unit",
     "UnitKind",
     "UnitStatus",
+    "User",
     "load_devices",
     "load_units",
+    "sign_press",
     "write_devices",
     "write_units",
 ]

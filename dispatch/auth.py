@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -87,7 +87,7 @@ class Authenticator:
         self._admin_token = admin_token
 
     def issue(self, user: User, *, now: datetime | None = None) -> str:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         claims: dict[str, Any] = {
             "sub": user.username,
             "role": user.role.value,

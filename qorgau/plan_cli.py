@@ -70,7 +70,7 @@ def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
-def _read(args: argparse.Namespace):  # noqa: ANN202 - (Incidents, LoadReport)
+def _read(args: argparse.Namespace):
     from patrol_planner.io import read_incidents
 
     if args.incidents is None:
@@ -86,7 +86,7 @@ def _read(args: argparse.Namespace):  # noqa: ANN202 - (Incidents, LoadReport)
     )
 
 
-def _graph(network_path: Path, walk_speed: float = 1.4):  # noqa: ANN202 - WalkGraph
+def _graph(network_path: Path, walk_speed: float = 1.4):
     from geo import Router, load_network
     from patrol_planner import WalkGraph
 

@@ -18,8 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # dispatch stack. The methods and validators that need them import them when they run.
 if TYPE_CHECKING:
     from dispatch import DispatchPolicy
-    from web.hardening import HttpHardening
     from dispatch.supervision import SupervisionPolicy
+    from web.hardening import HttpHardening
 
 __all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "MIN_SECRET_CHARS", "Settings", "WeakSecret", "check_jwt_secret"]
 

@@ -28,7 +28,7 @@ def _is_private(module: str) -> bool:
 class PrivateModulesContract(Contract):
     type_name = "private_modules"
 
-    def check(self, graph, verbose: bool) -> ContractCheck:  # noqa: ANN001 - grimp.ImportGraph
+    def check(self, graph, verbose: bool) -> ContractCheck:
         roots = set(self.session_options["root_packages"]) if "root_packages" in self.session_options else None
         if roots is None:
             roots = {self.session_options["root_package"]}

@@ -13,6 +13,7 @@ reconnect. The route is ``GET /map/events`` (:mod:`web.routes.live_map`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import threading
@@ -88,10 +89,8 @@ class LiveFeed:
     @staticmethod
     def _wake(waiters: Iterable[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
         for loop, event in waiters:
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: its stream is gone
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that loop has closed: its stream is gone
-                pass
 
     # reading ------------------------------------------------------------------------------
 

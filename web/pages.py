@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dispatch.domain import Role
 from geo import StreetNetwork
@@ -36,7 +37,8 @@ def map_catalogue(lang: str) -> dict[str, str]:
     if lang not in LANGS:
         msg = f"language must be one of {', '.join(LANGS)}, got {lang!r}"
         raise ValueError(msg)
-    return json.loads((_LOCALES / f"map.{lang}.json").read_text(encoding="utf-8"))
+    texts: dict[str, str] = json.loads((_LOCALES / f"map.{lang}.json").read_text(encoding="utf-8"))
+    return texts
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,29 +113,31 @@ def street_layers(network: StreetNetwork, *, decimals: int = 6) -> dict[str, Any
             free.setdefault(a, set()).add(b)
             free.setdefault(b, set()).add(a)
 
-        def walk(start: int) -> list[int]:
-            path = [start]
-            here, dx, dy = start, 0.0, 0.0
-            while free[here]:
-                # the straightest way on (any way from the start)
-                best = max(free[here], key=lambda n: _cosine(dx, dy, x[n] - x[here], y[n] - y[here]))
-                free[here].discard(best)
-                free[best].discard(here)
-                dx, dy = x[best] - x[here], y[best] - y[here]
-                path.append(best)
-                here = best
-            return path
-
         lines: list[list[list[float]]] = []
         odd = [n for n, nbrs in free.items() if len(nbrs) % 2]
         for n in odd + list(free):  # lines start where streets end; then what is left is loops
             while free[n]:
-                lines.append([[float(lon[i]), float(lat[i])] for i in walk(n)])
+                lines.append([[float(lon[i]), float(lat[i])] for i in _walk(free, x, y, n)])
         features.append(
             {"type": "Feature", "properties": {"class": cls, "lines": len(lines)},
              "geometry": {"type": "MultiLineString", "coordinates": lines}}
         )  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
+
+
+def _walk(free: dict[int, set[int]], x: NDArray[np.float64], y: NDArray[np.float64], start: int) -> list[int]:
+    """One line from ``start``, taking the straightest way on at each node and using up the pairs it walks."""
+    path = [start]
+    here, dx, dy = start, 0.0, 0.0
+    while free[here]:
+        at = here
+        best = max(free[at], key=lambda n: _cosine(dx, dy, x[n] - x[at], y[n] - y[at]))
+        free[at].discard(best)
+        free[best].discard(at)
+        dx, dy = x[best] - x[at], y[best] - y[at]
+        path.append(best)
+        here = best
+    return path
 
 
 def _cosine(ax: float, ay: float, bx: float, by: float) -> float:

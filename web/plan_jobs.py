@@ -13,7 +13,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,7 +47,8 @@ class PlanStore:
         path = self.folder(plan_id) / "status.json"
         if not path.is_file():
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no plan {plan_id!r}")
-        return json.loads(path.read_text(encoding="utf-8"))
+        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return record
 
     def write_status(self, plan_id: str, **fields: Any) -> dict[str, Any]:
         folder = self.folder(plan_id)
@@ -85,7 +86,7 @@ def _run(
 
     folder = store.folder(plan_id)
     try:
-        store.write_status(plan_id, status="running", started_at=datetime.now(timezone.utc).isoformat())
+        store.write_status(plan_id, status="running", started_at=datetime.now(UTC).isoformat())
         path = folder / ("incidents.csv" if req.incidents_csv is not None else "incidents.geojson")
         incidents, report = read_incidents(path, timezone=req.timezone)
         on = req.date or datetime.now(ZoneInfo(req.timezone)).date()
@@ -99,7 +100,7 @@ def _run(
         store.write_status(
             plan_id,
             status="done",
-            finished_at=datetime.now(timezone.utc).isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
             summary=plan_summary(bundle),
             links=_links(plan_id, sorted(files)),
         )
@@ -162,7 +163,7 @@ class PlanJobs:
             id=plan_id,
             status="queued",
             requested_by=requested_by,
-            requested_at=datetime.now(timezone.utc).isoformat(),
+            requested_at=datetime.now(UTC).isoformat(),
             request=req.model_dump(mode="json", exclude={"incidents_csv", "incidents_geojson"}),
             booths=[{"id": b.id, "lat": b.lat, "lon": b.lon, "name": b.name} for b in booths],
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from geo import great_circle_m
 from maps import render_plan_map
@@ -33,7 +34,7 @@ MAP_LABEL_KEYS = (
 )  # fmt: skip
 
 
-def plan_summary(bundle: PlanBundle) -> dict:
+def plan_summary(bundle: PlanBundle) -> dict[str, Any]:
     """Key figures of a plan (for the CLI's last line, the API and benchmarks)."""
     plan = bundle.plan
     return {
