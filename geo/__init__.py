@@ -1,9 +1,11 @@
-"""geo: street networks, snapping and travel-time routing.
+"""geo: street networks, snapping, and every graph search and distance of Qorgau.
 
-The room that answers "how long does it take this unit to get there, on real streets?".
-It reads street networks from files the caller names (OSM XML, OSM PBF, osmnx GraphML) or
-generates a synthetic city, snaps WGS 84 points onto the streets and ranks units by ETA.
-It performs no other I/O and imports nothing else of Qorgau.
+The room that answers "how long does it take this unit to get there, on real streets?" and "what
+is within ten minutes' walk of here?". It reads street networks from files the caller names (OSM
+XML, OSM PBF, osmnx GraphML) or generates a synthetic city, snaps WGS 84 points onto the streets,
+ranks units by ETA, and answers the planner's many-to-many travel times and paths. Every shortest
+path search, every snapper and the one great-circle formula live here and nowhere else. It performs
+no other I/O and imports nothing else of Qorgau.
 
 Public names::
 

@@ -86,7 +86,7 @@ def render_live_map(
     Parameters
     ----------
     labels
-        Every text of the page in the reader's language (``dispatch/locales/map.<lang>.json``).
+        Every text of the page in the reader's language (the web room keeps them in ``web/locales/map.<lang>.json``).
     config
         Handed to the script as ``window.QORGAU_CONFIG``: ``urls`` (snapshot, events, streets,
         route, alert, assign, transition, recommend, login), ``can_act``, ``transitions``,
