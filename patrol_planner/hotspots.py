@@ -109,7 +109,9 @@ class Grid:
         """x and y of every cell's centre, flat."""
         cols = np.tile(np.arange(self.nx), self.ny)
         rows = np.repeat(np.arange(self.ny), self.nx)
-        return self.x0 + (cols + 0.5) * self.cell_m, self.y0 + (rows + 0.5) * self.cell_m
+        x = np.asarray(self.x0 + (cols + 0.5) * self.cell_m, dtype=np.float64)
+        y = np.asarray(self.y0 + (rows + 0.5) * self.cell_m, dtype=np.float64)
+        return x, y
 
     def with_mask(self, mask: NDArray[np.bool_]) -> Grid:
         return Grid(self.x0, self.y0, self.cell_m, self.nx, self.ny, np.asarray(mask, dtype=bool))
@@ -126,7 +128,7 @@ class Grid:
         k = np.ones((2 * r + 1, 2 * r + 1))
         return (fftconvolve(img, k, mode="same") > 0.5).ravel()
 
-    def histogram(self, x: NDArray[np.float64], y: NDArray[np.float64], weights: NDArray | None = None) -> NDArray[np.float64]:
+    def histogram(self, x: NDArray[np.float64], y: NDArray[np.float64], weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         """Sum of weights per cell (flat)."""
         c = self.cell_of(x, y)
         ok = c >= 0
@@ -197,7 +199,10 @@ class Surface:
 class HotspotEstimator(Protocol):
     """What every estimator does: predict a surface from the events before ``at``."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The estimator's name (read-only: the estimators are frozen dataclasses)."""
+        ...
 
     def predict(self, events: EventsXY, at_s: float, grid: Grid, segments: Segments | None = None) -> Surface: ...
 
@@ -232,12 +237,14 @@ def _quartic_kernel(cell_m: float, bandwidth_m: float) -> NDArray[np.float64]:
     off = np.arange(-r, r + 1) * cell_m
     d2 = off[None, :] ** 2 + off[:, None] ** 2
     k = np.where(d2 < bandwidth_m**2, (1 - d2 / bandwidth_m**2) ** 2, 0.0)
-    return k / k.sum()
+    kernel: NDArray[np.float64] = k / k.sum()
+    return kernel
 
 
 def _convolve(grid: Grid, hist: NDArray[np.float64], kernel: NDArray[np.float64]) -> NDArray[np.float64]:
     if kernel.shape == (1, 1):
-        return hist * kernel[0, 0]
+        scaled: NDArray[np.float64] = hist * kernel[0, 0]
+        return scaled
     out = fftconvolve(hist.reshape(grid.ny, grid.nx), kernel, mode="same").ravel()
     return np.maximum(out, 0.0)  # FFT round-off
 
