@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import fftconvolve
+
+if TYPE_CHECKING:
+    from patrol_planner._graph import WalkGraph
 
 __all__ = [
     "DEFAULT_ESTIMATOR",
@@ -149,12 +152,12 @@ class Segments:
     length_m: NDArray[np.float64]
     u: NDArray[np.int64]
     v: NDArray[np.int64]
-    graph: object | None = None
+    graph: WalkGraph | None = None
 
     @classmethod
-    def from_graph(cls, graph: object) -> Segments:
+    def from_graph(cls, graph: WalkGraph) -> Segments:
         g = graph
-        return cls(g.mid_x, g.mid_y, g.length_m, g.u, g.v, graph)  # type: ignore[attr-defined]
+        return cls(g.mid_x, g.mid_y, g.length_m, g.u, g.v, graph)
 
     @property
     def n(self) -> int:
@@ -324,12 +327,12 @@ class NetworkRisk:
         weeks = np.floor((at_s - events.t_s[sel]) / _WEEK_S)
         seg = events.segment[sel]
         node = np.where(events.fraction[sel] <= 0.5, segments.u[seg], segments.v[seg])
-        w = np.bincount(node, weights=1.0 / (1.0 + weeks), minlength=g.n_nodes)  # type: ignore[attr-defined]
+        w = np.bincount(node, weights=1.0 / (1.0 + weeks), minlength=g.n_nodes)
         src = np.flatnonzero(w)
-        score = np.zeros(g.n_nodes)  # type: ignore[attr-defined]
+        score = np.zeros(g.n_nodes)
         if src.size:
-            limit_s = self.bandwidth_m / g.walk_speed_mps  # type: ignore[attr-defined]
-            grp, reached, t = g.bounded_times(src, limit_s=limit_s)  # type: ignore[attr-defined]
+            limit_s = self.bandwidth_m / g.walk_speed_mps
+            grp, reached, t = g.bounded_times(src, limit_s=limit_s)
             k = np.clip(1.0 - t / limit_s, 0.0, None)
             np.add.at(score, reached, w[src[grp]] * k)
         density = (score[segments.u] + score[segments.v]) / 2
