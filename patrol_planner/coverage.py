@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +33,7 @@ class BoothCoverage:
     incidents: int
     uncovered: list[tuple[HotSpot, float]]  # hot spots beyond the largest threshold, with minutes (inf: unreachable)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "minutes": list(self.minutes),
             "risk_share": {str(m): round(v, 4) for m, v in self.risk_share.items()},

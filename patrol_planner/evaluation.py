@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +27,11 @@ from patrol_planner.hotspots import (
 )
 from patrol_planner.incidents import Incidents, Projection, hours_mask
 
+if TYPE_CHECKING:
+    from pyproj import CRS
+
+    from patrol_planner._graph import WalkGraph
+
 __all__ = ["COVERAGES", "Evaluation", "evaluate", "events_xy", "rolling_windows"]
 
 #: Coverage levels, in per cent of area (or street length).
@@ -34,13 +40,13 @@ COVERAGES: tuple[int, ...] = (1, 5, 10)
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 
 
-def events_xy(incidents: Incidents, crs: object, graph: object | None = None) -> EventsXY:
+def events_xy(incidents: Incidents, crs: CRS, graph: WalkGraph | None = None) -> EventsXY:
     """Incidents as metric points with times in seconds; snapped to the walk graph if given."""
-    x, y = incidents.xy(crs)  # type: ignore[arg-type]
+    x, y = incidents.xy(crs)
     t = (incidents.occurred_at - _EPOCH).astype(np.float64)
     if graph is None:
         return EventsXY(x, y, t)
-    snaps = graph.snap_xy(x, y)  # type: ignore[attr-defined]
+    snaps = graph.snap_xy(x, y)
     return EventsXY(x, y, t, snaps.segment, snaps.fraction)
 
 
@@ -56,7 +62,8 @@ def rolling_windows(
         raise ValueError(msg)
     _, last = incidents.span
     if before is not None:
-        last = min(last, np.datetime64(before, "s") - np.timedelta64(1, "D"))
+        # numpy's stubs have no overload for (datetime64, unit), which numpy takes.
+        last = min(last, np.datetime64(before, "s") - np.timedelta64(1, "D"))  # type: ignore[call-overload]
     if period == "month":
         end = (last + np.timedelta64(1, "D")).astype("datetime64[M]")
         months = end - np.arange(n_windows, -1, -1)
@@ -105,9 +112,9 @@ class Evaluation:
         """The estimator with the best mean hit rate over the coverage levels."""
         return max(self.estimators, key=lambda n: float(np.mean(list(self._mean(self.hit_rate[n]).values()))))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """The JSON of ``qorgau plan evaluate --json``: means over windows."""
-        est = {}
+        est: dict[str, dict[str, dict[str, float]]] = {}
         for n in self.estimators:
             d = {"hit_rate": self._mean(self.hit_rate[n]), "pai": self._mean(self.pai[n])}
             if n in self.pai_length:
@@ -185,7 +192,7 @@ def evaluate(
     n_windows: int = 12,
     period: str = "month",
     cell_m: float = 100.0,
-    graph: object | None = None,
+    graph: WalkGraph | None = None,
     hours: tuple[int, int] | None = None,
     coverages: tuple[int, ...] = COVERAGES,
     area_radius_m: float = 200.0,
@@ -221,16 +228,16 @@ def evaluate(
     models = {n: make_estimator(n) for n in names}
     if hours is not None:
         incidents = incidents.subset(hours_mask(incidents.hour, hours) & incidents.hour_known)
-    crs = graph.network.crs if graph is not None else Projection.for_points(incidents.lat, incidents.lon).crs  # type: ignore[attr-defined]
+    crs = graph.network.crs if graph is not None else Projection.for_points(incidents.lat, incidents.lon).crs
     ev = events_xy(incidents, crs, graph)
     windows = rolling_windows(incidents, n_windows=n_windows, period=period, before=before)
     segments = Segments.from_graph(graph) if graph is not None else None
-    if segments is not None:
+    if graph is not None:  # and so segments is not None
         # Streets sampled every half cell: the cells they pass through are the study area.
         steps = np.linspace(0.0, 1.0, 5)
         g = graph
-        sx = (g.x0[:, None] + (g.x1 - g.x0)[:, None] * steps).ravel()  # type: ignore[attr-defined]
-        sy = (g.y0[:, None] + (g.y1 - g.y0)[:, None] * steps).ravel()  # type: ignore[attr-defined]
+        sx = (g.x0[:, None] + (g.x1 - g.x0)[:, None] * steps).ravel()
+        sy = (g.y0[:, None] + (g.y1 - g.y0)[:, None] * steps).ravel()
         grid = Grid.covering(np.concatenate([sx, ev.x]), np.concatenate([sy, ev.y]), cell_m=cell_m)
         grid = grid.with_mask(grid.mask_near(sx, sy, radius_m=0.0))
     else:

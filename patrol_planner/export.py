@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from patrol_planner.routes import PatrolRoute
 __all__ = [
     "PLAN_CSV_HEADER",
     "ROUTE_COLOURS",
+    "GpxParts",
     "booths_geojson",
     "gpx_parts",
     "hotspots_geojson",
@@ -58,7 +60,7 @@ def _route_coords(bundle: PlanBundle, route: PatrolRoute) -> list[list[float]]:
     return coords
 
 
-def routes_geojson(bundle: PlanBundle) -> dict:
+def routes_geojson(bundle: PlanBundle) -> dict[str, Any]:
     """Routes (LineStrings, booth to booth) and their stops (Points), with times and risk."""
     features = []
     total = bundle.plan.total_risk or 1.0
@@ -103,7 +105,7 @@ def routes_geojson(bundle: PlanBundle) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def booths_geojson(bundle: PlanBundle) -> dict:
+def booths_geojson(bundle: PlanBundle) -> dict[str, Any]:
     patrols_at: dict[str, list[str]] = {}
     for r in bundle.plan.routes:
         patrols_at.setdefault(r.booth.id, []).append(r.patrol_id)
@@ -120,7 +122,7 @@ def booths_geojson(bundle: PlanBundle) -> dict:
     }
 
 
-def hotspots_geojson(bundle: PlanBundle) -> dict:
+def hotspots_geojson(bundle: PlanBundle) -> dict[str, Any]:
     """Hot spots with their risk, visits, and whether they are beyond the booths' reach."""
     visits: dict[int, list[str]] = {}
     for r in bundle.plan.routes:
@@ -148,7 +150,7 @@ def hotspots_geojson(bundle: PlanBundle) -> dict:
     }
 
 
-def risk_cells_geojson(bundle: PlanBundle, *, max_cells: int = 3000, share: float = 0.95) -> dict:
+def risk_cells_geojson(bundle: PlanBundle, *, max_cells: int = 3000, share: float = 0.95) -> dict[str, Any]:
     """The hottest grid cells as polygons (until ``share`` of the risk or ``max_cells``)."""
     risk = bundle.risk.risk
     grid = bundle.risk.surface.grid
@@ -271,9 +273,9 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
     out += ["", f"### {m('uncovered_title', m=far_m)}", ""]
     if not cov.uncovered:
         out.append(m("uncovered_none", m=far_m))
-    for s, mins in cov.uncovered:
-        walk = f"{mins:.0f} {m('minutes')}" if math.isfinite(mins) else m("unreachable")
-        out.append(f"- #{s.id + 1} ({s.lat:.5f}, {s.lon:.5f}): {m('risk')} {s.risk:.4f}; {walk}")
+    for spot, walk_min in cov.uncovered:
+        walk = f"{walk_min:.0f} {m('minutes')}" if math.isfinite(walk_min) else m("unreachable")
+        out.append(f"- #{spot.id + 1} ({spot.lat:.5f}, {spot.lon:.5f}): {m('risk')} {spot.risk:.4f}; {walk}")
     if plan.notes:
         out += ["", f"## {m('notes')}", ""] + [f"- {n}" for n in plan.notes]
     if files:
@@ -281,7 +283,15 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
     return "\n".join(out) + "\n"
 
 
-def gpx_parts(bundle: PlanBundle, route: PatrolRoute, m: Messages) -> dict:
+class GpxParts(TypedDict):
+    """The keyword arguments of :func:`patrol_planner.io.write_gpx` for one patrol."""
+
+    name: str
+    track: list[tuple[float, float]]
+    waypoints: list[tuple[float, float, str, str, str]]
+
+
+def gpx_parts(bundle: PlanBundle, route: PatrolRoute, m: Messages) -> GpxParts:
     """Name, track points and waypoints (stops with planned UTC times) of one patrol's GPX file."""
     shift = bundle.plan.shift
     track = [(lat, lon) for lon, lat in _route_coords(bundle, route)]
@@ -296,7 +306,7 @@ def _utc(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def streets_geojson(bundle: PlanBundle, *, margin_m: float = 300.0, max_segments: int = 25_000) -> dict:
+def streets_geojson(bundle: PlanBundle, *, margin_m: float = 300.0, max_segments: int = 25_000) -> dict[str, Any]:
     """Walkable streets around the plan (booths, hot spots, routes plus a margin), for the base map.
 
     On a large city only the ``max_segments`` longest segments in that box are kept.

@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import fftconvolve
+
+if TYPE_CHECKING:
+    from patrol_planner._graph import WalkGraph
 
 __all__ = [
     "DEFAULT_ESTIMATOR",
@@ -109,7 +112,9 @@ class Grid:
         """x and y of every cell's centre, flat."""
         cols = np.tile(np.arange(self.nx), self.ny)
         rows = np.repeat(np.arange(self.ny), self.nx)
-        return self.x0 + (cols + 0.5) * self.cell_m, self.y0 + (rows + 0.5) * self.cell_m
+        x = np.asarray(self.x0 + (cols + 0.5) * self.cell_m, dtype=np.float64)
+        y = np.asarray(self.y0 + (rows + 0.5) * self.cell_m, dtype=np.float64)
+        return x, y
 
     def with_mask(self, mask: NDArray[np.bool_]) -> Grid:
         return Grid(self.x0, self.y0, self.cell_m, self.nx, self.ny, np.asarray(mask, dtype=bool))
@@ -126,7 +131,7 @@ class Grid:
         k = np.ones((2 * r + 1, 2 * r + 1))
         return (fftconvolve(img, k, mode="same") > 0.5).ravel()
 
-    def histogram(self, x: NDArray[np.float64], y: NDArray[np.float64], weights: NDArray | None = None) -> NDArray[np.float64]:
+    def histogram(self, x: NDArray[np.float64], y: NDArray[np.float64], weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         """Sum of weights per cell (flat)."""
         c = self.cell_of(x, y)
         ok = c >= 0
@@ -147,12 +152,12 @@ class Segments:
     length_m: NDArray[np.float64]
     u: NDArray[np.int64]
     v: NDArray[np.int64]
-    graph: object | None = None
+    graph: WalkGraph | None = None
 
     @classmethod
-    def from_graph(cls, graph: object) -> Segments:
+    def from_graph(cls, graph: WalkGraph) -> Segments:
         g = graph
-        return cls(g.mid_x, g.mid_y, g.length_m, g.u, g.v, graph)  # type: ignore[attr-defined]
+        return cls(g.mid_x, g.mid_y, g.length_m, g.u, g.v, graph)
 
     @property
     def n(self) -> int:
@@ -197,7 +202,10 @@ class Surface:
 class HotspotEstimator(Protocol):
     """What every estimator does: predict a surface from the events before ``at``."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The estimator's name (read-only: the estimators are frozen dataclasses)."""
+        ...
 
     def predict(self, events: EventsXY, at_s: float, grid: Grid, segments: Segments | None = None) -> Surface: ...
 
@@ -232,12 +240,14 @@ def _quartic_kernel(cell_m: float, bandwidth_m: float) -> NDArray[np.float64]:
     off = np.arange(-r, r + 1) * cell_m
     d2 = off[None, :] ** 2 + off[:, None] ** 2
     k = np.where(d2 < bandwidth_m**2, (1 - d2 / bandwidth_m**2) ** 2, 0.0)
-    return k / k.sum()
+    kernel: NDArray[np.float64] = k / k.sum()
+    return kernel
 
 
 def _convolve(grid: Grid, hist: NDArray[np.float64], kernel: NDArray[np.float64]) -> NDArray[np.float64]:
     if kernel.shape == (1, 1):
-        return hist * kernel[0, 0]
+        scaled: NDArray[np.float64] = hist * kernel[0, 0]
+        return scaled
     out = fftconvolve(hist.reshape(grid.ny, grid.nx), kernel, mode="same").ravel()
     return np.maximum(out, 0.0)  # FFT round-off
 
@@ -317,12 +327,12 @@ class NetworkRisk:
         weeks = np.floor((at_s - events.t_s[sel]) / _WEEK_S)
         seg = events.segment[sel]
         node = np.where(events.fraction[sel] <= 0.5, segments.u[seg], segments.v[seg])
-        w = np.bincount(node, weights=1.0 / (1.0 + weeks), minlength=g.n_nodes)  # type: ignore[attr-defined]
+        w = np.bincount(node, weights=1.0 / (1.0 + weeks), minlength=g.n_nodes)
         src = np.flatnonzero(w)
-        score = np.zeros(g.n_nodes)  # type: ignore[attr-defined]
+        score = np.zeros(g.n_nodes)
         if src.size:
-            limit_s = self.bandwidth_m / g.walk_speed_mps  # type: ignore[attr-defined]
-            grp, reached, t = g.bounded_times(src, limit_s=limit_s)  # type: ignore[attr-defined]
+            limit_s = self.bandwidth_m / g.walk_speed_mps
+            grp, reached, t = g.bounded_times(src, limit_s=limit_s)
             k = np.clip(1.0 - t / limit_s, 0.0, None)
             np.add.at(score, reached, w[src[grp]] * k)
         density = (score[segments.u] + score[segments.v]) / 2

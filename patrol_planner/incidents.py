@@ -9,6 +9,7 @@ to the month (police.uk publishes ``2024-03``) keep the first of the month and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,7 +81,9 @@ class Incidents:
     timezone: str = "Asia/Almaty"
     label: str = "incidents"
     synthetic: bool = False
-    _xy: dict = field(default_factory=dict, repr=False, compare=False)
+    _xy: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         n = self.lat.size
@@ -95,12 +98,12 @@ class Incidents:
     @classmethod
     def from_arrays(
         cls,
-        lat: NDArray | list[float],
-        lon: NDArray | list[float],
-        occurred_at: NDArray | list,
-        category: NDArray | list[str] | str = "incident",
+        lat: NDArray[Any] | list[float],
+        lon: NDArray[Any] | list[float],
+        occurred_at: NDArray[Any] | list[Any],
+        category: NDArray[Any] | list[str] | str = "incident",
         *,
-        hour_known: NDArray | None = None,
+        hour_known: NDArray[Any] | None = None,
         timezone: str = "Asia/Almaty",
         label: str = "incidents",
         synthetic: bool = False,
@@ -132,7 +135,8 @@ class Incidents:
     def hour(self) -> NDArray[np.int64]:
         """Local hour of day, 0-23 (0 where only the month is known)."""
         day = self.occurred_at.astype("datetime64[D]")
-        return ((self.occurred_at - day).astype("timedelta64[h]").astype(np.int64)) % 24
+        hour: NDArray[np.int64] = ((self.occurred_at - day).astype("timedelta64[h]").astype(np.int64)) % 24
+        return hour
 
     def xy(self, crs: CRS) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Metric coordinates in ``crs`` (cached per CRS)."""

@@ -31,6 +31,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from patrol_planner.incidents import Incidents, LoadReport
 
@@ -90,9 +91,9 @@ def _layout(columns: Sequence[str]) -> str:
 _MONTH = re.compile(r"^\s*\d{4}-\d{2}\s*$")
 
 
-def _to_datetime(text: pd.Series) -> np.ndarray:
+def _to_datetime(text: pd.Series) -> NDArray[np.datetime64]:
     """ISO 8601 fast, then any other layout pandas recognises for what is left."""
-    out = pd.to_datetime(text, errors="coerce", format="ISO8601").to_numpy(dtype="datetime64[s]")
+    out: NDArray[np.datetime64] = pd.to_datetime(text, errors="coerce", format="ISO8601").to_numpy(dtype="datetime64[s]")
     bad = np.isnat(out)
     if bad.any():
         out[bad] = pd.to_datetime(text[bad], errors="coerce", format="mixed").to_numpy(dtype="datetime64[s]")
@@ -338,7 +339,7 @@ def read_osm_bounds(path: str | Path) -> tuple[float, float, float, float] | Non
     return attrs["minlat"], attrs["minlon"], attrs["maxlat"], attrs["maxlon"]
 
 
-def write_geojson(path: str | Path, collection: dict) -> Path:
+def write_geojson(path: str | Path, collection: dict[str, Any]) -> Path:
     """Write a GeoJSON FeatureCollection (UTF-8, Kazakh and Russian text kept as is)."""
     p = Path(path)
     p.write_text(json.dumps(collection, ensure_ascii=False), encoding="utf-8")

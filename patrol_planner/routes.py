@@ -190,7 +190,7 @@ def _problem(
     )
     n = len(spots)
     golden = (np.arange(n) * 0.6180339887) % 1.0  # spread phases, the same every day
-    return _with_windows(p, golden * (1 - _WINDOW_FRAC) * settings.revisit_s)
+    return _with_windows(p, np.asarray(golden * (1 - _WINDOW_FRAC) * settings.revisit_s, dtype=np.float64))
 
 
 _WINDOW_FRAC = 0.6  # a block's dwell-start window, as a share of the revisit interval
@@ -262,7 +262,8 @@ def _solve_pyvrp(
         )
         for b in used
     ]  # fmt: skip
-    data = ProblemData(locations, clients, depots, vtypes, [dist], [dur])
+    # pyvrp's stub types the matrices np.ndarray[int] (a shape of int), not an int64 ndarray.
+    data = ProblemData(locations, clients, depots, vtypes, [dist], [dur])  # type: ignore[list-item]
     stop = MultipleCriteria([MaxIterations(iterations), MaxRuntime(settings.time_limit_s)])
     res = solve(data, stop=stop, seed=seed, collect_stats=False, display=False)
     sol = res.best
@@ -396,7 +397,8 @@ def plan_routes(
         progress(f"solving: {len(p.clients)} hot-spot visits, {patrols} patrols")
     if not p.clients:
         notes.append("no hot spot can be reached from the booths and back within the shift")
-        best, its = [[] for _ in patrol_booth], 0
+        best: list[list[tuple[int, int, int]]] = [[] for _ in patrol_booth]
+        its = 0
     else:
         best, its = _solve_pyvrp(p, base_prizes, 0, settings, settings.iterations)
     best_risk = _true_risk(p, best)

@@ -127,7 +127,8 @@ def _block_shares(hours: NDArray[np.int64], shift: Shift, revisit_s: float) -> N
     for k in range(int(shift.duration_s // step)):
         off = k * step
         shares[min(int(off // revisit_s), n_blocks - 1)] += per_hour[shift.at(off).hour]
-    return shares / shares.sum()
+    normalised: NDArray[np.float64] = shares / shares.sum()
+    return normalised
 
 
 def risk_map(
