@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from shared_data import SHARED_DATA
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/<room>/this file -> the repository
 
 
 def _at(figures: dict[str, Any], path: str) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/<room>/this file -> the repository
 
 HEAVY = frozenset({
     "fastapi", "starlette", "numba", "scipy", "pandas", "pyarrow", "folium", "geopandas", "sqlalchemy", "paho",
