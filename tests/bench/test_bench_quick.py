@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shared_data import SHARED_DATA
+from support import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]  # tests/<room>/this file -> the repository
 

@@ -4,29 +4,15 @@ units, assignment, acknowledgement, escalation, audit trail and response times (
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
-from conftest import FAR_DEVICE, Registry
 from sqlalchemy import text
+from support import FAR_DEVICE, T0, Clock, Registry, ingest_press, ingest_report
 
 from dispatch import AlertStatus, Conflict, DispatchPolicy, DispatchService, Store, Unit, UnitKind, UnitStatus
 from dispatch.reports import summarize
 from geo import Router, StreetNetwork
-
-T0 = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)  # 09:00 in Almaty
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 @pytest.fixture
@@ -48,21 +34,6 @@ def _service(store: Store, city: StreetNetwork, registry: Registry, clock: Clock
     ).open()
 
 
-def _press(service: DispatchService, device_id: str, clock: Clock, event: str) -> int:
-    payload = json.dumps({"event_id": event, "ts": clock.now.isoformat(), "kind": "press"}).encode()
-    ack = service.ingest_sos(device_id, payload)
-    assert ack.accepted, ack
-    return int(ack.alert_id)
-
-
-def _report(service: DispatchService, lat: float, lon: float, clock: Clock, event: str, **kw: object) -> int:
-    body = {"event_id": event, "ts": clock.now.isoformat(), "lat": lat, "lon": lon, "accuracy_m": 10.0,
-            "category": "theft", "text": "bag", **kw}
-    ack = service.ingest_app102(json.dumps(body).encode())
-    assert ack.accepted, ack
-    return int(ack.alert_id)
-
-
 def _devices(registry: Registry) -> list[str]:
     return [d for d in sorted(registry.devices) if d != FAR_DEVICE]
 
@@ -71,7 +42,7 @@ def test_full_lifecycle_with_response_times_and_timeline(
     store: Store, city: StreetNetwork, registry: Registry, clock: Clock
 ) -> None:
     service = _service(store, city, registry, clock)
-    alert_id = _press(service, _devices(registry)[0], clock, "e1")
+    alert_id = ingest_press(service, _devices(registry)[0], clock, "e1")
     alert = service.get_alert(alert_id)
     assert alert.status is AlertStatus.RECOMMENDED and alert.recommended_at == T0
     top = alert.recommendations[0].unit_id
@@ -116,15 +87,15 @@ def test_priorities_sort_lists_and_duplicates_are_linked_not_merged(
     school = next(d for d in _devices(registry) if registry.devices[d].site.value in ("school", "hospital"))
     street = next(d for d in _devices(registry) if registry.devices[d].site.value == "street")
     lat, lon = city.center
-    noise = _report(service, lat, lon, clock, "r-noise", category="noise")
+    noise = ingest_report(service, lat, lon, clock, "r-noise", category="noise")
     clock.tick(1)
-    p2 = _press(service, street, clock, "s1")
+    p2 = ingest_press(service, street, clock, "s1")
     clock.tick(1)
-    assault = _report(service, lat + 0.01, lon, clock, "r-assault", category="assault", accuracy_m=450.0)
+    assault = ingest_report(service, lat + 0.01, lon, clock, "r-assault", category="assault", accuracy_m=450.0)
     clock.tick(1)
-    p1 = _press(service, school, clock, "s2")
+    p1 = ingest_press(service, school, clock, "s2")
     clock.tick(60)
-    dup = _press(service, street, clock, "s3")  # same button a minute later: linked to the first press
+    dup = ingest_press(service, street, clock, "s3")  # same button a minute later: linked to the first press
 
     order = [a.id for a in store.list_alerts(order="priority")]
     assert order == [assault, p1, p2, dup, noise]  # priority, then age
@@ -137,15 +108,15 @@ def test_priorities_sort_lists_and_duplicates_are_linked_not_merged(
     assert service.get_alert(dup).duplicate_of is None
     assert [e.action for e in store.audit_entries(alert_id=dup)] == ["ingest", "recommend", "link_duplicate", "unlink_duplicate"]
     clock.tick(601)
-    assert service.get_alert(_press(service, street, clock, "s4")).duplicate_of is None  # > 10 min after the last
+    assert service.get_alert(ingest_press(service, street, clock, "s4")).duplicate_of is None  # > 10 min after the last
 
 
 def test_override_is_recorded_and_busy_or_off_duty_units_are_refused(
     store: Store, city: StreetNetwork, registry: Registry, clock: Clock
 ) -> None:
     service = _service(store, city, registry, clock)
-    a = _press(service, _devices(registry)[0], clock, "e1")
-    b = _press(service, _devices(registry)[3], clock, "e2")
+    a = ingest_press(service, _devices(registry)[0], clock, "e1")
+    b = ingest_press(service, _devices(registry)[3], clock, "e2")
     recommended = {r.unit_id for r in service.get_alert(a).recommendations}
     other = next(u.id for u in registry.units if u.id not in recommended)
     service.assign(a, other, actor="disp-1", reason="knows the school")
@@ -166,7 +137,7 @@ def test_missed_acknowledgement_escalates_to_the_next_unit(
     store: Store, city: StreetNetwork, registry: Registry, clock: Clock
 ) -> None:
     service = _service(store, city, registry, clock, ack_deadline=timedelta(seconds=30))
-    alert_id = _press(service, _devices(registry)[0], clock, "e1")
+    alert_id = ingest_press(service, _devices(registry)[0], clock, "e1")
     first, second = [r.unit_id for r in service.get_alert(alert_id).recommendations[:2]]
     service.assign(alert_id, first, actor="disp-1")
     clock.tick(29)
@@ -188,7 +159,7 @@ def test_p1_is_auto_assigned_and_auto_reassigned_after_a_miss(
 ) -> None:
     service = _service(store, city, registry, clock, auto_assign_p1=True, ack_deadline=timedelta(seconds=30))
     school = next(d for d in _devices(registry) if registry.devices[d].site.value in ("school", "hospital"))
-    alert_id = _press(service, school, clock, "e1")
+    alert_id = ingest_press(service, school, clock, "e1")
     alert = service.get_alert(alert_id)
     first = alert.recommendations[0].unit_id
     assert (alert.status, alert.assigned_unit_id) == (AlertStatus.ASSIGNED, first)
@@ -213,7 +184,7 @@ def test_unit_registry_and_stale_patrols(store: Store, city: StreetNetwork, regi
         service.create_unit(car, actor="cmd-1")
     with pytest.raises(ValueError, match="outside the service area"):
         service.create_unit(Unit("far", UnitKind.CAR, "Far", 0.0, 0.0), actor="cmd-1")
-    recs = {r.unit_id for r in service.recommend_again(_report(service, lat, lon, clock, "r1"), actor="d")
+    recs = {r.unit_id for r in service.recommend_again(ingest_report(service, lat, lon, clock, "r1"), actor="d")
             .recommendations}
     assert "car-new" in recs and "booth-new" not in recs  # 09:00 local: the booth is not staffed
     assert not service.unit_view(booth)["recommendable"]
@@ -221,7 +192,7 @@ def test_unit_registry_and_stale_patrols(store: Store, city: StreetNetwork, regi
     clock.tick(121)  # nobody reported: every patrol is stale and excluded; booths never go stale
     view = service.unit_view(service.get_unit("car-new"))
     assert view["stale"] and not view["recommendable"]
-    recs = service.recommend_again(_report(service, lat + 0.003, lon, clock, "r2"), actor="d").recommendations
+    recs = service.recommend_again(ingest_report(service, lat + 0.003, lon, clock, "r2"), actor="d").recommendations
     assert recs and {r.unit_kind for r in recs} == {"booth"}
 
     service.update_unit("booth-new", actor="cmd-1", staff_from="08:00", staff_to="20:00", name="Booth North")
@@ -239,7 +210,7 @@ def test_audit_verify_detects_an_edited_and_a_deleted_row(
     store: Store, city: StreetNetwork, registry: Registry, clock: Clock
 ) -> None:
     service = _service(store, city, registry, clock)
-    alert_id = _press(service, _devices(registry)[0], clock, "e1")
+    alert_id = ingest_press(service, _devices(registry)[0], clock, "e1")
     service.assign(alert_id, service.get_alert(alert_id).recommendations[0].unit_id, actor="disp-1")
     assert store.verify_audit().ok
     with store.engine.begin() as conn:

@@ -7,9 +7,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import FAR_DEVICE, Registry
 from sqlalchemy import text
-from test_control_room import Clock, _press, _report
+from support import FAR_DEVICE, Clock, Registry, ingest_press, ingest_report
 
 from dispatch import AlertStatus, DispatchPolicy, DispatchService, Store
 from dispatch.reports import Districts, quarter_bounds, summarize
@@ -43,7 +42,7 @@ def quarter_db(db_url: str, city: StreetNetwork, registry: Registry) -> tuple[st
     devices = [d for d in sorted(registry.devices) if d != FAR_DEVICE]
     ids = []
     for i, (assign_s, arrive_s) in enumerate([(10, 100), (20, 200), (30, 300)]):
-        alert_id = _press(service, devices[i], clock, f"q{i}")
+        alert_id = ingest_press(service, devices[i], clock, f"q{i}")
         unit = service.get_alert(alert_id).recommendations[0].unit_id
         clock.tick(assign_s)
         service.assign(alert_id, unit, actor="disp-1")
@@ -56,10 +55,10 @@ def quarter_db(db_url: str, city: StreetNetwork, registry: Registry) -> tuple[st
         ids.append(alert_id)
         clock.tick(3600)
     lat, lon = city.center
-    report = _report(service, lat, lon, clock, "r1", text="Aigerim Nurlanovna saw a theft")
+    report = ingest_report(service, lat, lon, clock, "r1", text="Aigerim Nurlanovna saw a theft")
     service.transition(report, AlertStatus.FALSE_ALARM, actor="disp-1", reason="prank")
     clock.now = datetime(2027, 1, 2, 0, 0, tzinfo=timezone.utc)  # the next quarter: not in the report
-    _press(service, devices[0], clock, "next-quarter")
+    ingest_press(service, devices[0], clock, "next-quarter")
     store.close()
     return db_url, ids
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import FAR_DEVICE, Registry
+from support import FAR_DEVICE, Registry
 
 from dispatch import Conflict, DispatchService, Store, UnitKind, UnitStatus
 from geo import Router, StreetNetwork

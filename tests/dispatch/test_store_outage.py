@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import FAR_DEVICE, JWT_SECRET, Registry
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from support import Probe, sos_payload, wait_for
+from support import FAR_DEVICE, JWT_SECRET, Probe, Registry, sos_payload, wait_for
 
 from dispatch import Role, Store, User
 from geo import StreetNetwork

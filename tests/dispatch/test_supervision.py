@@ -13,9 +13,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from conftest import Registry, Running
-from map_support import add_user, read_events, sign_in
-from support import Probe, now_rfc3339, report_payload, sos_payload, wait_for
+from support import (
+    Probe,
+    Registry,
+    Running,
+    add_user,
+    now_rfc3339,
+    read_events,
+    report_payload,
+    sign_in,
+    sos_payload,
+    wait_for,
+)
 
 from dispatch import Store
 from dispatch.supervision import DeviceState, DeviceSupervisor, SupervisionPolicy

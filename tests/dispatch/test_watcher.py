@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import FAR_DEVICE, Registry
+from support import FAR_DEVICE, Registry
 
 from dispatch import DispatchPolicy, DispatchService, Store
 from dispatch.store import StoreError

@@ -9,7 +9,7 @@ import pytest
 
 from geo import StreetNetwork, generate_city, load_network
 from geo.network import drive_allowed, drive_speed_kmh, oneway_direction, utm_crs_for, walk_allowed
-from shared_data import ALMATY_CLEAN_XML, ALMATY_DRIVE_GRAPHML, ALMATY_PBF, TORONTO_WALK_GRAPHML, TORONTO_XML
+from support import ALMATY_CLEAN_XML, ALMATY_DRIVE_GRAPHML, ALMATY_PBF, TORONTO_WALK_GRAPHML, TORONTO_XML
 
 
 def test_clipped_pbf_loads_and_matches_the_repaired_xml() -> None:

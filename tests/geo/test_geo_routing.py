@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from bruteforce import BruteForce
-from shared_data import ALMATY_PBF
+from support import ALMATY_PBF, BruteForce
 
 from geo import OutsideServiceArea, Router, StreetNetwork, generate_city, load_network
 

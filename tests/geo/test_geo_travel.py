@@ -1,7 +1,7 @@
 """geo's public graph searches and snapper against independent references.
 
 The references share no code with geo's searches: networkx Dijkstra on graphs rebuilt from the
-network's segments by :func:`bruteforce.mode_edges`, and a scan over every segment for snapping.
+network's segments by :func:`support.mode_edges`, and a scan over every segment for snapping.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from functools import lru_cache
 import networkx as nx
 import numpy as np
 import pytest
-from bruteforce import mode_edges
-from shared_data import TORONTO_XML
+from support import TORONTO_XML, mode_edges
 
 from geo import ModeGraph, Router, SegmentSnaps, StreetNetwork, generate_city, load_network, reachable, shortest_paths, travel_times
 

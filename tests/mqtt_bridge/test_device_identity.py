@@ -28,11 +28,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import FAR_DEVICE, Registry, Running
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import select
-from support import new_event_id, now_rfc3339, wait_for
+from support import FAR_DEVICE, Registry, Running, new_event_id, now_rfc3339, wait_for
 
 from dispatch import DeviceKey, load_devices, sign_press, write_devices
 from dispatch.device_keys import load_device_keys

@@ -10,11 +10,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from bruteforce import BruteForce
-from conftest import FAR_DEVICE, Registry, Running
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from support import Probe, now_rfc3339, report_payload, sos_payload, wait_for
+from support import FAR_DEVICE, BruteForce, Probe, Registry, Running, now_rfc3339, report_payload, sos_payload, wait_for
 
 from geo import StreetNetwork
 
@@ -32,7 +30,7 @@ def _street_device(registry: Registry) -> str:
 
 def _assert_nearest_by_eta(alert: dict, registry: Registry, city: StreetNetwork) -> None:
     expected = registry.router(city).recommend(alert["lat"], alert["lon"], k=None)
-    # The first unit is the nearest by a brute-force networkx Dijkstra too (tests/bruteforce.py).
+    # The first unit is the nearest by a brute-force networkx Dijkstra too (support.BruteForce).
     brute = BruteForce(city).etas({u.id: (u.kind.value, u.lat, u.lon) for u in registry.units}, alert["lat"], alert["lon"])
     best_id, (best_eta, _) = min(brute.items(), key=lambda kv: kv[1][0])
     recs = alert["recommendations"]

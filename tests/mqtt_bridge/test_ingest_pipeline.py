@@ -14,10 +14,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import FAR_DEVICE, Registry
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from support import Probe, now_rfc3339, report_payload, sos_payload, wait_for
+from support import FAR_DEVICE, Probe, Registry, now_rfc3339, report_payload, sos_payload, wait_for
 
 from dispatch import APP102_SENDER, AlertSource, AlertStatus, DispatchService, Inbound, Store, StoreError
 from geo import Router, StreetNetwork

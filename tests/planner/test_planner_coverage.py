@@ -7,10 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from planner_data import TORONTO_BOOTHS, toronto_extract, toronto_graph, toronto_risk
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
-from shared_data import ALMATY_PBF, shared
+from support import ALMATY_PBF, TORONTO_BOOTHS, shared, toronto_extract, toronto_graph, toronto_risk
 
 from geo import Router, load_network
 from patrol_planner import WalkGraph, read_booths

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from planner_data import toronto_all, toronto_extract, toronto_graph
+from support import toronto_all, toronto_extract, toronto_graph
 
 from patrol_planner import COVERAGES, DEFAULT_ESTIMATOR, Grid, evaluate, make_estimator
 from patrol_planner.hotspots import EventsXY, Segments

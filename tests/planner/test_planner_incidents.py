@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from planner_data import TORONTO_TZ, toronto_all, toronto_extract
-from shared_data import TORONTO_XML
+from support import TORONTO_TZ, TORONTO_XML, toronto_all, toronto_extract
 
 from patrol_planner import read_incidents, read_osm_bounds
 

@@ -9,8 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from planner_data import TORONTO_BOOTHS, TORONTO_TZ
-from shared_data import TORONTO_CRIME, TORONTO_XML
+from support import TORONTO_BOOTHS, TORONTO_CRIME, TORONTO_TZ, TORONTO_XML
 
 from maps import leaflet_assets, render_plan_map
 from patrol_planner.i18n import LANGUAGES, messages

@@ -8,9 +8,9 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from planner_data import NIGHT, TORONTO_BOOTHS, TORONTO_TZ, toronto_extract, toronto_graph, toronto_night, toronto_risk
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
+from support import NIGHT, TORONTO_BOOTHS, TORONTO_TZ, toronto_extract, toronto_graph, toronto_night, toronto_risk
 
 from patrol_planner.routes import PatrolPlan, SolverSettings, assign_patrols, greedy_routes, plan_routes
 from patrol_planner.shift import Shift

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FAR_DEVICE, JWT_SECRET, Registry, Running
-from support import wait_for
+from support import FAR_DEVICE, JWT_SECRET, Registry, Running, wait_for
 
 from dispatch import write_devices
 from geo import Router, StreetNetwork

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import FAR_DEVICE, Registry, Running
-from support import Probe, now_rfc3339, report_payload, sos_payload, wait_for
+from support import FAR_DEVICE, Probe, Registry, Running, now_rfc3339, report_payload, sos_payload, wait_for
 
 from geo import StreetNetwork
 

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, Registry, Running
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from support import ADMIN_TOKEN, Registry, Running, route_guard
 
 from dispatch import Role
 from dispatch.auth import Authenticator, hash_password, verify_password
 from dispatch.domain import User
-from web.deps import RoleGuard
 
 OPEN_ROUTES = {"/healthz", "/metrics", "/api/token", "/login", "/logout", "/map", "/static/{name}"}
 """Routes without a role guard: health, the logins, the map page (which sends strangers to /login,
 tests/test_map_live.py) and Leaflet's files."""
-
-
-def _guard(route: APIRoute | RouteContext) -> RoleGuard | None:
-    stack = list(route.dependant.dependencies)
-    while stack:
-        dep = stack.pop()
-        if isinstance(dep.call, RoleGuard):
-            return dep.call
-        stack.extend(dep.dependencies)
-    return None
 
 
 def _api_routes(running: Running) -> list[tuple[RouteContext, str]]:
@@ -46,7 +35,7 @@ def test_every_route_but_healthz_needs_a_token_and_the_right_role(running: Runni
     checked = 0
     try:
         for route, method in routes:
-            guard = _guard(route)
+            guard = route_guard(route)
             assert guard is not None, f"{method} {route.path} has no require_role"
             path = _path(route, registry)
             response = anonymous.request(method, path, json={})

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, JWT_SECRET, Registry, Running
-from map_support import PASSWORD, add_user
+from support import ADMIN_TOKEN, JWT_SECRET, PASSWORD, Registry, Running, add_user
 from pydantic import ValidationError
 
 from web.hardening import LoginThrottle, content_security_policy

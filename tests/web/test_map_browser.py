@@ -7,15 +7,13 @@ Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Registry, Running
-from map_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, add_user
 from playwright.sync_api import Browser, Page
-from support import Probe, report_payload, sos_payload
+from support import PASSWORD, Probe, Registry, Running, add_user, report_payload, screenshot, sign_in_page, sos_payload
 
 # The browser tests need one database, not both: the server side runs on both in test_map_live.py.
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -23,24 +21,8 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 JWT_SECRET = "map-browser-tests-secret-0123456789abcdef"
 
 
-def _sign_in(page: Page, base_url: str, username: str, *, lang: str = "ru") -> None:
-    page.goto(f"{base_url}/map?lang={lang}")
-    assert "/login" in page.url  # not signed in yet
-    page.fill("#q-username", username)
-    page.fill("#q-password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/map?lang=*")
-    page.wait_for_function("window.qorgau && window.qorgau.connection === 'live'", timeout=5000)
-    page.evaluate("window.__sameDocument = true")  # gone if the page ever reloads
-
-
 def _device(registry: Registry, site: str) -> str:
     return next(d for d, dev in sorted(registry.devices.items()) if dev.site.value == site)
-
-
-def _shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name))
 
 
 def _local_hms(utc_iso: str) -> str:
@@ -50,7 +32,7 @@ def _local_hms(utc_iso: str) -> str:
 def test_sos_appears_live_and_the_dispatcher_assigns_the_top_unit(
     running: Running, probe: Probe, registry: Registry, page: Page
 ) -> None:
-    _sign_in(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
+    sign_in_page(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
     hospital = _device(registry, "hospital")
 
     published = time.monotonic()
@@ -80,7 +62,7 @@ def test_sos_appears_live_and_the_dispatcher_assigns_the_top_unit(
     minutes, seconds = divmod(round(top["eta_s"]), 60)
     assert f"{minutes}:{seconds:02d}" in details.inner_text()
     page.wait_for_selector(f'path[data-route-alert-id="{alert_id}"][data-route-unit-id="{top["unit_id"]}"]', state="attached")
-    _shot(page, "map-alert-selected.png")
+    screenshot(page, "map-alert-selected.png")
 
     details.locator(f'button.q-assign[data-unit-id="{top["unit_id"]}"]').click()
     page.wait_for_selector(f'path[data-unit-id="{top["unit_id"]}"][data-unit-status="assigned"]', state="attached", timeout=2000)
@@ -90,13 +72,13 @@ def test_sos_appears_live_and_the_dispatcher_assigns_the_top_unit(
     assert running.http.get(f"/api/alerts/{alert_id}").json()["assigned_unit_id"] == top["unit_id"]
     trail = running.http.get(f"/api/alerts/{alert_id}/timeline").json()["entries"]
     assert ("aigerim", "assign") in [(e["actor"], e["action"]) for e in trail]  # the same audit trail as the API
-    _shot(page, "map-assigned.png")
+    screenshot(page, "map-assigned.png")
 
 
 def test_no_alert_is_missing_after_the_stream_drops(
     running: Running, probe: Probe, registry: Registry, page: Page
 ) -> None:
-    _sign_in(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
+    sign_in_page(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
     street = _device(registry, "street")
     page.route("**/map/events**", lambda route: route.abort("connectionreset"))  # the network goes away ...
     running.service.live_feed.drop_streams()
@@ -122,7 +104,7 @@ def test_service_restart_the_page_catches_up_by_itself(
 ) -> None:
     first = start_service(jwt_secret=JWT_SECRET)
     port, base_url = first.service.port, first.service.base_url
-    _sign_in(page, base_url, add_user(first.service, "aigerim", "dispatcher"))
+    sign_in_page(page, base_url, add_user(first.service, "aigerim", "dispatcher"))
     first.service.stop()
     page.wait_for_function("window.qorgau.connection !== 'live'", timeout=5000)
     street = _device(registry, "street")
@@ -155,7 +137,7 @@ def test_offline_the_page_renders_streets_with_no_request_leaving_the_machine(
     context.route("**/*", only_local)
     page = context.new_page()
     try:
-        _sign_in(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
+        sign_in_page(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
         probe.sos(_device(registry, "street"), sos_payload())
         page.wait_for_selector("path[data-alert-id]", state="attached", timeout=2000)
         page.wait_for_function("Number(document.body.dataset.streets) > 0", timeout=5000)
@@ -170,7 +152,7 @@ def test_offline_the_page_renders_streets_with_no_request_leaving_the_machine(
             }"""
         )
         assert inked > 20_000, f"the street canvas has only {inked} drawn pixels"
-        _shot(page, "map-offline.png")
+        screenshot(page, "map-offline.png")
         # The blocking is real: a request to another host from the page is stopped and seen.
         page.evaluate("fetch('https://tile.example.invalid/0/0/0.png').catch(() => null)")
         page.wait_for_timeout(200)
@@ -187,7 +169,7 @@ def test_viewer_sees_p1_flash_filters_in_kazakh_but_cannot_act(
     hospital, street = _device(registry, "hospital"), _device(registry, "street")
     probe.sos(street, sos_payload())
     p2 = probe.next_ack(probe.topics.sos_ack(street))["alert_id"]  # before the page opens: in the snapshot
-    _sign_in(page, running.service.base_url, add_user(running.service, "vika", "viewer"), lang="kk")
+    sign_in_page(page, running.service.base_url, add_user(running.service, "vika", "viewer"), lang="kk")
     assert page.title() == "Qorgau · кезекшінің картасы"
     page.wait_for_selector(f'#q-alerts li[data-alert-id="{p2}"]')
     assert page.locator(f'path[data-alert-id="{p2}"]').get_attribute("data-flash") is None  # not new to this page

@@ -11,9 +11,7 @@ import re
 import httpx
 import numpy as np
 import pytest
-from conftest import Registry, Running
-from map_support import PASSWORD, add_user, read_events, sign_in
-from support import Probe, now_rfc3339, sos_payload, wait_for
+from support import PASSWORD, Probe, Registry, Running, add_user, now_rfc3339, read_events, sign_in, sos_payload, wait_for
 
 from web.pages import street_layers
 from geo import StreetNetwork

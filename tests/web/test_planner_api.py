@@ -8,11 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import JWT_SECRET
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from planner_data import TORONTO_BOOTHS, TORONTO_TZ, toronto_extract, toronto_graph
-from shared_data import TORONTO_XML
+from support import JWT_SECRET, TORONTO_BOOTHS, TORONTO_TZ, TORONTO_XML, toronto_extract, toronto_graph
 
 from dispatch import Role, User
 from dispatch.auth import Authenticator

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import schemathesis
-from conftest import ADMIN_TOKEN, FAR_DEVICE, JWT_SECRET, Registry
 from fastapi.routing import APIRoute, iter_route_contexts
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -30,8 +29,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from support import sos_payload
-from test_auth import _guard
+from support import ADMIN_TOKEN, FAR_DEVICE, JWT_SECRET, Registry, route_guard, sos_payload
 
 from dispatch import Role, Store
 from geo import StreetNetwork
@@ -63,7 +61,7 @@ class Tokens:
         for route in iter_route_contexts(service.app.routes):  # through the included routers
             if route.path.startswith("/api/plans"):
                 continue  # fuzzed without a token, as ever: a real plan would run in the background for minutes
-            if isinstance(route.original_route, APIRoute) and (guard := _guard(route)) is not None:
+            if isinstance(route.original_route, APIRoute) and (guard := route_guard(route)) is not None:
                 for method in route.methods:
                     preferred = [r for r in (Role.DISPATCHER, Role.COMMANDER, Role.ADMIN, Role.VIEWER, Role.UNIT) if r in guard.roles]
                     self.role_of[(method.upper(), route.path)] = preferred[0]

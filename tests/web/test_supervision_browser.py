@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import Running
-from map_support import add_user
 from playwright.sync_api import Page
-from support import Probe, now_rfc3339
-from test_map_browser import _shot, _sign_in
+from support import Probe, Running, add_user, now_rfc3339, screenshot, sign_in_page
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -25,7 +22,7 @@ def test_an_offline_button_is_drawn_apart_with_a_label_and_returns_live(
 ) -> None:
     running = start_service(heartbeat_interval_s=30.0)
     probe.publish(probe.topics.sos_status(BUTTON), {"state": "online", "ts": now_rfc3339()})
-    _sign_in(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"), lang="kk")
+    sign_in_page(page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"), lang="kk")
     page.wait_for_selector(f'path[data-device-id="{BUTTON}"][data-device-state="online"]', timeout=5000)
     assert page.locator("path[data-device-id]").count() == len(running.service.supervisor.devices)
     assert page.locator(".q-device-offline").count() == 0
@@ -38,7 +35,7 @@ def test_an_offline_button_is_drawn_apart_with_a_label_and_returns_live(
     offline_colour = page.get_attribute(f'path[data-device-id="{BUTTON}"]', "stroke")
     online_colour = page.get_attribute('path[data-device-id="sos-2"]', "stroke")
     assert offline_colour == "#d50000" and online_colour != offline_colour
-    _shot(page, "map-device-offline.png")
+    screenshot(page, "map-device-offline.png")
 
     probe.publish(probe.topics.sos_heartbeat(BUTTON), {"ts": now_rfc3339()})  # heard again: no reload needed
     page.wait_for_selector(f'path[data-device-id="{BUTTON}"][data-device-state="online"]', timeout=3000)
