@@ -8,7 +8,7 @@ here instead of on the next ``make bench``.
 
 The hostile part is the former tests/test_hostile_bench.py (2,000 generated messages, good and
 bad, through the real broker and the service's own bridge into SQLite), folded in here with all
-its assertions. ``bench/chaos.py`` is not a ``python -m bench`` part: tests/test_chaos.py runs its
+its assertions. ``bench/chaos.py`` is not a ``python -m bench`` part: tests/bench/test_chaos.py runs its
 short form.
 """
 

@@ -13,7 +13,7 @@ from dispatch.domain import User
 
 OPEN_ROUTES = {"/healthz", "/metrics", "/api/token", "/login", "/logout", "/map", "/static/{name}"}
 """Routes without a role guard: health, the logins, the map page (which sends strangers to /login,
-tests/test_map_live.py) and Leaflet's files."""
+tests/web/test_map_live.py) and Leaflet's files."""
 
 
 def _api_routes(running: Running) -> list[tuple[RouteContext, str]]:

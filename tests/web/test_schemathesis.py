@@ -6,7 +6,7 @@ users created with the bootstrap admin token (``POST /api/users``) and signed in
 ``POST /api/token``. Checks: no 5xx, every status code, content type, header and body declared by
 the schema. ``POST /api/plans`` is left out: a valid request starts a patrol plan of up to ten
 minutes of solver time in the background (its request model is covered by
-tests/test_hostile_properties.py).
+tests/dispatch/test_hostile_properties.py).
 """
 
 from __future__ import annotations
