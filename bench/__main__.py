@@ -7,7 +7,7 @@ the others (each still beside the baseline measured in its own run).
 ``--quick`` runs every part (or the ``--only`` ones) at tiny sizes, in seconds: a check that the
 bench still works, not a measurement. Its figures and its BENCHMARKS.md go to ``--out`` (a new
 temporary folder unless given), never to ``bench/results`` or the repository's BENCHMARKS.md;
-tests/test_bench_quick.py runs it for each part.
+tests/bench/test_bench_quick.py runs it for each part.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def render(results: Path = RESULTS) -> str:
                 "On a shared 2-core machine the wall-clock tail is mostly preemption by other processes; the CPU",
                 "time of the same calls shows what the search itself costs.",
                 "Peers disagree with qorgau on some top-3 lists only because they must start and end at graph",
-                "nodes; qorgau's answers equal a brute-force Dijkstra over split segments (tests/test_geo_routing.py).",
+                "nodes; qorgau's answers equal a brute-force Dijkstra over split segments (tests/geo/test_geo_routing.py).",
             ]
         lines.append("")
     mq = parts.get("mqtt")

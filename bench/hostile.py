@@ -255,7 +255,7 @@ def _registry(router: Router, folder: Path) -> tuple[Path, Path, list[Device]]:
 
 
 QUICK: dict[str, Any] = {"n": 2000, "seed": 6, "window": 500, "timeout_s": 120.0}
-"""``python -m bench --quick --only hostile``: the short form tests/test_bench_quick.py runs."""
+"""``python -m bench --quick --only hostile``: the short form tests/bench/test_bench_quick.py runs."""
 
 
 def run(url: str, *, n: int = 100_000, seed: int = 6, window: int = 2000, nodes: int = 2000, timeout_s: float = 3600.0) -> dict:

@@ -5,7 +5,7 @@ Settings come from ``QORGAU_*`` environment variables; flags override them (see
 
 Building the parser imports nothing but the standard library, so ``qorgau --help`` (and every
 subcommand's ``--help``) answers at once: each command imports what it uses when it runs
-(tests/test_cli_startup.py checks that the heavy stack stays unloaded).
+(tests/qorgau/test_cli_startup.py checks that the heavy stack stays unloaded).
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,14 +23,17 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from map_support import CHROMIUM, CHROMIUM_ARGS
-from support import Probe
 
-from dispatch import Device, DeviceSite, Role, Store, Unit, User, load_devices, load_units, write_devices, write_units
+from dispatch import Device, DeviceSite, Role, Store, User, load_devices, load_units, write_devices, write_units
 from geo import Router, StreetNetwork, generate_city
 from mqtt_bridge import parse_mqtt_url
 from qorgau import QorgauService, Settings
 from qorgau.demo import seed_registry
+
+# support's helpers assert as the test modules do (sign-in, accepted presses, ...): pytest rewrites
+# their asserts too, as it did while they lived in conftest and the test modules.
+pytest.register_assert_rewrite("support")
+from support import ADMIN_TOKEN, CHROMIUM, CHROMIUM_ARGS, FAR_DEVICE, JWT_SECRET, Probe, Registry, Running  # noqa: E402
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright
@@ -49,15 +51,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qorgau"))
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-ADMIN_TOKEN = "test-bootstrap-admin-token-0123456789"
-"""The bootstrap admin token every test service accepts (QORGAU_ADMIN_TOKEN)."""
-
-JWT_SECRET = "k3Xq9vN2-tests-only-7hPz4Lw8Rb6Ym1Tc"
-"""The token signing key of test services (``qorgau serve`` refuses to start without one)."""
-
-FAR_DEVICE = "far-1"
-"""A registered SOS button about 5 km outside the generated city: outside the service area."""
 
 
 # -- broker ---------------------------------------------------------------------------------
@@ -139,21 +132,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 # -- city -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Registry:
-    units: list[Unit]
-    devices: dict[str, Device]
-    units_path: Path
-    devices_path: Path
-
-    def router(self, city: StreetNetwork) -> Router:
-        """An independent router with every unit placed where the registry puts it."""
-        router = Router(city)
-        for unit in self.units:
-            router.place_unit(unit.id, unit.kind.value, unit.lat, unit.lon)
-        return router
-
-
 @pytest.fixture(scope="session")
 def city() -> StreetNetwork:
     return generate_city(n_nodes=2000, seed=7)
@@ -172,34 +150,6 @@ def registry(city: StreetNetwork, tmp_path_factory: pytest.TempPathFactory) -> R
 
 
 # -- the running service --------------------------------------------------------------------
-
-
-@dataclass
-class Running:
-    """A started service and an HTTP client for its API, signed in as a dispatcher."""
-
-    service: QorgauService
-    http: httpx.Client
-
-    def client(self, role: Role | str, *, unit_id: str | None = None, username: str | None = None) -> httpx.Client:
-        """An HTTP client with a token for ``role`` (closed with the service)."""
-        role = Role(role)
-        user = User(username or f"test-{role.value}{'-' + unit_id if unit_id else ''}", role, unit_id)
-        token = self.service.auth.issue(user)
-        client = httpx.Client(base_url=self.service.base_url, timeout=5, headers={"Authorization": f"Bearer {token}"})
-        self._clients.append(client)
-        return client
-
-    def __post_init__(self) -> None:
-        self._clients: list[httpx.Client] = []
-
-    def rejected(self, reason: str) -> int:
-        return int(self.http.get("/api/metrics").json()["rejected"][reason])
-
-    def alerts(self) -> list[dict]:
-        response = self.http.get("/api/alerts")
-        response.raise_for_status()
-        return list(response.json())
 
 
 @pytest.fixture

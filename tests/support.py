@@ -1,23 +1,174 @@
-"""Helpers for tests that talk to the real broker and the real HTTP API."""
+"""Everything the tests share; tests/conftest.py's fixtures and every test module import from here.
+
+Sections (in this order):
+
+- **Shared data files** (formerly ``shared_data.py``): :data:`SHARED_DATA`, :func:`shared`, and the
+  paths ``ALMATY_PBF``, ``ALMATY_CLEAN_XML``, ``ALMATY_DRIVE_GRAPHML``, ``TORONTO_XML``,
+  ``TORONTO_WALK_GRAPHML``, ``TORONTO_CRIME`` (resolved on first import of the name, so a missing
+  file fails the modules that use it, loudly, and not the whole session).
+- **The test service** (formerly in ``conftest.py``): :data:`ADMIN_TOKEN`, :data:`JWT_SECRET`,
+  :data:`FAR_DEVICE`, :class:`Registry` (the seeded units and buttons), :class:`Running` (a started
+  service with a dispatcher's HTTP client).
+- **Payloads and polling**: :func:`now_rfc3339`, :func:`new_event_id`, :func:`sos_payload`,
+  :func:`report_payload`, :func:`wait_for`.
+- **MQTT probe**: :class:`Probe`, a test's own client that publishes like a device and collects acks.
+- **Roles** (formerly ``test_auth._guard``): :func:`route_guard`.
+- **The live map** (formerly ``map_support.py`` and ``test_map_browser._sign_in`` / ``_shot``):
+  :data:`CHROMIUM`, :data:`CHROMIUM_ARGS`, :data:`ARTIFACTS`, :data:`PASSWORD`, :func:`add_user`,
+  :func:`sign_in` (HTTP, cookie), :func:`read_events` (Server-Sent Events), :func:`sign_in_page`
+  (the browser's login form), :func:`screenshot`.
+- **The control room on a pinned clock** (formerly ``test_control_room``): :data:`T0`,
+  :class:`Clock`, :func:`ingest_press`, :func:`ingest_report`.
+- **Planner data** (formerly ``planner_data.py``): cached Toronto incidents and streets:
+  :data:`TORONTO_TZ`, :func:`toronto_all`, :func:`toronto_network`, :func:`toronto_graph`,
+  :func:`toronto_extract`, :data:`TORONTO_BOOTHS`, :data:`NIGHT`, :func:`toronto_night`, :func:`toronto_risk`.
+- **Brute-force reference** (formerly ``bruteforce.py``): :data:`UNIT_MODES`, :func:`mode_edges`,
+  :class:`BruteForce`: an independent, slow reference for unit ranking (scan snapping + networkx
+  Dijkstra) that shares no code with :mod:`geo.routing` but the :class:`~geo.network.StreetNetwork`
+  it reads. It rebuilds each mode's graph from the network's segments and the documented rules
+  (walk: every walkable segment both ways at the walking speed; drive: drivable segments, one-ways
+  respected, at their speed; each restricted to its largest (strongly) connected component), snaps
+  by scanning every segment, splits segments at the snapped points, and runs networkx's full Dijkstra.
+
+Test modules never import one another nor ``conftest``: what two of them need lives here.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
+import networkx as nx
+import numpy as np
 import paho.mqtt.client as mqtt
+import shapely
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from dispatch import Device, DispatchService, Role, Unit, User
+from dispatch.auth import hash_password
+from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import Topics, new_client, parse_mqtt_url
+from patrol_planner import Booth, Incidents, LoadReport, WalkGraph, read_incidents, read_osm_bounds, within_area
+from patrol_planner.shift import RiskMap, Shift, risk_map
+from qorgau import QorgauService
+from web.deps import RoleGuard
+
+if TYPE_CHECKING:
+    from fastapi.routing import APIRoute, RouteContext
+    from playwright.sync_api import Page
 
 T = TypeVar("T")
+
+
+# -- shared data files ------------------------------------------------------------------------
+
+
+SHARED_DATA = Path(os.environ.get("QORGAU_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+"""The shared, read-only data sets: ``../shared/data`` beside the checkout, or ``QORGAU_SHARED_DATA``."""
+
+SHARED_FILES = {
+    "ALMATY_PBF": "osm/almaty_2012-03.osm.pbf",
+    "ALMATY_CLEAN_XML": "osm/almaty_2012-03_clean.osm.gz",
+    "ALMATY_DRIVE_GRAPHML": "osm/almaty_2012-03_drive.graphml.gz",
+    "TORONTO_XML": "osm/toronto_uoft_2020-11.osm.gz",
+    "TORONTO_WALK_GRAPHML": "osm/toronto_uoft_2020-11_walk.graphml.gz",
+    "TORONTO_CRIME": "crime/toronto_mci_2014_2021.csv.gz",
+}
+"""The shared data files by the name tests import them as (``from support import TORONTO_XML``)."""
+
+
+def shared(relative: str) -> Path:
+    """The path of a shared data file; raises if it is missing (tests never skip for data)."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        msg = (
+            f"shared data file missing: {path}. Tests read real data from ../shared/data beside the "
+            "checkout (or QORGAU_SHARED_DATA); it is never copied into the repository."
+        )
+        raise FileNotFoundError(msg)
+    return path
+
+
+def __getattr__(name: str) -> Path:
+    """``support.TORONTO_XML`` and the other :data:`SHARED_FILES`: checked when first imported (PEP 562)."""
+    if name in SHARED_FILES:
+        path = shared(SHARED_FILES[name])
+        globals()[name] = path
+        return path
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- the test service: secrets, registry, a running service -----------------------------------
+
+
+ADMIN_TOKEN = "test-bootstrap-admin-token-0123456789"
+"""The bootstrap admin token every test service accepts (QORGAU_ADMIN_TOKEN)."""
+
+JWT_SECRET = "k3Xq9vN2-tests-only-7hPz4Lw8Rb6Ym1Tc"
+"""The token signing key of test services (``qorgau serve`` refuses to start without one)."""
+
+FAR_DEVICE = "far-1"
+"""A registered SOS button about 5 km outside the generated city: outside the service area."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The seeded units and SOS buttons (read back from their GeoJSON files) and those files' paths."""
+
+    units: list[Unit]
+    devices: dict[str, Device]
+    units_path: Path
+    devices_path: Path
+
+    def router(self, city: StreetNetwork) -> Router:
+        """An independent router with every unit placed where the registry puts it."""
+        router = Router(city)
+        for unit in self.units:
+            router.place_unit(unit.id, unit.kind.value, unit.lat, unit.lon)
+        return router
+
+
+@dataclass
+class Running:
+    """A started service and an HTTP client for its API, signed in as a dispatcher."""
+
+    service: QorgauService
+    http: httpx.Client
+
+    def client(self, role: Role | str, *, unit_id: str | None = None, username: str | None = None) -> httpx.Client:
+        """An HTTP client with a token for ``role`` (closed with the service)."""
+        role = Role(role)
+        user = User(username or f"test-{role.value}{'-' + unit_id if unit_id else ''}", role, unit_id)
+        token = self.service.auth.issue(user)
+        client = httpx.Client(base_url=self.service.base_url, timeout=5, headers={"Authorization": f"Bearer {token}"})
+        self._clients.append(client)
+        return client
+
+    def __post_init__(self) -> None:
+        self._clients: list[httpx.Client] = []
+
+    def rejected(self, reason: str) -> int:
+        return int(self.http.get("/api/metrics").json()["rejected"][reason])
+
+    def alerts(self) -> list[dict]:
+        response = self.http.get("/api/alerts")
+        response.raise_for_status()
+        return list(response.json())
+
+
+# -- payloads and polling ---------------------------------------------------------------------
 
 
 def now_rfc3339(delta: timedelta = timedelta(0)) -> str:
@@ -55,6 +206,9 @@ def wait_for(check: Callable[[], T | None], *, timeout_s: float = 2.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+# -- MQTT probe -------------------------------------------------------------------------------
 
 
 class Probe:
@@ -118,3 +272,265 @@ class Probe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# -- roles ------------------------------------------------------------------------------------
+
+
+def route_guard(route: APIRoute | RouteContext) -> RoleGuard | None:
+    """The role guard (``require_role``) among a route's dependencies, however deep; None if it has none."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, RoleGuard):
+            return dep.call
+        stack.extend(dep.dependencies)
+    return None
+
+
+# -- the live map: users, sign-in, Server-Sent Events, Chromium -------------------------------
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+PASSWORD = "correct horse battery"
+
+
+def add_user(service: Any, username: str, role: Role | str, *, unit_id: str | None = None) -> str:
+    """Register a user with :data:`PASSWORD` in the running service's store; returns the username."""
+    service.store.add_user(User(username, Role(role), unit_id), hash_password(PASSWORD), actor="test")
+    return username
+
+
+def sign_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:
+    """A client signed in through the map's login form (it holds the session cookie)."""
+    client = httpx.Client(base_url=base_url, timeout=5)
+    response = client.post("/login", data={"username": username, "password": password, "next": "/map"})
+    assert response.status_code == 303, response.text
+    return client
+
+
+def read_events(response: httpx.Response, count: int, *, timeout_s: float = 3.0) -> list[dict[str, str]]:
+    """The next ``count`` named events (``{"id", "event", "data"}``) from an open SSE response."""
+    events: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
+    lines = response.iter_lines()
+    while len(events) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(events)} of {count} events within {timeout_s} s: {events}")
+        line = next(lines)
+        if line == "":
+            if "event" in current:
+                events.append(current)
+            current = {}
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        current[field] = value[1:] if value.startswith(" ") else value
+    return events
+
+
+def sign_in_page(page: Page, base_url: str, username: str, *, lang: str = "ru") -> None:
+    """Sign ``username`` in through the map's login form in ``page``; returns once the feed is live."""
+    page.goto(f"{base_url}/map?lang={lang}")
+    assert "/login" in page.url  # not signed in yet
+    page.fill("#q-username", username)
+    page.fill("#q-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/map?lang=*")
+    page.wait_for_function("window.qorgau && window.qorgau.connection === 'live'", timeout=5000)
+    page.evaluate("window.__sameDocument = true")  # gone if the page ever reloads
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Save a screenshot of ``page`` as ``test-artifacts/<name>``."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+# -- the control room on a pinned clock -------------------------------------------------------
+
+
+T0 = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)  # 09:00 in Almaty
+
+
+class Clock:
+    """A clock the test moves by hand (``tick``); starts at :data:`T0`."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def ingest_press(service: DispatchService, device_id: str, clock: Clock, event: str) -> int:
+    """An accepted SOS press from ``device_id`` at the clock's time; returns its alert id."""
+    payload = json.dumps({"event_id": event, "ts": clock.now.isoformat(), "kind": "press"}).encode()
+    ack = service.ingest_sos(device_id, payload)
+    assert ack.accepted, ack
+    return int(ack.alert_id)
+
+
+def ingest_report(service: DispatchService, lat: float, lon: float, clock: Clock, event: str, **kw: object) -> int:
+    """An accepted 102 report at (lat, lon) at the clock's time; returns its alert id."""
+    body = {"event_id": event, "ts": clock.now.isoformat(), "lat": lat, "lon": lon, "accuracy_m": 10.0,
+            "category": "theft", "text": "bag", **kw}
+    ack = service.ingest_app102(json.dumps(body).encode())
+    assert ack.accepted, ack
+    return int(ack.alert_id)
+
+
+# -- planner data: the real Toronto incidents and the U of T street extract -------------------
+
+
+TORONTO_TZ = "America/Toronto"
+
+
+@lru_cache(maxsize=1)
+def toronto_all() -> tuple[Incidents, LoadReport]:
+    """All 210,992 Toronto MCI incidents (local Toronto time)."""
+    return read_incidents(shared(SHARED_FILES["TORONTO_CRIME"]), timezone=TORONTO_TZ)
+
+
+@lru_cache(maxsize=1)
+def toronto_network() -> StreetNetwork:
+    return load_network(shared(SHARED_FILES["TORONTO_XML"]))
+
+
+@lru_cache(maxsize=1)
+def toronto_graph() -> WalkGraph:
+    return WalkGraph(Router(toronto_network()))
+
+
+@lru_cache(maxsize=1)
+def toronto_extract() -> tuple[Incidents, LoadReport]:
+    """The incidents within 100 m of the street extract's <bounds> and near its walkable streets."""
+    inc, report = toronto_all()
+    return within_area(inc, toronto_graph(), bounds=read_osm_bounds(shared(SHARED_FILES["TORONTO_XML"])), report=report)
+
+
+TORONTO_BOOTHS = [
+    # amenity=police in the extract (osm/PROVENANCE.md): 40 College St and 21 Sussex Ave.
+    Booth("tps-hq", 43.6616, -79.3866, "Toronto Police Headquarters"),
+    Booth("uoft-campus", 43.66487, -79.40098, "University of Toronto Campus Police"),
+]
+
+NIGHT = "22:00-06:00"
+
+
+def toronto_night(on: date = date(2022, 1, 7)) -> Shift:
+    return Shift.parse(NIGHT, on=on, timezone=TORONTO_TZ)
+
+
+@lru_cache(maxsize=4)
+def toronto_risk(shift_text: str = NIGHT, n_spots: int = 40) -> RiskMap:
+    inc, _ = toronto_extract()
+    shift = Shift.parse(shift_text, on=date(2022, 1, 7), timezone=TORONTO_TZ)
+    return risk_map(inc, toronto_graph(), shift, n_spots=n_spots)
+
+
+# -- brute-force reference for unit ranking ---------------------------------------------------
+
+
+UNIT_MODES = {"booth": "walk", "foot": "walk", "car": "drive"}
+
+
+def mode_edges(net: StreetNetwork, mode: str, walk_speed: float = 1.4) -> list[tuple[int, int, float, float, bool, bool]]:
+    """(u, v, time_s, length_m, forward_ok, backward_ok) for the mode's largest component."""
+    g = nx.DiGraph()
+    rows = []
+    for i in range(net.n_segments):
+        if mode == "walk" and not net.seg_walk[i]:
+            continue
+        if mode == "drive" and not net.seg_drive[i]:
+            continue
+        u, v, ln = int(net.seg_u[i]), int(net.seg_v[i]), float(net.seg_length_m[i])
+        if mode == "walk":
+            t, back = ln / walk_speed, True
+        else:
+            t, back = ln / (float(net.seg_speed_kmh[i]) / 3.6), not bool(net.seg_oneway[i])
+        rows.append((u, v, t, ln, True, back))
+        g.add_edge(u, v)
+        if back:
+            g.add_edge(v, u)
+    comps = nx.weakly_connected_components(g) if mode == "walk" else nx.strongly_connected_components(g)
+    biggest = max(comps, key=len)
+    return [r for r in rows if r[0] in biggest and r[1] in biggest]
+
+
+class BruteForce:
+    """Reference ETAs for one network."""
+
+    def __init__(self, net: StreetNetwork, walk_speed: float = 1.4) -> None:
+        self.net = net
+        self.walk_speed = walk_speed
+        self.edges = {m: mode_edges(net, m, walk_speed) for m in ("walk", "drive")}
+        self.lines = {
+            m: shapely.linestrings(
+                [[(net.node_x[u], net.node_y[u]), (net.node_x[v], net.node_y[v])] for u, v, *_ in e]
+            )
+            for m, e in self.edges.items()
+        }
+
+    def snap(self, lat: float, lon: float, mode: str) -> tuple[int, float, float]:
+        """(edge index, fraction, distance) by scanning every segment of the mode."""
+        x, y = self.net.to_xy(lat, lon)
+        p = shapely.points(float(x), float(y))
+        d = shapely.distance(self.lines[mode], p)
+        i = int(np.argmin(d))
+        line = self.lines[mode][i]
+        t = float(shapely.line_locate_point(line, p, normalized=True)) if line.length > 0 else 0.0
+        return i, t, float(d[i])
+
+    def etas(self, units: dict[str, tuple[str, float, float]], lat: float, lon: float) -> dict[str, tuple[float, float]]:
+        """ETA (s) and path length (m) of every reachable unit to the point."""
+        out: dict[str, tuple[float, float]] = {}
+        for mode in ("walk", "drive"):
+            mine = {uid: (kind, ulat, ulon) for uid, (kind, ulat, ulon) in units.items() if UNIT_MODES[kind] == mode}
+            if not mine:
+                continue
+            alert_edge, alert_t, alert_d = self.snap(lat, lon, mode)
+            # Points to insert per edge: (fraction, name)
+            cuts: dict[int, list[tuple[float, object]]] = {alert_edge: [(alert_t, "ALERT")]}
+            legs = {}
+            for uid, (_, ulat, ulon) in mine.items():
+                e, t, d = self.snap(ulat, ulon, mode)
+                cuts.setdefault(e, []).append((t, ("U", uid)))
+                legs[uid] = d
+            g = nx.DiGraph()
+
+            def add(a, b, t, ln):
+                if g.has_edge(a, b) and g[a][b]["t"] <= t:
+                    return
+                g.add_edge(a, b, t=t, l=ln)
+
+            for idx, (u, v, t, ln, fwd, back) in enumerate(self.edges[mode]):
+                chain = [(0.0, u)] + sorted(cuts.get(idx, []), key=lambda c: c[0]) + [(1.0, v)]
+                for (fa, na), (fb, nb) in zip(chain[:-1], chain[1:]):
+                    share = fb - fa
+                    if fwd:
+                        add(na, nb, share * t, share * ln)
+                    if back:
+                        add(nb, na, share * t, share * ln)
+            rev = g.reverse(copy=False)
+            pred, times = nx.dijkstra_predecessor_and_distance(rev, "ALERT", weight="t")
+            for uid in mine:
+                node = ("U", uid)
+                if node not in times:
+                    continue
+                length, at = 0.0, node
+                while at != "ALERT":  # follow the shortest-path tree back to the alert
+                    nxt = pred[at][0]
+                    length += g[at][nxt]["l"]
+                    at = nxt
+                leg = legs[uid] + alert_d
+                out[uid] = (times[node] + leg / self.walk_speed, length + leg)
+        return out

@@ -1,0 +1,160 @@
+"""Every bench part still runs: ``python -m bench --quick --only PART`` in a subprocess, per part.
+
+The quick form uses tiny sizes (seconds, not a measurement) against the test broker and writes its
+figures and its BENCHMARKS.md to a temporary folder, never over the record. Each test checks that
+the part completed, produced its figures (present, positive, finite) and rendered its section, so
+a benchmark that rots (a renamed API, a page that changed, a CSP that refuses the driver) fails
+here instead of on the next ``make bench``.
+
+The hostile part is the former tests/test_hostile_bench.py (2,000 generated messages, good and
+bad, through the real broker and the service's own bridge into SQLite), folded in here with all
+its assertions. ``bench/chaos.py`` is not a ``python -m bench`` part: tests/bench/test_chaos.py runs its
+short form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[2]  # tests/<room>/this file -> the repository
+
+
+def _at(figures: dict[str, Any], path: str) -> Any:
+    value: Any = figures
+    for key in path.split("."):
+        assert isinstance(value, dict) and key in value, f"no {path!r} in the figures (missing {key!r})"
+        value = value[key]
+    return value
+
+
+def _positive(figures: dict[str, Any], *paths: str) -> None:
+    for path in paths:
+        value = _at(figures, path)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (path, value)
+        assert math.isfinite(value) and value > 0, (path, value)
+
+
+def _non_negative(figures: dict[str, Any], *paths: str) -> None:
+    """For durations rounded to 10 ms, which a tiny run may bring to 0."""
+    for path in paths:
+        value = _at(figures, path)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (path, value)
+        assert math.isfinite(value) and value >= 0, (path, value)
+
+
+def _routing(f: dict[str, Any]) -> None:
+    (city,) = f.values()
+    _positive(city, "nodes", "units", "alerts", "router_build_s", "pandana_setup_s", "pandana_static_fleet_per_alert_ms")
+    for approach in ("qorgau", "qorgau_cpu", "qorgau_move_unit", "networkx", "pandana_moving_fleet"):
+        _positive(city, f"{approach}.median_ms", f"{approach}.p99_ms", f"{approach}.n")
+    assert 0 <= city["networkx_agreement"] <= 1 and 0 <= city["pandana_agreement"] <= 1
+
+
+def _mqtt(f: dict[str, Any]) -> None:
+    _positive(f, "rate_hz", "duration_s")
+    for path in ("bare", "qorgau"):
+        _positive(f, f"{path}.sent", f"{path}.received", f"{path}.p50_ms", f"{path}.p99_ms", f"{path}.max_ms")
+    assert f["qorgau"]["received"] == f["qorgau"]["sent"], f["qorgau"]
+    assert f["qorgau"]["alerts_stored"] == f["qorgau"]["sent"]
+    assert set(f["qorgau"]["ack_statuses"]) == {"accepted"}
+
+
+def _burst(f: dict[str, Any]) -> None:
+    _positive(f, "burst.sent", "burst.received", "burst.p50_ms", "burst.p99_ms", "burst.published_in_s", "burst.last_ack_after_s")
+    assert f["burst"]["received"] == f["burst"]["sent"], f["burst"]
+    _positive(f, "flood.rate_hz", "flood.duration_s", "flood.reports_sent")
+    for phase in ("quiet", "flooded"):
+        _positive(f, f"flood.{phase}.sent", f"flood.{phase}.received", f"flood.{phase}.p50_ms", f"flood.{phase}.p99_ms")
+        assert f["flood"][phase]["received"] == f["flood"][phase]["sent"], f["flood"][phase]
+
+
+def _planner(f: dict[str, Any]) -> None:
+    ev = f["evaluation"]
+    for name in ("full", "night", "early", "extract"):
+        _positive(ev, f"{name}.windows", f"{name}.events_per_window", f"{name}.area_km2")
+        assert ev[f"{name}_table"], name
+    _positive(ev, "full_seconds_with_read", "read_seconds", "extract_incidents")
+    _non_negative(ev, "extract_seconds")
+    _positive(f, "city.nodes", "city.incidents", "city.total_seconds", "city.hot_spots", "city.stops", "city.plan_html_mb")
+    _non_negative(f, "city.steps_seconds.router", "city.steps_seconds.plan", "city.steps_seconds.files")
+    _positive(f, "city.risk_covered_share")
+    for q in ("city.quality", "toronto_quality"):
+        _positive(f, f"{q}.total_risk", f"{q}.hot_spots", f"{q}.greedy.risk_per_patrol_hour")
+        _positive(f, f"{q}.pyvrp.risk_per_patrol_hour", f"{q}.pyvrp.iterations", f"{q}.pyvrp_10x.risk_per_patrol_hour")
+    assert f["quick"] is True
+
+
+def _map(f: dict[str, Any]) -> None:
+    assert f["browser"].startswith("Chromium")
+    for scenario in ("latency", "scale"):
+        s = f[scenario]
+        assert s["missing"] == 0, s  # signed in under the page's own CSP, every pressed alert reached the DOM
+        for path in ("publish_to_marker", "publish_to_ack"):
+            _positive(s, f"{path}.n", f"{path}.p50_ms", f"{path}.p95_ms", f"{path}.max_ms")
+        # ack -> marker compares two observers (the publisher hears the ack, the page draws the marker):
+        # the page may well draw first, so it is finite, not necessarily positive.
+        _positive(s, "ack_to_marker.n")
+        for q in ("p50_ms", "p95_ms", "max_ms"):
+            assert math.isfinite(s["ack_to_marker"][q]), (scenario, s["ack_to_marker"])
+        assert s["publish_to_marker"]["n"] == s["sent"]
+    _positive(f, "scale.open_alerts", "scale.units", "scale.sign_in_to_live_ms", "scale.snapshot_ms", "scale.frames.n")
+    _positive(f, "scale.frames.p50_ms", "latency.update.n", "latency.events")
+
+
+def _hostile(f: dict[str, Any]) -> None:
+    # The assertions of the former tests/test_hostile_bench.py, on the same run (bench.hostile.QUICK).
+    assert f["processed"] >= f["reaching_the_service"], f
+    assert f["exceptions_escaping"] == 0, f["traceback_samples"]
+    assert f["internal_errors"] == 0 and f["tracebacks_in_log"] == 0
+    assert f["acks_without_reason"] == 0
+    assert f["good_sent"] > 800
+    assert f["good_stored"] == f["good_sent"] == f["good_stored_rows"]
+    # at least once: a dropped connection makes the broker redeliver, and a redelivery is answered again
+    for reason, expected in f["expected_rejections"].items():
+        assert expected <= f["rejected"].get(reason, 0) <= expected + f["redeliveries"], (reason, f["rejected"], f["expected_rejections"])
+    assert f["redeliveries"] >= 0
+    assert f["acks_rejected_by_reason"].get("malformed_json", 0) > 0  # devices hear why
+    assert f["ok"]
+
+
+PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "routing": (_routing, "## Recommendation: top 3 units by ETA"),
+    "mqtt": (_mqtt, "## SOS press -> accepted ack through Mosquitto"),
+    "burst": (_burst, "## "),
+    "planner": (_planner, "## Patrol planner"),
+    "map": (_map, "## Dispatcher's live map: MQTT publish -> marker in the browser"),
+    "hostile": (_hostile, "## Hostile input: generated good and bad messages through the bridge"),
+}
+"""Part -> (checks of its figures, a heading its section in BENCHMARKS.md starts with)."""
+
+
+@pytest.mark.parametrize("part", list(PARTS))
+def test_quick_form_runs_and_produces_its_figures(part: str, mqtt_url: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "QORGAU_TEST_MQTT_URL": mqtt_url,
+        "QORGAU_SHARED_DATA": str(SHARED_DATA),  # the planner part reads the Toronto data where the tests do
+    }
+    argv = [sys.executable, "-m", "bench", "--quick", "--only", part, "--mqtt", mqtt_url, "--out", str(tmp_path)]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BENCHMARKS.md", f"{part}.json"]
+    record = json.loads((tmp_path / f"{part}.json").read_text())
+    assert "--quick" in record["command"]
+    check, heading = PARTS[part]
+    check(record["figures"])
+    markdown = (tmp_path / "BENCHMARKS.md").read_text()
+    assert markdown.startswith("# Benchmarks")
+    assert f"with `{record['command']}`" in markdown  # the part rendered its section
+    assert heading in markdown

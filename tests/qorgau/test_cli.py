@@ -1,0 +1,210 @@
+"""The qorgau command: simulate and demo against the real broker, serve's wiring."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from support import FAR_DEVICE, JWT_SECRET, Registry, Running, wait_for
+
+from dispatch import write_devices
+from geo import Router, StreetNetwork
+from qorgau import QorgauService, Settings, Simulator
+from qorgau.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(Settings.model_fields):
+        monkeypatch.delenv(f"QORGAU_{name.upper()}", raising=False)
+
+
+def _street_devices(registry: Registry, tmp_path: Path) -> Path:
+    return write_devices(
+        tmp_path / "street-devices.geojson", [d for d in registry.devices.values() if d.id != FAR_DEVICE]
+    )
+
+
+def test_simulate_command_feeds_the_service(
+    running: Running,
+    registry: Registry,
+    mqtt_url: str,
+    topic_root: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    devices = _street_devices(registry, tmp_path)
+    argv = [
+        "simulate",
+        "--mqtt",
+        mqtt_url,
+        "--topic-root",
+        topic_root,
+        "--devices",
+        str(devices),
+        "--count",
+        "5",
+        "--rate",
+        "50",
+        "--kind",
+        "press",
+        "--seed",
+        "3",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "no --network: publishing SOS presses only" in out
+    assert f"published 5 SOS alerts, 0 102 reports, 0 unit positions to {mqtt_url} under {topic_root}/" in out
+    alerts = wait_for(lambda: (a := running.alerts()) and len(a) == 5 and a, what="5 simulated alerts")
+    assert {a["source"] for a in alerts} == {"sos"}
+    assert {a["kind"] for a in alerts} == {"press"}
+
+
+def test_simulator_sends_reports_on_streets_and_moves_units(
+    running: Running, registry: Registry, city: StreetNetwork, mqtt_url: str, topic_root: str
+) -> None:
+    sim = Simulator(
+        url=mqtt_url,
+        topic_root=topic_root,
+        devices=[d for d in registry.devices.values() if d.id != FAR_DEVICE],
+        router=Router(city),
+        units=registry.units,
+        rate_per_s=50,
+        sos_share=0.3,
+        move_units=True,
+        seed=11,
+    )
+    report = sim.run(8)
+    assert (report.alerts, report.positions) == (8, 8)
+    assert report.app102 > 0
+    wait_for(lambda: len(running.alerts()) == 8, what="8 simulated alerts")
+    metrics = wait_for(
+        lambda: (m := running.http.get("/api/metrics").json())["positions"] == 8 and m, what="8 unit positions applied"
+    )
+    assert sum(metrics["rejected"].values()) == 0
+    assert {a["kind"] for a in running.alerts() if a["source"] == "sos"} <= {"test"}  # simulated presses are tests
+    booths = {u.id: u for u in registry.units if u.kind.value == "booth"}
+    for unit in running.http.get("/api/units").json():
+        if unit["id"] in booths:
+            assert unit["position_ts"] is None  # booths do not move
+
+
+def test_simulator_refuses_impossible_settings(mqtt_url: str) -> None:
+    with pytest.raises(ValueError, match="SOS presses need devices"):
+        Simulator(url=mqtt_url, topic_root="x")
+    with pytest.raises(ValueError, match="rate_per_s must be positive, got 0"):
+        Simulator(url=mqtt_url, topic_root="x", rate_per_s=0)
+
+
+def test_demo_runs_a_generated_city_and_prints_its_url(
+    mqtt_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = f"qorgau-test/{uuid.uuid4().hex[:12]}/demo"
+    argv = [
+        "demo",
+        "--data-dir",
+        str(tmp_path / "demo"),
+        "--nodes",
+        "1500",
+        "--port",
+        "0",
+        "--duration",
+        "3",
+        "--rate",
+        "10",
+        "--mqtt",
+        mqtt_url,
+        "--topic-root",
+        root,
+        "--client-id",
+        f"qorgau-test-{uuid.uuid4().hex[:8]}",
+    ]
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(main(argv)))
+    thread.start()
+    out = ""
+    deadline = time.monotonic() + 20
+    while "Open http" not in out and thread.is_alive() and time.monotonic() < deadline:
+        out += capsys.readouterr().out
+        time.sleep(0.05)
+    match = re.search(r"Open (http://127\.0\.0\.1:\d+)/api/alerts", out)
+    assert match, out
+    while "dispatcher token" not in out and thread.is_alive() and time.monotonic() < deadline:
+        out += capsys.readouterr().out
+        time.sleep(0.05)
+    token = re.search(r"dispatcher token: (\S+)", out)
+    assert token, out
+    assert httpx.get(f"{match.group(1)}/api/alerts").status_code == 401
+    headers = {"Authorization": f"Bearer {token.group(1)}"}
+    alerts = wait_for(
+        lambda: httpx.get(f"{match.group(1)}/api/alerts", headers=headers).json(), timeout_s=3, what="demo alerts"
+    )
+    assert alerts[0]["recommendations"]
+    while "Dispatcher map" not in out and thread.is_alive() and time.monotonic() < deadline:
+        out += capsys.readouterr().out
+        time.sleep(0.05)
+    login = re.search(r"Dispatcher map: (\S+)/map  \(sign in as 'dispatcher', password (\S+)\)", out)
+    assert login and login.group(1) == match.group(1), out
+    signed_in = httpx.post(f"{login.group(1)}/login", data={"username": "dispatcher", "password": login.group(2)})
+    assert signed_in.status_code == 303 and "qorgau_session=" in signed_in.headers["set-cookie"]
+    thread.join(timeout=20)
+    out += capsys.readouterr().out
+    assert result == [0]
+    assert "street network: generated city (synthetic" in out
+    assert "not a real place" in out
+    assert re.search(r"demo stopped: [1-9]\d* alerts accepted, 0 messages rejected", out), out
+    assert (tmp_path / "demo" / "units.geojson").exists()
+    assert (tmp_path / "demo" / "devices.geojson").exists()
+    assert (tmp_path / "demo" / "demo.sqlite3").exists()
+
+
+def test_serve_without_network_says_what_to_do(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QORGAU_JWT_SECRET", JWT_SECRET)
+    monkeypatch.delenv("QORGAU_NETWORK", raising=False)
+    assert main(["serve", "--port", "0"]) == 1
+    assert "no street network: give --network (or QORGAU_NETWORK)" in capsys.readouterr().err
+
+
+def test_serve_with_unreachable_broker_fails_clearly(city: StreetNetwork, registry: Registry, tmp_path: Path) -> None:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}",
+        mqtt_url="mqtt://127.0.0.1:9",
+        jwt_secret=JWT_SECRET,
+        units=registry.units_path,
+        devices=registry.devices_path,
+        port=0,
+    )
+    with pytest.raises(ConnectionError, match=r"cannot reach the MQTT broker at mqtt://127\.0\.0\.1:9"):
+        QorgauService(settings, network=city).start()
+
+
+def test_serve_forever_runs_bridge_and_api_in_one_process(
+    city: StreetNetwork, registry: Registry, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}",
+        mqtt_url=mqtt_url,
+        topic_root=topic_root,
+        client_id=f"qorgau-test-{uuid.uuid4().hex[:12]}",
+        session_expiry_s=60,
+        jwt_secret=JWT_SECRET,
+        units=registry.units_path,
+        devices=registry.devices_path,
+        port=0,
+    )
+    service = QorgauService(settings, network=city)
+    thread = threading.Thread(target=service.serve_forever)
+    thread.start()
+    try:
+        wait_for(lambda: service.port != 0, timeout_s=10, what="HTTP server bound")
+        health = httpx.get(f"{service.base_url}/healthz").json()
+        assert health["checks"] == {"database": "ok", "mqtt": "ok"}
+    finally:
+        service.stop(end_session=True)
+        thread.join(timeout=10)
+    assert not thread.is_alive()
