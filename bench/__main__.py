@@ -243,20 +243,33 @@ def render(results: Path = RESULTS) -> str:
             continue
         m = part["machine"]
         body = importlib.import_module(f"bench.{name}").render(part["figures"])
-        lines += [body[0], "", f"Measured {part['measured_at']} with `{part['command']}` on {m['cpu']} ({m['cores']} cores, "
-                  f"load {m['load_average_at_start'][0]:.2f}){note(part['figures'])}", *body[1:]]  # fmt: skip
+        lines += [
+            body[0],
+            "",
+            f"Measured {part['measured_at']} with `{part['command']}` on {m['cpu']} ({m['cores']} cores, "
+            f"load {m['load_average_at_start'][0]:.2f}){note(part['figures'])}",
+            *body[1:],
+        ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["routing", "mqtt", "burst", "planner", "map", "hostile"], action="append", help="run only these parts")
     parser.add_argument(
-        "--quick", action="store_true",
+        "--only",
+        choices=["routing", "mqtt", "burst", "planner", "map", "hostile"],
+        action="append",
+        help="run only these parts",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
         help="tiny sizes, seconds per part: checks that the bench still runs; figures go to --out, not to the record",
     )
     parser.add_argument(
-        "--out", type=Path, metavar="DIR",
+        "--out",
+        type=Path,
+        metavar="DIR",
         help="where the parts' JSON and BENCHMARKS.md go [bench/results and ./BENCHMARKS.md; with --quick a new temporary folder]",
     )
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))

@@ -48,7 +48,9 @@ def _rss_mib() -> float:
 def _service_process(settings_json: str, ready, stop, results) -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = Settings.model_validate_json(settings_json)
-    settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))})  # never leaves this process
+    settings = settings.model_copy(
+        update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))}
+    )  # never leaves this process
     service = QorgauService(settings, network=generate_city(NODES, seed=3)).start()
     peak = {"rss_mib": _rss_mib(), "depth": {}}
     start_rss = peak["rss_mib"]
@@ -68,17 +70,22 @@ def _service_process(settings_json: str, ready, stop, results) -> None:
     sampler.join()
     stats = service.bridge.stats()
     alerts = service.store.list_alerts(limit=1_000_000)
-    results.put({
-        "rss_start_mib": round(start_rss, 1),
-        "rss_peak_mib": round(peak["rss_mib"], 1),
-        "max_queue_depth": peak["depth"],
-        "queue_limit": {lane.value: n for lane, n in service.bridge.queue_limit.items()},
-        "holds": stats.holds,
-        "shed": stats.shed,
-        "restarts": stats.restarts,
-        "stored": {"sos": sum(a.source.value == "sos" for a in alerts), "app102": sum(a.source.value == "app102" for a in alerts)},
-        "distinct_events": len({(a.source, a.sender, a.event_id) for a in alerts}),
-    })  # fmt: skip
+    results.put(
+        {
+            "rss_start_mib": round(start_rss, 1),
+            "rss_peak_mib": round(peak["rss_mib"], 1),
+            "max_queue_depth": peak["depth"],
+            "queue_limit": {lane.value: n for lane, n in service.bridge.queue_limit.items()},
+            "holds": stats.holds,
+            "shed": stats.shed,
+            "restarts": stats.restarts,
+            "stored": {
+                "sos": sum(a.source.value == "sos" for a in alerts),
+                "app102": sum(a.source.value == "app102" for a in alerts),
+            },
+            "distinct_events": len({(a.source, a.sender, a.event_id) for a in alerts}),
+        }
+    )
     service.stop(end_session=True)
 
 
@@ -99,14 +106,20 @@ class _Service:
                 self.devices.append(Device(id=f"btn-{len(self.devices)}", site=DeviceSite.STREET, lat=lat, lon=lon))
         self.street_points = [(d.lat, d.lon) for d in self.devices]
         settings = Settings(
-            units=units_path, devices=write_devices(Path(tmp) / "devices.geojson", self.devices),
-            db_url=f"sqlite:///{tmp}/burst-{self.run}.sqlite3", mqtt_url=url, port=0, topic_root=self.root,
+            units=units_path,
+            devices=write_devices(Path(tmp) / "devices.geojson", self.devices),
+            db_url=f"sqlite:///{tmp}/burst-{self.run}.sqlite3",
+            mqtt_url=url,
+            port=0,
+            topic_root=self.root,
             client_id=f"qorgau-burst-{self.run}",
-        )  # fmt: skip
+        )
         ctx = mp.get_context("spawn")
         self._ready, self._stop, self._results = ctx.Event(), ctx.Event(), ctx.Queue()
         self._child = ctx.Process(
-            target=_service_process, args=(settings.model_dump_json(), self._ready, self._stop, self._results), daemon=True
+            target=_service_process,
+            args=(settings.model_dump_json(), self._ready, self._stop, self._results),
+            daemon=True,
         )
         self._child.start()
         if not self._ready.wait(180):
@@ -168,10 +181,15 @@ def burst(url: str, n: int = 5000, *, nodes: int = NODES) -> dict:
                 buttons.press(i)
             published_s = time.perf_counter() - started
             buttons.wait(n, timeout_s=300)
-            drained_s = (max(buttons.sent_at[e] + t for e, t in buttons.latency.items()) - started) if buttons.latency else None
+            drained_s = (
+                (max(buttons.sent_at[e] + t for e, t in buttons.latency.items()) - started) if buttons.latency else None
+            )
             out = _summary(list(buttons.latency.values()), n)
-            out.update(published_in_s=round(published_s, 3), last_ack_after_s=None if drained_s is None else round(drained_s, 2),
-                       ack_statuses=dict(buttons.statuses))  # fmt: skip
+            out.update(
+                published_in_s=round(published_s, 3),
+                last_ack_after_s=None if drained_s is None else round(drained_s, 2),
+                ack_statuses=dict(buttons.statuses),
+            )
         finally:
             buttons.close()
             out_service = service.finish()
@@ -187,8 +205,17 @@ def _flood_process(url: str, root: str, points: list, duration_s: float, ready, 
     sent, end = 0, time.monotonic() + duration_s
     while time.monotonic() < end:
         lat, lon = points[int(rng.integers(len(points)))]
-        body = json.dumps({"event_id": f"flood-{sent}", "ts": datetime.now(UTC).isoformat(), "lat": lat,
-                           "lon": lon, "accuracy_m": 10.0, "category": "noise", "text": ""})  # fmt: skip
+        body = json.dumps(
+            {
+                "event_id": f"flood-{sent}",
+                "ts": datetime.now(UTC).isoformat(),
+                "lat": lat,
+                "lon": lon,
+                "accuracy_m": 10.0,
+                "category": "noise",
+                "text": "",
+            }
+        )
         client.publish(f"{root}/app102/report", body, qos=1)
         sent += 1
         if sent % 200 == 0:
@@ -210,8 +237,11 @@ def flood(url: str, *, rate_hz: float = 10.0, duration_s: float = 20.0, nodes: i
             buttons.wait(sent, timeout_s=30)
             quiet = _summary(list(buttons.latency.values()), sent)
             ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
-            flooder = ctx.Process(target=_flood_process, args=(url, service.root, service.street_points, duration_s, ready,
-                                                               go, results), daemon=True)  # fmt: skip
+            flooder = ctx.Process(
+                target=_flood_process,
+                args=(url, service.root, service.street_points, duration_s, ready, go, results),
+                daemon=True,
+            )
             flooder.start()
             if not ready.wait(60):
                 msg = "the flood process did not come up"
@@ -230,8 +260,14 @@ def flood(url: str, *, rate_hz: float = 10.0, duration_s: float = 20.0, nodes: i
         finally:
             buttons.close()
             out_service = service.finish()
-        return {"rate_hz": rate_hz, "duration_s": duration_s, "quiet": quiet, "flooded": flooded,
-                "reports_sent": reports_sent, "service": out_service}  # fmt: skip
+        return {
+            "rate_hz": rate_hz,
+            "duration_s": duration_s,
+            "quiet": quiet,
+            "flooded": flooded,
+            "reports_sent": reports_sent,
+            "service": out_service,
+        }
 
 
 def run(url: str, quick: bool = False) -> dict:

@@ -579,7 +579,9 @@ class Buttons:
         now = time.monotonic()
         overdue = [p for p in self.unconfirmed() if now - p.last_sent > self.republish_after_s]
         for press in overdue:
-            log.warning("press %s has no PUBACK after %.0f s: publishing it again", press.event_id, now - press.last_sent)
+            log.warning(
+                "press %s has no PUBACK after %.0f s: publishing it again", press.event_id, now - press.last_sent
+            )
             self._publish(press)
             with self._lock:
                 self.counts["republishes"] += 1
@@ -718,11 +720,29 @@ class Chaos:
         self.broker.start()
         self.db: Database = SqliteDb(self.folder) if c.db == "sqlite" else PostgresCluster(self.folder / "pg")
         args = [
-            sys.executable, "-m", "qorgau", "serve",
-            "--network", str(osm), "--units", str(units), "--devices", str(devices),
-            "--db", self.db.url, "--mqtt", self.broker.url, "--topic-root", TOPIC_ROOT,
-            "--client-id", CLIENT_ID, "--port", "0", "--log-level", "INFO",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "qorgau",
+            "serve",
+            "--network",
+            str(osm),
+            "--units",
+            str(units),
+            "--devices",
+            str(devices),
+            "--db",
+            self.db.url,
+            "--mqtt",
+            self.broker.url,
+            "--topic-root",
+            TOPIC_ROOT,
+            "--client-id",
+            CLIENT_ID,
+            "--port",
+            "0",
+            "--log-level",
+            "INFO",
+        ]
         self.service = Service(args, _service_env(), self.folder / "service.log")
         self.service.start()
         if not self.service.ready.wait(120):
@@ -801,10 +821,12 @@ class Chaos:
         """The broker restart and the database outage, at their places on the time line."""
         c = self.config
         plan = sorted(
-            [(c.broker_restart_at * c.send_duration_s, self._restart_broker),
-             (c.db_outage_at * c.send_duration_s, self._db_outage)],
+            [
+                (c.broker_restart_at * c.send_duration_s, self._restart_broker),
+                (c.db_outage_at * c.send_duration_s, self._db_outage),
+            ],
             key=lambda x: x[0],
-        )  # fmt: skip
+        )
         for at, action in plan:
             delay = at - self.clock.now()
             if delay > 0:
@@ -941,7 +963,11 @@ def run(config: ChaosConfig) -> ChaosResult:
 def render(figures: dict[str, Any]) -> list[str]:
     """BENCHMARKS.md lines for a stored run (the first line is the heading)."""
     f = figures
-    verdict = "met" if f["sent"] == f["stored"] == f["unique_stored"] and f["lost"] == 0 and f["duplicates"] == 0 else "not met"
+    verdict = (
+        "met"
+        if f["sent"] == f["stored"] == f["unique_stored"] and f["lost"] == 0 and f["duplicates"] == 0
+        else "not met"
+    )
     return [
         "## Faults: nothing lost, nothing doubled (`make chaos`)",
         "",
@@ -972,8 +998,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=d.rate, help=f"presses per second [{d.rate:g}]")
     p.add_argument("--db", choices=("sqlite", "postgres"), default=d.db, help="database [sqlite]")
     p.add_argument("--buttons", type=int, default=d.buttons, help=f"simulated buttons [{d.buttons}]")
-    p.add_argument("--kill-every", type=float, default=d.kill_every_s, help=f"mean seconds between SIGKILLs [{d.kill_every_s:g}]")
-    p.add_argument("--db-outage", type=float, default=d.db_outage_s, help=f"seconds the database is away [{d.db_outage_s:g}]")
+    p.add_argument(
+        "--kill-every", type=float, default=d.kill_every_s, help=f"mean seconds between SIGKILLs [{d.kill_every_s:g}]"
+    )
+    p.add_argument(
+        "--db-outage", type=float, default=d.db_outage_s, help=f"seconds the database is away [{d.db_outage_s:g}]"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/chaos.json and BENCHMARKS.md")

@@ -94,9 +94,7 @@ def _ts(now: datetime, rng: random.Random) -> str:
     return (now - timedelta(seconds=rng.uniform(0, 60))).isoformat()
 
 
-def generate(
-    n: int, *, seed: int, topics: Topics, devices: list[Device], now: datetime
-) -> list[Message]:
+def generate(n: int, *, seed: int, topics: Topics, devices: list[Device], now: datetime) -> list[Message]:
     """``n`` messages in the proportions of :data:`MIX`, shuffled, the same for the same seed."""
     rng = random.Random(seed)
     kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=n)
@@ -113,10 +111,15 @@ def generate(
             out.append(Message(kind, topics.sos_alert(device.id), json.dumps(body).encode(), event))
         elif kind == "good_102":
             event = f"good-102-{seed}-{i}"
-            body = {"event_id": event, "ts": ts, "lat": device.lat + rng.uniform(-2e-4, 2e-4),
-                    "lon": device.lon + rng.uniform(-2e-4, 2e-4), "accuracy_m": rng.uniform(3, 150),
-                    "category": rng.choice(["theft", "assault", "noise", "fraud", "сұрақ", "кража"]),
-                    "text": rng.choice(["", "help", "Помогите!", "Көмектесіңіздер", "x" * 500])}  # fmt: skip
+            body = {
+                "event_id": event,
+                "ts": ts,
+                "lat": device.lat + rng.uniform(-2e-4, 2e-4),
+                "lon": device.lon + rng.uniform(-2e-4, 2e-4),
+                "accuracy_m": rng.uniform(3, 150),
+                "category": rng.choice(["theft", "assault", "noise", "fraud", "сұрақ", "кража"]),
+                "text": rng.choice(["", "help", "Помогите!", "Көмектесіңіздер", "x" * 500]),
+            }
             response = f"{topics.app102_ack_prefix}bench-{i}" if rng.random() < 0.5 else None
             out.append(Message(kind, topics.app102_report, json.dumps(body).encode(), event, response))
         elif kind == "replayed_event" and good_sos:
@@ -135,21 +138,43 @@ def generate(
             topic = rng.choice([topics.sos_alert(device.id), topics.app102_report])
             out.append(Message(kind, topic, junk))
         elif kind == "wrong_type":
-            body = rng.choice([
-                {"event_id": 17, "ts": ts, "kind": "press"},
-                {"event_id": f"wt-{i}", "ts": 1700000000, "kind": "press"},
-                {"event_id": f"wt-{i}", "ts": ts, "lat": "43.2", "lon": 76.9, "accuracy_m": 5, "category": "theft", "text": ""},
-                [1, 2, 3], "press", None,
-            ])  # fmt: skip
+            body = rng.choice(
+                [
+                    {"event_id": 17, "ts": ts, "kind": "press"},
+                    {"event_id": f"wt-{i}", "ts": 1700000000, "kind": "press"},
+                    {
+                        "event_id": f"wt-{i}",
+                        "ts": ts,
+                        "lat": "43.2",
+                        "lon": 76.9,
+                        "accuracy_m": 5,
+                        "category": "theft",
+                        "text": "",
+                    },
+                    [1, 2, 3],
+                    "press",
+                    None,
+                ]
+            )
             topic = topics.app102_report if isinstance(body, dict) and "lat" in body else topics.sos_alert(device.id)
             out.append(Message(kind, topic, json.dumps(body).encode()))
         elif kind == "missing_field":
-            body = rng.choice([{"ts": ts, "kind": "press"}, {"event_id": f"mf-{i}", "kind": "press"},
-                               {"event_id": f"mf-{i}", "ts": ts, "lat": 43.2, "accuracy_m": 5, "category": "theft", "text": ""}])  # fmt: skip
+            body = rng.choice(
+                [
+                    {"ts": ts, "kind": "press"},
+                    {"event_id": f"mf-{i}", "kind": "press"},
+                    {"event_id": f"mf-{i}", "ts": ts, "lat": 43.2, "accuracy_m": 5, "category": "theft", "text": ""},
+                ]
+            )
             topic = topics.app102_report if "lat" in body else topics.sos_alert(device.id)
             out.append(Message(kind, topic, json.dumps(body).encode()))
         elif kind == "oversized":
-            body = {"event_id": f"big-{i}", "ts": ts, "kind": "press", "pad": "x" * (MAX_PAYLOAD_BYTES + rng.randrange(1, 4096))}
+            body = {
+                "event_id": f"big-{i}",
+                "ts": ts,
+                "kind": "press",
+                "pad": "x" * (MAX_PAYLOAD_BYTES + rng.randrange(1, 4096)),
+            }
             out.append(Message(kind, topics.sos_alert(device.id), json.dumps(body).encode()))
         elif kind == "unknown_device":
             body = {"event_id": f"ud-{i}", "ts": ts, "kind": "press"}
@@ -159,16 +184,30 @@ def generate(
                 body = {"event_id": f"oa-{i}", "ts": ts, "kind": "press"}
                 out.append(Message(kind, topics.sos_alert(FAR_DEVICE), json.dumps(body).encode()))
             else:
-                body = {"event_id": f"oa-{i}", "ts": ts, "lat": device.lat + 0.5, "lon": device.lon - 0.5,
-                        "accuracy_m": 10, "category": "theft", "text": "far away"}  # fmt: skip
+                body = {
+                    "event_id": f"oa-{i}",
+                    "ts": ts,
+                    "lat": device.lat + 0.5,
+                    "lon": device.lon - 0.5,
+                    "accuracy_m": 10,
+                    "category": "theft",
+                    "text": "far away",
+                }
                 out.append(Message(kind, topics.app102_report, json.dumps(body).encode()))
         elif kind == "future_ts":
             future = (now + timedelta(days=rng.uniform(1, 3650))).isoformat()
             body = {"event_id": f"ft-{i}", "ts": future, "kind": "press"}
             out.append(Message(kind, topics.sos_alert(device.id), json.dumps(body).encode()))
         elif kind == "unknown_topic":
-            topic = rng.choice([f"{topics.root}/sos/{device.id}/alarm", f"{topics.root}/app102/reports",
-                                f"{topics.root}/units/car-1/orders", f"{topics.root}/sos//alert", f"{topics.root}/x"])  # fmt: skip
+            topic = rng.choice(
+                [
+                    f"{topics.root}/sos/{device.id}/alarm",
+                    f"{topics.root}/app102/reports",
+                    f"{topics.root}/units/car-1/orders",
+                    f"{topics.root}/sos//alert",
+                    f"{topics.root}/x",
+                ]
+            )
             # none is processed: the broker drops most (no subscription); ".../sos//alert" matches '+' and the
             # bridge ignores it with a warning
             out.append(Message(kind, topic, b'{"event_id": "nope"}', reaches_service=False))
@@ -176,9 +215,16 @@ def generate(
             ghost = f"ghost-unit-{rng.randrange(10**6)}"
             which = rng.choice(["position", "status", "ack"])
             body: dict[str, Any] = {"ts": ts}
-            body.update({"position": {"lat": device.lat, "lon": device.lon}, "status": {"status": "available"},
-                         "ack": {"alert_id": 1}}[which])  # fmt: skip
-            topic = {"position": topics.unit_position, "status": topics.unit_status, "ack": topics.unit_ack}[which](ghost)
+            body.update(
+                {
+                    "position": {"lat": device.lat, "lon": device.lon},
+                    "status": {"status": "available"},
+                    "ack": {"alert_id": 1},
+                }[which]
+            )
+            topic = {"position": topics.unit_position, "status": topics.unit_status, "ack": topics.unit_ack}[which](
+                ghost
+            )
             out.append(Message(kind, topic, json.dumps(body).encode()))
     return out
 
@@ -224,7 +270,9 @@ def _processed(metrics: dict[str, Any]) -> int:
     return sum(metrics["accepted"].values()) + sum(metrics["duplicates"].values()) + sum(metrics["rejected"].values())
 
 
-def _wait_until_done(service: QorgauService, *, good: int, reaching: int, started: float, timeout_s: float, stall_s: float = 60.0) -> float:
+def _wait_until_done(
+    service: QorgauService, *, good: int, reaching: int, started: float, timeout_s: float, stall_s: float = 60.0
+) -> float:
     """Seconds from ``started`` until every good message is stored and as many messages as were sent are processed.
 
     Processed counts redeliveries too (at least once: the broker redelivers what the bridge had not
@@ -258,7 +306,9 @@ QUICK: dict[str, Any] = {"n": 2000, "seed": 6, "window": 500, "timeout_s": 120.0
 """``python -m bench --quick --only hostile``: the short form tests/bench/test_bench_quick.py runs."""
 
 
-def run(url: str, *, n: int = 100_000, seed: int = 6, window: int = 2000, nodes: int = 2000, timeout_s: float = 3600.0) -> dict:
+def run(
+    url: str, *, n: int = 100_000, seed: int = 6, window: int = 2000, nodes: int = 2000, timeout_s: float = 3600.0
+) -> dict:
     """Feed ``n`` generated messages through the broker at ``url`` into a fresh service; return the figures."""
     city = generate_city(n_nodes=nodes, seed=7)
     run_id = uuid.uuid4().hex[:8]
@@ -274,10 +324,17 @@ def run(url: str, *, n: int = 100_000, seed: int = 6, window: int = 2000, nodes:
         units_path, devices_path, devices = _registry(Router(city), folder)
         db = folder / "hostile.sqlite3"
         settings = Settings(
-            db_url=f"sqlite:///{db}", mqtt_url=url, topic_root=topics.root, client_id=f"qorgau-bench-hostile-{run_id}",
-            session_expiry_s=600, units=units_path, devices=devices_path, port=0, max_payload_bytes=MAX_PAYLOAD_BYTES,
+            db_url=f"sqlite:///{db}",
+            mqtt_url=url,
+            topic_root=topics.root,
+            client_id=f"qorgau-bench-hostile-{run_id}",
+            session_expiry_s=600,
+            units=units_path,
+            devices=devices_path,
+            port=0,
+            max_payload_bytes=MAX_PAYLOAD_BYTES,
             jwt_secret=secrets.token_urlsafe(48),
-        )  # fmt: skip
+        )
         messages = generate(n, seed=seed, topics=topics, devices=devices, now=datetime.now(UTC))
         sent = Counter(m.kind for m in messages)
         reaching = sum(m.reaches_service for m in messages)
@@ -312,7 +369,9 @@ def run(url: str, *, n: int = 100_000, seed: int = 6, window: int = 2000, nodes:
                     info.wait_for_publish(30)
                     while published - _processed(service.service.metrics()) > window:
                         time.sleep(0.005)
-            wall_s = _wait_until_done(service, good=len(good_ids), reaching=reaching, started=started, timeout_s=timeout_s)
+            wall_s = _wait_until_done(
+                service, good=len(good_ids), reaching=reaching, started=started, timeout_s=timeout_s
+            )
             time.sleep(1.0)  # the last acks
             metrics = service.service.metrics()
         finally:

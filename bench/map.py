@@ -104,7 +104,9 @@ def _service_process(settings_json: str, nodes: int, seed: int, preload: int, ou
     from qorgau.simulate import random_street_point
 
     settings = Settings.model_validate_json(settings_json)
-    settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))})  # never leaves this process
+    settings = settings.model_copy(
+        update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))}
+    )  # never leaves this process
     service = QorgauService(settings, network=generate_city(nodes, seed=seed)).start()
     service.store.add_user(User("bench", Role.DISPATCHER), hash_password(PASSWORD), actor="bench")
     rng = random.Random(seed)
@@ -112,8 +114,15 @@ def _service_process(settings_json: str, nodes: int, seed: int, preload: int, ou
     started = time.perf_counter()
     for i in range(preload):
         lat, lon = random_street_point(service.router, rng)
-        payload = {"event_id": f"pre-{i}", "ts": _now_rfc3339(), "lat": lat, "lon": lon, "accuracy_m": 15.0,
-                   "category": rng.choice(categories), "text": f"preloaded report {i}"}  # fmt: skip
+        payload = {
+            "event_id": f"pre-{i}",
+            "ts": _now_rfc3339(),
+            "lat": lat,
+            "lon": lon,
+            "accuracy_m": 15.0,
+            "category": rng.choice(categories),
+            "text": f"preloaded report {i}",
+        }
         service.service.ingest_app102(json.dumps(payload).encode())
     out.put({"base_url": service.base_url, "preload_s": time.perf_counter() - started})
     stop.wait()
@@ -123,13 +132,27 @@ def _service_process(settings_json: str, nodes: int, seed: int, preload: int, ou
 class _Bench:
     """One service process, an MQTT client playing devices and patrols, and one signed-in page."""
 
-    def __init__(self, browser: Any, mqtt_url: str, tmp: Path, *, nodes: int, seed: int, booths: int, foot: int,
-                 cars: int, devices: int, preload: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        browser: Any,
+        mqtt_url: str,
+        tmp: Path,
+        *,
+        nodes: int,
+        seed: int,
+        booths: int,
+        foot: int,
+        cars: int,
+        devices: int,
+        preload: int = 0,
+    ) -> None:
         from qorgau import Settings
         from qorgau.demo import seed_registry
 
         self.city = generate_city(nodes, seed=seed)
-        units, buttons = seed_registry(Router(self.city), booths=booths, foot=foot, cars=cars, devices=devices, seed=seed)
+        units, buttons = seed_registry(
+            Router(self.city), booths=booths, foot=foot, cars=cars, devices=devices, seed=seed
+        )
         self.patrols = [u for u in units if u.kind.value != "booth"]
         self.devices = [d.id for d in buttons]
         run = uuid.uuid4().hex[:8]
@@ -147,7 +170,9 @@ class _Bench:
         ctx = mp.get_context("spawn")
         self._out, self._stop = ctx.Queue(), ctx.Event()
         self._child = ctx.Process(
-            target=_service_process, args=(settings.model_dump_json(), nodes, seed, preload, self._out, self._stop), daemon=True
+            target=_service_process,
+            args=(settings.model_dump_json(), nodes, seed, preload, self._out, self._stop),
+            daemon=True,
         )
         self._child.start()
         info = self._out.get(timeout=600)
@@ -283,8 +308,13 @@ class _Bench:
             else:
                 to_marker.append(t - self.offset_ms - self.published[e])
                 ack_to_marker.append(t - self.offset_ms - acked)
-        return {"publish_to_marker": _stats(to_marker), "publish_to_ack": _stats(to_ack),
-                "ack_to_marker": _stats(ack_to_marker), "missing": missing, "sent": n}  # fmt: skip
+        return {
+            "publish_to_marker": _stats(to_marker),
+            "publish_to_ack": _stats(to_ack),
+            "ack_to_marker": _stats(ack_to_marker),
+            "missing": missing,
+            "sent": n,
+        }
 
     def close(self) -> None:
         self.stop_moving()
@@ -305,9 +335,14 @@ def _latency(browser: Any, mqtt_url: str, tmp: Path, quick: bool) -> dict[str, A
         b.stop_moving()
         stats = b.page.evaluate("window.qorgau.stats")
         result.update(
-            city_nodes=nodes, moving_units=20, position_rate_hz=20.0, press_interval_s=0.15,
-            clock_offset_ms=round(b.offset_ms, 2), update=_stats(stats["updateMs"]), events=stats["events"],
-        )  # fmt: skip
+            city_nodes=nodes,
+            moving_units=20,
+            position_rate_hz=20.0,
+            press_interval_s=0.15,
+            clock_offset_ms=round(b.offset_ms, 2),
+            update=_stats(stats["updateMs"]),
+            events=stats["events"],
+        )
         return result
     finally:
         b.close()
@@ -316,12 +351,16 @@ def _latency(browser: Any, mqtt_url: str, tmp: Path, quick: bool) -> dict[str, A
 def _scale(browser: Any, mqtt_url: str, tmp: Path, quick: bool) -> dict[str, Any]:
     nodes = 2_000 if quick else 20_000
     alerts, booths, foot, cars = (30, 4, 8, 4) if quick else (1000, 100, 250, 150)
-    b = _Bench(browser, mqtt_url, tmp, nodes=nodes, seed=12, booths=booths, foot=foot, cars=cars, devices=200, preload=alerts)
+    b = _Bench(
+        browser, mqtt_url, tmp, nodes=nodes, seed=12, booths=booths, foot=foot, cars=cars, devices=200, preload=alerts
+    )
     try:
         page = b.page
-        loaded = page.evaluate("({alerts: window.qorgau.alerts.size, units: window.qorgau.units.size,"
-                               " listed: document.querySelectorAll('#q-alerts li').length,"
-                               " snapshotMs: window.qorgau.stats.snapshotMs, applyMs: window.qorgau.stats.snapshotApplyMs})")
+        loaded = page.evaluate(
+            "({alerts: window.qorgau.alerts.size, units: window.qorgau.units.size,"
+            " listed: document.querySelectorAll('#q-alerts li').length,"
+            " snapshotMs: window.qorgau.stats.snapshotMs, applyMs: window.qorgau.stats.snapshotApplyMs})"
+        )
         movers = foot + cars
         rate_hz = 0.25
         b.start_moving(movers, rate_hz)
@@ -350,14 +389,24 @@ def _scale(browser: Any, mqtt_url: str, tmp: Path, quick: bool) -> dict[str, Any
         heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize / 1048576 : null")
         long_frames = sum(1 for f in frames if f > 50)
         result.update(
-            city_nodes=nodes, open_alerts=loaded["alerts"], listed=loaded["listed"], units=loaded["units"],
-            moving_units=movers, position_rate_hz=movers * rate_hz, preload_s=round(b.preload_s, 1),
-            sign_in_to_live_ms=round(b.signed_in_ms, 1), snapshot_ms=round(loaded["snapshotMs"], 1),
-            snapshot_apply_ms=round(loaded["applyMs"], 1), frames=_stats(frames),
-            long_frames=long_frames, long_frame_share=round(long_frames / max(1, len(frames)), 4),
-            update=_stats(updates), events=events, filter_ms=[round(x, 1) for x in filter_ms],
+            city_nodes=nodes,
+            open_alerts=loaded["alerts"],
+            listed=loaded["listed"],
+            units=loaded["units"],
+            moving_units=movers,
+            position_rate_hz=movers * rate_hz,
+            preload_s=round(b.preload_s, 1),
+            sign_in_to_live_ms=round(b.signed_in_ms, 1),
+            snapshot_ms=round(loaded["snapshotMs"], 1),
+            snapshot_apply_ms=round(loaded["applyMs"], 1),
+            frames=_stats(frames),
+            long_frames=long_frames,
+            long_frame_share=round(long_frames / max(1, len(frames)), 4),
+            update=_stats(updates),
+            events=events,
+            filter_ms=[round(x, 1) for x in filter_ms],
             heap_mib=None if heap is None else round(heap, 1),
-        )  # fmt: skip
+        )
         return result
     finally:
         b.close()
@@ -402,12 +451,21 @@ def render(figures: dict) -> list[str]:
         "",
         "| what | n | p50 (ms) | p95 (ms) | max (ms) |",
         "|---|---|---|---|---|",
-        _row(f"publish -> marker in the DOM, {lat['moving_units']} patrols moving ({lat['city_nodes']:,}-node city)", lat["publish_to_marker"]),
+        _row(
+            f"publish -> marker in the DOM, {lat['moving_units']} patrols moving ({lat['city_nodes']:,}-node city)",
+            lat["publish_to_marker"],
+        ),
         _row("publish -> ack (the service alone, same presses)", lat["publish_to_ack"]),
-        _row("ack sent -> marker in the DOM (event stream and page; the ack is published after the commit, like the event)", lat["ack_to_marker"]),
+        _row(
+            "ack sent -> marker in the DOM (event stream and page; the ack is published after the commit, like the event)",
+            lat["ack_to_marker"],
+        ),
         _row("applying one batch of events to map and list (per frame)", lat["update"]),
-        _row(f"publish -> marker with {sc['open_alerts']:,} open alerts, {sc['units']} units, {sc['moving_units']} moving "
-             f"({sc['position_rate_hz']:.0f} positions/s)", sc["publish_to_marker"]),
+        _row(
+            f"publish -> marker with {sc['open_alerts']:,} open alerts, {sc['units']} units, {sc['moving_units']} moving "
+            f"({sc['position_rate_hz']:.0f} positions/s)",
+            sc["publish_to_marker"],
+        ),
         _row("frame interval, same load, zooming in and out", sc["frames"]),
         _row(f"applying one batch of events (same load, {sc['position_rate_hz']:.0f} positions/s)", sc["update"]),
         "",

@@ -131,7 +131,9 @@ def bare_round_trip(url: str, rate_hz: float, duration_s: float) -> dict:
 def _service_process(settings_json: str, nodes: int, ready, stop, results) -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = Settings.model_validate_json(settings_json)
-    settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))})  # never leaves this process
+    settings = settings.model_copy(
+        update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))}
+    )  # never leaves this process
     service = QorgauService(settings, network=generate_city(nodes, seed=3)).start()
     ready.set()
     stop.wait()
@@ -193,9 +195,7 @@ def press_to_ack(url: str, rate_hz: float, duration_s: float, *, nodes: int = 10
             def send(i: int) -> None:
                 event_id = f"{run}-{i}"
                 device = devices[i % len(devices)].id
-                body = json.dumps(
-                    {"event_id": event_id, "ts": datetime.now(UTC).isoformat(), "kind": "press"}
-                )
+                body = json.dumps({"event_id": event_id, "ts": datetime.now(UTC).isoformat(), "kind": "press"})
                 sent_at[event_id] = time.perf_counter()
                 client.publish(f"{root}/sos/{device}/alert", body, qos=1)
 

@@ -84,7 +84,11 @@ def _quality(graph, booths, risk, shift, patrols: int, iterations: int, time_lim
 
     out = {}
     g = greedy_routes(graph, booths, risk.hotspots, shift, patrols=patrols, total_risk=risk.total_risk)
-    out["greedy"] = {"risk_per_patrol_hour": g.risk_per_patrol_hour, "risk_covered": g.risk_covered, "seconds": g.solve_s}
+    out["greedy"] = {
+        "risk_per_patrol_hour": g.risk_per_patrol_hour,
+        "risk_covered": g.risk_covered,
+        "seconds": g.solve_s,
+    }
     for name, mult in (("pyvrp", 1), ("pyvrp_10x", 10)):
         s = SolverSettings(iterations=iterations * mult, time_limit_s=time_limit * mult)
         p = plan_routes(graph, booths, risk.hotspots, shift, patrols=patrols, total_risk=risk.total_risk, settings=s)
@@ -116,7 +120,10 @@ def _city(quick: bool) -> dict:
     inc = self_exciting_incidents(net, n_inc, seed=1, n_hotspots=60)
     gen_s = time.perf_counter() - t
     rng = np.random.default_rng(3)
-    booths = [Booth(f"b{i:02d}", float(inc.lat[j]), float(inc.lon[j])) for i, j in enumerate(rng.choice(len(inc), 20, replace=False))]
+    booths = [
+        Booth(f"b{i:02d}", float(inc.lat[j]), float(inc.lon[j]))
+        for i, j in enumerate(rng.choice(len(inc), 20, replace=False))
+    ]
     shift = Shift.parse("22:00-06:00", on=date(2026, 1, 1), timezone="Asia/Almaty")
     settings = SolverSettings(iterations=50, time_limit_s=2.0) if quick else SolverSettings()
     steps: dict[str, float] = {}
@@ -162,7 +169,10 @@ def _toronto_quality(quick: bool) -> dict:
     inc, report = read_incidents(_shared("crime/toronto_mci_2014_2021.csv.gz"), timezone="America/Toronto")
     graph = WalkGraph(Router(load_network(osm)))
     inc, _ = within_area(inc, graph, bounds=read_osm_bounds(osm), report=report)
-    booths = [Booth("tps-hq", 43.6616, -79.3866, "Toronto Police HQ"), Booth("uoft", 43.66487, -79.40098, "Campus Police")]
+    booths = [
+        Booth("tps-hq", 43.6616, -79.3866, "Toronto Police HQ"),
+        Booth("uoft", 43.66487, -79.40098, "Campus Police"),
+    ]
     shift = Shift.parse("22:00-06:00", on=date(2022, 1, 7), timezone="America/Toronto")
     risk = risk_map(inc, graph, shift, n_spots=40)
     s = SolverSettings(iterations=50, time_limit_s=2.0) if quick else SolverSettings()
@@ -171,7 +181,12 @@ def _toronto_quality(quick: bool) -> dict:
 
 def run(quick: bool) -> dict:
     """Measure everything; ``quick`` at tiny sizes (seconds, not for the record)."""
-    return {"evaluation": _evaluation(quick), "city": _city(quick), "toronto_quality": _toronto_quality(quick), "quick": quick}
+    return {
+        "evaluation": _evaluation(quick),
+        "city": _city(quick),
+        "toronto_quality": _toronto_quality(quick),
+        "quick": quick,
+    }
 
 
 def _fmt_quality(name: str, q: dict) -> list[str]:

@@ -43,7 +43,9 @@ class Scenario:
     n_networkx: int = 100
 
 
-def _points_on(net: StreetNetwork, router: Router, mode: str, n: int, rng: np.random.Generator, off_m: float, *, gaussian: bool) -> list[tuple[float, float]]:
+def _points_on(
+    net: StreetNetwork, router: Router, mode: str, n: int, rng: np.random.Generator, off_m: float, *, gaussian: bool
+) -> list[tuple[float, float]]:
     g = router.graph(mode)
     pick = rng.integers(g.size, size=n)
     t = rng.random(n)
@@ -57,7 +59,9 @@ def _points_on(net: StreetNetwork, router: Router, mode: str, n: int, rng: np.ra
     return list(zip(lat.tolist(), lon.tolist(), strict=True))
 
 
-def make_fleet(net: StreetNetwork, router: Router, n_units: int, rng: np.random.Generator) -> dict[str, tuple[str, float, float]]:
+def make_fleet(
+    net: StreetNetwork, router: Router, n_units: int, rng: np.random.Generator
+) -> dict[str, tuple[str, float, float]]:
     n_booth, n_foot = int(0.2 * n_units), int(0.5 * n_units)
     n_car = n_units - n_booth - n_foot
     fleet: dict[str, tuple[str, float, float]] = {}
@@ -137,8 +141,12 @@ def run(scenario: Scenario) -> dict:
         router.place_unit(uid, kind, lat, lon)
 
     # Peer inputs: every unit at its cheapest exit node, every alert at its cheapest entry node.
-    unit_node = {uid: _nearest_entry(router, lat, lon, UNIT_MODES[kind], entry=False) for uid, (kind, lat, lon) in fleet.items()}
-    alert_node = {m: [_nearest_entry(router, lat, lon, m, entry=True) for lat, lon in alerts] for m in ("walk", "drive")}
+    unit_node = {
+        uid: _nearest_entry(router, lat, lon, UNIT_MODES[kind], entry=False) for uid, (kind, lat, lon) in fleet.items()
+    }
+    alert_node = {
+        m: [_nearest_entry(router, lat, lon, m, entry=True) for lat, lon in alerts] for m in ("walk", "drive")
+    }
     by_mode = {m: [u for u, (kind, *_) in fleet.items() if UNIT_MODES[kind] == m] for m in ("walk", "drive")}
 
     # networkx: reversed graph per mode.
@@ -188,7 +196,13 @@ def run(scenario: Scenario) -> dict:
                 uids = by_mode[m]
                 nodes_xy = np.array([unit_node[u][0] for u in uids])
                 pnet = pd_nets[m]
-                pnet.set_pois(category="units", maxdist=1800, maxitems=10, x_col=pd.Series(net.node_x[nodes_xy]), y_col=pd.Series(net.node_y[nodes_xy]))
+                pnet.set_pois(
+                    category="units",
+                    maxdist=1800,
+                    maxitems=10,
+                    x_col=pd.Series(net.node_x[nodes_xy]),
+                    y_col=pd.Series(net.node_y[nodes_xy]),
+                )
                 tables[m] = pnet.nearest_pois(1800, "units", num_pois=10, include_poi_ids=True)
             pd_calls.append(time.perf_counter() - t)
     # pandana's distances exclude the units' off-street legs: take its 10 nearest per mode and

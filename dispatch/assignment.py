@@ -109,7 +109,9 @@ class Dispatcher:
             if alert.status is AlertStatus.NEW and recs:
                 updated = moved(updated, AlertStatus.RECOMMENDED, self.clock())
             tx.save_alert(updated)
-            tx.audit("recommend", actor=actor, alert_id=alert_id, before=alert_snapshot(alert), after=alert_snapshot(updated))
+            tx.audit(
+                "recommend", actor=actor, alert_id=alert_id, before=alert_snapshot(alert), after=alert_snapshot(updated)
+            )
         self.outbox.announce(alerts=(updated,))
         return updated
 
@@ -175,8 +177,14 @@ class Dispatcher:
                 before, after = alert_snapshot(alert), alert_snapshot(updated)
                 after.update(order_id=assignment.id, override=override, reason=reason)
                 tx.audit(action, actor=actor, alert_id=alert_id, unit_id=unit_id, before=before, after=after)
-                tx.audit("unit_change", actor=actor, unit_id=unit_id, alert_id=alert_id,
-                         before=unit_snapshot(unit), after=unit_snapshot(busy))
+                tx.audit(
+                    "unit_change",
+                    actor=actor,
+                    unit_id=unit_id,
+                    alert_id=alert_id,
+                    before=unit_snapshot(unit),
+                    after=unit_snapshot(busy),
+                )
             route = self.fleet.route(busy, alert)
             self.fleet.put(*released)
             self.fleet.take_off_router(busy)
@@ -195,8 +203,14 @@ class Dispatcher:
         freed = previous.copy()
         freed.status, freed.alert_id = UnitStatus.AVAILABLE, None
         tx.save_unit(freed)
-        tx.audit("unit_change", actor=actor, unit_id=freed.id, alert_id=alert.id,
-                 before=unit_snapshot(previous), after=unit_snapshot(freed))
+        tx.audit(
+            "unit_change",
+            actor=actor,
+            unit_id=freed.id,
+            alert_id=alert.id,
+            before=unit_snapshot(previous),
+            after=unit_snapshot(freed),
+        )
         return [freed]
 
     def route_to_alert(self, alert_id: int, unit_id: str) -> tuple[tuple[float, float], ...]:
@@ -237,7 +251,11 @@ class Dispatcher:
                 holder = alert.assigned_unit_id or "no unit"
                 msg = f"alert {alert_id} is {alert.status.value} for {holder}: no order of unit {unit_id!r} to acknowledge"
                 raise Conflict(msg, current=alert.status.value)
-            pending = [a for a in tx.assignments(alert_id) if a.unit_id == unit_id and a.acknowledged_at is None and a.missed_at is None]
+            pending = [
+                a
+                for a in tx.assignments(alert_id)
+                if a.unit_id == unit_id and a.acknowledged_at is None and a.missed_at is None
+            ]
             updated = moved(alert, AlertStatus.ACKNOWLEDGED, now)
             for a in pending:
                 a.acknowledged_at = now
@@ -253,7 +271,13 @@ class Dispatcher:
     def transition(self, alert_id: int, target: AlertStatus, *, actor: str, reason: str | None = None) -> Alert:
         """Move an alert along its lifecycle (see :meth:`DispatchService.transition`)."""
         target = AlertStatus(target)
-        if target in (AlertStatus.ASSIGNED, AlertStatus.ACKNOWLEDGED, AlertStatus.RECOMMENDED, AlertStatus.NEW, AlertStatus.TEST):
+        if target in (
+            AlertStatus.ASSIGNED,
+            AlertStatus.ACKNOWLEDGED,
+            AlertStatus.RECOMMENDED,
+            AlertStatus.NEW,
+            AlertStatus.TEST,
+        ):
             msg = f"use the assign, acknowledge or recommend actions to move an alert to {target.value!r}"
             raise Conflict(msg)
         now = self.clock()
@@ -262,8 +286,14 @@ class Dispatcher:
                 alert = locked_alert(tx, alert_id)
                 updated = moved(alert, target, now, reason=reason)
                 tx.save_alert(updated)
-                tx.audit("state_change", actor=actor, alert_id=alert_id, unit_id=alert.assigned_unit_id,
-                         before=alert_snapshot(alert), after=alert_snapshot(updated))
+                tx.audit(
+                    "state_change",
+                    actor=actor,
+                    alert_id=alert_id,
+                    unit_id=alert.assigned_unit_id,
+                    before=alert_snapshot(alert),
+                    after=alert_snapshot(updated),
+                )
                 unit = self.fleet.find(alert.assigned_unit_id or "")
                 changed = None
                 if unit is not None and unit.alert_id == alert_id:
@@ -274,8 +304,14 @@ class Dispatcher:
                         changed.status = UnitStatus(target.value)
                     if changed.status is not unit.status or changed.alert_id != unit.alert_id:
                         tx.save_unit(changed)
-                        tx.audit("unit_change", actor=actor, unit_id=unit.id, alert_id=alert_id,
-                                 before=unit_snapshot(unit), after=unit_snapshot(changed))
+                        tx.audit(
+                            "unit_change",
+                            actor=actor,
+                            unit_id=unit.id,
+                            alert_id=alert_id,
+                            before=unit_snapshot(unit),
+                            after=unit_snapshot(changed),
+                        )
             if changed is not None:
                 self.fleet.put(changed)
             self.outbox.announce(alerts=(updated,), units=(changed,))
@@ -325,6 +361,12 @@ class Dispatcher:
             updated = alert.copy()
             updated.duplicate_of = None
             tx.save_alert(updated)
-            tx.audit("unlink_duplicate", actor=actor, alert_id=alert_id, before=alert_snapshot(alert), after=alert_snapshot(updated))
+            tx.audit(
+                "unlink_duplicate",
+                actor=actor,
+                alert_id=alert_id,
+                before=alert_snapshot(alert),
+                after=alert_snapshot(updated),
+            )
         self.outbox.announce(alerts=(updated,))
         return updated

@@ -96,7 +96,11 @@ def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:
     for e in entries:
         if e.prev_hash != prev:
             return ChainReport(
-                False, count, prev, e.id, f"entry {e.id} does not follow the entry before it: an entry was deleted or altered"
+                False,
+                count,
+                prev,
+                e.id,
+                f"entry {e.id} does not follow the entry before it: an entry was deleted or altered",
             )
         expected = entry_hash(
             id=e.id,
@@ -110,7 +114,9 @@ def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:
             prev_hash=e.prev_hash,
         )
         if expected != e.hash:
-            return ChainReport(False, count, prev, e.id, f"entry {e.id} ({e.action}) was edited: its hash does not match its content")
+            return ChainReport(
+                False, count, prev, e.id, f"entry {e.id} ({e.action}) was edited: its hash does not match its content"
+            )
         prev = e.hash
         count += 1
     return ChainReport(True, count, prev)

@@ -30,7 +30,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dispatch.signing import DeviceKey
 
-__all__ = ["FORMAT", "MIN_SECRET_CHARS", "decrypt_device_keys", "encrypt_device_keys", "load_device_keys", "write_device_keys", "write_private"]
+__all__ = [
+    "FORMAT",
+    "MIN_SECRET_CHARS",
+    "decrypt_device_keys",
+    "encrypt_device_keys",
+    "load_device_keys",
+    "write_device_keys",
+    "write_private",
+]
 
 FORMAT = "qorgau-device-keys/1"
 MIN_SECRET_CHARS = 32
@@ -68,7 +76,10 @@ def encrypt_device_keys(keys: Mapping[str, DeviceKey], secret: str) -> dict[str,
     devices = {}
     for device_id, key in sorted(keys.items()):
         nonce = secrets.token_bytes(12)
-        devices[device_id] = {"nonce": _b64(nonce), "ciphertext": _b64(aead.encrypt(nonce, key.secret, _associated(device_id)))}
+        devices[device_id] = {
+            "nonce": _b64(nonce),
+            "ciphertext": _b64(aead.encrypt(nonce, key.secret, _associated(device_id))),
+        }
     return {"format": FORMAT, "kdf": "hkdf-sha256", "cipher": "aes-256-gcm", "salt": _b64(salt), "devices": devices}
 
 

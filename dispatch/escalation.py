@@ -95,8 +95,14 @@ class Escalator:
                 a.missed_at = now
                 tx.save_assignment(a)
                 if alert.status is not AlertStatus.ASSIGNED or alert.assigned_unit_id != a.unit_id:
-                    tx.audit("order_lapsed", actor=SYSTEM, alert_id=a.alert_id, unit_id=a.unit_id,
-                             after={"order_id": a.id}, only_changes=False)
+                    tx.audit(
+                        "order_lapsed",
+                        actor=SYSTEM,
+                        alert_id=a.alert_id,
+                        unit_id=a.unit_id,
+                        after={"order_id": a.id},
+                        only_changes=False,
+                    )
                     return None
                 unit = self.fleet.find(a.unit_id)
                 freed = None
@@ -104,8 +110,14 @@ class Escalator:
                     freed = unit.copy()
                     freed.status, freed.alert_id = UnitStatus.AVAILABLE, None
                     tx.save_unit(freed)
-                    tx.audit("unit_change", actor=SYSTEM, unit_id=unit.id, alert_id=a.alert_id,
-                             before=unit_snapshot(unit), after=unit_snapshot(freed))
+                    tx.audit(
+                        "unit_change",
+                        actor=SYSTEM,
+                        unit_id=unit.id,
+                        alert_id=a.alert_id,
+                        before=unit_snapshot(unit),
+                        after=unit_snapshot(freed),
+                    )
                     # Placed before the ranking below, as it may be proposed again only if untried.
                     self.fleet.put(freed)
                 try:
@@ -122,13 +134,22 @@ class Escalator:
                 tx.save_alert(updated)
                 after = alert_snapshot(updated)
                 after.update(missed_unit_id=a.unit_id, order_id=a.id, deadline=a.ack_due_at.isoformat())
-                tx.audit("escalation", actor=SYSTEM, alert_id=a.alert_id, unit_id=a.unit_id,
-                         before=alert_snapshot(alert), after=after)
+                tx.audit(
+                    "escalation",
+                    actor=SYSTEM,
+                    alert_id=a.alert_id,
+                    unit_id=a.unit_id,
+                    before=alert_snapshot(alert),
+                    after=after,
+                )
             self.counters.escalated()
             self.outbox.announce(alerts=(updated,), units=(freed,))
         log.warning(
             "alert %d escalated: unit %s did not acknowledge by %s; proposing %s",
-            a.alert_id, a.unit_id, a.ack_due_at.isoformat(), updated.proposed_unit_id or "nobody",
+            a.alert_id,
+            a.unit_id,
+            a.ack_due_at.isoformat(),
+            updated.proposed_unit_id or "nobody",
         )
         return updated.proposed_unit_id
 
@@ -137,8 +158,13 @@ class Escalator:
         if self._watcher is not None:
             return
         interval = interval_s or max(0.05, min(1.0, self.policy.ack_deadline.total_seconds() / 20))
-        self._watcher = Watcher(self.escalate_overdue, interval_s=interval, name="qorgau-deadlines",
-                                what="deadline check", retry_on=(StoreError,))
+        self._watcher = Watcher(
+            self.escalate_overdue,
+            interval_s=interval,
+            name="qorgau-deadlines",
+            what="deadline check",
+            retry_on=(StoreError,),
+        )
         self._watcher.start()
 
     def close(self) -> None:

@@ -282,7 +282,9 @@ class Fleet:
                     self.router.place_unit(unit.id, unit.kind.value, unit.lat, unit.lon)
                 return tuple(self.router.route(unit.id, alert.lat, alert.lon))
             except (KeyError, ValueError) as e:  # OutsideServiceArea is a ValueError
-                log.warning("no street route for unit %r to alert %s (%s): sending a straight line", unit.id, alert.id, e)
+                log.warning(
+                    "no street route for unit %r to alert %s (%s): sending a straight line", unit.id, alert.id, e
+                )
                 return ((unit.lat, unit.lon), (alert.lat, alert.lon))
             finally:
                 if not placed:
@@ -329,12 +331,18 @@ class Fleet:
             for name, value in changes.items():
                 setattr(changed, name, value)
             changed = Unit(**{f: getattr(changed, f) for f in Unit.__dataclass_fields__})  # re-validate
-            if ("lat" in changes or "lon" in changes):
+            if "lat" in changes or "lon" in changes:
                 self._check_on_streets(changed)
             if changes:
                 with self.store.transaction(f"update unit {unit_id!r}") as tx:
                     tx.save_unit(changed)
-                    tx.audit("unit_change", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(changed))
+                    tx.audit(
+                        "unit_change",
+                        actor=actor,
+                        unit_id=unit_id,
+                        before=unit_snapshot(unit),
+                        after=unit_snapshot(changed),
+                    )
                 self.put(changed)
                 self.outbox.announce(units=(changed,))
 
@@ -349,7 +357,13 @@ class Fleet:
             retired.retired, retired.status = True, UnitStatus.OFFLINE
             with self.store.transaction(f"retire unit {unit_id!r}") as tx:
                 tx.save_unit(retired)
-                tx.audit("unit_retire", actor=actor, unit_id=unit_id, before=unit_snapshot(unit), after=unit_snapshot(retired))
+                tx.audit(
+                    "unit_retire",
+                    actor=actor,
+                    unit_id=unit_id,
+                    before=unit_snapshot(unit),
+                    after=unit_snapshot(retired),
+                )
             self.take_off_router(retired)
             self.outbox.announce(units=(retired,))
         return retired.copy()
@@ -365,7 +379,9 @@ class Fleet:
         changed.status = status
         with self.store.transaction(f"set status of unit {unit.id!r}") as tx:
             tx.save_unit(changed)
-            tx.audit("unit_status", actor=actor, unit_id=unit.id, before=unit_snapshot(unit), after=unit_snapshot(changed))
+            tx.audit(
+                "unit_status", actor=actor, unit_id=unit.id, before=unit_snapshot(unit), after=unit_snapshot(changed)
+            )
         self.put(changed)
         self.outbox.announce(units=(changed,))
         return changed.copy()
@@ -433,4 +449,3 @@ class Fleet:
         moved = unit.copy()
         moved.lat, moved.lon, moved.position_ts = message.lat, message.lon, message.ts
         return moved
-

@@ -162,7 +162,9 @@ class Intake:
             _log_committed(stored, created)
             if created:
                 self.recent.add(stored)
-            acks[i] = first_ack[(stored.source, stored.sender, stored.event_id)] = self._accepted_ack(stored, created=created)
+            acks[i] = first_ack[(stored.source, stored.sender, stored.event_id)] = self._accepted_ack(
+                stored, created=created
+            )
         for i, key in redelivered:
             earlier = stored_before.get(key)
             if earlier is not None:
@@ -227,14 +229,26 @@ class Intake:
                 fields: dict[str, Any]
                 if device is not None:
                     lat, lon = device.lat, device.lon
-                    fields = {"kind": message.kind, "site": device.site, "test": message.kind == "test",
-                              "device_counter": None if press is None else press.counter}
+                    fields = {
+                        "kind": message.kind,
+                        "site": device.site,
+                        "test": message.kind == "test",
+                        "device_counter": None if press is None else press.counter,
+                    }
                 else:
                     lat, lon = message.lat, message.lon
                     fields = {"accuracy_m": message.accuracy_m, "category": message.category, "text": message.text}
                 alert = self._new_alert(
-                    source=m.source, sender=m.sender, event_id=message.event_id, event_ts=message.ts,
-                    received_at=now, lat=lat, lon=lon, batch=provisional, exclusions=exclusions, **fields,
+                    source=m.source,
+                    sender=m.sender,
+                    event_id=message.event_id,
+                    event_ts=message.ts,
+                    received_at=now,
+                    lat=lat,
+                    lon=lon,
+                    batch=provisional,
+                    exclusions=exclusions,
+                    **fields,
                 )
                 if press is not None:
                     held.enter_context(self.press_verifier.counting(press))
@@ -285,9 +299,7 @@ class Intake:
             recommendations=recommendations,
             **fields,
         )
-        alert.priority = alert_priority(
-            source, alert.site, alert.category, categories=self.policy.priority_by_category
-        )
+        alert.priority = alert_priority(source, alert.site, alert.category, categories=self.policy.priority_by_category)
         alert.location_unverified = location_unverified(
             source, alert.accuracy_m, threshold_m=self.policy.location_accuracy_max_m
         )

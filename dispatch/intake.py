@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 
-
 def no_nul(value: str) -> str:
     """Refuse a string with a NUL character: PostgreSQL cannot store one in a text column."""
     if "\x00" in value:

@@ -280,6 +280,4 @@ class DispatchPolicy:
             msg = f"priorities of 102 categories must be integers 1..5, got {bad}"
             raise ValueError(msg)
         object.__setattr__(self, "stale_policy", StalePolicy(self.stale_policy))
-        object.__setattr__(
-            self, "priority_by_category", {k.lower(): v for k, v in self.priority_by_category.items()}
-        )
+        object.__setattr__(self, "priority_by_category", {k.lower(): v for k, v in self.priority_by_category.items()})

@@ -136,6 +136,7 @@ def _point(lat: float, lon: float, properties: dict[str, Any]) -> dict[str, Any]
 
 def write_units(path: str | Path, units: Iterable[Unit]) -> Path:
     """Write units as a GeoJSON FeatureCollection that :func:`load_units` reads back."""
+
     def props(u: Unit) -> dict[str, Any]:
         out: dict[str, Any] = {"id": u.id, "kind": u.kind.value, "name": u.name}
         if u.staff_from is not None:

@@ -48,7 +48,9 @@ __all__ = [
 MEASURES = ("to_recommend", "to_assign", "to_acknowledge", "to_arrive", "to_close")
 """The response-time measures, in the order of an alert's life."""
 
-_STAMPS = dict(zip(MEASURES, ("recommended_at", "assigned_at", "acknowledged_at", "on_scene_at", "closed_at"), strict=True))
+_STAMPS = dict(
+    zip(MEASURES, ("recommended_at", "assigned_at", "acknowledged_at", "on_scene_at", "closed_at"), strict=True)
+)
 
 GROUPINGS = ("district", "unit", "source", "priority")
 
@@ -153,7 +155,11 @@ def to_csv(groups: Sequence[GroupStats], group_by: str) -> str:
     writer.writerow([group_by, "count", *[f"{m}_{s}" for m in MEASURES for s in ("n", "median_s", "p90_s")]])
     for g in groups:
         writer.writerow(
-            [g.key, g.count, *["" if g.stats[m][s] is None else g.stats[m][s] for m in MEASURES for s in ("n", "median_s", "p90_s")]]
+            [
+                g.key,
+                g.count,
+                *["" if g.stats[m][s] is None else g.stats[m][s] for m in MEASURES for s in ("n", "median_s", "p90_s")],
+            ]
         )
     return buffer.getvalue()
 
@@ -243,8 +249,11 @@ def render_public_report(
 
     def table_rows(groups: Sequence[GroupStats], label: Any = None) -> list[list[str]]:
         return [
-            [label(g.key) if label else g.key, str(g.count),
-             *[f"{_fmt_s(g.stats[m]['median_s'], t)} / {_fmt_s(g.stats[m]['p90_s'], t)}" for m in MEASURES]]
+            [
+                label(g.key) if label else g.key,
+                str(g.count),
+                *[f"{_fmt_s(g.stats[m]['median_s'], t)} / {_fmt_s(g.stats[m]['p90_s'], t)}" for m in MEASURES],
+            ]
             for g in groups
         ]
 
@@ -253,7 +262,10 @@ def render_public_report(
     sections = [(t["overall"], table_rows(overall))]
     if by_district:
         sections.append((t["by_district"], table_rows(by_district)))
-    sections += [(t["by_priority"], table_rows(by_priority, priority_label)), (t["by_source"], table_rows(by_source, source_label))]
+    sections += [
+        (t["by_priority"], table_rows(by_priority, priority_label)),
+        (t["by_source"], table_rows(by_source, source_label)),
+    ]
     chart_groups = by_district or by_priority
     chart = _svg_chart(chart_groups, title=t["chart_title"], median_label=t["median"], p90_label="p90", t=t)
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -271,7 +283,11 @@ def render_public_report(
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(t['intro'])}</p>"]
     for heading, rows in sections:
-        body.append(f"<h2>{esc(heading)}</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead><tbody>")
+        body.append(
+            f"<h2>{esc(heading)}</h2><table><thead><tr>"
+            + "".join(f"<th>{esc(h)}</th>" for h in headers)
+            + "</tr></thead><tbody>"
+        )
         body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
         body.append("</tbody></table>")
     body += [f"<h2>{esc(t['chart_title'])}</h2>", chart]
@@ -368,4 +384,3 @@ def report_window(start: datetime | None, end: datetime | None, now: datetime) -
         msg = f"'from' ({since.isoformat()}) must be before 'to' ({to.isoformat()})"
         raise ValueError(msg)
     return since, to
-

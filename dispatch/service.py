@@ -135,21 +135,40 @@ class DispatchService:
         self._outbox = Outbox(self._recent, notifier)
         self._counters = ServiceCounters()
         self._fleet = Fleet(
-            store, router, policy=self.policy, clock=clock, outbox=self._outbox, counters=self._counters,
-            writes=threading.RLock(), recommend_k=recommend_k,
-        )  # fmt: skip
+            store,
+            router,
+            policy=self.policy,
+            clock=clock,
+            outbox=self._outbox,
+            counters=self._counters,
+            writes=threading.RLock(),
+            recommend_k=recommend_k,
+        )
         self.zone = self._fleet.zone
         self._dispatcher = Dispatcher(store, self._fleet, policy=self.policy, clock=clock, outbox=self._outbox)
         self._escalator = Escalator(
-            store, self._fleet, self._dispatcher, policy=self.policy, clock=clock, outbox=self._outbox,
+            store,
+            self._fleet,
+            self._dispatcher,
+            policy=self.policy,
+            clock=clock,
+            outbox=self._outbox,
             counters=self._counters,
-        )  # fmt: skip
+        )
         self._intake = Intake(
-            store, self._fleet, devices=self.devices, recent=self._recent, press_verifier=self.press_verifier,
-            policy=self.policy, clock=clock, outbox=self._outbox, counters=self._counters,
-            after_ingest=self._dispatcher.auto_assign, max_payload_bytes=max_payload_bytes,
+            store,
+            self._fleet,
+            devices=self.devices,
+            recent=self._recent,
+            press_verifier=self.press_verifier,
+            policy=self.policy,
+            clock=clock,
+            outbox=self._outbox,
+            counters=self._counters,
+            after_ingest=self._dispatcher.auto_assign,
+            max_payload_bytes=max_payload_bytes,
             max_clock_skew=max_clock_skew,
-        )  # fmt: skip
+        )
 
     # set-up -------------------------------------------------------------------------------
 
@@ -417,10 +436,15 @@ class DispatchService:
 
     def report_unit_status(self, unit_id: str, payload: bytes) -> RejectReason | None:
         """A status message from ``{root}/units/{unit_id}/status``; None when applied."""
-        return self._intake.unit_message(unit_id, payload, UnitStatusReport, lambda m: self.set_unit_status(
-            unit_id, UnitStatus(m.status), actor=f"unit:{unit_id}", alert_id=m.alert_id))
+        return self._intake.unit_message(
+            unit_id,
+            payload,
+            UnitStatusReport,
+            lambda m: self.set_unit_status(unit_id, UnitStatus(m.status), actor=f"unit:{unit_id}", alert_id=m.alert_id),
+        )
 
     def report_unit_ack(self, unit_id: str, payload: bytes) -> RejectReason | None:
         """An acknowledgement from ``{root}/units/{unit_id}/ack``; None when applied."""
-        return self._intake.unit_message(unit_id, payload, UnitAck, lambda m: self.acknowledge(
-            m.alert_id, unit_id, actor=f"unit:{unit_id}"))
+        return self._intake.unit_message(
+            unit_id, payload, UnitAck, lambda m: self.acknowledge(m.alert_id, unit_id, actor=f"unit:{unit_id}")
+        )

@@ -64,9 +64,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _ALERT_FIELDS = (
-    "status", "priority", "duplicate_of", "location_unverified", "escalations", "assigned_unit_id",
-    "proposed_unit_id", "close_reason", "recommended_at", "assigned_at", "acknowledged_at", "en_route_at",
-    "on_scene_at", "closed_at",
+    "status",
+    "priority",
+    "duplicate_of",
+    "location_unverified",
+    "escalations",
+    "assigned_unit_id",
+    "proposed_unit_id",
+    "close_reason",
+    "recommended_at",
+    "assigned_at",
+    "acknowledged_at",
+    "en_route_at",
+    "on_scene_at",
+    "closed_at",
 )
 """Alert fields that change after ingest (the rest never do)."""
 
@@ -186,9 +197,7 @@ def _jsonable(value: Any) -> Any:
 def alert_snapshot(alert: Alert) -> dict[str, Any]:
     """The audited view of an alert: what it is and where it stands (no free text beyond the report)."""
     snap = {name: _jsonable(getattr(alert, name)) for name in _ALERT_FIELDS}
-    snap["recommendations"] = [
-        {"unit_id": r.unit_id, "eta_s": round(r.eta_s, 3)} for r in alert.recommendations
-    ]
+    snap["recommendations"] = [{"unit_id": r.unit_id, "eta_s": round(r.eta_s, 3)} for r in alert.recommendations]
     return snap
 
 
@@ -320,13 +329,30 @@ class Tx:
         for offset, p in enumerate(self._audit, start=1):
             entry_id = last_id + offset
             digest = entry_hash(
-                id=entry_id, ts=p.ts, actor=p.actor, action=p.action, alert_id=p.alert_id, unit_id=p.unit_id,
-                before=p.before, after=p.after, prev_hash=prev,
+                id=entry_id,
+                ts=p.ts,
+                actor=p.actor,
+                action=p.action,
+                alert_id=p.alert_id,
+                unit_id=p.unit_id,
+                before=p.before,
+                after=p.after,
+                prev_hash=prev,
             )
             rows.append(
-                {"id": entry_id, "ts": p.ts, "actor": p.actor, "action": p.action, "alert_id": p.alert_id,
-                 "unit_id": p.unit_id, "before": p.before, "after": p.after, "prev_hash": prev, "hash": digest}
-            )  # fmt: skip
+                {
+                    "id": entry_id,
+                    "ts": p.ts,
+                    "actor": p.actor,
+                    "action": p.action,
+                    "alert_id": p.alert_id,
+                    "unit_id": p.unit_id,
+                    "before": p.before,
+                    "after": p.after,
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
             prev = digest
         self.session.flush()  # ORM changes of this transaction first, as an ORM add would order them
         self.session.connection().execute(insert(_table(AuditRow)), rows)
@@ -442,7 +468,7 @@ class Store:
             If the database could not be reached; nothing was written.
         """
         sqlite = self.engine.dialect.name == "sqlite"
-        with self._reachable(action), (self._audit_lock if sqlite else _nolock()), self._sessions() as session:
+        with self._reachable(action), self._audit_lock if sqlite else _nolock(), self._sessions() as session:
             tx = Tx(self, session, self.clock)
             try:
                 yield tx
@@ -550,10 +576,17 @@ class Store:
                 alert = replace(alert, duplicate_of=link)
             stored.append(replace(alert, id=alert_id))
         rec_rows = [
-            {"alert_id": a.id, "rank": rank, "unit_id": r.unit_id, "unit_kind": r.unit_kind,
-             "eta_s": float(r.eta_s), "distance_m": float(r.distance_m)}
-            for a in stored for rank, r in enumerate(a.recommendations)
-        ]  # fmt: skip
+            {
+                "alert_id": a.id,
+                "rank": rank,
+                "unit_id": r.unit_id,
+                "unit_kind": r.unit_kind,
+                "eta_s": float(r.eta_s),
+                "distance_m": float(r.distance_m),
+            }
+            for a in stored
+            for rank, r in enumerate(a.recommendations)
+        ]
         if rec_rows:
             conn.execute(insert(recs), rec_rows)
         for alert in stored:
@@ -566,16 +599,31 @@ class Store:
         ingest = alert_snapshot(stored)
         ingest["status"] = AlertStatus.TEST.value if stored.status is AlertStatus.TEST else AlertStatus.NEW.value
         ingest["recommendations"] = []
-        ingest.update(source=stored.source.value, sender=stored.sender, event_id=stored.event_id,
-                      received_at=stored.received_at.isoformat(), lat=stored.lat, lon=stored.lon)
+        ingest.update(
+            source=stored.source.value,
+            sender=stored.sender,
+            event_id=stored.event_id,
+            received_at=stored.received_at.isoformat(),
+            lat=stored.lat,
+            lon=stored.lon,
+        )
         tx.audit("ingest", actor=actor, alert_id=stored.id, after=ingest, only_changes=False)
         if stored.recommended_at is not None or (stored.status is AlertStatus.TEST and stored.recommendations):
-            tx.audit("recommend", actor=actor, alert_id=stored.id,
-                     before={"status": ingest["status"], "recommendations": []},
-                     after={"status": stored.status.value, "recommendations": alert_snapshot(stored)["recommendations"]})
+            tx.audit(
+                "recommend",
+                actor=actor,
+                alert_id=stored.id,
+                before={"status": ingest["status"], "recommendations": []},
+                after={"status": stored.status.value, "recommendations": alert_snapshot(stored)["recommendations"]},
+            )
         if stored.duplicate_of is not None:
-            tx.audit("link_duplicate", actor=actor, alert_id=stored.id, before={"duplicate_of": None},
-                     after={"duplicate_of": stored.duplicate_of})
+            tx.audit(
+                "link_duplicate",
+                actor=actor,
+                alert_id=stored.id,
+                before={"duplicate_of": None},
+                after={"duplicate_of": stored.duplicate_of},
+            )
 
     def find_alerts(self, keys: Iterable[tuple[AlertSource, str, str]]) -> dict[tuple[AlertSource, str, str], Alert]:
         """The stored alerts among ``(source, sender, event_id)`` keys, by key (one query per batch)."""
@@ -586,7 +634,7 @@ class Store:
         found: dict[tuple[AlertSource, str, str], Alert] = {}
         with self._reachable(f"look up {len(wanted)} events"), self._sessions() as session:
             for start in range(0, len(event_ids), 500):
-                chunk = event_ids[start:start + 500]
+                chunk = event_ids[start : start + 500]
                 stmt = select(AlertRow.id, AlertRow.source, AlertRow.sender, AlertRow.event_id).where(
                     AlertRow.event_id.in_(chunk)
                 )
@@ -655,8 +703,18 @@ class Store:
         come with only what duplicate linking needs (no recommendations, texts or times); ``limit``
         keeps the earliest ones (a button pressed again and again must not slow its own ingest).
         """
-        cols = (AlertRow.id, AlertRow.sender, AlertRow.event_id, AlertRow.event_ts, AlertRow.received_at,
-                AlertRow.lat, AlertRow.lon, AlertRow.status, AlertRow.priority, AlertRow.duplicate_of)
+        cols = (
+            AlertRow.id,
+            AlertRow.sender,
+            AlertRow.event_id,
+            AlertRow.event_ts,
+            AlertRow.received_at,
+            AlertRow.lat,
+            AlertRow.lon,
+            AlertRow.status,
+            AlertRow.priority,
+            AlertRow.duplicate_of,
+        )
         stmt = (
             select(*cols)
             .where(AlertRow.source == source.value, AlertRow.received_at >= since)
@@ -667,14 +725,26 @@ class Store:
             lat, lon = near
             dlat = radius_m / 111_320.0 * 1.01  # a hair wider than the circle, never narrower
             dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
-            stmt = stmt.where(AlertRow.lat.between(lat - dlat, lat + dlat), AlertRow.lon.between(lon - dlon, lon + dlon))
+            stmt = stmt.where(
+                AlertRow.lat.between(lat - dlat, lat + dlat), AlertRow.lon.between(lon - dlon, lon + dlon)
+            )
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._reachable("look up recent alerts"), self._sessions() as session:
             return [
-                Alert(id=r.id, source=source, sender=r.sender, event_id=r.event_id, event_ts=r.event_ts,
-                      received_at=r.received_at, lat=r.lat, lon=r.lon, status=AlertStatus(r.status),
-                      priority=r.priority, duplicate_of=r.duplicate_of)
+                Alert(
+                    id=r.id,
+                    source=source,
+                    sender=r.sender,
+                    event_id=r.event_id,
+                    event_ts=r.event_ts,
+                    received_at=r.received_at,
+                    lat=r.lat,
+                    lon=r.lon,
+                    status=AlertStatus(r.status),
+                    priority=r.priority,
+                    duplicate_of=r.duplicate_of,
+                )
                 for r in session.execute(stmt)
             ]
 
@@ -770,13 +840,22 @@ class Store:
             before = None if old is None else {"role": old.role, "unit_id": old.unit_id, "disabled": old.disabled}
             tx.session.merge(
                 UserRow(
-                    username=user.username, password_hash=password_hash, role=user.role.value, unit_id=user.unit_id,
-                    disabled=user.disabled, created_at=self.clock() if old is None else old.created_at,
+                    username=user.username,
+                    password_hash=password_hash,
+                    role=user.role.value,
+                    unit_id=user.unit_id,
+                    disabled=user.disabled,
+                    created_at=self.clock() if old is None else old.created_at,
                 )
             )
             after = {"role": user.role.value, "unit_id": user.unit_id, "disabled": user.disabled, "password": "changed"}
-            tx.audit("user_change", actor=actor, before=before, after={"username": user.username, **after},
-                     only_changes=False)
+            tx.audit(
+                "user_change",
+                actor=actor,
+                before=before,
+                after={"username": user.username, **after},
+                only_changes=False,
+            )
 
     def get_user(self, username: str) -> tuple[User, str] | None:
         """The user and its password hash."""

@@ -179,9 +179,16 @@ class DeviceEvent:
 
 def _to_event(row: DeviceEventRow) -> DeviceEvent:
     return DeviceEvent(
-        id=row.id, device_id=row.device_id, cause=row.cause, opened_at=row.opened_at, drops=row.drops,
-        last_drop_at=row.last_drop_at, last_cause=row.last_cause, back_at=row.back_at, closed_at=row.closed_at,
-    )  # fmt: skip
+        id=row.id,
+        device_id=row.device_id,
+        cause=row.cause,
+        opened_at=row.opened_at,
+        drops=row.drops,
+        last_drop_at=row.last_drop_at,
+        last_cause=row.last_cause,
+        back_at=row.back_at,
+        closed_at=row.closed_at,
+    )
 
 
 @runtime_checkable
@@ -273,15 +280,19 @@ class DeviceSupervisor:
             for event in events:
                 tracked = self._tracked.get(event.device_id)
                 if tracked is None:
-                    log.warning("open offline event %d of device %r, which is no longer registered", event.id, event.device_id)
+                    log.warning(
+                        "open offline event %d of device %r, which is no longer registered", event.id, event.device_id
+                    )
                     continue
                 tracked.event = event
                 tracked.state = DeviceState.OFFLINE if event.back_at is None else DeviceState.UNKNOWN
         log.info(
             "device supervision open: %d buttons, %d open offline events, silence limit %.0f s, flap window %.0f s",
-            len(self.devices), len(events), self.policy.silence_limit.total_seconds(),
+            len(self.devices),
+            len(events),
+            self.policy.silence_limit.total_seconds(),
             self.policy.flap_window.total_seconds(),
-        )  # fmt: skip
+        )
         return self
 
     def add_listener(self, listener: DeviceListener) -> None:
@@ -294,8 +305,13 @@ class DeviceSupervisor:
             return
         tick = interval_s or max(0.02, min(1.0, self.policy.heartbeat_interval.total_seconds() / 4))
         self.started_at = self.clock()  # buttons never heard are silent from when we listen
-        self._watcher = Watcher(self._check_counted, interval_s=tick, name="qorgau-supervision",
-                                what="device supervision check", retry_on=(StoreError,))
+        self._watcher = Watcher(
+            self._check_counted,
+            interval_s=tick,
+            name="qorgau-supervision",
+            what="device supervision check",
+            retry_on=(StoreError,),
+        )
         self._watcher.start()
 
     def _check_counted(self) -> None:
@@ -334,7 +350,12 @@ class DeviceSupervisor:
             self._heartbeats += 1
             tracked = self._tracked[device_id]
             if message.seq is not None and tracked.seq is not None and message.seq < tracked.seq:
-                log.info("heartbeat of device %r counts back from %d to %d: it restarted", device_id, tracked.seq, message.seq)
+                log.info(
+                    "heartbeat of device %r counts back from %d to %d: it restarted",
+                    device_id,
+                    tracked.seq,
+                    message.seq,
+                )
             tracked.seq = message.seq
         self.seen(device_id, now, via="heartbeat")
         return None
@@ -354,9 +375,12 @@ class DeviceSupervisor:
         now = self.clock()
         try:
             message = parse_message(
-                DeviceStatusMessage, payload, now=now, max_bytes=self.max_payload_bytes,
+                DeviceStatusMessage,
+                payload,
+                now=now,
+                max_bytes=self.max_payload_bytes,
                 max_clock_skew=self.max_clock_skew,
-            )  # fmt: skip
+            )
             self._known(device_id)
         except Rejected as rejection:
             return self._reject(rejection, device_id, "status")
@@ -365,7 +389,11 @@ class DeviceSupervisor:
             return None
         at = now if message.ts is None else min(now, message.ts)
         if now - at > self.policy.silence_limit:
-            log.info("ignoring an 'online' status of device %r from %s: older than the silence limit", device_id, at.isoformat())
+            log.info(
+                "ignoring an 'online' status of device %r from %s: older than the silence limit",
+                device_id,
+                at.isoformat(),
+            )
             return None
         self.seen(device_id, now, via="status")
         return None
@@ -441,8 +469,13 @@ class DeviceSupervisor:
                 event = replace(event, drops=event.drops + 1, last_drop_at=now, last_cause=cause.value, back_at=None)
                 self._write(event, "device_offline_again", {"cause": cause.value})
                 self._redrops += 1
-                log.warning("device %r is offline again (%s) within the flap window: event %d, drop %d",
-                            device_id, cause.value, event.id, event.drops)
+                log.warning(
+                    "device %r is offline again (%s) within the flap window: event %d, drop %d",
+                    device_id,
+                    cause.value,
+                    event.id,
+                    event.drops,
+                )
             tracked.event = event
             tracked.state = DeviceState.OFFLINE
             view = self._view(device_id, tracked)
@@ -455,8 +488,12 @@ class DeviceSupervisor:
         self._write(event, "device_event_closed", {})
         tracked.event = None
         self._closed += 1
-        log.info("offline event %d of device %r closed: online since %s", event.id, event.device_id,
-                 event.back_at.isoformat() if event.back_at else "?")
+        log.info(
+            "offline event %d of device %r closed: online since %s",
+            event.id,
+            event.device_id,
+            event.back_at.isoformat() if event.back_at else "?",
+        )
 
     def check(self, now: datetime | None = None) -> list[str]:
         """Apply signs of life from alerts, close events whose flap window passed, put silent buttons offline.
@@ -480,8 +517,12 @@ class DeviceSupervisor:
             with self._lock:
                 tracked = self._tracked[device_id]
                 event = tracked.event
-                if (event is not None and event.back_at is not None and tracked.state is DeviceState.ONLINE
-                        and now - event.back_at >= self.policy.flap_window):
+                if (
+                    event is not None
+                    and event.back_at is not None
+                    and tracked.state is DeviceState.ONLINE
+                    and now - event.back_at >= self.policy.flap_window
+                ):
                     self._close(tracked, now)
                     closed_view = self._view(device_id, tracked)
                 else:
@@ -499,12 +540,22 @@ class DeviceSupervisor:
 
     def _write_new(self, device_id: str, cause: OfflineCause, now: datetime) -> DeviceEvent:
         with self.store.transaction(f"open an offline event of device {device_id!r}") as tx:
-            row = DeviceEventRow(device_id=device_id, cause=cause.value, opened_at=now, drops=1, last_drop_at=now,
-                                 last_cause=cause.value, back_at=None, closed_at=None)
+            row = DeviceEventRow(
+                device_id=device_id,
+                cause=cause.value,
+                opened_at=now,
+                drops=1,
+                last_drop_at=now,
+                last_cause=cause.value,
+                back_at=None,
+                closed_at=None,
+            )
             tx.session.add(row)
             tx.session.flush()
             event = _to_event(row)
-            tx.audit("device_offline", actor=SYSTEM, after={"device_id": device_id, **event.to_json()}, only_changes=False)
+            tx.audit(
+                "device_offline", actor=SYSTEM, after={"device_id": device_id, **event.to_json()}, only_changes=False
+            )
         return event
 
     def _write(self, event: DeviceEvent, action: str, extra: dict[str, Any]) -> None:
@@ -517,8 +568,13 @@ class DeviceSupervisor:
             for name in ("drops", "last_drop_at", "last_cause", "back_at", "closed_at"):
                 setattr(row, name, getattr(event, name))
             after = {**event.to_json(), **extra}
-            tx.audit(action, actor=SYSTEM, before={"device_id": event.device_id, **before},
-                     after={"device_id": event.device_id, **after}, only_changes=False)
+            tx.audit(
+                action,
+                actor=SYSTEM,
+                before={"device_id": event.device_id, **before},
+                after={"device_id": event.device_id, **after},
+                only_changes=False,
+            )
 
     def _count_store_error(self) -> None:
         with self._lock:
@@ -540,8 +596,9 @@ class DeviceSupervisor:
         with self._lock:
             return self._tracked[device_id].state
 
-    def _view(self, device_id: str, tracked: _Tracked, *, last_test: datetime | None = None,
-              with_test: bool = False) -> dict[str, Any]:
+    def _view(
+        self, device_id: str, tracked: _Tracked, *, last_test: datetime | None = None, with_test: bool = False
+    ) -> dict[str, Any]:
         device = self.devices[device_id]
         view: dict[str, Any] = {
             "id": device_id,
@@ -563,7 +620,9 @@ class DeviceSupervisor:
         """Every registered button: site, position, state, last seen, open event, last self-test."""
         tests = self.last_self_tests()
         with self._lock:
-            return [self._view(d, self._tracked[d], last_test=tests.get(d), with_test=True) for d in sorted(self._tracked)]
+            return [
+                self._view(d, self._tracked[d], last_test=tests.get(d), with_test=True) for d in sorted(self._tracked)
+            ]
 
     def last_self_tests(self) -> dict[str, datetime]:
         """The newest self-test press (``kind: "test"``) per button, from the store."""
@@ -580,11 +639,13 @@ class DeviceSupervisor:
         """Buttons whose last self-test is older than ``self_test_max_age`` (or that never tested)."""
         return [
             {"id": v["id"], "site": v["site"], "last_self_test_at": v["last_self_test_at"]}
-            for v in self.devices_view() if v["self_test_overdue"]
+            for v in self.devices_view()
+            if v["self_test_overdue"]
         ]
 
-    def events(self, *, device_id: str | None = None, open_only: bool = False, limit: int = 100,
-               offset: int = 0) -> list[DeviceEvent]:
+    def events(
+        self, *, device_id: str | None = None, open_only: bool = False, limit: int = 100, offset: int = 0
+    ) -> list[DeviceEvent]:
         """Offline events, newest first."""
         stmt = select(DeviceEventRow).order_by(DeviceEventRow.id.desc())
         if device_id is not None:

@@ -150,14 +150,33 @@ def warm_up() -> None:
     f64 = np.zeros(1)
     none_i, none_f = np.empty(0, dtype=np.int64), np.empty(0)
     reverse_search(
-        np.zeros(2, dtype=np.int64), none_i, none_f, none_f,
-        np.zeros((1, 2)), np.zeros((1, 2)), 1,
-        i64, f64, f64,
-        np.full(1, -1, dtype=np.int64), none_i, none_i, none_f, none_f,
-        none_i, none_f, none_f,
-        none_f, none_f, none_i,
-        np.empty(2), np.empty(2, dtype=np.int64), 1, np.inf, np.zeros(0, dtype=np.bool_),
-    )  # fmt: skip
+        np.zeros(2, dtype=np.int64),
+        none_i,
+        none_f,
+        none_f,
+        np.zeros((1, 2)),
+        np.zeros((1, 2)),
+        1,
+        i64,
+        f64,
+        f64,
+        np.full(1, -1, dtype=np.int64),
+        none_i,
+        none_i,
+        none_f,
+        none_f,
+        none_i,
+        none_f,
+        none_f,
+        none_f,
+        none_f,
+        none_i,
+        np.empty(2),
+        np.empty(2, dtype=np.int64),
+        1,
+        np.inf,
+        np.zeros(0, dtype=np.bool_),
+    )
     _warm = True
 
 

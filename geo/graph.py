@@ -66,7 +66,9 @@ class ModeGraph:
     def __init__(self, net: StreetNetwork, mode: Mode, walk_speed_mps: float) -> None:
         self.mode = mode
         self.node_x, self.node_y = net.node_x, net.node_y
-        self._forward: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._forward: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]] | None = (
+            None
+        )
         usable = net.seg_walk if mode == "walk" else net.seg_drive
         seg = np.flatnonzero(usable)
         n = net.n_nodes
@@ -135,7 +137,11 @@ class ModeGraph:
         per_seg = wx * wy
         seg = np.repeat(np.arange(self.size, dtype=np.int64), per_seg)
         k = np.arange(per_seg.sum()) - np.repeat(np.cumsum(per_seg) - per_seg, per_seg)
-        cell = (np.repeat(ix0, per_seg) + k // np.repeat(wy, per_seg)) * self.ny + np.repeat(iy0, per_seg) + k % np.repeat(wy, per_seg)
+        cell = (
+            (np.repeat(ix0, per_seg) + k // np.repeat(wy, per_seg)) * self.ny
+            + np.repeat(iy0, per_seg)
+            + k % np.repeat(wy, per_seg)
+        )
         order = np.argsort(cell, kind="stable")
         self.cell_items = seg[order]
         self.cell_start = np.searchsorted(cell[order], np.arange(self.nx * self.ny + 1)).astype(np.int64)
@@ -152,9 +158,20 @@ class ModeGraph:
         qx, qy = min(max(x, self.gx), gx1), min(max(y, self.gy), gy1)
         far = math.hypot(x - qx, y - qy) > _FAR_M or not (math.isfinite(x) and math.isfinite(y))
         i, t, dist, sx, sy = nearest_segment(
-            qx if far else x, qy if far else y, self.x0, self.y0, self.x1, self.y1,
-            self.cell_start, self.cell_items, self.gx, self.gy, self.cell_m, self.nx, self.ny,
-        )  # fmt: skip
+            qx if far else x,
+            qy if far else y,
+            self.x0,
+            self.y0,
+            self.x1,
+            self.y1,
+            self.cell_start,
+            self.cell_items,
+            self.gx,
+            self.gy,
+            self.cell_m,
+            self.nx,
+            self.ny,
+        )
         if far:
             dist = math.hypot(x - sx, y - sy) if math.isfinite(x) and math.isfinite(y) else math.inf
         return int(i), float(t), float(dist), float(sx), float(sy)
@@ -171,9 +188,21 @@ class ModeGraph:
             msg = f"x and y must have the same number of points, got {px.size} and {py.size}"
             raise ValueError(msg)
         seg, frac, dist = nearest_segments(
-            px, py, self.x0, self.y0, self.x1, self.y1,
-            self.cell_start, self.cell_items, self.gx, self.gy, self.cell_m, self.nx, self.ny, _FAR_M,
-        )  # fmt: skip
+            px,
+            py,
+            self.x0,
+            self.y0,
+            self.x1,
+            self.y1,
+            self.cell_start,
+            self.cell_items,
+            self.gx,
+            self.gy,
+            self.cell_m,
+            self.nx,
+            self.ny,
+            _FAR_M,
+        )
         return SegmentSnaps(seg, frac, dist)
 
     def forward_csr(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:

@@ -126,14 +126,33 @@ class _Layers:
         seed = np.array(seeds, dtype=np.float64).reshape(-1, 3)
         near = np.array(direct, dtype=np.float64).reshape(-1, 3)
         found: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], int] = reverse_search(
-            self.indptr, self.indices, self.wt, self.wl,
-            self.state, self.trail, self.gen,
-            seed[:, 0].astype(np.int64), seed[:, 1].copy(), seed[:, 2].copy(),
-            index.head, index.nxt, index.entry_slot, index.entry_t, index.entry_l,
-            near[:, 0].astype(np.int64), near[:, 1].copy(), near[:, 2].copy(),
-            index.best_t, index.best_l, index.best_gen,
-            self.heap_k, self.heap_n, k, math.inf, index.skip,
-        )  # fmt: skip
+            self.indptr,
+            self.indices,
+            self.wt,
+            self.wl,
+            self.state,
+            self.trail,
+            self.gen,
+            seed[:, 0].astype(np.int64),
+            seed[:, 1].copy(),
+            seed[:, 2].copy(),
+            index.head,
+            index.nxt,
+            index.entry_slot,
+            index.entry_t,
+            index.entry_l,
+            near[:, 0].astype(np.int64),
+            near[:, 1].copy(),
+            near[:, 2].copy(),
+            index.best_t,
+            index.best_l,
+            index.best_gen,
+            self.heap_k,
+            self.heap_n,
+            k,
+            math.inf,
+            index.skip,
+        )
         return found
 
     def reached(self, node: int) -> bool:

@@ -23,9 +23,17 @@ from maps.assets import assert_offline
 __all__ = ["ALERT_STATUSES", "render_live_map", "render_login_page"]
 
 ALERT_STATUSES = (
-    "new", "recommended", "assigned", "acknowledged", "en_route", "on_scene",
-    "closed", "cancelled", "false_alarm", "test",
-)  # fmt: skip
+    "new",
+    "recommended",
+    "assigned",
+    "acknowledged",
+    "en_route",
+    "on_scene",
+    "closed",
+    "cancelled",
+    "false_alarm",
+    "test",
+)
 """The states an alert can be in, in lifecycle order; the first six are open."""
 
 _OPEN = ALERT_STATUSES[:6]
@@ -123,12 +131,14 @@ def render_live_map(
         bounds=None if bounds is None else [list(bounds[0]), list(bounds[1])],
     )
     base = html.escape(asset_base)
-    root.header.add_child(Element(f'<title>{html.escape(t["title"])}</title>'), name="title")
+    root.header.add_child(Element(f"<title>{html.escape(t['title'])}</title>"), name="title")
     root.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")  # no request for /favicon.ico
     root.header.add_child(Element(f'<link rel="stylesheet" href="{base}leaflet.css">'), name="leaflet_css")
     root.header.add_child(Element(f'<link rel="stylesheet" href="{base}live-map.css">'), name="qorgau_css")
     root.header.add_child(Element(f'<script src="{base}leaflet.js"></script>'), name="leaflet_js")
-    root.header.add_child(Element(f"<script>window.QORGAU_CONFIG = {_json_for_script(cfg)};</script>"), name="qorgau_cfg")
+    root.header.add_child(
+        Element(f"<script>window.QORGAU_CONFIG = {_json_for_script(cfg)};</script>"), name="qorgau_cfg"
+    )
     root.header.add_child(Element(f'<script src="{base}live-map.js"></script>'), name="qorgau_js")
 
     statuses = _checkboxes("status", [(s, t[f"status_{s}"], s in _OPEN) for s in ALERT_STATUSES])
@@ -140,16 +150,25 @@ def render_live_map(
     )
     legend_alerts = " ".join(
         f"{_icon(shape, '#ff6d00')}{html.escape(t[f'status_{s}'])}"
-        for s, shape in (("new", "diamond"), ("recommended", "circle"), ("assigned", "square"),
-                         ("en_route", "triangle"), ("on_scene", "plus"))
-    )  # fmt: skip
-    legend_prio = " ".join(
-        f'<span style="color:{c}">&#9632;</span>P{p}' for p, c in ((1, "#d50000"), (2, "#ff6d00"), (3, "#ffc400"), (4, "#2962ff"))
+        for s, shape in (
+            ("new", "diamond"),
+            ("recommended", "circle"),
+            ("assigned", "square"),
+            ("en_route", "triangle"),
+            ("on_scene", "plus"),
+        )
     )
-    legend_units = " ".join(
-        f"{_icon(shape, '#2e7d32', '#fff')}{html.escape(t[f'unit_{kind}'])}"
-        for kind, shape in (("booth", "house"), ("foot", "circle"), ("car", "car"))
-    ) + f" {_icon('circle', '#bdbdbd', '#757575')}{html.escape(t['stale'])}"
+    legend_prio = " ".join(
+        f'<span style="color:{c}">&#9632;</span>P{p}'
+        for p, c in ((1, "#d50000"), (2, "#ff6d00"), (3, "#ffc400"), (4, "#2962ff"))
+    )
+    legend_units = (
+        " ".join(
+            f"{_icon(shape, '#2e7d32', '#fff')}{html.escape(t[f'unit_{kind}'])}"
+            for kind, shape in (("booth", "house"), ("foot", "circle"), ("car", "car"))
+        )
+        + f" {_icon('circle', '#bdbdbd', '#757575')}{html.escape(t['stale'])}"
+    )
     who = html.escape(user) + (f" ({html.escape(t.get(f'role_{role}', role))})" if role else "")
     panel = f"""
 <aside id="q-panel">

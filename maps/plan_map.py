@@ -55,7 +55,13 @@ def _bearing(a: list[float], b: list[float]) -> float:
 
 def _risk_colour(level: float) -> str:
     """Yellow (low) to dark red (high) for a level in [0, 1]."""
-    stops = [(0.0, (255, 255, 178)), (0.25, (254, 204, 92)), (0.5, (253, 141, 60)), (0.75, (240, 59, 32)), (1.0, (189, 0, 38))]
+    stops = [
+        (0.0, (255, 255, 178)),
+        (0.25, (254, 204, 92)),
+        (0.5, (253, 141, 60)),
+        (0.75, (240, 59, 32)),
+        (1.0, (189, 0, 38)),
+    ]
     level = min(1.0, max(0.0, level))
     for (l0, c0), (l1, c1) in pairwise(stops):
         if level <= l1:
@@ -166,7 +172,14 @@ def render_plan_map(
                 [lat, lon], radius=11, color="#b71c1c", weight=3, dash_array="4 3", fill=False, tooltip=tip
             ).add_to(far)
         folium.CircleMarker(
-            [lat, lon], radius=5, color="#7f0000", weight=1, fill=True, fill_color="#d50000", fill_opacity=0.8, tooltip=tip
+            [lat, lon],
+            radius=5,
+            color="#7f0000",
+            weight=1,
+            fill=True,
+            fill_color="#d50000",
+            fill_opacity=0.8,
+            tooltip=tip,
         ).add_to(hot)
     hot.add_to(m)
     far.add_to(m)
@@ -209,7 +222,9 @@ def render_plan_map(
             f"{labels['dwell_min']}: {p['dwell_min']:.0f}"
         )
         icon = folium.DivIcon(
-            html=f'<div class="q-stop" style="background:{p["colour"]}">{p["seq"]}</div>', icon_size=(18, 18), icon_anchor=(9, 9)
+            html=f'<div class="q-stop" style="background:{p["colour"]}">{p["seq"]}</div>',
+            icon_size=(18, 18),
+            icon_anchor=(9, 9),
         )
         # A tooltip, not a popup: folium's popups need jQuery, which the offline page does not carry.
         folium.Marker([lat, lon], icon=icon, tooltip=folium.Tooltip(text)).add_to(g)
@@ -223,7 +238,9 @@ def render_plan_map(
         name = html.escape(p.get("name") or p["id"])
         icon = folium.DivIcon(html='<div class="q-booth">&#9733;</div>', icon_size=(20, 20), icon_anchor=(10, 10))
         pats = ", ".join(p.get("patrols") or [])
-        folium.Marker([lat, lon], icon=icon, tooltip=f"{labels['booth']}: {name}" + (f" ({pats})" if pats else "")).add_to(bg)
+        folium.Marker(
+            [lat, lon], icon=icon, tooltip=f"{labels['booth']}: {name}" + (f" ({pats})" if pats else "")
+        ).add_to(bg)
     bg.add_to(m)
 
     folium.LayerControl(collapsed=False).add_to(m)

@@ -352,7 +352,11 @@ class MqttBridge:
         windows = {**_DEFAULT_RECEIVE_MAXIMUM, **(receive_maximum or {})}
         self.batch_size = {**_DEFAULT_BATCH, **(batch_size or {})}
         self.queue_limit = {**windows, **(queue_limit or {})}
-        for name, values in (("receive_maximum", windows), ("batch_size", self.batch_size), ("queue_limit", self.queue_limit)):
+        for name, values in (
+            ("receive_maximum", windows),
+            ("batch_size", self.batch_size),
+            ("queue_limit", self.queue_limit),
+        ):
             bad = {lane.value: n for lane, n in values.items() if not 1 <= n <= 65535}
             if bad:
                 msg = f"{name} must be between 1 and 65535 per lane, got {bad}"
@@ -551,7 +555,9 @@ class MqttBridge:
             try:
                 done = self._serve(lane, items)
             except Exception:  # a bug must not stop the worker: log, acknowledge, go on
-                log.exception("unexpected error serving %d messages of the %s lane; acknowledging them", len(items), lane)
+                log.exception(
+                    "unexpected error serving %d messages of the %s lane; acknowledging them", len(items), lane
+                )
                 done = items
             self._finish(done)
             if len(done) < len(items):  # stopping while the store was down: leave the rest to the broker
@@ -565,7 +571,9 @@ class MqttBridge:
             if not conn.shed or self._queues[lane] or self._stopping.is_set():
                 return
             shed, conn.shed = conn.shed, 0
-        log.info("%r: %d messages were left to the broker while its queue was full; reconnecting to get them", conn, shed)
+        log.info(
+            "%r: %d messages were left to the broker while its queue was full; reconnecting to get them", conn, shed
+        )
         try:
             conn.restart()
         except ConnectionError as e:  # paho's own loop is gone: try again after the next batch
@@ -672,7 +680,10 @@ class MqttBridge:
             else:
                 stale += 1
         if stale:
-            log.info("%d processed messages arrived on a connection that has dropped since: the broker redelivers them", stale)
+            log.info(
+                "%d processed messages arrived on a connection that has dropped since: the broker redelivers them",
+                stale,
+            )
         with self._stats_lock:
             self._acknowledged += acked
             self._unacked_reconnect += stale

@@ -84,11 +84,17 @@ def new_client(address: BrokerAddress, *, client_id: str = "", manual_ack: bool 
 
 
 @overload
-def new_client(address: BrokerAddress, *, client_id: str = "", manual_ack: bool = False, client_class: type[_C]) -> _C: ...
+def new_client(
+    address: BrokerAddress, *, client_id: str = "", manual_ack: bool = False, client_class: type[_C]
+) -> _C: ...
 
 
 def new_client(
-    address: BrokerAddress, *, client_id: str = "", manual_ack: bool = False, client_class: type[mqtt.Client] = mqtt.Client
+    address: BrokerAddress,
+    *,
+    client_id: str = "",
+    manual_ack: bool = False,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     """A paho MQTT 5 client (of ``client_class``) for ``address`` with TCP_NODELAY, credentials and TLS set up."""
     client = client_class(

@@ -134,7 +134,11 @@ class Credentials:
 
 
 def _account(entry: Any, *, role: Role, where: str) -> Account:
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("username"), str) or not isinstance(entry.get("password"), str):
+    if (
+        not isinstance(entry, Mapping)
+        or not isinstance(entry.get("username"), str)
+        or not isinstance(entry.get("password"), str)
+    ):
         msg = f"credentials file: {where} needs string 'username' and 'password'"
         raise ValueError(msg)
     key = entry.get("key")
@@ -179,7 +183,12 @@ def load_credentials(path: str | Path) -> Credentials:
     )
 
 
-def acl_text(topic_root: str = DEFAULT_TOPIC_ROOT, *, service_user: str = DEFAULT_SERVICE_USER, app102_user: str = DEFAULT_APP102_USER) -> str:
+def acl_text(
+    topic_root: str = DEFAULT_TOPIC_ROOT,
+    *,
+    service_user: str = DEFAULT_SERVICE_USER,
+    app102_user: str = DEFAULT_APP102_USER,
+) -> str:
     """The Mosquitto ACL: who may publish (``write``) and subscribe (``read``) to what.
 
     Buttons and units get ``pattern`` lines: ``%u`` is the login's username, so an account reaches
@@ -316,9 +325,11 @@ def provision(
     devices = list(devices)
     units = list(units)
     names: dict[str, str] = {}
-    for name, what in [(service_user, "service user"), (app102_user, "102 app user")] + [
-        (d.id, "device") for d in devices
-    ] + [(u.id, "unit") for u in units]:
+    for name, what in (
+        [(service_user, "service user"), (app102_user, "102 app user")]
+        + [(d.id, "device") for d in devices]
+        + [(u.id, "unit") for u in units]
+    ):
         _check_username(name, what=what)
         if name in names:
             msg = f"username {name!r} would belong to both the {names[name]} and the {what}: ids must be distinct"
@@ -340,8 +351,13 @@ def provision(
         topic_root=topic_root,
         service=service,
         app102=app102,
-        devices={d.id: _reuse(old_devices.get(d.id), d.id, "device", rotate=rotate, signing=signing, report=report) for d in devices},
-        units={u.id: _reuse(old_units.get(u.id), u.id, "unit", rotate=rotate, signing=False, report=report) for u in units},
+        devices={
+            d.id: _reuse(old_devices.get(d.id), d.id, "device", rotate=rotate, signing=signing, report=report)
+            for d in devices
+        },
+        units={
+            u.id: _reuse(old_units.get(u.id), u.id, "unit", rotate=rotate, signing=False, report=report) for u in units
+        },
     )
     if old is not None:
         gone = (set(old.devices) - set(creds.devices)) | (set(old.units) - set(creds.units))

@@ -43,19 +43,24 @@ class BridgeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.bridge.stats()
-        received = CounterMetricFamily("qorgau_mqtt_messages_received", "MQTT messages received, by route.",
-                                       labels=["route"])
+        received = CounterMetricFamily(
+            "qorgau_mqtt_messages_received", "MQTT messages received, by route.", labels=["route"]
+        )
         for route, n in sorted(s.received.items()):
             received.add_metric([route], n)
         yield received
         yield CounterMetricFamily("qorgau_mqtt_acknowledged", "PUBACKs sent.", value=s.acknowledged)
-        yield CounterMetricFamily("qorgau_mqtt_unacknowledged_reconnect",
-                                  "Processed after their connection dropped; the broker redelivers them.",
-                                  value=s.unacknowledged_reconnect)
-        yield CounterMetricFamily("qorgau_mqtt_holds", "Times a lane stopped reading because its queue was full.",
-                                  value=s.holds)
-        yield CounterMetricFamily("qorgau_mqtt_shed", "Left to the broker because a lane's queue was full.",
-                                  value=s.shed)
+        yield CounterMetricFamily(
+            "qorgau_mqtt_unacknowledged_reconnect",
+            "Processed after their connection dropped; the broker redelivers them.",
+            value=s.unacknowledged_reconnect,
+        )
+        yield CounterMetricFamily(
+            "qorgau_mqtt_holds", "Times a lane stopped reading because its queue was full.", value=s.holds
+        )
+        yield CounterMetricFamily(
+            "qorgau_mqtt_shed", "Left to the broker because a lane's queue was full.", value=s.shed
+        )
         depth = GaugeMetricFamily("qorgau_mqtt_queue_depth", "Messages waiting per lane.", labels=["lane"])
         connected = GaugeMetricFamily("qorgau_mqtt_connected", "1 when the lane's connection is up.", labels=["lane"])
         for lane, n in sorted(s.queue_depth.items()):
@@ -64,17 +69,28 @@ class BridgeCollector(Collector):
         yield depth
         yield connected
         yield CounterMetricFamily("qorgau_mqtt_batches", "Batches served.", value=s.batches)
-        yield CounterMetricFamily("qorgau_mqtt_store_retries", "Batches tried again after a database outage.",
-                                  value=s.store_retries)
-        yield GaugeMetricFamily("qorgau_mqtt_waiting_for_database", "1 while the worker waits for the database.",
-                                value=1.0 if s.store_waiting else 0.0)
+        yield CounterMetricFamily(
+            "qorgau_mqtt_store_retries", "Batches tried again after a database outage.", value=s.store_retries
+        )
+        yield GaugeMetricFamily(
+            "qorgau_mqtt_waiting_for_database",
+            "1 while the worker waits for the database.",
+            value=1.0 if s.store_waiting else 0.0,
+        )
         buckets = [(_le(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS_S, s.latency_buckets, strict=False)]
         buckets.append(("+Inf", float(s.latency_count)))
-        yield HistogramMetricFamily("qorgau_ingest_latency_seconds", "MQTT message received -> acknowledged.",
-                                    buckets=buckets, sum_value=s.latency_sum_s)
+        yield HistogramMetricFamily(
+            "qorgau_ingest_latency_seconds",
+            "MQTT message received -> acknowledged.",
+            buckets=buckets,
+            sum_value=s.latency_sum_s,
+        )
         if s.last_processed_age_s is not None:
-            yield GaugeMetricFamily("qorgau_mqtt_last_processed_age_seconds", "Seconds since a message was done with.",
-                                    value=s.last_processed_age_s)
+            yield GaugeMetricFamily(
+                "qorgau_mqtt_last_processed_age_seconds",
+                "Seconds since a message was done with.",
+                value=s.last_processed_age_s,
+            )
 
 
 def _le(bound: float) -> str:

@@ -40,7 +40,13 @@ class BoothCoverage:
             "incident_share": {str(m): round(v, 4) for m, v in self.incident_share.items()},
             "incidents": self.incidents,
             "uncovered_hotspots": [
-                {"id": s.id, "lat": s.lat, "lon": s.lon, "risk": round(s.risk, 5), "walk_min": None if not np.isfinite(m) else round(m, 1)}
+                {
+                    "id": s.id,
+                    "lat": s.lat,
+                    "lon": s.lon,
+                    "risk": round(s.risk, 5),
+                    "walk_min": None if not np.isfinite(m) else round(m, 1),
+                }
                 for s, m in self.uncovered
             ],
         }
@@ -55,13 +61,17 @@ def walk_times_from_booths(graph: WalkGraph, booths: Sequence[Booth], *, limit_s
     leg = s.distance_m / graph.walk_speed_mps
     sources = np.concatenate([graph.u[s.segment], graph.v[s.segment]])
     seed_t = np.concatenate([leg + s.fraction * seg_t, leg + (1 - s.fraction) * seg_t])
-    _, node, t = graph.bounded_times(sources, seed_t=seed_t, group=np.zeros(sources.size, dtype=np.int64), limit_s=limit_s)
+    _, node, t = graph.bounded_times(
+        sources, seed_t=seed_t, group=np.zeros(sources.size, dtype=np.int64), limit_s=limit_s
+    )
     out = np.full(graph.n_nodes, np.inf)
     out[node] = t
     return out
 
 
-def _point_times(graph: WalkGraph, node_t: NDArray[np.float64], x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+def _point_times(
+    graph: WalkGraph, node_t: NDArray[np.float64], x: NDArray[np.float64], y: NDArray[np.float64]
+) -> NDArray[np.float64]:
     s = graph.snap_xy(x, y)
     seg_t = graph.time_s[s.segment]
     via_u = node_t[graph.u[s.segment]] + s.fraction * seg_t

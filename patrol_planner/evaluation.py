@@ -155,13 +155,21 @@ class Evaluation:
         for n in self.estimators:
             e = d["estimators"][n]
             mark = " (default)" if n == self.default else ""
-            row = [f"{n}{mark}"] + [f"{e['hit_rate'][str(c)]:.3f}" for c in cov] + [f"{e['pai'][str(c)]:.2f}" for c in cov]
+            row = (
+                [f"{n}{mark}"]
+                + [f"{e['hit_rate'][str(c)]:.3f}" for c in cov]
+                + [f"{e['pai'][str(c)]:.2f}" for c in cov]
+            )
             if with_len:
                 row += [f"{e['pai_length'][str(c)]:.2f}" if "pai_length" in e else "-" for c in cov]
             lines.append("| " + " | ".join(row) + " |")
         o = d["oracle"]
         if o:
-            row = ["oracle (ceiling)"] + [f"{o['hit_rate'][str(c)]:.3f}" for c in cov] + [f"{o['pai'][str(c)]:.2f}" for c in cov]
+            row = (
+                ["oracle (ceiling)"]
+                + [f"{o['hit_rate'][str(c)]:.3f}" for c in cov]
+                + [f"{o['pai'][str(c)]:.2f}" for c in cov]
+            )
             if with_len:
                 row += [f"{o['pai_length'][str(c)]:.2f}" if "pai_length" in o else "-" for c in cov]
             lines.append("| " + " | ".join(row) + " |")
@@ -275,8 +283,10 @@ def evaluate(
         for j, (c, k) in enumerate(zip(coverages, ks, strict=True)):
             o_hit[w, j] = oracle_sorted[k - 1] / total
             o_pai[w, j] = o_hit[w, j] / (k / n_area)
-            if seg_counts is not None and o_pai_len is not None:
-                h, share = _length_hits(seg_counts / np.maximum(segments.length_m, 1e-9), segments.length_m, seg_counts, c / 100)  # type: ignore[union-attr]
+            if seg_counts is not None and o_pai_len is not None and segments is not None:
+                h, share = _length_hits(
+                    seg_counts / np.maximum(segments.length_m, 1e-9), segments.length_m, seg_counts, c / 100
+                )
                 o_pai_len[w, j] = (h / seg_counts.sum()) / share
         for n in names:
             surf = models[n].predict(ev, s0, grid, segments)
@@ -309,4 +319,3 @@ def evaluate(
         hours=hours,
         seconds=time.perf_counter() - started,
     )
-

@@ -33,10 +33,27 @@ __all__ = [
 
 #: Distinct colours for routes (ColorBrewer Set1/Dark2/Paired, dark enough on a white map).
 ROUTE_COLOURS = (
-    "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#1b9e77",
-    "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#1f78b4", "#33a02c", "#fb9a99",
-    "#6a3d9a", "#b15928", "#666666", "#17becf",
-)  # fmt: skip
+    "#e41a1c",
+    "#377eb8",
+    "#4daf4a",
+    "#984ea3",
+    "#ff7f00",
+    "#a65628",
+    "#f781bf",
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
+    "#66a61e",
+    "#e6ab02",
+    "#1f78b4",
+    "#33a02c",
+    "#fb9a99",
+    "#6a3d9a",
+    "#b15928",
+    "#666666",
+    "#17becf",
+)
 
 
 def route_colour(k: int) -> str:
@@ -176,16 +193,32 @@ def risk_cells_geojson(bundle: PlanBundle, *, max_cells: int = 3000, share: floa
             {
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": {"kind": "risk_cell", "risk": round(float(risk[c]), 6), "level": round(float(risk[c]) / top, 4)},
+                "properties": {
+                    "kind": "risk_cell",
+                    "risk": round(float(risk[c]), 6),
+                    "level": round(float(risk[c]) / top, 4),
+                },
             }
         )
     return {"type": "FeatureCollection", "features": features}
 
 
 PLAN_CSV_HEADER = (
-    "patrol", "booth", "seq", "kind", "hot_spot", "lat", "lon", "arrive", "depart", "dwell_min",
-    "risk_covered", "route_length_m", "route_walking_min", "route_risk_covered",
-)  # fmt: skip
+    "patrol",
+    "booth",
+    "seq",
+    "kind",
+    "hot_spot",
+    "lat",
+    "lon",
+    "arrive",
+    "depart",
+    "dwell_min",
+    "risk_covered",
+    "route_length_m",
+    "route_walking_min",
+    "route_risk_covered",
+)
 
 
 def plan_csv_rows(bundle: PlanBundle) -> list[list[object]]:
@@ -193,17 +226,43 @@ def plan_csv_rows(bundle: PlanBundle) -> list[list[object]]:
     rows: list[list[object]] = []
     for r in bundle.plan.routes:
         tail = [round(r.length_m, 1), round(r.walking_s / 60, 1), round(r.risk_covered, 6)]
-        rows.append([r.patrol_id, r.booth.id, 0, "start", "", r.booth.lat, r.booth.lon, "", _iso(bundle, 0.0), "", "", *tail])
+        rows.append(
+            [r.patrol_id, r.booth.id, 0, "start", "", r.booth.lat, r.booth.lon, "", _iso(bundle, 0.0), "", "", *tail]
+        )
         for i, s in enumerate(r.stops, start=1):
             rows.append(
                 [
-                    r.patrol_id, r.booth.id, i, "stop", s.spot, round(s.lat, 7), round(s.lon, 7),
-                    _iso(bundle, s.arrive_s), _iso(bundle, s.depart_s), round(s.dwell_s / 60, 1),
-                    round(s.risk_covered, 6), *tail,
+                    r.patrol_id,
+                    r.booth.id,
+                    i,
+                    "stop",
+                    s.spot,
+                    round(s.lat, 7),
+                    round(s.lon, 7),
+                    _iso(bundle, s.arrive_s),
+                    _iso(bundle, s.depart_s),
+                    round(s.dwell_s / 60, 1),
+                    round(s.risk_covered, 6),
+                    *tail,
                 ]
-            )  # fmt: skip
+            )
         end = r.end_s if r.stops else 0.0
-        rows.append([r.patrol_id, r.booth.id, len(r.stops) + 1, "end", "", r.booth.lat, r.booth.lon, _iso(bundle, end), "", "", "", *tail])
+        rows.append(
+            [
+                r.patrol_id,
+                r.booth.id,
+                len(r.stops) + 1,
+                "end",
+                "",
+                r.booth.lat,
+                r.booth.lon,
+                _iso(bundle, end),
+                "",
+                "",
+                "",
+                *tail,
+            ]
+        )
     return rows
 
 
@@ -227,8 +286,13 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
         f"- {m('incidents')}: "
         + m(
             "incidents_used",
-            kept=rep.kept, rows=rep.rows, dropped=rep.dropped, missing_coordinates=rep.missing_coordinates,
-            missing_time=rep.missing_time, invalid_coordinates=rep.invalid_coordinates, outside_area=rep.outside_area,
+            kept=rep.kept,
+            rows=rep.rows,
+            dropped=rep.dropped,
+            missing_coordinates=rep.missing_coordinates,
+            missing_time=rep.missing_time,
+            invalid_coordinates=rep.invalid_coordinates,
+            outside_area=rep.outside_area,
         ),
         f"- {m('estimator')}: `{risk.estimator}`; "
         + m("trained_until", date=f"{risk.trained_until:%Y-%m-%d}", n=risk.training_events),
@@ -243,7 +307,7 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
         "",
         f"| {m('patrol')} | {m('booth')} | {m('length_km')} | {m('walking_time')} | {m('stops')} | {m('risk_covered')} | {m('back_at_booth')} |",
         "|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for r in plan.routes:
         back = _hhmm(bundle, r.end_s) if r.stops else "-"
         out.append(
@@ -267,7 +331,13 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
         if r.stops:
             out.append(f"| {len(r.stops) + 1} | {m('back_at_booth')} | {_hhmm(bundle, r.end_s)} | | | |")
     far_m = max(cov.minutes)
-    out += ["", f"## {m('coverage_title')}", "", f"| | {m('share_of_risk')} | {m('share_of_incidents')} |", "|---|---|---|"]
+    out += [
+        "",
+        f"## {m('coverage_title')}",
+        "",
+        f"| | {m('share_of_risk')} | {m('share_of_incidents')} |",
+        "|---|---|---|",
+    ]
     for mins in cov.minutes:
         out.append(f"| {m('within_walk', m=mins)} | {cov.risk_share[mins]:.1%} | {cov.incident_share[mins]:.1%} |")
     out += ["", f"### {m('uncovered_title', m=far_m)}", ""]
@@ -295,7 +365,15 @@ def gpx_parts(bundle: PlanBundle, route: PatrolRoute, m: Messages) -> GpxParts:
     """Name, track points and waypoints (stops with planned UTC times) of one patrol's GPX file."""
     shift = bundle.plan.shift
     track = [(lat, lon) for lon, lat in _route_coords(bundle, route)]
-    wpts = [(route.booth.lat, route.booth.lon, f"0 {m('start_at_booth')}", route.booth.name or route.booth.id, _utc(shift.utc(0.0)))]
+    wpts = [
+        (
+            route.booth.lat,
+            route.booth.lon,
+            f"0 {m('start_at_booth')}",
+            route.booth.name or route.booth.id,
+            _utc(shift.utc(0.0)),
+        )
+    ]
     for i, s in enumerate(route.stops, start=1):
         desc = f"{m('arrive')} {_hhmm(bundle, s.arrive_s)}, {m('dwell_min')} {s.dwell_s / 60:.0f}"
         wpts.append((s.lat, s.lon, f"{i} {m('stop')} #{s.spot + 1}", desc, _utc(shift.utc(s.arrive_s))))
@@ -322,7 +400,10 @@ def streets_geojson(bundle: PlanBundle, *, margin_m: float = 300.0, max_segments
     lo_lat, hi_lat, lo_lon, hi_lon = min(lats) - dlat, max(lats) + dlat, min(lons) - dlon, max(lons) + dlon
     u, v = net.seg_u, net.seg_v
     inside = net.seg_walk & (
-        (net.node_lat[u] >= lo_lat) & (net.node_lat[u] <= hi_lat) & (net.node_lon[u] >= lo_lon) & (net.node_lon[u] <= hi_lon)
+        (net.node_lat[u] >= lo_lat)
+        & (net.node_lat[u] <= hi_lat)
+        & (net.node_lon[u] >= lo_lon)
+        & (net.node_lon[u] <= hi_lon)
     )
     idx = np.flatnonzero(inside)
     if idx.size > max_segments:

@@ -79,9 +79,7 @@ class Grid:
     mask: NDArray[np.bool_]
 
     @classmethod
-    def covering(
-        cls, x: NDArray[np.float64], y: NDArray[np.float64], *, cell_m: float, margin_m: float = 0.0
-    ) -> Grid:
+    def covering(cls, x: NDArray[np.float64], y: NDArray[np.float64], *, cell_m: float, margin_m: float = 0.0) -> Grid:
         """A grid covering points (with a margin); every cell is in the study area."""
         if x.size == 0:
             msg = "cannot build a grid over no points"
@@ -131,7 +129,9 @@ class Grid:
         k = np.ones((2 * r + 1, 2 * r + 1))
         return (fftconvolve(img, k, mode="same") > 0.5).ravel()
 
-    def histogram(self, x: NDArray[np.float64], y: NDArray[np.float64], weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    def histogram(
+        self, x: NDArray[np.float64], y: NDArray[np.float64], weights: NDArray[np.float64] | None = None
+    ) -> NDArray[np.float64]:
         """Sum of weights per cell (flat)."""
         c = self.cell_of(x, y)
         ok = c >= 0

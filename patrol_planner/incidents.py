@@ -111,7 +111,11 @@ class Incidents:
         """Build from arrays; ``occurred_at`` is local time (anything ``numpy.datetime64`` takes)."""
         lat_a = np.asarray(lat, dtype=np.float64)
         t = np.asarray(occurred_at, dtype="datetime64[s]")
-        cat = np.full(lat_a.size, category, dtype=object) if isinstance(category, str) else np.asarray(category, dtype=object)
+        cat = (
+            np.full(lat_a.size, category, dtype=object)
+            if isinstance(category, str)
+            else np.asarray(category, dtype=object)
+        )
         hk = np.ones(lat_a.size, dtype=bool) if hour_known is None else np.asarray(hour_known, dtype=bool)
         return cls(lat_a, np.asarray(lon, dtype=np.float64), t, cat, hk, timezone, label, synthetic)
 

@@ -93,7 +93,9 @@ _MONTH = re.compile(r"^\s*\d{4}-\d{2}\s*$")
 
 def _to_datetime(text: pd.Series) -> NDArray[np.datetime64]:
     """ISO 8601 fast, then any other layout pandas recognises for what is left."""
-    out: NDArray[np.datetime64] = pd.to_datetime(text, errors="coerce", format="ISO8601").to_numpy(dtype="datetime64[s]")
+    out: NDArray[np.datetime64] = pd.to_datetime(text, errors="coerce", format="ISO8601").to_numpy(
+        dtype="datetime64[s]"
+    )
     bad = np.isnat(out)
     if bad.any():
         out[bad] = pd.to_datetime(text[bad], errors="coerce", format="mixed").to_numpy(dtype="datetime64[s]")
@@ -293,7 +295,9 @@ def read_booths(path: str | Path) -> list[Booth]:
             msg = f"{p.name}: feature {i} is a {geom.get('type')!r}, booths must be Points"
             raise ValueError(msg)
         lon, lat = geom["coordinates"][:2]
-        ident = props.get("id") or (f"osm-{props['osm_type']}-{props['osm_id']}" if "osm_id" in props else f"booth-{i + 1}")
+        ident = props.get("id") or (
+            f"osm-{props['osm_type']}-{props['osm_id']}" if "osm_id" in props else f"booth-{i + 1}"
+        )
         name = props.get("name") or props.get("name_ru") or props.get("name_kk") or ""
         out.append(Booth(str(ident), float(lat), float(lon), str(name)))
     if not out:
@@ -333,7 +337,9 @@ def read_osm_bounds(path: str | Path) -> tuple[float, float, float, float] | Non
     m = _BOUNDS.search(head)
     if not m:
         return None
-    attrs = {k.decode(): float(v) for k, v in _ATTR.findall(m.group(1)) if k in (b"minlat", b"minlon", b"maxlat", b"maxlon")}
+    attrs = {
+        k.decode(): float(v) for k, v in _ATTR.findall(m.group(1)) if k in (b"minlat", b"minlon", b"maxlat", b"maxlon")
+    }
     if len(attrs) != 4:
         return None
     return attrs["minlat"], attrs["minlon"], attrs["maxlat"], attrs["maxlon"]

@@ -79,9 +79,16 @@ def make_plan(
     spots = n_spots or default_spot_count(patrols, shift, settings)
     risk = risk_map(inc, graph, shift, estimator=estimator, cell_m=cell_m, n_spots=spots, revisit_s=settings.revisit_s)
     plan = plan_routes(
-        graph, booths, risk.hotspots, shift, patrols=patrols, total_risk=risk.total_risk, seed=seed,
-        settings=settings, progress=say,
-    )  # fmt: skip
+        graph,
+        booths,
+        risk.hotspots,
+        shift,
+        patrols=patrols,
+        total_risk=risk.total_risk,
+        seed=seed,
+        settings=settings,
+        progress=say,
+    )
     say("booth coverage")
     cov = booth_coverage(graph, booths, inc, risk)
     return PlanBundle(plan, risk, cov, rep, inc, list(booths), graph.network, incidents.synthetic)

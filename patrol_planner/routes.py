@@ -185,8 +185,16 @@ def _problem(
     times[:, :nb] += leg[None, :]
     np.fill_diagonal(times, 0.0)
     p = _Problem(
-        int(shift.duration_s), int(settings.dwell_s), settings.revisit_s, booth_nodes, leg, patrol_booth, list(spots),
-        times, [], graph.walk_speed_mps,
+        int(shift.duration_s),
+        int(settings.dwell_s),
+        settings.revisit_s,
+        booth_nodes,
+        leg,
+        patrol_booth,
+        list(spots),
+        times,
+        [],
+        graph.walk_speed_mps,
     )
     n = len(spots)
     golden = (np.arange(n) * 0.6180339887) % 1.0  # spread phases, the same every day
@@ -257,11 +265,16 @@ def _solve_pyvrp(
         counts[b] = counts.get(b, 0) + 1
     vtypes = [
         VehicleType(
-            counts[b], start_depot=depot_of[b], end_depot=depot_of[b], tw_early=0, tw_late=p.shift_s,
-            shift_duration=p.shift_s, name=str(b),
+            counts[b],
+            start_depot=depot_of[b],
+            end_depot=depot_of[b],
+            tw_early=0,
+            tw_late=p.shift_s,
+            shift_duration=p.shift_s,
+            name=str(b),
         )
         for b in used
-    ]  # fmt: skip
+    ]
     # pyvrp's stub types the matrices np.ndarray[int] (a shape of int), not an int64 ndarray.
     data = ProblemData(locations, clients, depots, vtypes, [dist], [dur])  # type: ignore[list-item]
     stop = MultipleCriteria([MaxIterations(iterations), MaxRuntime(settings.time_limit_s)])
@@ -424,7 +437,9 @@ def plan_routes(
                 break
             noise /= 2
         if not chosen:
-            notes.append(f"seed {seed}: no varied plan within {settings.tolerance:.0%} of the best; the best plan is used")
+            notes.append(
+                f"seed {seed}: no varied plan within {settings.tolerance:.0%} of the best; the best plan is used"
+            )
             chosen = best
     routes = _finish(graph, booths, p, _stops(p, chosen))
     return PatrolPlan(
@@ -528,4 +543,3 @@ def greedy_routes(
         walk_speed_mps=graph.walk_speed_mps,
         dwell_s=settings.dwell_s,
     )
-

@@ -151,7 +151,9 @@ def risk_map(
         msg = "no incidents to estimate risk from"
         raise ValueError(msg)
     last = incidents.occurred_at.max()
-    at = min(np.datetime64(shift.start, "s"), (last + np.timedelta64(1, "D")).astype("datetime64[D]").astype("datetime64[s]"))
+    at = min(
+        np.datetime64(shift.start, "s"), (last + np.timedelta64(1, "D")).astype("datetime64[D]").astype("datetime64[s]")
+    )
     at_s = float((at - _EPOCH).astype(np.float64))
     in_hours = hours_mask(incidents.hour, shift.hours) | ~incidents.hour_known
     train = incidents.subset(in_hours & (incidents.occurred_at < at))
@@ -180,9 +182,15 @@ def risk_map(
     cx, cy = grid.centres()
     px, py = cx[order].copy(), cy[order].copy()
     if cells_of_events.size:
-        sums_x = np.bincount(np.maximum(cells_of_events, 0), weights=ev.x * (cells_of_events >= 0), minlength=grid.n_cells)
-        sums_y = np.bincount(np.maximum(cells_of_events, 0), weights=ev.y * (cells_of_events >= 0), minlength=grid.n_cells)
-        cnt = np.bincount(np.maximum(cells_of_events, 0), weights=(cells_of_events >= 0).astype(float), minlength=grid.n_cells)
+        sums_x = np.bincount(
+            np.maximum(cells_of_events, 0), weights=ev.x * (cells_of_events >= 0), minlength=grid.n_cells
+        )
+        sums_y = np.bincount(
+            np.maximum(cells_of_events, 0), weights=ev.y * (cells_of_events >= 0), minlength=grid.n_cells
+        )
+        cnt = np.bincount(
+            np.maximum(cells_of_events, 0), weights=(cells_of_events >= 0).astype(float), minlength=grid.n_cells
+        )
         has = cnt[order] > 0
         px[has] = sums_x[order][has] / cnt[order][has]
         py[has] = sums_y[order][has] / cnt[order][has]
@@ -198,7 +206,9 @@ def risk_map(
             continue
         seen[node] = len(spots)
         merged_risk.append(float(risk[c]))
-        spots.append(HotSpot(len(spots), int(node), float(net.node_lat[node]), float(net.node_lon[node]), 0.0, (), int(c)))
+        spots.append(
+            HotSpot(len(spots), int(node), float(net.node_lat[node]), float(net.node_lon[node]), 0.0, (), int(c))
+        )
     spots = [
         HotSpot(s.id, s.node, s.lat, s.lon, r, tuple(float(r * b) for b in shares), s.cell)
         for s, r in zip(spots, merged_risk, strict=True)
@@ -221,4 +231,3 @@ def _hours_len(hours: tuple[int, int]) -> int:
     if start == end:
         return 24
     return (end - start) % 24
-

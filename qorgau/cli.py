@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="credentials.json from `qorgau devices provision`: log in as each device/unit and sign presses",
     )
     sim.add_argument(
-        "--no-heartbeats", action="store_true",
+        "--no-heartbeats",
+        action="store_true",
         help="buttons share one connection and send no heartbeats (default: each button connects with a "
         "last will and sends heartbeats every QORGAU_HEARTBEAT_INTERVAL_S)",
     )
@@ -137,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 if an entry was edited or deleted")
     verify.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
-    verify.add_argument("--head", metavar="HASH", help="also require this head hash (published earlier) to be in the chain")
+    verify.add_argument(
+        "--head", metavar="HASH", help="also require this head hash (published earlier) to be in the chain"
+    )
     verify.set_defaults(func=cmd_audit_verify)
 
     report = sub.add_parser("report", help="the quarterly public report on response times (no personal data)")
@@ -146,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--lang", choices=("kk", "ru", "en"), default="ru", help="language of the report [ru]")
     report.add_argument("--format", choices=("html", "md"), default="html", help="HTML or Markdown [html]")
     report.add_argument("--districts", type=Path, metavar="FILE", help="district polygons GeoJSON [QORGAU_DISTRICTS]")
-    report.add_argument("--out", type=Path, metavar="FILE", help="where to write it [response-times-QUARTER.LANG.FORMAT]")
+    report.add_argument(
+        "--out", type=Path, metavar="FILE", help="where to write it [response-times-QUARTER.LANG.FORMAT]"
+    )
     report.set_defaults(func=cmd_report)
 
     users = sub.add_parser("users", help="API users")
@@ -176,11 +181,19 @@ def _add_devices_commands(sub: Any) -> None:
     )
     prov.add_argument("--devices", type=Path, metavar="FILE", help="SOS devices GeoJSON [QORGAU_DEVICES]")
     prov.add_argument("--units", type=Path, metavar="FILE", help="units GeoJSON [QORGAU_UNITS]")
-    prov.add_argument("--out", type=Path, required=True, metavar="DIR", help="where passwd, acl, credentials.json, device-keys.json go")
+    prov.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="where passwd, acl, credentials.json, device-keys.json go",
+    )
     prov.add_argument("--topic-root", metavar="ROOT", help="MQTT topic root [QORGAU_TOPIC_ROOT; qorgau/v1]")
     prov.add_argument("--rotate", action="store_true", help="new passwords and keys for every account")
     prov.add_argument("--no-signing", dest="signing", action="store_false", help="give buttons no signing keys")
-    prov.add_argument("--service-user", default="qorgau-service", help="username of the dispatch service [qorgau-service]")
+    prov.add_argument(
+        "--service-user", default="qorgau-service", help="username of the dispatch service [qorgau-service]"
+    )
     prov.add_argument("--app102-user", default="qorgau-app102", help="username of the 102 app gateway [qorgau-app102]")
     prov.set_defaults(func=cmd_devices_provision)
 
@@ -353,7 +366,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  MQTT: {settings.mqtt_url}, topics under {settings.topic_root}/")
     print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving")
     if generated_secret:
-        print("  JWT secret: generated for this demo (tokens and map sign-ins end with it; set QORGAU_JWT_SECRET to keep them)")
+        print(
+            "  JWT secret: generated for this demo (tokens and map sign-ins end with it; set QORGAU_JWT_SECRET to keep them)"
+        )
     print(f"Open {url}/api/alerts  (units: {url}/api/units, API docs: {url}/docs, health: {url}/healthz)")
     for role in (Role.DISPATCHER, Role.COMMANDER):  # demo sign-ins, valid while this demo runs
         print(f"  {role.value} token: {service.auth.issue(User(f'demo-{role.value}', role))}")
@@ -412,7 +427,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if not result.ok:
-        print(f"audit trail BROKEN at entry {result.broken_at}: {result.problem} ({result.entries} entries verified before it)")
+        print(
+            f"audit trail BROKEN at entry {result.broken_at}: {result.problem} ({result.entries} entries verified before it)"
+        )
         return 1
     if args.head and args.head not in heads:
         print(f"audit trail BROKEN: the published head {args.head} is no longer in the chain (entries were deleted)")
@@ -434,7 +451,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         alerts = store.alerts_received_between(start, end)
     finally:
         store.close()
-    text = render_public_report(alerts, quarter=args.quarter.upper(), lang=args.lang, fmt=args.format, districts=districts)
+    text = render_public_report(
+        alerts, quarter=args.quarter.upper(), lang=args.lang, fmt=args.format, districts=districts
+    )
     out: Path = args.out or Path(f"response-times-{args.quarter.upper()}.{args.lang}.{args.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

@@ -28,13 +28,19 @@ _DEFAULT_LANG = "ru"
 
 def _add_incident_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--incidents", type=Path, metavar="FILE", help="incidents: .csv(.gz), .geojson or .parquet")
-    p.add_argument("--timezone", default="Asia/Almaty", help="local time zone of the shift and of naive incident times [Asia/Almaty]")
+    p.add_argument(
+        "--timezone",
+        default="Asia/Almaty",
+        help="local time zone of the shift and of naive incident times [Asia/Almaty]",
+    )
     p.add_argument("--lat-col", metavar="NAME", help="latitude column, if not recognised")
     p.add_argument("--lon-col", metavar="NAME", help="longitude column, if not recognised")
     p.add_argument("--time-col", metavar="NAME", help="time column, if not recognised")
     p.add_argument("--category-col", metavar="NAME", help="category column, if not recognised")
     p.add_argument("--cell-m", type=float, default=100.0, help="grid cell size in metres [100]")
-    p.add_argument("--max-distance-m", type=float, default=100.0, help="incidents farther from a street are outside the area [100]")
+    p.add_argument(
+        "--max-distance-m", type=float, default=100.0, help="incidents farther from a street are outside the area [100]"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -48,24 +54,43 @@ def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--shift", default="22:00-06:00", help="local shift, HH:MM-HH:MM [22:00-06:00]")
     plan.add_argument("--date", type=date.fromisoformat, help="day the shift starts, YYYY-MM-DD [today, local]")
     plan.add_argument("--out", type=Path, metavar="DIR", help="where the plan's files go")
-    plan.add_argument("--lang", choices=_LANGUAGES, default=_DEFAULT_LANG, help=f"language of the plan sheet and map [{_DEFAULT_LANG}]")
-    plan.add_argument("--seed", type=int, help="vary the routes (same seed, same plan) within 5 %% of the best plan's risk")
-    plan.add_argument("--estimator", choices=_ESTIMATORS, default=_DEFAULT_ESTIMATOR, help=f"hotspot estimator [{_DEFAULT_ESTIMATOR}]")
+    plan.add_argument(
+        "--lang",
+        choices=_LANGUAGES,
+        default=_DEFAULT_LANG,
+        help=f"language of the plan sheet and map [{_DEFAULT_LANG}]",
+    )
+    plan.add_argument(
+        "--seed", type=int, help="vary the routes (same seed, same plan) within 5 %% of the best plan's risk"
+    )
+    plan.add_argument(
+        "--estimator", choices=_ESTIMATORS, default=_DEFAULT_ESTIMATOR, help=f"hotspot estimator [{_DEFAULT_ESTIMATOR}]"
+    )
     plan.add_argument("--hot-spots", type=int, help="candidate hot spots [about twice what the patrols can visit]")
     plan.add_argument("--walk-speed", type=float, default=1.4, help="walking speed, m/s [1.4]")
     plan.add_argument("--dwell-min", type=float, default=15.0, help="dwell at each hot spot, 10-16 minutes [15]")
-    plan.add_argument("--revisit-min", type=float, default=120.0, help="revisit block of the hottest spots, minutes [120]")
+    plan.add_argument(
+        "--revisit-min", type=float, default=120.0, help="revisit block of the hottest spots, minutes [120]"
+    )
     plan.add_argument("--iterations", type=int, default=3000, help="solver iterations (deterministic) [3000]")
     plan.add_argument("--time-limit", type=float, default=30.0, help="cap on each solver run, seconds [30]")
     plan.set_defaults(func=cmd_plan)
     inner = plan.add_subparsers(dest="plan_command", metavar="evaluate")
     ev = inner.add_parser("evaluate", help="backtest the hotspot estimators on rolling windows")
     _add_incident_flags(ev)
-    ev.add_argument("--network", type=Path, metavar="FILE", help="street network: adds street-length PAI and the network estimator")
-    ev.add_argument("--windows", type=int, default=12, help="rolling windows (train on the past, predict the next) [12]")
+    ev.add_argument(
+        "--network", type=Path, metavar="FILE", help="street network: adds street-length PAI and the network estimator"
+    )
+    ev.add_argument(
+        "--windows", type=int, default=12, help="rolling windows (train on the past, predict the next) [12]"
+    )
     ev.add_argument("--period", default="month", help="window length: 'month' or days like '7d' [month]")
     ev.add_argument("--hours", metavar="HH:MM-HH:MM", help="only incidents in these local hours (a shift's pattern)")
-    ev.add_argument("--estimators", default=",".join(["naive", "kde", "prospective", "spacetime", "network"]), help="comma-separated names")
+    ev.add_argument(
+        "--estimators",
+        default=",".join(["naive", "kde", "prospective", "spacetime", "network"]),
+        help="comma-separated names",
+    )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -112,7 +137,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     on = args.date or datetime.now(ZoneInfo(args.timezone)).date()
     shift = Shift.parse(args.shift, on=on, timezone=args.timezone)
     steps = ["incidents", "network", "area", "risk", "routes", "coverage", "files"]
-    bar = tqdm(total=len(steps), desc="qorgau plan", unit="step", disable=True if args.no_progress else None, file=sys.stderr)
+    bar = tqdm(
+        total=len(steps), desc="qorgau plan", unit="step", disable=True if args.no_progress else None, file=sys.stderr
+    )
 
     def step(text: str) -> None:
         bar.set_postfix_str(text[:60])
@@ -132,10 +159,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
             revisit_s=args.revisit_min * 60,
         )
         bundle = make_plan(
-            incidents, graph, booths, shift, patrols=args.patrols, report=report, estimator=args.estimator,
-            cell_m=args.cell_m, n_spots=args.hot_spots, seed=args.seed, settings=settings,
-            bounds=read_osm_bounds(args.network), max_distance_m=args.max_distance_m, progress=step,
-        )  # fmt: skip
+            incidents,
+            graph,
+            booths,
+            shift,
+            patrols=args.patrols,
+            report=report,
+            estimator=args.estimator,
+            cell_m=args.cell_m,
+            n_spots=args.hot_spots,
+            seed=args.seed,
+            settings=settings,
+            bounds=read_osm_bounds(args.network),
+            max_distance_m=args.max_distance_m,
+            progress=step,
+        )
         step("writing the plan's files")
         files = write_plan_outputs(bundle, args.out, lang=args.lang)
         bar.update(bar.total - bar.n)
@@ -165,7 +203,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             incidents, graph, bounds=read_osm_bounds(args.network), max_distance_m=args.max_distance_m, report=report
         )
     names = [n.strip() for n in args.estimators.split(",") if n.strip()]
-    bar = tqdm(total=args.windows, desc="backtest", unit="window", disable=True if args.no_progress else None, file=sys.stderr)
+    bar = tqdm(
+        total=args.windows, desc="backtest", unit="window", disable=True if args.no_progress else None, file=sys.stderr
+    )
     try:
         result = evaluate(
             incidents,

@@ -96,9 +96,13 @@ class QorgauService:
             press_verifier=_press_verifier(settings, devices),
         )
         self.supervisor = DeviceSupervisor(
-            self.store, devices, policy=settings.supervision_policy(), clock=self.service.clock,
-            max_payload_bytes=settings.max_payload_bytes, max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
-        )  # fmt: skip
+            self.store,
+            devices,
+            policy=settings.supervision_policy(),
+            clock=self.service.clock,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
+        )
         self.service.add_listener(self.supervisor)  # presses and self-tests are signs of life
         self.bridge = MqttBridge(
             self.service,
@@ -159,7 +163,11 @@ class QorgauService:
 
     def _new_server(self) -> uvicorn.Server:
         config = uvicorn.Config(
-            self.app, host=self.settings.host, port=self.settings.port, log_config=None, lifespan="off",
+            self.app,
+            host=self.settings.host,
+            port=self.settings.port,
+            log_config=None,
+            lifespan="off",
             timeout_graceful_shutdown=5,  # the live map's event streams never end by themselves
         )
         return uvicorn.Server(config)

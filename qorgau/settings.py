@@ -26,11 +26,33 @@ __all__ = ["DEFAULT_PRIORITY_BY_CATEGORY", "MIN_SECRET_CHARS", "Settings", "Weak
 MIN_SECRET_CHARS = 32
 """The shortest JWT secret accepted."""
 
-KNOWN_DEFAULT_SECRETS = frozenset({
-    "changeme", "change-me", "change_me", "changethis", "secret", "secretkey", "secret-key", "secret_key",
-    "jwt-secret", "jwtsecret", "password", "qorgau", "qorgau-secret", "default", "development", "dev", "test",
-    "your-secret-here", "your-256-bit-secret", "supersecret", "supersecretkey", "notasecret", "insecure",
-})  # fmt: skip
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "secret",
+        "secretkey",
+        "secret-key",
+        "secret_key",
+        "jwt-secret",
+        "jwtsecret",
+        "password",
+        "qorgau",
+        "qorgau-secret",
+        "default",
+        "development",
+        "dev",
+        "test",
+        "your-secret-here",
+        "your-256-bit-secret",
+        "supersecret",
+        "supersecretkey",
+        "notasecret",
+        "insecure",
+    }
+)
 """Secrets copied from examples and tutorials (compared without case, after stripping digits and padding)."""
 
 
@@ -65,6 +87,7 @@ def check_jwt_secret(secret: str | None) -> str:
         raise WeakSecret(msg)
     return secret
 
+
 DEFAULT_PRIORITY_BY_CATEGORY: dict[str, int] = {
     "assault": 1,
     "domestic_violence": 1,
@@ -98,7 +121,9 @@ class Settings(BaseSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker URL")
     host: str = Field("127.0.0.1", description="HTTP bind address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port (0 picks a free one)")
-    topic_root: str = Field("qorgau/v1", description="MQTT topic root")  # mqtt_bridge.DEFAULT_TOPIC_ROOT (a test checks)
+    topic_root: str = Field(
+        "qorgau/v1", description="MQTT topic root"
+    )  # mqtt_bridge.DEFAULT_TOPIC_ROOT (a test checks)
     client_id: str = Field("qorgau-dispatch", min_length=1, description="fixed MQTT client id (persistent session)")
     session_expiry_s: int = Field(7 * 24 * 3600, gt=0, description="how long the broker queues alerts for us")
     max_payload_bytes: int = Field(16 * 1024, gt=0, description="larger MQTT payloads are rejected unread")
@@ -111,9 +136,13 @@ class Settings(BaseSettings):
     ack_deadline_s: float = Field(30.0, gt=0, description="a unit must acknowledge its order within this")
     auto_assign_p1: bool = Field(False, description="assign P1 SOS alerts to the top recommendation at once")
     stale_after_s: float = Field(120.0, gt=0, description="a patrol whose last position is older is stale")
-    stale_policy: Literal["penalty", "exclude"] = Field("penalty", description="rank stale patrols with a penalty or not at all")
+    stale_policy: Literal["penalty", "exclude"] = Field(
+        "penalty", description="rank stale patrols with a penalty or not at all"
+    )
     stale_penalty_s: float = Field(300.0, ge=0, description="seconds added to a stale patrol's ETA")
-    location_accuracy_max_m: float = Field(100.0, gt=0, description="a 102 report less accurate is 'location unverified'")
+    location_accuracy_max_m: float = Field(
+        100.0, gt=0, description="a 102 report less accurate is 'location unverified'"
+    )
     duplicate_radius_m: float = Field(100.0, ge=0, description="a new alert this close to an open one is linked to it")
     duplicate_window_s: float = Field(600.0, ge=0, description="... if it came within this many seconds")
     priority_by_category: dict[str, int] = Field(
@@ -122,27 +151,44 @@ class Settings(BaseSettings):
     )
     districts: Path | None = Field(None, description="district polygons GeoJSON for response-time reports")
     timezone: str = Field("Asia/Almaty", description="the city's time zone (staffing hours, quarters)")
-    jwt_secret: SecretStr | None = Field(None, description="HS256 key of API tokens (>= 32 chars, random); `serve` refuses to start without one")
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key of API tokens (>= 32 chars, random); `serve` refuses to start without one"
+    )
     admin_token: SecretStr | None = Field(None, description="bootstrap admin bearer token for scripted set-up")
     token_ttl_s: int = Field(12 * 3600, gt=0, description="how long an API token is valid")
     # issue 4: the dispatcher's live map
     map_lang: Literal["kk", "ru", "en"] = Field("ru", description="language of the live map (/map?lang= overrides)")
-    map_tiles: str | None = Field(None, description="raster tile URL template for the live map; unset: the city's own streets (offline)")
+    map_tiles: str | None = Field(
+        None, description="raster tile URL template for the live map; unset: the city's own streets (offline)"
+    )
     map_tiles_attribution: str = Field("", description="attribution shown with map_tiles")
     # issue 6: signed presses (dispatch/signing.py, written by `qorgau devices provision`)
-    device_keys: Path | None = Field(None, description="encrypted device signing keys (device-keys.json); devices in it must sign")
+    device_keys: Path | None = Field(
+        None, description="encrypted device signing keys (device-keys.json); devices in it must sign"
+    )
     device_key_secret: SecretStr | None = Field(None, description="master key of the device key file (>= 32 chars)")
     signed_press_max_age_s: float = Field(3600.0, gt=0, description="a signed press whose ts is older is rejected")
-    replay_window: int = Field(64, ge=1, le=4096, description="counters behind a device's highest that may still arrive late")
+    replay_window: int = Field(
+        64, ge=1, le=4096, description="counters behind a device's highest that may still arrive late"
+    )
     # issue 6: supervision of SOS buttons
-    heartbeat_interval_s: float = Field(30.0, gt=0, description="SOS buttons send a heartbeat this often; 3 missed: offline")
-    flap_window_s: float = Field(120.0, ge=0, description="a button must stay online this long for its offline event to close")
-    self_test_max_age_s: float = Field(24 * 3600.0, gt=0, description="buttons whose last self-test is older are reported")
+    heartbeat_interval_s: float = Field(
+        30.0, gt=0, description="SOS buttons send a heartbeat this often; 3 missed: offline"
+    )
+    flap_window_s: float = Field(
+        120.0, ge=0, description="a button must stay online this long for its offline event to close"
+    )
+    self_test_max_age_s: float = Field(
+        24 * 3600.0, gt=0, description="buttons whose last self-test is older are reported"
+    )
     # issue 6: API hardening
     max_request_bytes: int = Field(1024 * 1024, gt=0, description="larger HTTP request bodies get 413")
-    max_plan_request_bytes: int = Field(64 * 1024 * 1024, gt=0, description="the same for POST /api/plans (inline incidents)")
+    max_plan_request_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="the same for POST /api/plans (inline incidents)"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="origins allowed to call the API from a browser (comma-separated); none by default"
+        default_factory=list,
+        description="origins allowed to call the API from a browser (comma-separated); none by default",
     )
     login_max_failures: int = Field(10, ge=1, description="failed sign-ins per client address and username before 429")
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds")

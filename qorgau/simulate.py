@@ -141,8 +141,16 @@ class SimulatedButtons:
             client.will_set(status, json.dumps({"state": "offline"}), qos=1, retain=True)
             connected, outcome = threading.Event(), []
 
-            def on_connect(c: Any, _u: Any, _f: Any, reason: Any, _p: Any, topic: str = status,
-                           outcome: list = outcome, connected: threading.Event = connected) -> None:
+            def on_connect(
+                c: Any,
+                _u: Any,
+                _f: Any,
+                reason: Any,
+                _p: Any,
+                topic: str = status,
+                outcome: list = outcome,
+                connected: threading.Event = connected,
+            ) -> None:
                 outcome[:] = [reason]
                 connected.set()
                 if not reason.is_failure:
@@ -183,7 +191,9 @@ class SimulatedButtons:
             self._thread.join(timeout=5)
         for device_id, client in self.clients.items():
             if client.is_connected():
-                info = client.publish(self.topics.sos_status(device_id), json.dumps({"state": "offline"}), qos=1, retain=True)
+                info = client.publish(
+                    self.topics.sos_status(device_id), json.dumps({"state": "offline"}), qos=1, retain=True
+                )
                 try:
                     info.wait_for_publish(timeout=2)
                 except (RuntimeError, ValueError) as e:  # the connection dropped meanwhile: the will says it

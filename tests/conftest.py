@@ -43,7 +43,11 @@ if TYPE_CHECKING:
 # The default profile is derandomized, so that CI runs the same examples every time (a red CI
 # always means a change broke something); `thorough` explores new random examples.
 settings.register_profile(
-    "qorgau", max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow], print_blob=True,
+    "qorgau",
+    max_examples=200,
+    deadline=1000,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
     derandomize=True,
 )
 settings.register_profile("thorough", parent=settings.get_profile("qorgau"), max_examples=2000, derandomize=False)
@@ -213,8 +217,11 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     try:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Exception as e:  # noqa: BLE001 - say what to install
-        pytest.fail(f"cannot start {CHROMIUM} ({e}): install Debian's chromium and chromium-driver (make test does)", pytrace=False)
+    except Exception as e:
+        pytest.fail(
+            f"cannot start {CHROMIUM} ({e}): install Debian's chromium and chromium-driver (make test does)",
+            pytrace=False,
+        )
     yield browser
     browser.close()
 
@@ -230,5 +237,3 @@ def page(browser: Browser) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, f"script errors on the page: {errors}"
-
-

@@ -35,6 +35,7 @@ Test modules never import one another nor ``conftest``: what two of them need li
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -43,7 +44,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -172,7 +173,7 @@ class Running:
 
 
 def now_rfc3339(delta: timedelta = timedelta(0)) -> str:
-    return (datetime.now(timezone.utc) + delta).isoformat().replace("+00:00", "Z")
+    return (datetime.now(UTC) + delta).isoformat().replace("+00:00", "Z")
 
 
 def new_event_id() -> str:
@@ -354,7 +355,7 @@ def screenshot(page: Page, name: str) -> None:
 # -- the control room on a pinned clock -------------------------------------------------------
 
 
-T0 = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)  # 09:00 in Almaty
+T0 = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # 09:00 in Almaty
 
 
 class Clock:
@@ -381,8 +382,16 @@ def ingest_press(service: DispatchService, device_id: str, clock: Clock, event: 
 
 def ingest_report(service: DispatchService, lat: float, lon: float, clock: Clock, event: str, **kw: object) -> int:
     """An accepted 102 report at (lat, lon) at the clock's time; returns its alert id."""
-    body = {"event_id": event, "ts": clock.now.isoformat(), "lat": lat, "lon": lon, "accuracy_m": 10.0,
-            "category": "theft", "text": "bag", **kw}
+    body = {
+        "event_id": event,
+        "ts": clock.now.isoformat(),
+        "lat": lat,
+        "lon": lon,
+        "accuracy_m": 10.0,
+        "category": "theft",
+        "text": "bag",
+        **kw,
+    }
     ack = service.ingest_app102(json.dumps(body).encode())
     assert ack.accepted, ack
     return int(ack.alert_id)
@@ -443,7 +452,9 @@ def toronto_risk(shift_text: str = NIGHT, n_spots: int = 40) -> RiskMap:
 UNIT_MODES = {"booth": "walk", "foot": "walk", "car": "drive"}
 
 
-def mode_edges(net: StreetNetwork, mode: str, walk_speed: float = 1.4) -> list[tuple[int, int, float, float, bool, bool]]:
+def mode_edges(
+    net: StreetNetwork, mode: str, walk_speed: float = 1.4
+) -> list[tuple[int, int, float, float, bool, bool]]:
     """(u, v, time_s, length_m, forward_ok, backward_ok) for the mode's largest component."""
     g = nx.DiGraph()
     rows = []
@@ -474,9 +485,7 @@ class BruteForce:
         self.walk_speed = walk_speed
         self.edges = {m: mode_edges(net, m, walk_speed) for m in ("walk", "drive")}
         self.lines = {
-            m: shapely.linestrings(
-                [[(net.node_x[u], net.node_y[u]), (net.node_x[v], net.node_y[v])] for u, v, *_ in e]
-            )
+            m: shapely.linestrings([[(net.node_x[u], net.node_y[u]), (net.node_x[v], net.node_y[v])] for u, v, *_ in e])
             for m, e in self.edges.items()
         }
 
@@ -490,7 +499,9 @@ class BruteForce:
         t = float(shapely.line_locate_point(line, p, normalized=True)) if line.length > 0 else 0.0
         return i, t, float(d[i])
 
-    def etas(self, units: dict[str, tuple[str, float, float]], lat: float, lon: float) -> dict[str, tuple[float, float]]:
+    def etas(
+        self, units: dict[str, tuple[str, float, float]], lat: float, lon: float
+    ) -> dict[str, tuple[float, float]]:
         """ETA (s) and path length (m) of every reachable unit to the point."""
         out: dict[str, tuple[float, float]] = {}
         for mode in ("walk", "drive"):
@@ -507,14 +518,14 @@ class BruteForce:
                 legs[uid] = d
             g = nx.DiGraph()
 
-            def add(a, b, t, ln):
+            def add(a, b, t, ln, g=g):
                 if g.has_edge(a, b) and g[a][b]["t"] <= t:
                     return
                 g.add_edge(a, b, t=t, l=ln)
 
             for idx, (u, v, t, ln, fwd, back) in enumerate(self.edges[mode]):
-                chain = [(0.0, u)] + sorted(cuts.get(idx, []), key=lambda c: c[0]) + [(1.0, v)]
-                for (fa, na), (fb, nb) in zip(chain[:-1], chain[1:]):
+                chain = [(0.0, u), *sorted(cuts.get(idx, []), key=lambda c: c[0]), (1.0, v)]
+                for (fa, na), (fb, nb) in itertools.pairwise(chain):
                     share = fb - fa
                     if fwd:
                         add(na, nb, share * t, share * ln)

@@ -101,22 +101,25 @@ def create_app(
     scraped = [ServiceCollector(service.metrics, supervisor.metrics if supervisor is not None else None), *collectors]
 
     app = FastAPI(title=title, responses=ERROR_RESPONSES)
-    install(app, WebContext(
-        service=service,
-        auth=auth or Authenticator(),
-        login_throttle=LoginThrottle(hardening.login_max_failures, hardening.login_window_s),
-        live_feed=feed,
-        map_options=options,
-        hardening=hardening,
-        basemap=StreetBasemap(service.router.network),
-        supervisor=supervisor,
-        districts=districts,
-        settings_view=settings_view,
-        checks=dict(checks or {}),
-        probes=dict(probes or {}),
-        collectors=scraped,
-        plans=plans,
-    ))  # fmt: skip
+    install(
+        app,
+        WebContext(
+            service=service,
+            auth=auth or Authenticator(),
+            login_throttle=LoginThrottle(hardening.login_max_failures, hardening.login_window_s),
+            live_feed=feed,
+            map_options=options,
+            hardening=hardening,
+            basemap=StreetBasemap(service.router.network),
+            supervisor=supervisor,
+            districts=districts,
+            settings_view=settings_view,
+            checks=dict(checks or {}),
+            probes=dict(probes or {}),
+            collectors=scraped,
+            plans=plans,
+        ),
+    )
     install_hardening(app, hardening)  # size limit, CORS, security headers
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_exception_handler(NotFound, _not_found)

@@ -193,7 +193,9 @@ class BodySizeLimit:
 
     @staticmethod
     async def _refuse(send: Send, scope: Scope, size: int, limit: int) -> None:
-        log.warning("refused a %d-byte request body to %s %s (limit %d)", size, scope.get("method"), scope.get("path"), limit)
+        log.warning(
+            "refused a %d-byte request body to %s %s (limit %d)", size, scope.get("method"), scope.get("path"), limit
+        )
         start, body = _json_response(413, _too_large_detail(size, limit, streamed=False), [(b"connection", b"close")])
         await send(start)
         await send(body)
@@ -230,26 +232,30 @@ def content_security_policy(html: bytes, *, tile_origins: Sequence[str] = (), do
     docs
         The OpenAPI pages (``/docs``, ``/redoc``), which load Swagger UI / ReDoc from a CDN.
     """
-    hashes = sorted({
-        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode() + "'"
-        for m in _INLINE_SCRIPT.finditer(html)
-    })  # fmt: skip
+    hashes = sorted(
+        {
+            "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode() + "'"
+            for m in _INLINE_SCRIPT.finditer(html)
+        }
+    )
     cdn = [_DOC_CDN] if docs else []
     scripts = " ".join(["'self'", *hashes, *cdn])
     styles = " ".join(["'self'", "'unsafe-inline'", *cdn])
     images = " ".join(["'self'", "data:", *tile_origins, *(["https://fastapi.tiangolo.com"] if docs else [])])
-    return "; ".join([
-        "default-src 'self'",
-        f"script-src {scripts}",
-        f"style-src {styles}",
-        f"img-src {images}",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])  # fmt: skip
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src {scripts}",
+            f"style-src {styles}",
+            f"img-src {images}",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 class SecurityHeaders:
@@ -316,7 +322,9 @@ class LoginThrottle:
         Monotonic seconds (tests pass their own).
     """
 
-    def __init__(self, max_failures: int = 10, window_s: float = 300.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_failures: int = 10, window_s: float = 300.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self.clock = clock
@@ -349,9 +357,10 @@ class LoginThrottle:
         if wait is not None:
             log.warning("login throttled for %r from %s: %d s to wait", username, address, wait)
             raise HTTPException(
-                429, detail=f"too many failed sign-ins from {address}: try again in {wait} s",
+                429,
+                detail=f"too many failed sign-ins from {address}: try again in {wait} s",
                 headers={"Retry-After": str(wait)},
-            )  # fmt: skip
+            )
 
     def failed(self, address: str, username: str) -> None:
         now = self.clock()
@@ -380,9 +389,13 @@ def install_hardening(app: FastAPI, options: HttpHardening | None = None) -> Htt
     # add_middleware wraps: the last added runs first. Order on the way in: headers, body limit, CORS.
     if options.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(options.cors_origins), allow_credentials=False,
-            allow_methods=["GET", "POST", "PUT", "PATCH"], allow_headers=["Authorization", "Content-Type"], max_age=600,
-        )  # fmt: skip
+            CORSMiddleware,
+            allow_origins=list(options.cors_origins),
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "PATCH"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.add_middleware(BodySizeLimit, options=options)
     app.add_middleware(SecurityHeaders, options=options)
     return options

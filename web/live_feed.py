@@ -183,4 +183,3 @@ class LiveFeed:
                     yield ": keep-alive\n\n"
         finally:
             self.unsubscribe(loop, wake)
-

@@ -23,7 +23,16 @@ from numpy.typing import NDArray
 from dispatch.domain import Role
 from geo import StreetNetwork
 
-__all__ = ["LANGS", "MAP_ROLES", "Basemap", "MapOptions", "StreetBasemap", "map_catalogue", "street_layers", "utc_label"]
+__all__ = [
+    "LANGS",
+    "MAP_ROLES",
+    "Basemap",
+    "MapOptions",
+    "StreetBasemap",
+    "map_catalogue",
+    "street_layers",
+    "utc_label",
+]
 
 LANGS = ("kk", "ru", "en")
 _LOCALES = Path(__file__).with_name("locales")
@@ -80,7 +89,6 @@ class MapOptions:
             raise ValueError(msg)
 
 
-
 # -- the street basemap -----------------------------------------------------------------------
 
 
@@ -119,9 +127,12 @@ def street_layers(network: StreetNetwork, *, decimals: int = 6) -> dict[str, Any
             while free[n]:
                 lines.append([[float(lon[i]), float(lat[i])] for i in _walk(free, x, y, n)])
         features.append(
-            {"type": "Feature", "properties": {"class": cls, "lines": len(lines)},
-             "geometry": {"type": "MultiLineString", "coordinates": lines}}
-        )  # fmt: skip
+            {
+                "type": "Feature",
+                "properties": {"class": cls, "lines": len(lines)},
+                "geometry": {"type": "MultiLineString", "coordinates": lines},
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -177,4 +188,3 @@ def utc_label(offset: timedelta, zone: str) -> str:
     sign = "+" if minutes >= 0 else "-"
     h, m = divmod(abs(minutes), 60)
     return f"UTC{sign}{h}" + (f":{m:02d}" if m else "") + f", {zone}"
-

@@ -62,7 +62,9 @@ class PlanStore:
         return current
 
     def ids(self) -> list[str]:
-        return sorted((p.name for p in self.root.iterdir() if _ID.match(p.name) and (p / "status.json").is_file()), reverse=True)
+        return sorted(
+            (p.name for p in self.root.iterdir() if _ID.match(p.name) and (p / "status.json").is_file()), reverse=True
+        )
 
 
 def _links(plan_id: str, files: list[str]) -> dict[str, Any]:
@@ -93,9 +95,17 @@ def _run(
         shift = Shift.parse(req.shift, on=on, timezone=req.timezone)
         settings = SolverSettings(iterations=req.iterations, time_limit_s=req.time_limit_s, dwell_s=req.dwell_min * 60)
         bundle = make_plan(
-            incidents, graph, booths, shift, patrols=req.patrols, report=report, estimator=req.estimator,
-            seed=req.seed, settings=settings, bounds=bounds,
-        )  # fmt: skip
+            incidents,
+            graph,
+            booths,
+            shift,
+            patrols=req.patrols,
+            report=report,
+            estimator=req.estimator,
+            seed=req.seed,
+            settings=settings,
+            bounds=bounds,
+        )
         files = write_plan_outputs(bundle, folder, lang=req.lang)
         store.write_status(
             plan_id,
@@ -157,7 +167,9 @@ class PlanJobs:
         plan_id = uuid.uuid4().hex
         folder = self.store.folder(plan_id)
         folder.mkdir(parents=True)
-        (folder / ("incidents.csv" if req.incidents_csv is not None else "incidents.geojson")).write_text(text, encoding="utf-8")
+        (folder / ("incidents.csv" if req.incidents_csv is not None else "incidents.geojson")).write_text(
+            text, encoding="utf-8"
+        )
         self.store.write_status(
             plan_id,
             id=plan_id,
@@ -168,6 +180,9 @@ class PlanJobs:
             booths=[{"id": b.id, "lat": b.lat, "lon": b.lon, "name": b.name} for b in booths],
         )
         threading.Thread(
-            target=_run, args=(self.store, plan_id, req, self.graph(), booths, self.bounds), name=f"plan-{plan_id[:8]}", daemon=True
+            target=_run,
+            args=(self.store, plan_id, req, self.graph(), booths, self.bounds),
+            name=f"plan-{plan_id[:8]}",
+            daemon=True,
         ).start()
         return plan_id

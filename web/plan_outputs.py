@@ -29,9 +29,22 @@ from patrol_planner.planner import PlanBundle
 __all__ = ["MAP_LABEL_KEYS", "plan_summary", "write_plan_outputs"]
 
 MAP_LABEL_KEYS = (
-    "layer_streets", "layer_risk", "layer_hotspots", "layer_booths", "layer_uncovered", "layer_route",
-    "legend_risk", "stop", "arrive", "depart", "dwell_min", "risk", "booth", "hot_spot", "attribution",
-)  # fmt: skip
+    "layer_streets",
+    "layer_risk",
+    "layer_hotspots",
+    "layer_booths",
+    "layer_uncovered",
+    "layer_route",
+    "legend_risk",
+    "stop",
+    "arrive",
+    "depart",
+    "dwell_min",
+    "risk",
+    "booth",
+    "hot_spot",
+    "attribution",
+)
 
 
 def plan_summary(bundle: PlanBundle) -> dict[str, Any]:
@@ -101,7 +114,14 @@ def write_plan_outputs(bundle: PlanBundle, out_dir: str | Path, *, lang: str = "
     files["plan.html"] = out / "plan.html"
     (out / "summary.json").write_text(json.dumps(plan_summary(bundle), ensure_ascii=False, indent=1), encoding="utf-8")
     files["summary.json"] = out / "summary.json"
-    names = ["plan.html", "routes.geojson", *[n for n in files if n.endswith(".gpx")], "plan.csv", "plan.md", "summary.json"]
+    names = [
+        "plan.html",
+        "routes.geojson",
+        *[n for n in files if n.endswith(".gpx")],
+        "plan.csv",
+        "plan.md",
+        "summary.json",
+    ]
     (out / "plan.md").write_text(plan_markdown(bundle, m, files=names), encoding="utf-8")
     files["plan.md"] = out / "plan.md"
     return files

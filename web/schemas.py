@@ -145,7 +145,9 @@ class UnitOut(_FromDomain):
     @classmethod
     def of(cls, unit: Unit, view: Mapping[str, Any] | None = None) -> UnitOut:
         """The unit with its freshness (``DispatchService.unit_view``: stale, position age, recommendable)."""
-        return cls.model_validate(unit).model_copy(update={k: v for k, v in (view or {}).items() if k in cls.model_fields})
+        return cls.model_validate(unit).model_copy(
+            update={k: v for k, v in (view or {}).items() if k in cls.model_fields}
+        )
 
 
 class ErrorOut(BaseModel):

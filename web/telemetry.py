@@ -58,8 +58,9 @@ class ServiceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         m = self._service()
         yield _by_label("qorgau_alerts_accepted", "New alerts committed.", "source", m["accepted"])
-        yield _by_label("qorgau_alerts_duplicate", "Redelivered alerts answered with the first ack.", "source",
-                        m["duplicates"])
+        yield _by_label(
+            "qorgau_alerts_duplicate", "Redelivered alerts answered with the first ack.", "source", m["duplicates"]
+        )
         rejected = dict(m["rejected"])
         s = self._supervisor() if self._supervisor is not None else None
         if s is not None:

@@ -54,7 +54,9 @@ def _non_negative(figures: dict[str, Any], *paths: str) -> None:
 
 def _routing(f: dict[str, Any]) -> None:
     (city,) = f.values()
-    _positive(city, "nodes", "units", "alerts", "router_build_s", "pandana_setup_s", "pandana_static_fleet_per_alert_ms")
+    _positive(
+        city, "nodes", "units", "alerts", "router_build_s", "pandana_setup_s", "pandana_static_fleet_per_alert_ms"
+    )
     for approach in ("qorgau", "qorgau_cpu", "qorgau_move_unit", "networkx", "pandana_moving_fleet"):
         _positive(city, f"{approach}.median_ms", f"{approach}.p99_ms", f"{approach}.n")
     assert 0 <= city["networkx_agreement"] <= 1 and 0 <= city["pandana_agreement"] <= 1
@@ -70,7 +72,15 @@ def _mqtt(f: dict[str, Any]) -> None:
 
 
 def _burst(f: dict[str, Any]) -> None:
-    _positive(f, "burst.sent", "burst.received", "burst.p50_ms", "burst.p99_ms", "burst.published_in_s", "burst.last_ack_after_s")
+    _positive(
+        f,
+        "burst.sent",
+        "burst.received",
+        "burst.p50_ms",
+        "burst.p99_ms",
+        "burst.published_in_s",
+        "burst.last_ack_after_s",
+    )
     assert f["burst"]["received"] == f["burst"]["sent"], f["burst"]
     _positive(f, "flood.rate_hz", "flood.duration_s", "flood.reports_sent")
     for phase in ("quiet", "flooded"):
@@ -85,7 +95,9 @@ def _planner(f: dict[str, Any]) -> None:
         assert ev[f"{name}_table"], name
     _positive(ev, "full_seconds_with_read", "read_seconds", "extract_incidents")
     _non_negative(ev, "extract_seconds")
-    _positive(f, "city.nodes", "city.incidents", "city.total_seconds", "city.hot_spots", "city.stops", "city.plan_html_mb")
+    _positive(
+        f, "city.nodes", "city.incidents", "city.total_seconds", "city.hot_spots", "city.stops", "city.plan_html_mb"
+    )
     _non_negative(f, "city.steps_seconds.router", "city.steps_seconds.plan", "city.steps_seconds.files")
     _positive(f, "city.risk_covered_share")
     for q in ("city.quality", "toronto_quality"):
@@ -121,7 +133,11 @@ def _hostile(f: dict[str, Any]) -> None:
     assert f["good_stored"] == f["good_sent"] == f["good_stored_rows"]
     # at least once: a dropped connection makes the broker redeliver, and a redelivery is answered again
     for reason, expected in f["expected_rejections"].items():
-        assert expected <= f["rejected"].get(reason, 0) <= expected + f["redeliveries"], (reason, f["rejected"], f["expected_rejections"])
+        assert expected <= f["rejected"].get(reason, 0) <= expected + f["redeliveries"], (
+            reason,
+            f["rejected"],
+            f["expected_rejections"],
+        )
     assert f["redeliveries"] >= 0
     assert f["acks_rejected_by_reason"].get("malformed_json", 0) > 0  # devices hear why
     assert f["ok"]

@@ -63,13 +63,32 @@ def test_tally_names_lost_doubled_and_foreign_presses() -> None:
 
 def test_benchmarks_md_renders_a_stored_chaos_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     figures = {
-        "db": "sqlite", "sent": 20000, "stored": 20000, "unique_stored": 20000, "acknowledged": 20000,
-        "duplicates": 0, "lost": 0, "unexpected": 0, "rejected_acks": 0, "ack_alert_id_mismatches": 0,
-        "publishes": 20000, "republishes": 0, "ack_messages": 20113, "kills": 9, "service_starts": 10,
-        "service_exits": 0, "broker_restarts": 1, "db_outages": 1, "store_errors_logged": 2,
-        "redeliveries_logged": 113, "send_s": 133.4, "total_s": 190.0, "drain_s": 20.0, "rate_hz": 150.0,
+        "db": "sqlite",
+        "sent": 20000,
+        "stored": 20000,
+        "unique_stored": 20000,
+        "acknowledged": 20000,
+        "duplicates": 0,
+        "lost": 0,
+        "unexpected": 0,
+        "rejected_acks": 0,
+        "ack_alert_id_mismatches": 0,
+        "publishes": 20000,
+        "republishes": 0,
+        "ack_messages": 20113,
+        "kills": 9,
+        "service_starts": 10,
+        "service_exits": 0,
+        "broker_restarts": 1,
+        "db_outages": 1,
+        "store_errors_logged": 2,
+        "redeliveries_logged": 113,
+        "send_s": 133.4,
+        "total_s": 190.0,
+        "drain_s": 20.0,
+        "rate_hz": 150.0,
         "buttons": 20,
-    }  # fmt: skip
+    }
     record = {
         "measured_at": "2026-11-22T16:00:00+00:00",
         "command": "python -m bench.chaos",
@@ -83,4 +102,3 @@ def test_benchmarks_md_renders_a_stored_chaos_run(tmp_path: Path, monkeypatch: p
     assert "| sqlite | 20,000 | 20,000 | 20,000 | 0 | 0 |" in text
     assert "**met**" in text
     assert "**not met**" in "\n".join(render({**figures, "lost": 1, "stored": 19999, "unique_stored": 19999}))
-

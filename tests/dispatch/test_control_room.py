@@ -29,7 +29,11 @@ def store(db_url: str) -> Store:
 
 def _service(store: Store, city: StreetNetwork, registry: Registry, clock: Clock, **policy: object) -> DispatchService:
     return DispatchService(
-        store, Router(city), devices=registry.devices, units=registry.units, clock=clock,
+        store,
+        Router(city),
+        devices=registry.devices,
+        units=registry.units,
+        clock=clock,
         policy=DispatchPolicy(**policy),
     ).open()
 
@@ -64,11 +68,26 @@ def test_full_lifecycle_with_response_times_and_timeline(
     assert closed.status is AlertStatus.CLOSED
     stats = summarize([closed], "priority")[0].stats
     assert {m: s["median_s"] for m, s in stats.items()} == {
-        "to_recommend": 0.0, "to_assign": 20.0, "to_acknowledge": 25.0, "to_arrive": 135.0, "to_close": 735.0
+        "to_recommend": 0.0,
+        "to_assign": 20.0,
+        "to_acknowledge": 25.0,
+        "to_arrive": 135.0,
+        "to_close": 735.0,
     }
     actions = [e.action for e in store.audit_entries(alert_id=alert_id)]
-    assert actions == ["ingest", "recommend", "assign", "unit_change", "ack", "state_change", "unit_change",
-                       "state_change", "unit_change", "state_change", "unit_change"]
+    assert actions == [
+        "ingest",
+        "recommend",
+        "assign",
+        "unit_change",
+        "ack",
+        "state_change",
+        "unit_change",
+        "state_change",
+        "unit_change",
+        "state_change",
+        "unit_change",
+    ]
     assign = next(e for e in store.audit_entries(alert_id=alert_id) if e.action == "assign")
     assert assign.actor == "disp-1"
     assert json.loads(assign.before)["status"] == "recommended" and json.loads(assign.after)["status"] == "assigned"
@@ -106,7 +125,12 @@ def test_priorities_sort_lists_and_duplicates_are_linked_not_merged(
     assert service.get_alert(p2).duplicate_of is None
     service.unlink_duplicate(dup, actor="disp-1")
     assert service.get_alert(dup).duplicate_of is None
-    assert [e.action for e in store.audit_entries(alert_id=dup)] == ["ingest", "recommend", "link_duplicate", "unlink_duplicate"]
+    assert [e.action for e in store.audit_entries(alert_id=dup)] == [
+        "ingest",
+        "recommend",
+        "link_duplicate",
+        "unlink_duplicate",
+    ]
     clock.tick(601)
     assert service.get_alert(ingest_press(service, street, clock, "s4")).duplicate_of is None  # > 10 min after the last
 
@@ -151,7 +175,11 @@ def test_missed_acknowledgement_escalates_to_the_next_unit(
         service.acknowledge(alert_id, first, actor=f"unit:{first}")  # too late
     assert service.escalate_overdue() == []  # escalated once
     escalation = next(e for e in store.audit_entries(alert_id=alert_id) if e.action == "escalation")
-    assert (escalation.actor, escalation.unit_id, json.loads(escalation.after)["missed_unit_id"]) == ("system", first, first)
+    assert (escalation.actor, escalation.unit_id, json.loads(escalation.after)["missed_unit_id"]) == (
+        "system",
+        first,
+        first,
+    )
 
 
 def test_p1_is_auto_assigned_and_auto_reassigned_after_a_miss(
@@ -169,7 +197,7 @@ def test_p1_is_auto_assigned_and_auto_reassigned_after_a_miss(
     alert = service.get_alert(alert_id)
     assert alert.status is AlertStatus.ASSIGNED and alert.assigned_unit_id not in (None, first)
     assert alert.escalations == 1
-    assert [a.unit_id for a in service.assignments(alert_id)][0] == first
+    assert service.assignments(alert_id)[0].unit_id == first
     assert service.get_unit(first).status is UnitStatus.AVAILABLE
 
 
@@ -184,8 +212,10 @@ def test_unit_registry_and_stale_patrols(store: Store, city: StreetNetwork, regi
         service.create_unit(car, actor="cmd-1")
     with pytest.raises(ValueError, match="outside the service area"):
         service.create_unit(Unit("far", UnitKind.CAR, "Far", 0.0, 0.0), actor="cmd-1")
-    recs = {r.unit_id for r in service.recommend_again(ingest_report(service, lat, lon, clock, "r1"), actor="d")
-            .recommendations}
+    recs = {
+        r.unit_id
+        for r in service.recommend_again(ingest_report(service, lat, lon, clock, "r1"), actor="d").recommendations
+    }
     assert "car-new" in recs and "booth-new" not in recs  # 09:00 local: the booth is not staffed
     assert not service.unit_view(booth)["recommendable"]
 

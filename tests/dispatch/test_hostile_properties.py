@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -22,12 +22,21 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from dispatch.intake import MAX_ID, App102Report, Rejected, SosAlert, UnitAck, UnitPosition, UnitStatusReport, parse_message
+from dispatch.intake import (
+    MAX_ID,
+    App102Report,
+    Rejected,
+    SosAlert,
+    UnitAck,
+    UnitPosition,
+    UnitStatusReport,
+    parse_message,
+)
 from dispatch.ports import RejectReason
 from mqtt_bridge import Route, Topics
 from web.schemas import AckIn, AssignIn, BoothIn, PlanRequest, StatusIn, TransitionIn, UnitIn, UnitPatch, UserIn
 
-NOW = datetime(2026, 3, 8, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 8, 9, 30, tzinfo=UTC)
 MAX_BYTES = 16 * 1024
 MODELS = [SosAlert, App102Report, UnitPosition, UnitStatusReport, UnitAck]
 
@@ -59,7 +68,9 @@ def _fields_of(model: type[BaseModel]) -> list[str]:
 
 def _hostile_object(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
     """Objects with the model's own keys (some missing) holding arbitrary JSON values."""
-    return st.fixed_dictionaries({}, optional={name: json_values | st.just("2026-03-08T09:00:00Z") for name in _fields_of(model)})
+    return st.fixed_dictionaries(
+        {}, optional={name: json_values | st.just("2026-03-08T09:00:00Z") for name in _fields_of(model)}
+    )
 
 
 def _parse(model: type, payload: bytes) -> Any:
@@ -78,7 +89,7 @@ def _assert_parses_or_rejects(model: type, payload: bytes) -> None:
     assert isinstance(message, model)
     ts = message.ts  # type: ignore[attr-defined]
     assert ts.tzinfo is not None
-    ts.astimezone(timezone.utc)  # storable in UTC
+    ts.astimezone(UTC)  # storable in UTC
     for value in message.model_dump().values():
         assert not (isinstance(value, str) and "\x00" in value), "a NUL character cannot be stored in PostgreSQL"
 
@@ -110,8 +121,15 @@ def test_objects_with_the_right_keys_and_wrong_values_are_parsed_or_rejected(mod
         for payload in (
             {"event_id": "e", "ts": "0001-01-01T00:00:00+05:00", "kind": "press"},
             {"event_id": "e\u0000", "ts": "2026-03-08T09:00:00Z", "kind": "press"},
-            {"event_id": "e", "ts": "2026-03-08T09:00:00Z", "lat": 43.2, "lon": 76.9, "accuracy_m": 1,
-             "category": "theft\u0000", "text": "x"},
+            {
+                "event_id": "e",
+                "ts": "2026-03-08T09:00:00Z",
+                "lat": 43.2,
+                "lon": 76.9,
+                "accuracy_m": 1,
+                "category": "theft\u0000",
+                "text": "x",
+            },
             {"ts": "0001-01-01T04:59:59+05:00", "lat": 0, "lon": 0, "status": "available", "alert_id": 1},
         ):
             _assert_parses_or_rejects(model, json.dumps(payload).encode())
@@ -138,7 +156,7 @@ def test_oversized_payloads_are_rejected_unread(size: int) -> None:
     assert e.value.reason is RejectReason.OVERSIZED_PAYLOAD and str(size) in e.value.detail
 
 
-@given(ts=st.datetimes(min_value=datetime(2026, 3, 8, 9, 36), max_value=datetime(9998, 1, 1), timezones=st.just(timezone.utc)))
+@given(ts=st.datetimes(min_value=datetime(2026, 3, 8, 9, 36), max_value=datetime(9998, 1, 1), timezones=st.just(UTC)))
 def test_a_ts_beyond_the_clock_skew_is_rejected_with_its_event_id(ts: datetime) -> None:
     payload = json.dumps({"event_id": "late", "ts": _rfc3339(ts), "kind": "press"}).encode()
     with pytest.raises(Rejected) as e:
@@ -149,23 +167,54 @@ def test_a_ts_beyond_the_clock_skew_is_rejected_with_its_event_id(ts: datetime) 
 # -- valid payloads round-trip ------------------------------------------------------------------
 
 
-@given(event_id=ids, ts=aware_times, kind=st.sampled_from(["press", "test"]), extra=st.dictionaries(st.text(max_size=8), json_scalars, max_size=3))
+@given(
+    event_id=ids,
+    ts=aware_times,
+    kind=st.sampled_from(["press", "test"]),
+    extra=st.dictionaries(st.text(max_size=8), json_scalars, max_size=3),
+)
 def test_every_valid_sos_alert_is_accepted_and_round_trips(event_id: str, ts: datetime, kind: str, extra: dict) -> None:
-    payload = {**{k: v for k, v in extra.items() if k not in ("event_id", "ts", "kind")}, "event_id": event_id, "ts": _rfc3339(ts), "kind": kind}
+    payload = {
+        **{k: v for k, v in extra.items() if k not in ("event_id", "ts", "kind")},
+        "event_id": event_id,
+        "ts": _rfc3339(ts),
+        "kind": kind,
+    }
     message = _parse(SosAlert, json.dumps(payload).encode())
     assert (message.event_id, message.ts, message.kind) == (event_id, ts, kind)
 
 
-@given(event_id=ids, ts=aware_times, lat=lats, lon=lons, accuracy=st.floats(min_value=0, max_value=1e9),
-       category=texts.filter(lambda s: 1 <= len(s) <= 64), text=texts)
+@given(
+    event_id=ids,
+    ts=aware_times,
+    lat=lats,
+    lon=lons,
+    accuracy=st.floats(min_value=0, max_value=1e9),
+    category=texts.filter(lambda s: 1 <= len(s) <= 64),
+    text=texts,
+)
 def test_every_valid_102_report_is_accepted_and_round_trips(
     event_id: str, ts: datetime, lat: float, lon: float, accuracy: float, category: str, text: str
 ) -> None:
-    payload = {"event_id": event_id, "ts": _rfc3339(ts), "lat": lat, "lon": lon, "accuracy_m": accuracy,
-               "category": category, "text": text}  # fmt: skip
+    payload = {
+        "event_id": event_id,
+        "ts": _rfc3339(ts),
+        "lat": lat,
+        "lon": lon,
+        "accuracy_m": accuracy,
+        "category": category,
+        "text": text,
+    }
     m = _parse(App102Report, json.dumps(payload).encode())
     assert (m.event_id, m.ts, m.lat, m.lon, m.accuracy_m, m.category, m.text) == (
-        event_id, ts, lat, lon, accuracy, category, text)  # fmt: skip
+        event_id,
+        ts,
+        lat,
+        lon,
+        accuracy,
+        category,
+        text,
+    )
 
 
 @given(ts=aware_times, lat=lats, lon=lons)
@@ -174,9 +223,14 @@ def test_every_valid_unit_position_is_accepted_and_round_trips(ts: datetime, lat
     assert (m.ts, m.lat, m.lon) == (ts, lat, lon)
 
 
-@given(ts=aware_times, status=st.sampled_from(["available", "en_route", "on_scene", "off_duty", "offline"]),
-       alert_id=st.none() | st.integers(min_value=1, max_value=MAX_ID))
-def test_every_valid_unit_status_and_ack_is_accepted_and_round_trips(ts: datetime, status: str, alert_id: int | None) -> None:
+@given(
+    ts=aware_times,
+    status=st.sampled_from(["available", "en_route", "on_scene", "off_duty", "offline"]),
+    alert_id=st.none() | st.integers(min_value=1, max_value=MAX_ID),
+)
+def test_every_valid_unit_status_and_ack_is_accepted_and_round_trips(
+    ts: datetime, status: str, alert_id: int | None
+) -> None:
     body: dict[str, Any] = {"ts": _rfc3339(ts), "status": status}
     if alert_id is not None:
         body["alert_id"] = alert_id
@@ -204,9 +258,31 @@ topic_levels = st.text(st.characters(exclude_characters="/+#\x00", exclude_categ
 ROOT = "qorgau/v1"
 
 
-@given(topic=st.text(max_size=80) | st.lists(st.sampled_from(["qorgau", "v1", "sos", "units", "app102", "report", "alert",
-                                                               "ack", "position", "status", "orders", "", "x", "+", "#"]),
-                                             max_size=7).map("/".join))
+@given(
+    topic=st.text(max_size=80)
+    | st.lists(
+        st.sampled_from(
+            [
+                "qorgau",
+                "v1",
+                "sos",
+                "units",
+                "app102",
+                "report",
+                "alert",
+                "ack",
+                "position",
+                "status",
+                "orders",
+                "",
+                "x",
+                "+",
+                "#",
+            ]
+        ),
+        max_size=7,
+    ).map("/".join)
+)
 def test_routing_any_topic_answers_a_route_or_none(topic: str) -> None:
     routed = Topics(ROOT).route(topic)
     if routed is not None:
@@ -252,7 +328,17 @@ def test_a_topic_root_is_accepted_or_refused_with_a_value_error(root: str) -> No
 
 # -- API request models -------------------------------------------------------------------------
 
-API_MODELS: list[type[BaseModel]] = [UnitIn, UnitPatch, StatusIn, AssignIn, TransitionIn, AckIn, UserIn, BoothIn, PlanRequest]
+API_MODELS: list[type[BaseModel]] = [
+    UnitIn,
+    UnitPatch,
+    StatusIn,
+    AssignIn,
+    TransitionIn,
+    AckIn,
+    UserIn,
+    BoothIn,
+    PlanRequest,
+]
 
 
 @pytest.mark.parametrize("model", API_MODELS, ids=lambda m: m.__name__)
@@ -272,11 +358,15 @@ def test_api_models_validate_or_raise_validation_error(model: type[BaseModel], d
     unit_id=st.from_regex(r"^[A-Za-z0-9_.:-]{1,64}$", fullmatch=True),
     kind=st.sampled_from(["booth", "foot", "car"]),
     name=texts.filter(lambda s: 1 <= len(s) <= 256),
-    lat=lats, lon=lons,
+    lat=lats,
+    lon=lons,
     status=st.sampled_from(["available", "off_duty", "offline"]),
-    staff=st.none() | st.tuples(st.from_regex(r"^([01]\d|2[0-3]):[0-5]\d$", fullmatch=True),
-                                st.from_regex(r"^([01]\d|2[0-3]):[0-5]\d$", fullmatch=True)),
-)  # fmt: skip
+    staff=st.none()
+    | st.tuples(
+        st.from_regex(r"^([01]\d|2[0-3]):[0-5]\d$", fullmatch=True),
+        st.from_regex(r"^([01]\d|2[0-3]):[0-5]\d$", fullmatch=True),
+    ),
+)
 def test_every_valid_unit_registration_round_trips(
     unit_id: str, kind: str, name: str, lat: float, lon: float, status: str, staff: tuple[str, str] | None
 ) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dispatch.intake import App102Report, Rejected, SosAlert, UnitPosition, parse_message
 from dispatch.ports import RejectReason
 
-NOW = datetime(2026, 3, 8, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 8, 9, 30, tzinfo=UTC)
 
 
 def _parse(model: type, payload: dict | bytes, **kw: object):  # type: ignore[no-untyped-def]
@@ -21,7 +21,7 @@ def _parse(model: type, payload: dict | bytes, **kw: object):  # type: ignore[no
 def test_valid_sos_alert_is_parsed_with_utc_time() -> None:
     msg = _parse(SosAlert, {"event_id": "e1", "ts": "2026-03-08T14:29:00+05:00", "kind": "press", "extra": 1})
     assert msg.event_id == "e1"
-    assert msg.ts == datetime(2026, 3, 8, 9, 29, tzinfo=timezone.utc)
+    assert msg.ts == datetime(2026, 3, 8, 9, 29, tzinfo=UTC)
     assert msg.kind == "press"
 
 

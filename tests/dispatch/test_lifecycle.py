@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from dispatch import Alert, AlertSource, AlertStatus, DeviceSite, Unit, UnitKind, UnitStatus
+from dispatch import Alert, AlertSource, AlertStatus, DeviceSite, Unit, UnitKind
 from dispatch.audit import GENESIS_HASH, AuditEntry, entry_hash, verify_chain
 from dispatch.domain import alert_priority
 from dispatch.lifecycle import (
@@ -18,8 +18,8 @@ from dispatch.lifecycle import (
     check_transition,
     distance_m,
     find_duplicate,
-    is_stale,
     is_staffed,
+    is_stale,
     location_unverified,
     next_proposal,
     rank_units,
@@ -27,14 +27,22 @@ from dispatch.lifecycle import (
 )
 from geo import Recommendation
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 S = AlertStatus
 
 
 def _alert(id: int = 1, *, lat: float = 43.2389, lon: float = 76.9455, at: datetime = T0, **kw: object) -> Alert:
     fields: dict = dict(
-        id=id, source=AlertSource.SOS, sender=f"sos-{id}", event_id=f"e{id}", event_ts=at, received_at=at,
-        lat=lat, lon=lon, status=S.RECOMMENDED, site=DeviceSite.STREET,
+        id=id,
+        source=AlertSource.SOS,
+        sender=f"sos-{id}",
+        event_id=f"e{id}",
+        event_ts=at,
+        received_at=at,
+        lat=lat,
+        lon=lon,
+        status=S.RECOMMENDED,
+        site=DeviceSite.STREET,
     )
     fields.update(kw)
     return Alert(**fields)
@@ -64,9 +72,17 @@ def test_closing_states_are_final(closing: AlertStatus) -> None:
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(S.NEW, S.ON_SCENE), (S.RECOMMENDED, S.ACKNOWLEDGED), (S.ASSIGNED, S.CLOSED), (S.EN_ROUTE, S.ASSIGNED), (S.TEST, S.ASSIGNED)],
+    [
+        (S.NEW, S.ON_SCENE),
+        (S.RECOMMENDED, S.ACKNOWLEDGED),
+        (S.ASSIGNED, S.CLOSED),
+        (S.EN_ROUTE, S.ASSIGNED),
+        (S.TEST, S.ASSIGNED),
+    ],
 )
-def test_moves_the_state_machine_does_not_allow_are_refused_with_the_current_state(current: AlertStatus, target: AlertStatus) -> None:
+def test_moves_the_state_machine_does_not_allow_are_refused_with_the_current_state(
+    current: AlertStatus, target: AlertStatus
+) -> None:
     with pytest.raises(TransitionRefused) as info:
         check_transition(current, target)
     assert info.value.current is current
@@ -120,7 +136,9 @@ def test_freshness_and_staffing() -> None:
     assert is_stale(car, T0 + timedelta(seconds=121), stale_after=timedelta(seconds=120), since=T0)
     assert not is_stale(booth, T0 + timedelta(days=1), stale_after=timedelta(seconds=120), since=T0)
     never = dataclasses.replace(car, position_ts=None)
-    assert is_stale(never, T0 + timedelta(seconds=200), stale_after=timedelta(seconds=120), since=T0 + timedelta(seconds=50))
+    assert is_stale(
+        never, T0 + timedelta(seconds=200), stale_after=timedelta(seconds=120), since=T0 + timedelta(seconds=50)
+    )
     assert is_staffed(booth, time(23, 30)) and is_staffed(booth, time(7, 59))
     assert not is_staffed(booth, time(8, 0)) and not is_staffed(booth, time(12, 0))
     assert is_staffed(car, time(12, 0))
@@ -129,8 +147,11 @@ def test_freshness_and_staffing() -> None:
 
 
 def test_stale_units_are_penalised_or_excluded() -> None:
-    found = [Recommendation("car-1", "car", 60.0, 500.0), Recommendation("foot-1", "foot", 100.0, 140.0),
-             Recommendation("car-2", "car", 200.0, 900.0)]
+    found = [
+        Recommendation("car-1", "car", 60.0, 500.0),
+        Recommendation("foot-1", "foot", 100.0, 140.0),
+        Recommendation("car-2", "car", 200.0, 900.0),
+    ]
     penalised = rank_units(found, {"car-1"}, policy=StalePolicy.PENALTY, penalty_s=300, k=3)
     assert [(r.unit_id, r.eta_s) for r in penalised] == [("foot-1", 100.0), ("car-2", 200.0), ("car-1", 360.0)]
     excluded = rank_units(found, {"car-1"}, policy=StalePolicy.EXCLUDE, penalty_s=300, k=2)
@@ -146,8 +167,17 @@ def test_escalation_proposes_the_best_unit_not_yet_tried() -> None:
 def _chain(n: int) -> list[AuditEntry]:
     entries, prev = [], GENESIS_HASH
     for i in range(1, n + 1):
-        fields = dict(id=i, ts=T0 + timedelta(seconds=i), actor="d1", action="assign", alert_id=7, unit_id="car-1",
-                      before='{"status":"recommended"}', after='{"status":"assigned"}', prev_hash=prev)
+        fields = dict(
+            id=i,
+            ts=T0 + timedelta(seconds=i),
+            actor="d1",
+            action="assign",
+            alert_id=7,
+            unit_id="car-1",
+            before='{"status":"recommended"}',
+            after='{"status":"assigned"}',
+            prev_hash=prev,
+        )
         prev = entry_hash(**fields)
         entries.append(AuditEntry(**fields, hash=prev))
     return entries

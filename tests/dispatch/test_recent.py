@@ -4,7 +4,7 @@ the same source within the radius and the window, whatever the grid cell boundar
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -12,13 +12,21 @@ from dispatch.domain import Alert, AlertSource, AlertStatus
 from dispatch.lifecycle import distance_m
 from dispatch.recent import RecentAlerts
 
-T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def _alert(i: int, lat: float, lon: float, *, at: datetime = T0, source: AlertSource = AlertSource.APP102,
-           status: AlertStatus = AlertStatus.RECOMMENDED) -> Alert:  # fmt: skip
-    return Alert(id=i, source=source, sender="x", event_id=f"e{i}", event_ts=at, received_at=at, lat=lat, lon=lon,
-                 status=status)  # fmt: skip
+def _alert(
+    i: int,
+    lat: float,
+    lon: float,
+    *,
+    at: datetime = T0,
+    source: AlertSource = AlertSource.APP102,
+    status: AlertStatus = AlertStatus.RECOMMENDED,
+) -> Alert:
+    return Alert(
+        id=i, source=source, sender="x", event_id=f"e{i}", event_ts=at, received_at=at, lat=lat, lon=lon, status=status
+    )
 
 
 def test_every_open_alert_within_the_radius_is_a_candidate_across_cell_boundaries() -> None:

@@ -91,5 +91,7 @@ def test_booth_staffing_hours_round_trip_and_are_checked(tmp_path) -> None:  # t
     assert loaded["car-1"].staff_from is None
     text = path.read_text().replace('"20:00"', '"8pm"')
     path.write_text(text)
-    with pytest.raises(ValueError, match=r"feature 0 \(id 'booth-9'\): unit 'booth-9' staff_to must be a local time HH:MM, got '8pm'"):
+    with pytest.raises(
+        ValueError, match=r"feature 0 \(id 'booth-9'\): unit 'booth-9' staff_to must be a local time HH:MM, got '8pm'"
+    ):
         load_units(path)

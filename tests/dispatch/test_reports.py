@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,20 @@ def _districts(city: StreetNetwork, folder: Path) -> Path:
     _, mid = city.center
 
     def box(name: str, west: float, east: float) -> dict:
-        ring = [[west, min_lat - 0.1], [east, min_lat - 0.1], [east, max_lat + 0.1], [west, max_lat + 0.1], [west, min_lat - 0.1]]
+        ring = [
+            [west, min_lat - 0.1],
+            [east, min_lat - 0.1],
+            [east, max_lat + 0.1],
+            [west, max_lat + 0.1],
+            [west, min_lat - 0.1],
+        ]
         return {"type": "Feature", "properties": {"name": name}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
 
     path = folder / "districts.geojson"
-    doc = {"type": "FeatureCollection", "features": [box("Almaly", min_lon - 0.1, mid), box("Medeu", mid, max_lon + 0.1)]}
+    doc = {
+        "type": "FeatureCollection",
+        "features": [box("Almaly", min_lon - 0.1, mid), box("Medeu", mid, max_lon + 0.1)],
+    }
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path
 
@@ -36,9 +45,15 @@ def quarter_db(db_url: str, city: StreetNetwork, registry: Registry) -> tuple[st
     """Alerts of 2026Q4 with known response times: 3 closed SOS presses and a closed 102 report."""
     store = Store(db_url).upgrade_schema()
     clock = Clock()
-    clock.now = datetime(2026, 10, 5, 5, 0, tzinfo=timezone.utc)
-    service = DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock,
-                              policy=DispatchPolicy(duplicate_radius_m=0)).open()
+    clock.now = datetime(2026, 10, 5, 5, 0, tzinfo=UTC)
+    service = DispatchService(
+        store,
+        Router(city),
+        devices=registry.devices,
+        units=registry.units,
+        clock=clock,
+        policy=DispatchPolicy(duplicate_radius_m=0),
+    ).open()
     devices = [d for d in sorted(registry.devices) if d != FAR_DEVICE]
     ids = []
     for i, (assign_s, arrive_s) in enumerate([(10, 100), (20, 200), (30, 300)]):
@@ -57,7 +72,7 @@ def quarter_db(db_url: str, city: StreetNetwork, registry: Registry) -> tuple[st
     lat, lon = city.center
     report = ingest_report(service, lat, lon, clock, "r1", text="Aigerim Nurlanovna saw a theft")
     service.transition(report, AlertStatus.FALSE_ALARM, actor="disp-1", reason="prank")
-    clock.now = datetime(2027, 1, 2, 0, 0, tzinfo=timezone.utc)  # the next quarter: not in the report
+    clock.now = datetime(2027, 1, 2, 0, 0, tzinfo=UTC)  # the next quarter: not in the report
     ingest_press(service, devices[0], clock, "next-quarter")
     store.close()
     return db_url, ids
@@ -65,7 +80,10 @@ def quarter_db(db_url: str, city: StreetNetwork, registry: Registry) -> tuple[st
 
 def test_quarter_bounds_are_in_local_time() -> None:
     start, end = quarter_bounds("2026Q4")
-    assert (start, end) == (datetime(2026, 9, 30, 19, 0, tzinfo=timezone.utc), datetime(2026, 12, 31, 19, 0, tzinfo=timezone.utc))
+    assert (start, end) == (
+        datetime(2026, 9, 30, 19, 0, tzinfo=UTC),
+        datetime(2026, 12, 31, 19, 0, tzinfo=UTC),
+    )
     with pytest.raises(ValueError, match="quarter must look like 2026Q4, got '2026-13'"):
         quarter_bounds("2026-13")
 
@@ -90,17 +108,41 @@ def test_summaries_by_group(quarter_db: tuple[str, list[int]], city: StreetNetwo
     assert {g.key for g in by_district} <= {"Almaly", "Medeu"}
 
 
-@pytest.mark.parametrize(("lang", "fmt", "heading"), [("ru", "html", "Время реагирования полиции, 2026Q4"),
-                                                      ("kk", "md", "# Полицияның әрекет ету уақыты, 2026Q4"),
-                                                      ("en", "html", "Police response times, 2026Q4")])
+@pytest.mark.parametrize(
+    ("lang", "fmt", "heading"),
+    [
+        ("ru", "html", "Время реагирования полиции, 2026Q4"),
+        ("kk", "md", "# Полицияның әрекет ету уақыты, 2026Q4"),
+        ("en", "html", "Police response times, 2026Q4"),
+    ],
+)
 def test_public_quarterly_report_has_a_chart_and_no_personal_data(
-    quarter_db: tuple[str, list[int]], city: StreetNetwork, registry: Registry, tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
-    lang: str, fmt: str, heading: str,
+    quarter_db: tuple[str, list[int]],
+    city: StreetNetwork,
+    registry: Registry,
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+    lang: str,
+    fmt: str,
+    heading: str,
 ) -> None:
     url, _ = quarter_db
     out = tmp_path / f"report.{fmt}"
-    argv = ["report", "--quarter", "2026q4", "--db", url, "--lang", lang, "--format", fmt, "--out", str(out),
-            "--districts", str(_districts(city, tmp_path))]
+    argv = [
+        "report",
+        "--quarter",
+        "2026q4",
+        "--db",
+        url,
+        "--lang",
+        lang,
+        "--format",
+        fmt,
+        "--out",
+        str(out),
+        "--districts",
+        str(_districts(city, tmp_path)),
+    ]
     assert main(argv) == 0
     assert f"wrote {out}: 4 alerts received 2026-09-30T19:00:00+00:00" in capsys.readouterr().out
     body = out.read_text(encoding="utf-8")
@@ -134,18 +176,22 @@ def test_audit_verify_command_detects_an_edited_row(quarter_db: tuple[str, list[
     assert "no longer in the chain" in capsys.readouterr().out
 
 
-def test_district_report_over_http(start_service, probe, registry: Registry, city: StreetNetwork, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_district_report_over_http(
+    start_service, probe, registry: Registry, city: StreetNetwork, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     running = start_service(districts=_districts(city, tmp_path))
     device = next(d for d in sorted(registry.devices) if d != FAR_DEVICE)
-    probe.sos(device, {"event_id": "d1", "ts": datetime.now(timezone.utc).isoformat(), "kind": "press"})
+    probe.sos(device, {"event_id": "d1", "ts": datetime.now(UTC).isoformat(), "kind": "press"})
     probe.next_ack(probe.topics.sos_ack(device))
     viewer = running.client("viewer")
     body = viewer.get("/api/reports/response-times", params={"group_by": "district"}).json()
     assert sum(g["count"] for g in body["groups"]) == 1
     assert body["groups"][0]["key"] in ("Almaly", "Medeu")
     assert body["groups"][0]["to_recommend"]["n"] == 1
-    now = datetime.now(timezone.utc)
-    bad = viewer.get("/api/reports/response-times", params={"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()})
+    now = datetime.now(UTC)
+    bad = viewer.get(
+        "/api/reports/response-times", params={"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()}
+    )
     assert bad.status_code == 422
 
 
@@ -163,12 +209,12 @@ def test_report_windows_outside_what_a_database_stores_are_refused() -> None:
 
     from dispatch.reports import report_window
 
-    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     assert report_window(None, None, now) == (now - _td(days=30), now)
     far_east = timezone(_td(hours=14))
     with pytest.raises(ValueError, match="between 1970 and 9000"):
         report_window(datetime(1, 1, 1, tzinfo=far_east), None, now)  # no UTC equivalent: overflow
     with pytest.raises(ValueError, match="between 1970 and 9000"):
-        report_window(None, datetime(9999, 12, 31, tzinfo=timezone.utc), now)
+        report_window(None, datetime(9999, 12, 31, tzinfo=UTC), now)
     with pytest.raises(ValueError, match="must be before"):
         report_window(now, now - _td(days=1), now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from support import FAR_DEVICE, Registry
@@ -13,7 +13,7 @@ from support import FAR_DEVICE, Registry
 from dispatch import Conflict, DispatchService, Store, UnitKind, UnitStatus
 from geo import Router, StreetNetwork
 
-T0 = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)  # 09:00 in Almaty
+T0 = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # 09:00 in Almaty
 
 
 @pytest.fixture
@@ -77,7 +77,9 @@ def test_one_unit_ordered_to_several_alerts_at_once_takes_exactly_one(
     assert store.verify_audit().ok
 
 
-def test_positions_racing_an_assignment_never_undo_it(service: DispatchService, store: Store, registry: Registry) -> None:
+def test_positions_racing_an_assignment_never_undo_it(
+    service: DispatchService, store: Store, registry: Registry
+) -> None:
     (alert_id,) = _alerts(service, registry, 1)
     car = next(u for u in service.units() if u.kind is UnitKind.CAR and u.status is UnitStatus.AVAILABLE)
 
@@ -85,7 +87,9 @@ def test_positions_racing_an_assignment_never_undo_it(service: DispatchService, 
         ts = (T0 - timedelta(seconds=60) + timedelta(seconds=k)).isoformat()
         return service.update_unit_position(car.id, json.dumps({"ts": ts, "lat": car.lat, "lon": car.lon}).encode())
 
-    results = _together([lambda: service.assign(alert_id, car.id, actor="disp-1"), *(lambda k=k: position(k) for k in range(6))])
+    results = _together(
+        [lambda: service.assign(alert_id, car.id, actor="disp-1"), *(lambda k=k: position(k) for k in range(6))]
+    )
     assert not isinstance(results[0], Exception), results[0]
     unit = service.get_unit(car.id)
     stored = store.get_unit(car.id)
@@ -105,12 +109,13 @@ def test_alerts_ingested_while_units_are_assigned_are_all_committed_and_counted(
         payload = json.dumps({"event_id": f"late-{k}", "ts": T0.isoformat(), "kind": "press"}).encode()
         return service.ingest_sos(devices[k % len(devices)], payload)
 
-    calls: list[Callable[[], object]] = [lambda a=a, c=c: service.assign(a, c, actor="disp-1")
-                                         for a, c in zip(alert_ids, cars, strict=True)]
+    calls: list[Callable[[], object]] = [
+        lambda a=a, c=c: service.assign(a, c, actor="disp-1") for a, c in zip(alert_ids, cars, strict=True)
+    ]
     calls += [lambda k=k: press(k) for k in range(6)]
     results = _together(calls)
     assert not [r for r in results if isinstance(r, Exception)], results
-    assert all(r.accepted for r in results[len(cars):])  # type: ignore[union-attr]
+    assert all(r.accepted for r in results[len(cars) :])  # type: ignore[union-attr]
     assert service.metrics()["accepted"] == {"sos": 3 + 6}
     assert store.count_alerts() == 9
     assert {service.get_unit(c).alert_id for c in cars} == set(alert_ids)

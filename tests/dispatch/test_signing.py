@@ -7,7 +7,7 @@ import hmac
 import json
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from dispatch.intake import Rejected
 from dispatch.signing import ReplayWindow, VerifiedPress, canonical_payload
 
 KEY = DeviceKey(bytes(range(32)))
-TS = datetime(2026, 3, 9, 10, 15, 2, tzinfo=timezone.utc)
+TS = datetime(2026, 3, 9, 10, 15, 2, tzinfo=UTC)
 
 
 def _press(ctr: int | None = 1, **extra: object) -> dict:
@@ -91,9 +91,16 @@ def test_another_devices_key_is_a_forgery() -> None:
 
 def test_counter_field_must_be_a_non_negative_64_bit_integer() -> None:
     verifier = PressVerifier({"btn-1": KEY})
-    cases = {None: RejectReason.MISSING_FIELD, "5": RejectReason.WRONG_TYPE, True: RejectReason.WRONG_TYPE,
-             1.0: RejectReason.WRONG_TYPE, -1: RejectReason.BAD_VALUE, 2**63: RejectReason.BAD_VALUE}
-    for ctr, reason in cases.items():
+    # a list, not a dict: True and 1.0 are the same dict key, and both cases must run
+    cases = [
+        (None, RejectReason.MISSING_FIELD),
+        ("5", RejectReason.WRONG_TYPE),
+        (True, RejectReason.WRONG_TYPE),
+        (1.0, RejectReason.WRONG_TYPE),
+        (-1, RejectReason.BAD_VALUE),
+        (2**63, RejectReason.BAD_VALUE),
+    ]
+    for ctr, reason in cases:
         body = sign_press(_press(None) if ctr is None else {**_press(None), "ctr": ctr}, KEY)
         assert _reason(lambda body=body: _verify(verifier, body)) is reason, ctr
     assert _verify(verifier, sign_press(_press(2**63 - 1), KEY)).counter == 2**63 - 1
@@ -103,7 +110,10 @@ def test_old_signed_presses_are_rejected_and_unsigned_devices_pass_through() -> 
     verifier = PressVerifier({"btn-1": KEY}, max_age=timedelta(minutes=10))
     body = sign_press(_press(3), KEY)
     assert _verify(verifier, body, now=TS + timedelta(minutes=10)).counter == 3
-    assert _reason(lambda: _verify(verifier, body, now=TS + timedelta(minutes=10, seconds=1))) is RejectReason.PRESS_TOO_OLD
+    assert (
+        _reason(lambda: _verify(verifier, body, now=TS + timedelta(minutes=10, seconds=1)))
+        is RejectReason.PRESS_TOO_OLD
+    )
     # a device without a key need not sign (and a stray sig from it is not checked)
     assert _verify(verifier, _press(None), device="btn-9") == VerifiedPress("btn-9", "e-None", None)
 
@@ -134,7 +144,11 @@ def test_window_accepts_new_and_slightly_reordered_counters_once() -> None:
     assert [w.check(c) for c in (6, 7, 8)] == [None, None, None]
     w.accept(100)  # a jump wider than the window forgets everything behind
     assert (w.check(99), w.check(92), w.check(9), w.check(100)) == (
-        None, RejectReason.COUNTER_TOO_OLD, RejectReason.COUNTER_TOO_OLD, RejectReason.REPLAYED)
+        None,
+        RejectReason.COUNTER_TOO_OLD,
+        RejectReason.COUNTER_TOO_OLD,
+        RejectReason.REPLAYED,
+    )
 
 
 def test_window_matches_a_brute_force_model() -> None:

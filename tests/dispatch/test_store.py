@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, text
@@ -23,7 +23,7 @@ def _alert(event_id: str = "e1", sender: str = "sos-1", **kw: object) -> Alert:
         "sender": sender,
         "event_id": event_id,
         "event_ts": datetime(2026, 3, 8, 14, 0, 5, 250000, tzinfo=ALMATY),
-        "received_at": datetime(2026, 3, 8, 9, 0, 6, tzinfo=timezone.utc),
+        "received_at": datetime(2026, 3, 8, 9, 0, 6, tzinfo=UTC),
         "lat": 43.2389,
         "lon": 76.9455,
         "kind": "press",
@@ -51,7 +51,7 @@ def test_alert_round_trip_in_utc(store: Store) -> None:
     assert stored.id is not None
     again = store.get_alert(stored.id)
     assert again == stored
-    assert again.event_ts == datetime(2026, 3, 8, 9, 0, 5, 250000, tzinfo=timezone.utc)
+    assert again.event_ts == datetime(2026, 3, 8, 9, 0, 5, 250000, tzinfo=UTC)
     assert again.event_ts.utcoffset() == timedelta(0)
     assert again.received_at.tzinfo is not None
     assert [r.unit_id for r in again.recommendations] == ["foot-1", "car-1"]
@@ -108,7 +108,7 @@ def test_units_upsert(store: Store) -> None:
     assert [u.id for u in store.list_units()] == ["booth-1", "car-1"]
     got = store.get_unit("car-1")
     assert got is not None
-    assert (got.lat, got.position_ts) == (43.3, datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc))
+    assert (got.lat, got.position_ts) == (43.3, datetime(2026, 3, 8, 9, 0, tzinfo=UTC))
 
 
 def test_service_prefers_measured_positions_over_seed_positions(store: Store, city: StreetNetwork) -> None:
@@ -123,7 +123,7 @@ def test_service_prefers_measured_positions_over_seed_positions(store: Store, ci
         name="F1",
         lat=lat + 0.002,
         lon=lon,
-        position_ts=datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc),
+        position_ts=datetime(2026, 3, 8, 9, 0, tzinfo=UTC),
     )
     store.save_unit(measured)
     service = DispatchService(store, Router(city), devices={}, units=seed).open()
@@ -177,25 +177,60 @@ def test_session_reads_what_was_committed(store: Store) -> None:
 
 def test_session_of_an_unreachable_database_raises_store_error_naming_the_action() -> None:
     store = Store("postgresql+psycopg://postgres@127.0.0.1:9/nothing_here")
-    with pytest.raises(StoreError, match=r"could not read the device events in Store\('postgresql"):
-        with store.session("read the device events") as session:
-            session.execute(text("SELECT 1"))
+    with (
+        pytest.raises(StoreError, match=r"could not read the device events in Store\('postgresql"),
+        store.session("read the device events") as session,
+    ):
+        session.execute(text("SELECT 1"))
 
 
 def test_every_field_of_units_and_orders_survives_a_round_trip(store: Store) -> None:
-    alert, _ = store.add_alert(_alert(status=AlertStatus.RECOMMENDED, location_unverified=True, escalations=2,
-                                      close_reason="x", duplicate_of=None, device_counter=7))
+    alert, _ = store.add_alert(
+        _alert(
+            status=AlertStatus.RECOMMENDED,
+            location_unverified=True,
+            escalations=2,
+            close_reason="x",
+            duplicate_of=None,
+            device_counter=7,
+        )
+    )
     assert store.get_alert(alert.id) == alert
-    assert (alert.location_unverified, alert.escalations, alert.device_counter, alert.site) == (True, 2, 7, DeviceSite.SCHOOL)
-    unit = Unit(id="car-9", kind=UnitKind.CAR, name="Car 9", lat=43.2, lon=76.9, status=UnitStatus.EN_ROUTE,
-                position_ts=datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc), retired=True, staff_from="08:00",
-                staff_to="20:00", alert_id=alert.id)
+    assert (alert.location_unverified, alert.escalations, alert.device_counter, alert.site) == (
+        True,
+        2,
+        7,
+        DeviceSite.SCHOOL,
+    )
+    unit = Unit(
+        id="car-9",
+        kind=UnitKind.CAR,
+        name="Car 9",
+        lat=43.2,
+        lon=76.9,
+        status=UnitStatus.EN_ROUTE,
+        position_ts=datetime(2026, 3, 8, 9, 0, tzinfo=UTC),
+        retired=True,
+        staff_from="08:00",
+        staff_to="20:00",
+        alert_id=alert.id,
+    )
     store.save_unit(unit)
     assert store.get_unit("car-9") == unit
-    t = datetime(2026, 3, 8, 9, 1, tzinfo=timezone.utc)
-    order = Assignment(alert_id=alert.id, unit_id="car-9", assigned_at=t, assigned_by="d-1",
-                       ack_due_at=t + timedelta(seconds=30), override=True, auto=True, reason="nearest is busy",
-                       eta_s=61.5, acknowledged_at=t + timedelta(seconds=5), missed_at=None)
+    t = datetime(2026, 3, 8, 9, 1, tzinfo=UTC)
+    order = Assignment(
+        alert_id=alert.id,
+        unit_id="car-9",
+        assigned_at=t,
+        assigned_by="d-1",
+        ack_due_at=t + timedelta(seconds=30),
+        override=True,
+        auto=True,
+        reason="nearest is busy",
+        eta_s=61.5,
+        acknowledged_at=t + timedelta(seconds=5),
+        missed_at=None,
+    )
     with store.transaction("store an order") as tx:
         saved = tx.save_assignment(order)
     assert saved.id is not None

@@ -78,7 +78,9 @@ def test_alert_published_while_the_database_is_down_is_committed_when_it_returns
         _allow_connections(admin, database, True)
         ack = probe.next_ack(ack_topic, timeout_s=5)
         assert (ack["status"], ack["event_id"]) == ("accepted", payload["event_id"])
-        alert = httpx.get(f"{service.base_url}/api/alerts/{ack['alert_id']}", headers={"Authorization": f"Bearer {token}"}).json()
+        alert = httpx.get(
+            f"{service.base_url}/api/alerts/{ack['alert_id']}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
         assert alert["event_id"] == payload["event_id"]
         assert service.service.metrics()["rejected"]["internal_error"] == 0
     finally:

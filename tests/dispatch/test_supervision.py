@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -78,8 +78,11 @@ def test_heartbeats_keep_a_button_online_and_a_silent_one_goes_offline_after_thr
     _heartbeats(probe, STREET, every_s=0.2, stop=stop)
     try:
         wait_for(lambda: _devices(running)[STREET]["state"] == "online", what="the heartbeating button online")
-        silent = wait_for(lambda: (d := _devices(running)[HOSPITAL])["state"] == "offline" and d,
-                          timeout_s=4, what="the silent button offline")
+        silent = wait_for(
+            lambda: (d := _devices(running)[HOSPITAL])["state"] == "offline" and d,
+            timeout_s=4,
+            what="the silent button offline",
+        )
         opened = datetime.fromisoformat(silent["event"]["opened_at"])
         assert opened - running.service.supervisor.started_at >= timedelta(seconds=1.5)  # not before 3 x 0.5 s
         assert silent["event"]["cause"] == "silent" and silent["event"]["open"]
@@ -90,8 +93,11 @@ def test_heartbeats_keep_a_button_online_and_a_silent_one_goes_offline_after_thr
         assert _events(running, STREET) == []
     finally:
         stop.set()
-    gone = wait_for(lambda: (d := _devices(running)[STREET])["state"] == "offline" and d, timeout_s=3,
-                    what="the button offline once its heartbeats stop")
+    gone = wait_for(
+        lambda: (d := _devices(running)[STREET])["state"] == "offline" and d,
+        timeout_s=3,
+        what="the button offline once its heartbeats stop",
+    )
     assert gone["event"]["cause"] == "silent"
     metrics = running.service.supervisor.metrics()
     assert metrics["heartbeats"] >= 12 and metrics["rejected"] == {}
@@ -100,15 +106,19 @@ def test_heartbeats_keep_a_button_online_and_a_silent_one_goes_offline_after_thr
     assert running.service.store.verify_audit().ok
 
 
-def test_bad_heartbeats_are_rejected_with_a_reason_and_counted(start_service: Callable[..., Running], probe: Probe) -> None:
+def test_bad_heartbeats_are_rejected_with_a_reason_and_counted(
+    start_service: Callable[..., Running], probe: Probe
+) -> None:
     running = start_service(heartbeat_interval_s=30.0)
     probe.publish(probe.topics.sos_heartbeat(STREET), b"not json")
     probe.publish(probe.topics.sos_heartbeat(STREET), {"seq": 1})
     probe.publish(probe.topics.sos_heartbeat("nobody"), {"ts": now_rfc3339()})
     probe.publish(probe.topics.sos_heartbeat(STREET), {"ts": now_rfc3339(timedelta(hours=1))})
     probe.publish(probe.topics.sos_status(STREET), {"state": "sleeping"})
-    rejected = wait_for(lambda: (m := running.service.supervisor.metrics()["rejected"]) and sum(m.values()) == 5 and m,
-                        what="five rejections")
+    rejected = wait_for(
+        lambda: (m := running.service.supervisor.metrics()["rejected"]) and sum(m.values()) == 5 and m,
+        what="five rejections",
+    )
     assert rejected == {"malformed_json": 1, "missing_field": 1, "unknown_device": 1, "ts_in_future": 1, "bad_value": 1}
     assert _devices(running)[STREET]["state"] == "unknown"  # none of them was a sign of life
     probe.publish(probe.topics.sos_heartbeat(STREET), {"ts": now_rfc3339()})  # the service goes on
@@ -155,8 +165,9 @@ def test_last_will_marks_an_abrupt_disconnect_at_once(
 
     killed = time.monotonic()
     button.kill()
-    offline = wait_for(lambda: (d := _devices(running)[HOSPITAL])["state"] == "offline" and d, timeout_s=5,
-                       what="the last will taken")
+    offline = wait_for(
+        lambda: (d := _devices(running)[HOSPITAL])["state"] == "offline" and d, timeout_s=5, what="the last will taken"
+    )
     assert time.monotonic() - killed < 2.0
     assert offline["event"]["cause"] == "disconnected" and offline["event"]["drops"] == 1
     assert [e["cause"] for e in _events(running, HOSPITAL)] == ["disconnected"]
@@ -182,20 +193,34 @@ def test_flapping_within_the_window_is_one_event_and_it_closes_after_the_window(
     assert events[0]["drops"] == 3 and events[0]["open"] and events[0]["back_at"] is not None
     assert _devices(running)[STREET]["event"]["id"] == events[0]["id"]  # the dispatcher sees it while it flaps
 
-    closed = wait_for(lambda: (e := _events(running, STREET)[0])["closed_at"] and e, timeout_s=4,
-                      what="the event closed after a whole window online")
+    closed = wait_for(
+        lambda: (e := _events(running, STREET)[0])["closed_at"] and e,
+        timeout_s=4,
+        what="the event closed after a whole window online",
+    )
     assert closed["id"] == events[0]["id"] and _devices(running)[STREET]["event"] is None
     probe.publish(status, {"state": "offline"})  # a later drop is a new outage
     wait_for(lambda: len(_events(running, STREET)) == 2, what="a second event")
-    actions = [e.action for e in running.service.store.audit_entries()
-               if json.loads(e.after or "{}").get("device_id") == STREET]
-    assert actions == ["device_offline", "device_online", "device_offline_again", "device_online",
-                       "device_offline_again", "device_online", "device_event_closed", "device_offline"]
+    actions = [
+        e.action
+        for e in running.service.store.audit_entries()
+        if json.loads(e.after or "{}").get("device_id") == STREET
+    ]
+    assert actions == [
+        "device_offline",
+        "device_online",
+        "device_offline_again",
+        "device_online",
+        "device_offline_again",
+        "device_online",
+        "device_event_closed",
+        "device_offline",
+    ]
 
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -234,11 +259,16 @@ def test_the_rules_on_a_pinned_clock(supervised: tuple[DeviceSupervisor, _Clock]
 
     clock.advance(10)
     _beat(supervisor, clock, STREET)  # back: the event stays open for the flap window
-    back_at = clock.now
     clock.advance(59)
     assert supervisor.report_status(STREET, b'{"state": "offline"}') is None  # dropped again within 60 s
     [same] = supervisor.events(device_id=STREET)
-    assert (same.id, same.drops, same.last_cause, same.back_at, same.closed_at) == (first.id, 2, "disconnected", None, None)
+    assert (same.id, same.drops, same.last_cause, same.back_at, same.closed_at) == (
+        first.id,
+        2,
+        "disconnected",
+        None,
+        None,
+    )
 
     clock.advance(5)
     _beat(supervisor, clock, STREET)
@@ -284,12 +314,16 @@ def test_a_self_test_press_is_recorded_never_dispatched_and_counts_as_a_sign_of_
 
     test = _press(running, probe, HOSPITAL, kind="test")
     assert test["status"] == "test" and test["priority"] == 1 and test["kind"] == "test"
-    back = wait_for(lambda: (d := _devices(running)[HOSPITAL])["state"] == "online" and d, what="back online after the test")
+    back = wait_for(
+        lambda: (d := _devices(running)[HOSPITAL])["state"] == "online" and d, what="back online after the test"
+    )
     assert back["last_seen_via"] == "alert:test" and back["event"]["back_at"] is not None
 
     real = _press(running, probe, HOSPITAL_2)  # the control: a real P1 press is auto-assigned
-    assigned = wait_for(lambda: (a := running.http.get(f"/api/alerts/{real['id']}").json())["orders"] and a,
-                        what="the real press auto-assigned")
+    assigned = wait_for(
+        lambda: (a := running.http.get(f"/api/alerts/{real['id']}").json())["orders"] and a,
+        what="the real press auto-assigned",
+    )
     order = probe.next_ack(probe.topics.unit_orders(assigned["orders"][0]["unit_id"]))
     assert order["alert_id"] == real["id"]
     with pytest.raises(AssertionError, match="no message"):
@@ -303,8 +337,10 @@ def test_a_self_test_press_is_recorded_never_dispatched_and_counts_as_a_sign_of_
     assert running.http.post(f"/api/alerts/{test['id']}/recommend").status_code == 409
     assert running.http.post(f"/api/alerts/{test['id']}/transition", json={"status": "en_route"}).status_code == 409
     assert running.http.get(f"/api/alerts/{test['id']}").json()["status"] == "test"
-    assert not any(e["action"] in ("assign", "auto_assign") for e in
-                   running.http.get(f"/api/alerts/{test['id']}/timeline").json()["entries"])
+    assert not any(
+        e["action"] in ("assign", "auto_assign")
+        for e in running.http.get(f"/api/alerts/{test['id']}/timeline").json()["entries"]
+    )
 
     report = running.http.get("/api/reports/self-tests").json()
     overdue = {d["id"] for d in report["overdue"]}
@@ -313,7 +349,9 @@ def test_a_self_test_press_is_recorded_never_dispatched_and_counts_as_a_sign_of_
     assert last_test == datetime.fromisoformat(test["received_at"].replace("Z", "+00:00"))
 
 
-def test_a_self_test_older_than_24_hours_is_reported(supervised: tuple[DeviceSupervisor, _Clock], registry: Registry) -> None:
+def test_a_self_test_older_than_24_hours_is_reported(
+    supervised: tuple[DeviceSupervisor, _Clock], registry: Registry
+) -> None:
     supervisor, clock = supervised
     from dispatch import Alert, AlertSource, AlertStatus
 
@@ -321,9 +359,19 @@ def test_a_self_test_older_than_24_hours_is_reported(supervised: tuple[DeviceSup
     for event_id, age_h in (("old", 25), ("fresh", 1)):
         sender = STREET if event_id == "old" else HOSPITAL
         received = clock.now - timedelta(hours=age_h)
-        supervisor.store.add_alert(Alert(source=AlertSource.SOS, sender=sender, event_id=event_id, event_ts=received,
-                                         received_at=received, lat=device.lat, lon=device.lon, kind="test",
-                                         status=AlertStatus.TEST))
+        supervisor.store.add_alert(
+            Alert(
+                source=AlertSource.SOS,
+                sender=sender,
+                event_id=event_id,
+                event_ts=received,
+                received_at=received,
+                lat=device.lat,
+                lon=device.lon,
+                kind="test",
+                status=AlertStatus.TEST,
+            )
+        )
     overdue = {d["id"]: d["last_self_test_at"] for d in supervisor.overdue_self_tests()}
     assert STREET in overdue and HOSPITAL not in overdue and overdue[OTHER] is None
     assert datetime.fromisoformat(overdue[STREET]) == clock.now - timedelta(hours=25)
@@ -343,8 +391,10 @@ def test_false_alarm_rate_per_site_and_per_device_for_a_known_mix(
             if i < false:
                 no_reason = running.http.post(f"/api/alerts/{alert['id']}/transition", json={"status": "false_alarm"})
                 assert no_reason.status_code == 409 and "reason" in no_reason.json()["detail"]
-                closed = running.http.post(f"/api/alerts/{alert['id']}/transition",
-                                           json={"status": "false_alarm", "reason": "children playing"})
+                closed = running.http.post(
+                    f"/api/alerts/{alert['id']}/transition",
+                    json={"status": "false_alarm", "reason": "children playing"},
+                )
                 assert closed.status_code == 200 and closed.json()["close_reason"] == "children playing"
     _press(running, probe, STREET, kind="test")  # self-tests are not presses
     lat, lon = city.center
@@ -363,12 +413,18 @@ def test_false_alarm_rate_per_site_and_per_device_for_a_known_mix(
     assert body["labels"]["fa_rate"] == "False-alarm rate" and body["labels"]["site_hospital"] == "hospital"
     by_device = commander.get("/api/reports/false-alarms", params={"group_by": "device"}).json()["groups"]
     assert {g["key"]: (g["presses"], g["false_alarms"], g["rate"]) for g in by_device} == {
-        STREET: (3, 1, 0.3333), STREET_2: (1, 1, 1.0), HOSPITAL: (2, 0, 0.0), OTHER: (1, 1, 1.0)
+        STREET: (3, 1, 0.3333),
+        STREET_2: (1, 1, 1.0),
+        HOSPITAL: (2, 0, 0.0),
+        OTHER: (1, 1, 1.0),
     }
     csv_kk = commander.get("/api/reports/false-alarms", params={"group_by": "site", "format": "csv", "lang": "kk"})
     assert csv_kk.headers["content-type"].startswith("text/csv")
     assert csv_kk.text.splitlines() == [
-        "Орын,Басулар,Жалған шақырулар,Жалған шақырулар үлесі", "аурухана,2,0,0.0", "басқа,1,1,1.0", "көше,4,2,0.5",
+        "Орын,Басулар,Жалған шақырулар,Жалған шақырулар үлесі",
+        "аурухана,2,0,0.0",
+        "басқа,1,1,1.0",
+        "көше,4,2,0.5",
     ]
     ru = commander.get("/api/reports/false-alarms", params={"lang": "ru"}).json()
     assert ru["labels"]["fa_false_alarms"] == "Ложные вызовы" and ru["labels"]["site_street"] == "улица"
@@ -380,8 +436,11 @@ def test_false_alarm_rate_per_site_and_per_device_for_a_known_mix(
 
 def test_offline_events_survive_a_service_restart(start_service: Callable[..., Running], probe: Probe) -> None:
     first = start_service(heartbeat_interval_s=0.2, flap_window_s=30.0)
-    wait_for(lambda: all(d["state"] == "offline" for d in _devices(first).values()), timeout_s=3,
-             what="every silent button offline")
+    wait_for(
+        lambda: all(d["state"] == "offline" for d in _devices(first).values()),
+        timeout_s=3,
+        what="every silent button offline",
+    )
     before = {d: dev["event"]["id"] for d, dev in _devices(first).items()}
     first.service.stop()
 
@@ -422,7 +481,6 @@ def test_the_live_map_gets_buttons_in_its_snapshot_and_their_changes_as_events(
     assert running.client("unit", unit_id="car-1").get("/api/devices").status_code == 403
 
 
-
 # -- the simulator ------------------------------------------------------------------------------
 
 
@@ -438,8 +496,11 @@ def test_simulated_buttons_send_heartbeats_and_say_offline_when_they_stop(
     thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: all(_devices(running)[b.id]["state"] == "online" for b in buttons), timeout_s=3,
-                 what="the simulated buttons online")
+        wait_for(
+            lambda: all(_devices(running)[b.id]["state"] == "online" for b in buttons),
+            timeout_s=3,
+            what="the simulated buttons online",
+        )
         time.sleep(1.5)  # five silence limits: heartbeats keep them online
         devices = _devices(running)
         assert all(devices[b.id]["state"] == "online" for b in buttons)
@@ -448,6 +509,8 @@ def test_simulated_buttons_send_heartbeats_and_say_offline_when_they_stop(
     finally:
         stop.set()
         thread.join(timeout=10)
-    gone = wait_for(lambda: all((d := _devices(running))[b.id]["state"] == "offline" for b in buttons) and d,
-                    what="the buttons offline after the simulator stopped")
+    gone = wait_for(
+        lambda: all((d := _devices(running))[b.id]["state"] == "offline" for b in buttons) and d,
+        what="the buttons offline after the simulator stopped",
+    )
     assert {gone[b.id]["event"]["cause"] for b in buttons} == {"disconnected"}

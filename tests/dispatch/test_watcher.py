@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from support import FAR_DEVICE, Registry
@@ -17,7 +17,7 @@ from dispatch.supervision import DeviceState, DeviceSupervisor, SupervisionPolic
 from dispatch.watcher import Watcher
 from geo import Router, StreetNetwork
 
-T0 = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)  # 09:00 in Almaty
+T0 = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # 09:00 in Almaty
 
 
 def _wait_for(condition, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
@@ -31,8 +31,9 @@ def _wait_for(condition, timeout_s: float = 5.0) -> bool:  # type: ignore[no-unt
 
 def test_runs_the_task_every_interval_on_a_daemon_thread() -> None:
     threads: list[threading.Thread] = []
-    watcher = Watcher(lambda: threads.append(threading.current_thread()), interval_s=0.01, name="qorgau-test",
-                      what="test check")
+    watcher = Watcher(
+        lambda: threads.append(threading.current_thread()), interval_s=0.01, name="qorgau-test", what="test check"
+    )
     watcher.start()
     try:
         assert _wait_for(lambda: len(threads) >= 3)
@@ -138,9 +139,13 @@ def test_the_deadline_watcher_escalates_a_missed_order_and_stops_on_close(
         return T0 + timedelta(seconds=time.monotonic() - started)
 
     service = DispatchService(
-        store, Router(city), devices=registry.devices, units=registry.units, clock=clock,
+        store,
+        Router(city),
+        devices=registry.devices,
+        units=registry.units,
+        clock=clock,
         policy=DispatchPolicy(ack_deadline=timedelta(seconds=0.2), auto_assign_p1=False),
-    ).open()  # fmt: skip
+    ).open()
     try:
         device = next(d for d in sorted(registry.devices) if d != FAR_DEVICE)
         now = clock().isoformat()

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import ALMATY_CLEAN_XML, ALMATY_DRIVE_GRAPHML, ALMATY_PBF, TORONTO_WALK_GRAPHML, TORONTO_XML
 
 from geo import StreetNetwork, generate_city, load_network
 from geo.network import drive_allowed, drive_speed_kmh, oneway_direction, utm_crs_for, walk_allowed
-from support import ALMATY_CLEAN_XML, ALMATY_DRIVE_GRAPHML, ALMATY_PBF, TORONTO_WALK_GRAPHML, TORONTO_XML
 
 
 def test_clipped_pbf_loads_and_matches_the_repaired_xml() -> None:
@@ -50,11 +50,11 @@ def test_osm_xml_reads_toronto() -> None:
 
 
 def test_missing_file_and_unknown_format_say_what_is_wrong(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not found: .*nowhere.osm"):
+    with pytest.raises(FileNotFoundError, match=r"not found: .*nowhere\.osm"):
         load_network(tmp_path / "nowhere.osm")
     bad = tmp_path / "streets.shp"
     bad.write_text("x")
-    with pytest.raises(ValueError, match="unrecognised street network format for 'streets.shp'"):
+    with pytest.raises(ValueError, match=r"unrecognised street network format for 'streets\.shp'"):
         load_network(bad)
 
 

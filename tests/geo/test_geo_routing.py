@@ -28,7 +28,10 @@ def river_town() -> StreetNetwork:
     but must walk 2 km; a patrol 600 m along the south bank is the nearest by streets.
     """
     lat0, lon0 = 43.25, 76.95
-    pts = [offset(lat0, lon0, north, east) for north, east in [(0, 0), (0, 500), (0, 1000), (120, 0), (120, 500), (120, 1000)]]
+    pts = [
+        offset(lat0, lon0, north, east)
+        for north, east in [(0, 0), (0, 500), (0, 1000), (120, 0), (120, 500), (120, 1000)]
+    ]
     lat, lon = zip(*pts, strict=True)
     u = [0, 1, 3, 4, 2]
     v = [1, 2, 4, 5, 5]
@@ -52,9 +55,7 @@ def test_across_the_river_is_not_near() -> None:
     assert ranked[0].eta_s == pytest.approx(615 / 1.4, rel=0.005)
     # The booth walks west-to-east: 900 m to the bridge, 120 m over it, 900 m back, plus legs.
     assert ranked[1].distance_m == pytest.approx(900 + 120 + 900 + 5 + 10, rel=0.005)
-    reference = BruteForce(net).etas(
-        {"booth-north": ("booth", *across), "foot-south": ("foot", *along)}, *alert
-    )
+    reference = BruteForce(net).etas({"booth-north": ("booth", *across), "foot-south": ("foot", *along)}, *alert)
     for rec in ranked:
         assert rec.eta_s == pytest.approx(reference[rec.unit_id][0], abs=1e-6)
         assert rec.distance_m == pytest.approx(reference[rec.unit_id][1], abs=1e-6)
@@ -66,7 +67,9 @@ def test_cars_respect_one_way_streets() -> None:
     lat0, lon0 = 43.25, 76.95
     pts = [offset(lat0, lon0, n, e) for n, e in [(0, 0), (0, 300), (200, 300), (200, 0)]]
     lat, lon = zip(*pts, strict=True)
-    net = StreetNetwork.from_arrays(lat, lon, [0, 1, 2, 3], [1, 2, 3, 0], "residential", oneway=[True, False, False, False])
+    net = StreetNetwork.from_arrays(
+        lat, lon, [0, 1, 2, 3], [1, 2, 3, 0], "residential", oneway=[True, False, False, False]
+    )
     router = Router(net)
     alert = offset(lat0, lon0, 0, 100)
     router.place_unit("car-1", "car", *offset(lat0, lon0, 0, 200))

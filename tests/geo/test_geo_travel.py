@@ -6,6 +6,7 @@ network's segments by :func:`support.mode_edges`, and a scan over every segment 
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import lru_cache
 
@@ -14,7 +15,17 @@ import numpy as np
 import pytest
 from support import TORONTO_XML, mode_edges
 
-from geo import ModeGraph, Router, SegmentSnaps, StreetNetwork, generate_city, load_network, reachable, shortest_paths, travel_times
+from geo import (
+    ModeGraph,
+    Router,
+    SegmentSnaps,
+    StreetNetwork,
+    generate_city,
+    load_network,
+    reachable,
+    shortest_paths,
+    travel_times,
+)
 
 
 @lru_cache(maxsize=1)
@@ -149,7 +160,7 @@ def test_shortest_paths_are_paths_of_the_fastest_time(which: str, mode: str) -> 
     assert len(paths) == len(pairs)
     for (a, b), path in zip(pairs, paths, strict=True):
         assert path[0] == a and path[-1] == b
-        walked = sum(oracle[p][q]["t"] for p, q in zip(path[:-1], path[1:], strict=True))
+        walked = sum(oracle[p][q]["t"] for p, q in itertools.pairwise(path))
         assert walked == pytest.approx(nx.dijkstra_path_length(oracle, a, b, weight="t"), rel=1e-9, abs=1e-9)
     assert paths[-1] == [pairs[-1][0]]
     assert shortest_paths(graph, []) == []
@@ -166,16 +177,20 @@ def test_shortest_paths_refuse_an_unreachable_target() -> None:
 def test_one_way_streets_make_drive_times_asymmetric_and_forward() -> None:
     # 0 -> 1 one-way, 1 - 2 two-way, 2 -> 0 one-way: from 0 to 2 via 1, from 1 to 0 via 2.
     net = StreetNetwork.from_arrays(
-        [43.2500, 43.2500, 43.2509], [76.9000, 76.9012, 76.9006], [0, 1, 2], [1, 2, 0], "residential",
+        [43.2500, 43.2500, 43.2509],
+        [76.9000, 76.9012, 76.9006],
+        [0, 1, 2],
+        [1, 2, 0],
+        "residential",
         oneway=[True, False, True],
-    )  # fmt: skip
+    )
     graph = Router(net).graph("drive")
     t = graph.time
     got = travel_times(graph, [0, 1], [0, 1, 2])
     assert got[0].tolist() == pytest.approx([0.0, t[0], t[0] + t[1]])
     assert got[1].tolist() == pytest.approx([t[1] + t[2], 0.0, t[1]])
     assert shortest_paths(graph, [(0, 2), (1, 0)]) == [[0, 1, 2], [1, 2, 0]]
-    indptr, indices, wt, _ = graph.forward_csr()
+    indptr, indices, _, _ = graph.forward_csr()
     fwd = {(a, int(indices[p])) for a in range(3) for p in range(indptr[a], indptr[a + 1])}
     rev = {(int(graph.indices[p]), b) for b in range(3) for p in range(graph.indptr[b], graph.indptr[b + 1])}
     assert fwd == rev == {(0, 1), (1, 2), (2, 1), (2, 0)}
@@ -201,7 +216,9 @@ def test_snap_many_is_snap_xy_for_every_point_and_the_nearest_segment() -> None:
     dx, dy = graph.x1 - graph.x0, graph.y1 - graph.y0
     l2 = dx * dx + dy * dy
     for k in np.flatnonzero(np.isfinite(x) & (np.arange(x.size) != 1)):
-        f = np.clip(np.where(l2 > 0, ((x[k] - graph.x0) * dx + (y[k] - graph.y0) * dy) / np.where(l2 > 0, l2, 1), 0), 0, 1)
+        f = np.clip(
+            np.where(l2 > 0, ((x[k] - graph.x0) * dx + (y[k] - graph.y0) * dy) / np.where(l2 > 0, l2, 1), 0), 0, 1
+        )
         dist = np.hypot(graph.x0 + f * dx - x[k], graph.y0 + f * dy - y[k])
         assert snaps.distance_m[k] == pytest.approx(dist.min(), rel=1e-9, abs=1e-6)
         assert dist[snaps.segment[k]] == pytest.approx(dist.min(), rel=1e-9, abs=1e-6)

@@ -54,12 +54,21 @@ def _config(page: str) -> dict:
 
 def test_live_map_loads_only_from_the_service_and_hands_the_script_its_config() -> None:
     page = render_live_map(
-        labels=Labels(title="Қорғау"), config={"urls": {"events": "/map/events"}, "tz_label": "UTC+5, Asia/Almaty"},
-        center=(43.238, 76.946), bounds=((43.2, 76.9), (43.3, 77.0)), asset_base="/static/", lang="kk",
-    )  # fmt: skip
+        labels=Labels(title="Қорғау"),
+        config={"urls": {"events": "/map/events"}, "tz_label": "UTC+5, Asia/Almaty"},
+        center=(43.238, 76.946),
+        bounds=((43.2, 76.9), (43.3, 77.0)),
+        asset_base="/static/",
+        lang="kk",
+    )
     refs = _parse(page).refs
     scripts_and_css = [v for tag, v in refs if tag in ("script", "link") and not v.startswith("data:")]
-    assert sorted(scripts_and_css) == ["/static/leaflet.css", "/static/leaflet.js", "/static/live-map.css", "/static/live-map.js"]
+    assert sorted(scripts_and_css) == [
+        "/static/leaflet.css",
+        "/static/leaflet.js",
+        "/static/live-map.css",
+        "/static/live-map.js",
+    ]
     assert not [v for _, v in refs if "//" in v], "nothing may come from another host"
     cfg = _config(page)
     assert cfg["lang"] == "kk" and cfg["tiles"] is False
@@ -79,7 +88,9 @@ def test_live_map_escapes_labels_and_user_names() -> None:
 
 
 def test_live_map_with_tiles_names_them_in_the_config_only() -> None:
-    page = render_live_map(labels=Labels(), config={}, center=(43.2, 76.9), tile_url="https://tiles.example/{z}/{x}/{y}.png")
+    page = render_live_map(
+        labels=Labels(), config={}, center=(43.2, 76.9), tile_url="https://tiles.example/{z}/{x}/{y}.png"
+    )
     assert _config(page)["tiles"] is True
     assert not [v for tag, v in _parse(page).refs if tag in ("script", "link", "img") and "tiles.example" in v]
 
@@ -110,7 +121,9 @@ def test_assert_offline_refuses_a_page_that_loads_from_another_host(html: str) -
 
 
 def test_assert_offline_lets_links_and_local_files_pass() -> None:
-    assert_offline('<a href="https://www.openstreetmap.org/copyright">OSM</a><script src="/static/x.js"></script>', what="p")
+    assert_offline(
+        '<a href="https://www.openstreetmap.org/copyright">OSM</a><script src="/static/x.js"></script>', what="p"
+    )
 
 
 def test_static_assets_are_the_leaflet_and_live_map_files_with_stable_etags() -> None:
@@ -129,21 +142,57 @@ def test_static_assets_are_the_leaflet_and_live_map_files_with_stable_etags() ->
 def _plan_inputs() -> dict:
     # ~800 m east then ~670 m north, as the planner writes routes: many short street segments
     line = [[76.940 + 0.0005 * i, 43.240] for i in range(20)] + [[76.950, 43.240 + 0.0005 * i] for i in range(13)]
-    routes = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": line},
-         "properties": {"kind": "route", "patrol": "P01", "colour": "#e41a1c", "length_m": 1470.0, "walking_min": 17.5, "risk_covered": 0.4}},
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": line[19]},
-         "properties": {"kind": "stop", "patrol": "P01", "colour": "#e41a1c", "seq": 1, "arrive": "2026-12-02T20:10:00+05:00",
-                        "depart": "2026-12-02T20:22:00+05:00", "dwell_min": 12, "hot_spot": 0}},
-    ]}  # fmt: skip
-    hotspots = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": line[19]},
-         "properties": {"rank": 1, "risk": 3.5, "uncovered": False}},
-    ]}  # fmt: skip
-    booths = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": line[0]},
-         "properties": {"id": "B1", "name": "Booth <1>", "patrols": ["P01"]}},
-    ]}  # fmt: skip
+    routes = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": line},
+                "properties": {
+                    "kind": "route",
+                    "patrol": "P01",
+                    "colour": "#e41a1c",
+                    "length_m": 1470.0,
+                    "walking_min": 17.5,
+                    "risk_covered": 0.4,
+                },
+            },
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": line[19]},
+                "properties": {
+                    "kind": "stop",
+                    "patrol": "P01",
+                    "colour": "#e41a1c",
+                    "seq": 1,
+                    "arrive": "2026-12-02T20:10:00+05:00",
+                    "depart": "2026-12-02T20:22:00+05:00",
+                    "dwell_min": 12,
+                    "hot_spot": 0,
+                },
+            },
+        ],
+    }
+    hotspots = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": line[19]},
+                "properties": {"rank": 1, "risk": 3.5, "uncovered": False},
+            },
+        ],
+    }
+    booths = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": line[0]},
+                "properties": {"id": "B1", "name": "Booth <1>", "patrols": ["P01"]},
+            },
+        ],
+    }
     return {"routes": routes, "hotspots": hotspots, "booths": booths}
 
 
@@ -168,7 +217,9 @@ def test_plan_map_spaces_direction_arrows_by_the_distance_it_is_handed() -> None
     from maps import render_plan_map
 
     def arrows(**kw: object) -> int:
-        return render_plan_map(**_plan_inputs(), labels=Labels(), **kw).count("q-arrow") - 1  # less the stylesheet's rule  # type: ignore[arg-type]
+        return (
+            render_plan_map(**_plan_inputs(), labels=Labels(), **kw).count("q-arrow") - 1
+        )  # less the stylesheet's rule  # type: ignore[arg-type]
 
     assert arrows() == 0  # maps measures nothing itself: no distance, no arrows
     sparse, dense = arrows(distance_m=_metres, arrow_every_m=400.0), arrows(distance_m=_metres, arrow_every_m=100.0)

@@ -26,7 +26,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -187,7 +186,9 @@ class Client:
             assert self._cond.wait_for(lambda: mid in self.subacks, timeout=5), f"no SUBACK for {topic_filter}"
             return int(self.subacks[mid][0].value)
 
-    def next_message(self, topic: str, *, timeout_s: float = 3.0, match: Callable[[dict], bool] = lambda m: True) -> dict:
+    def next_message(
+        self, topic: str, *, timeout_s: float = 3.0, match: Callable[[dict], bool] = lambda m: True
+    ) -> dict:
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -311,7 +312,9 @@ def test_a_unit_reports_only_its_own_position_and_reads_only_its_own_orders(
     assert unit.publish(broker.topics.sos_alert(_devices(registry)[0]), {"kind": "press"}) == NOT_AUTHORIZED
 
 
-def test_the_102_account_posts_reports_and_reads_its_acks_only(broker: Broker, connect: Callable, registry: Registry) -> None:
+def test_the_102_account_posts_reports_and_reads_its_acks_only(
+    broker: Broker, connect: Callable, registry: Registry
+) -> None:
     app = connect(broker.creds.app102)
     assert app.publish(broker.topics.app102_report, {"event_id": "r"}) == 0
     assert app.publish(broker.topics.sos_alert(_devices(registry)[0]), {"kind": "press"}) == NOT_AUTHORIZED
@@ -335,7 +338,10 @@ def test_the_real_bridge_works_with_the_service_account(
     device = connect(broker.creds.devices[device_id])
     assert device.subscribe(broker.topics.sos_ack(device_id)) == 1
     event_id = new_event_id()
-    assert device.publish(broker.topics.sos_alert(device_id), {"event_id": event_id, "ts": now_rfc3339(), "kind": "press"}) == 0
+    assert (
+        device.publish(broker.topics.sos_alert(device_id), {"event_id": event_id, "ts": now_rfc3339(), "kind": "press"})
+        == 0
+    )
     ack = device.next_message(broker.topics.sos_ack(device_id), match=lambda m: m["event_id"] == event_id)
     assert ack["status"] == "accepted"
     stored = running.http.get(f"/api/alerts/{ack['alert_id']}").json()
@@ -498,7 +504,9 @@ def test_provision_writes_private_files_and_keeps_credentials_on_rerun(
     # the service's copy of the keys decrypts only with the secret, to the same keys
     keys = load_device_keys(out / "device-keys.json", SECRET)
     assert {k: v.secret for k, v in keys.items()} == {k: a.key.secret for k, a in creds.devices.items() if a.key}
-    assert all(a.key.secret.hex() not in (out / "device-keys.json").read_text() for a in creds.devices.values() if a.key)
+    assert all(
+        a.key.secret.hex() not in (out / "device-keys.json").read_text() for a in creds.devices.values() if a.key
+    )
     with pytest.raises(ValueError, match="wrong QORGAU_DEVICE_KEY_SECRET"):
         load_device_keys(out / "device-keys.json", "another-secret-of-at-least-32-characters!")
 
@@ -542,8 +550,18 @@ def test_provision_refuses_ambiguous_or_unsafe_usernames(registry: Registry, tmp
 def test_devices_provision_command(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("QORGAU_DEVICE_KEY_SECRET", SECRET)
     out = tmp_path / "cli"
-    argv = ["devices", "provision", "--devices", str(registry.devices_path), "--units", str(registry.units_path),
-            "--out", str(out), "--topic-root", "city/v2"]
+    argv = [
+        "devices",
+        "provision",
+        "--devices",
+        str(registry.devices_path),
+        "--units",
+        str(registry.units_path),
+        "--out",
+        str(out),
+        "--topic-root",
+        "city/v2",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"{len(registry.devices)} devices sign their presses" in printed
@@ -563,10 +581,28 @@ def test_simulate_logs_in_per_device_and_signs_with_the_credentials_file(
     signed_service: Callable[[], Running], broker: Broker, registry: Registry, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     running = signed_service()
-    devices_path = write_devices(tmp_path / "near.geojson", [d for d in registry.devices.values() if d.id != FAR_DEVICE])
-    argv = ["simulate", "--devices", str(devices_path), "--mqtt", f"mqtt://127.0.0.1:{broker.port}",
-            "--topic-root", broker.topics.root, "--count", "6", "--rate", "50", "--kind", "press", "--seed", "3",
-            "--credentials", str(broker.folder / "credentials.json")]
+    devices_path = write_devices(
+        tmp_path / "near.geojson", [d for d in registry.devices.values() if d.id != FAR_DEVICE]
+    )
+    argv = [
+        "simulate",
+        "--devices",
+        str(devices_path),
+        "--mqtt",
+        f"mqtt://127.0.0.1:{broker.port}",
+        "--topic-root",
+        broker.topics.root,
+        "--count",
+        "6",
+        "--rate",
+        "50",
+        "--kind",
+        "press",
+        "--seed",
+        "3",
+        "--credentials",
+        str(broker.folder / "credentials.json"),
+    ]
     assert main(argv) == 0
     assert "published 6 SOS alerts" in capsys.readouterr().out
     wait_for(lambda: len(running.alerts()) == 6, timeout_s=5, what="6 signed simulated presses stored")

@@ -31,7 +31,9 @@ def _street_device(registry: Registry) -> str:
 def _assert_nearest_by_eta(alert: dict, registry: Registry, city: StreetNetwork) -> None:
     expected = registry.router(city).recommend(alert["lat"], alert["lon"], k=None)
     # The first unit is the nearest by a brute-force networkx Dijkstra too (support.BruteForce).
-    brute = BruteForce(city).etas({u.id: (u.kind.value, u.lat, u.lon) for u in registry.units}, alert["lat"], alert["lon"])
+    brute = BruteForce(city).etas(
+        {u.id: (u.kind.value, u.lat, u.lon) for u in registry.units}, alert["lat"], alert["lon"]
+    )
     best_id, (best_eta, _) = min(brute.items(), key=lambda kv: kv[1][0])
     recs = alert["recommendations"]
     assert recs and recs[0]["unit_id"] == best_id

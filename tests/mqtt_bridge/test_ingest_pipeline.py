@@ -63,10 +63,23 @@ def test_a_batch_answers_every_message_in_order_and_commits_the_good_ones_togeth
         Inbound(AlertSource.SOS, b, _b(sos_payload(kind="test"))),
     ]
     acks = service.ingest_many(messages)
-    assert [ack.status.value for ack in acks] == ["accepted", "rejected", "rejected", "accepted", "rejected",
-                                                  "accepted", "accepted"]
+    assert [ack.status.value for ack in acks] == [
+        "accepted",
+        "rejected",
+        "rejected",
+        "accepted",
+        "rejected",
+        "accepted",
+        "accepted",
+    ]
     assert [ack.reason.value if ack.reason else None for ack in acks] == [
-        None, "malformed_json", "unknown_device", None, "outside_service_area", None, None,
+        None,
+        "malformed_json",
+        "unknown_device",
+        None,
+        "outside_service_area",
+        None,
+        None,
     ]
     assert acks[5].alert_id == acks[0].alert_id
     stored = store.list_alerts(limit=10)
@@ -75,7 +88,11 @@ def test_a_batch_answers_every_message_in_order_and_commits_the_good_ones_togeth
     m = service.metrics()
     assert m["accepted"] == {"sos": 2, "app102": 1}
     assert m["duplicates"] == {"sos": 1}
-    assert (m["rejected"]["malformed_json"], m["rejected"]["unknown_device"], m["rejected"]["outside_service_area"]) == (1, 1, 1)
+    assert (
+        m["rejected"]["malformed_json"],
+        m["rejected"]["unknown_device"],
+        m["rejected"]["outside_service_area"],
+    ) == (1, 1, 1)
     assert store.verify_audit().ok
     # A later redelivery of a stored event gets the first alert's ack again.
     again = service.ingest_many([Inbound(AlertSource.SOS, a, _b(first))])
@@ -105,10 +122,10 @@ def test_a_batch_that_cannot_be_committed_stores_counts_and_answers_nothing(
     sent: list = []
 
     class Recorder:
-        def send_ack(self, device_id, ack):  # noqa: ANN001, ANN202
+        def send_ack(self, device_id, ack):
             sent.append(ack)
 
-        def send_order(self, unit_id, order):  # noqa: ANN001, ANN202
+        def send_order(self, unit_id, order):
             raise AssertionError("no orders expected")
 
     service.attach_notifier(Recorder())
@@ -119,8 +136,9 @@ def test_a_batch_that_cannot_be_committed_stores_counts_and_answers_nothing(
         conn.exec_driver_sql("PRAGMA busy_timeout=200")
     try:
         with pytest.raises(StoreError):
-            service.ingest_many([Inbound(AlertSource.SOS, device, _b(sos_payload())),
-                                 Inbound(AlertSource.SOS, device, b"junk")])
+            service.ingest_many(
+                [Inbound(AlertSource.SOS, device, _b(sos_payload())), Inbound(AlertSource.SOS, device, b"junk")]
+            )
     finally:
         blocker.close()
     assert sent == []
@@ -129,7 +147,7 @@ def test_a_batch_that_cannot_be_committed_stores_counts_and_answers_nothing(
     store.close()
 
 
-def _lock_sqlite(path) -> object:  # noqa: ANN001
+def _lock_sqlite(path) -> object:
     import sqlite3
 
     conn = sqlite3.connect(path, isolation_level=None, timeout=0.1)
@@ -157,8 +175,12 @@ def test_positions_of_one_unit_in_a_batch_cost_one_write_and_the_last_one_wins(
 
 def _bridge(service: DispatchService, mqtt_url: str, topic_root: str, **kw: object) -> MqttBridge:
     return MqttBridge(
-        service, url=mqtt_url, topic_root=topic_root, client_id=f"qorgau-test-{uuid.uuid4().hex[:12]}",
-        session_expiry_s=60, **kw,
+        service,
+        url=mqtt_url,
+        topic_root=topic_root,
+        client_id=f"qorgau-test-{uuid.uuid4().hex[:12]}",
+        session_expiry_s=60,
+        **kw,
     )
 
 
@@ -250,8 +272,17 @@ def test_a_message_from_a_dropped_connection_is_never_acknowledged_on_the_new_on
     try:
         conn = bridge._conns[Lane.SOS]
         before = conn.epoch
-        old = _Item(route=None, ident=None, payload=b"", mid=1, qos=1, conn=conn, epoch=before,  # type: ignore[arg-type]
-                    received=time.monotonic(), props=None)
+        old = _Item(
+            route=None,
+            ident=None,
+            payload=b"",
+            mid=1,
+            qos=1,
+            conn=conn,
+            epoch=before,  # type: ignore[arg-type]
+            received=time.monotonic(),
+            props=None,
+        )
         conn.client.socket().shutdown(socket.SHUT_RDWR)  # the network drops; paho reconnects
         wait_for(lambda: conn.epoch >= before + 2 and bridge.is_connected(), timeout_s=10, what="a reconnect")
         assert conn.ack(old) is False
@@ -267,7 +298,10 @@ def test_signed_presses_in_one_batch_a_counter_twice_is_a_replay(
     device = _street_devices(registry)[0]
     key = DeviceKey(bytes(range(32)))
     service = DispatchService(
-        store, Router(city), devices=registry.devices, units=registry.units,
+        store,
+        Router(city),
+        devices=registry.devices,
+        units=registry.units,
         press_verifier=PressVerifier({device: key}),
     ).open()
     first = sign_press({**sos_payload(), "ctr": 10}, key)
@@ -275,7 +309,10 @@ def test_signed_presses_in_one_batch_a_counter_twice_is_a_replay(
     later = sign_press({**sos_payload(), "ctr": 11}, key)
     acks = service.ingest_many([Inbound(AlertSource.SOS, device, _b(p)) for p in (first, replay, later, first)])
     assert [(a.status.value, a.reason.value if a.reason else None) for a in acks] == [
-        ("accepted", None), ("rejected", "replayed"), ("accepted", None), ("accepted", None),
+        ("accepted", None),
+        ("rejected", "replayed"),
+        ("accepted", None),
+        ("accepted", None),
     ]
     assert acks[3].alert_id == acks[0].alert_id  # the same event again is a redelivery, not a replay
     assert sorted(al.device_counter for al in store.list_alerts(limit=10)) == [10, 11]

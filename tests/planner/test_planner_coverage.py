@@ -44,12 +44,17 @@ def _independent_times(graph: WalkGraph, lat: np.ndarray, lon: np.ndarray, booth
         key = (min(r, c), max(r, c))  # walking is two-way; the shortest of parallel segments counts
         best[key] = min(wt, best.get(key, np.inf))
     keys = list(best)
-    m = coo_matrix(([best[k] for k in keys], ([k[0] for k in keys], [k[1] for k in keys])), shape=(n + 1, n + 1)).tocsr()
+    m = coo_matrix(
+        ([best[k] for k in keys], ([k[0] for k in keys], [k[1] for k in keys])), shape=(n + 1, n + 1)
+    ).tocsr()
     d = dijkstra(m, directed=False, indices=src)[:n]
     x, y = graph.network.to_xy(lat, lon)
     p = graph.snap_xy(x, y)
     t = graph.time_s[p.segment]
-    return np.minimum(d[graph.u[p.segment]] + p.fraction * t, d[graph.v[p.segment]] + (1 - p.fraction) * t) + p.distance_m / graph.walk_speed_mps
+    return (
+        np.minimum(d[graph.u[p.segment]] + p.fraction * t, d[graph.v[p.segment]] + (1 - p.fraction) * t)
+        + p.distance_m / graph.walk_speed_mps
+    )
 
 
 def test_booth_coverage_on_toronto_matches_an_independent_dijkstra() -> None:
@@ -62,7 +67,10 @@ def test_booth_coverage_on_toronto_matches_an_independent_dijkstra() -> None:
     assert 0 < cov.incident_share[5] < cov.incident_share[10] <= 1
     assert 0 < cov.risk_share[5] <= cov.risk_share[10] <= 1
     spot_t = _independent_times(
-        toronto_graph(), np.array([s.lat for s in risk.hotspots]), np.array([s.lon for s in risk.hotspots]), TORONTO_BOOTHS
+        toronto_graph(),
+        np.array([s.lat for s in risk.hotspots]),
+        np.array([s.lon for s in risk.hotspots]),
+        TORONTO_BOOTHS,
     )
     far = {s.id for s, tt in zip(risk.hotspots, spot_t, strict=True) if tt > 600 + 1}
     near = {s.id for s, tt in zip(risk.hotspots, spot_t, strict=True) if tt < 600 - 1}

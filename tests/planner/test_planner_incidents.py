@@ -108,11 +108,13 @@ def test_geojson_and_parquet_hold_the_same_incidents(tmp_path: Path) -> None:
 
 
 def test_other_layouts_need_column_flags(tmp_path: Path) -> None:
-    df = _toronto_sample(5).rename(columns={"lat": "shirota", "lon": "dolgota", "occurred_at": "vremya", "category": "vid"})
+    df = _toronto_sample(5).rename(
+        columns={"lat": "shirota", "lon": "dolgota", "occurred_at": "vremya", "category": "vid"}
+    )
     path = _write(df, tmp_path / "ru.csv")
     with pytest.raises(ValueError, match="cannot find latitude/longitude columns"):
         read_incidents(path)
-    inc, report = read_incidents(path, lat_col="shirota", lon_col="dolgota", time_col="vremya", category_col="vid")
+    _, report = read_incidents(path, lat_col="shirota", lon_col="dolgota", time_col="vremya", category_col="vid")
     assert report.kept == 5 and report.layout == "columns"
     with pytest.raises(ValueError, match="no column 'nope' for the time"):
         read_incidents(path, lat_col="shirota", lon_col="dolgota", time_col="nope")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -25,10 +26,29 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
     booths = write_booths(tmp / "booths.geojson", TORONTO_BOOTHS)
     out = tmp / "out"
     argv = [
-        "plan", "--incidents", str(TORONTO_CRIME), "--network", str(TORONTO_XML), "--booths", str(booths),
-        "--patrols", "3", "--shift", "22:00-06:00", "--date", "2022-01-07", "--timezone", TORONTO_TZ,
-        "--out", str(out), "--iterations", "400", "--seed", "5", "--no-progress",
-    ]  # fmt: skip
+        "plan",
+        "--incidents",
+        str(TORONTO_CRIME),
+        "--network",
+        str(TORONTO_XML),
+        "--booths",
+        str(booths),
+        "--patrols",
+        "3",
+        "--shift",
+        "22:00-06:00",
+        "--date",
+        "2022-01-07",
+        "--timezone",
+        TORONTO_TZ,
+        "--out",
+        str(out),
+        "--iterations",
+        "400",
+        "--seed",
+        "5",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     return out
 
@@ -36,9 +56,15 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_plan_writes_every_file(planned: Path, capsys: pytest.CaptureFixture[str]) -> None:
     names = {p.name for p in planned.iterdir()}
     assert names == {
-        "plan.html", "routes.geojson", "plan.md", "plan.csv", "summary.json",
-        "patrol_P01.gpx", "patrol_P02.gpx", "patrol_P03.gpx",
-    }  # fmt: skip
+        "plan.html",
+        "routes.geojson",
+        "plan.md",
+        "plan.csv",
+        "summary.json",
+        "patrol_P01.gpx",
+        "patrol_P02.gpx",
+        "patrol_P03.gpx",
+    }
     summary = json.loads((planned / "summary.json").read_text())
     assert summary["timezone"] == TORONTO_TZ and summary["seed"] == 5 and summary["patrols"] == 3
     assert summary["incidents"]["kept"] == 1825 and summary["incidents"]["outside_area"] == 210_992 - 1825
@@ -100,17 +126,38 @@ def test_the_map_works_offline(planned: Path) -> None:
     js, css = leaflet_assets()
     assert "Leaflet 1.9.4" in js and js[:2000] in page and "data:image/png;base64," in css
     m = messages("ru")
-    for text in [m(k) for k in ("layer_streets", "layer_risk", "layer_hotspots", "layer_booths")] + [m("layer_route", id="P01")]:
+    for text in [m(k) for k in ("layer_streets", "layer_risk", "layer_hotspots", "layer_booths")] + [
+        m("layer_route", id="P01")
+    ]:
         assert text in page or json.dumps(text)[1:-1] in page, text  # in HTML, or in the layer control's JSON
 
 
 def test_plan_in_kazakh(tmp_path: Path) -> None:
     booths = write_booths(tmp_path / "booths.geojson", TORONTO_BOOTHS[:1])
     argv = [
-        "plan", "--incidents", str(TORONTO_CRIME), "--network", str(TORONTO_XML), "--booths", str(booths),
-        "--patrols", "1", "--shift", "18:00-22:00", "--date", "2022-01-07", "--timezone", TORONTO_TZ,
-        "--out", str(tmp_path / "kk"), "--iterations", "200", "--lang", "kk", "--no-progress",
-    ]  # fmt: skip
+        "plan",
+        "--incidents",
+        str(TORONTO_CRIME),
+        "--network",
+        str(TORONTO_XML),
+        "--booths",
+        str(booths),
+        "--patrols",
+        "1",
+        "--shift",
+        "18:00-22:00",
+        "--date",
+        "2022-01-07",
+        "--timezone",
+        TORONTO_TZ,
+        "--out",
+        str(tmp_path / "kk"),
+        "--iterations",
+        "200",
+        "--lang",
+        "kk",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     kk = messages("kk")
     assert (tmp_path / "kk" / "plan.md").read_text().startswith(f"# {kk('plan_title')}")
@@ -124,9 +171,19 @@ def test_plan_without_booths_says_what_is_missing(tmp_path: Path, capsys: pytest
 
 def test_evaluate_prints_the_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
-        "plan", "evaluate", "--incidents", str(TORONTO_CRIME), "--network", str(TORONTO_XML),
-        "--timezone", TORONTO_TZ, "--windows", "12", "--json", "--no-progress",
-    ]  # fmt: skip
+        "plan",
+        "evaluate",
+        "--incidents",
+        str(TORONTO_CRIME),
+        "--network",
+        str(TORONTO_XML),
+        "--timezone",
+        TORONTO_TZ,
+        "--windows",
+        "12",
+        "--json",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["windows"] == 12 and d["default"] in d["estimators"]
@@ -136,8 +193,21 @@ def test_evaluate_prints_the_json_shape(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_evaluate_table(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["plan", "evaluate", "--incidents", str(TORONTO_CRIME), "--timezone", TORONTO_TZ, "--windows", "12",
-            "--estimators", "naive,spacetime", "--hours", "22:00-06:00", "--no-progress"]  # fmt: skip
+    argv = [
+        "plan",
+        "evaluate",
+        "--incidents",
+        str(TORONTO_CRIME),
+        "--timezone",
+        TORONTO_TZ,
+        "--windows",
+        "12",
+        "--estimators",
+        "naive,spacetime",
+        "--hours",
+        "22:00-06:00",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "| naive |" in out and "| spacetime (default) |" in out and "oracle (ceiling)" in out
@@ -153,13 +223,33 @@ def test_catalogues_have_the_same_messages() -> None:
 
 def test_map_refuses_to_load_from_the_web() -> None:
     labels = messages("en").labels(
-        "layer_streets", "layer_risk", "layer_hotspots", "layer_booths", "layer_uncovered", "layer_route",
-        "legend_risk", "stop", "arrive", "depart", "dwell_min", "risk", "booth", "hot_spot", "attribution",
-    )  # fmt: skip
+        "layer_streets",
+        "layer_risk",
+        "layer_hotspots",
+        "layer_booths",
+        "layer_uncovered",
+        "layer_route",
+        "legend_risk",
+        "stop",
+        "arrive",
+        "depart",
+        "dwell_min",
+        "risk",
+        "booth",
+        "hot_spot",
+        "attribution",
+    )
     empty = {"type": "FeatureCollection", "features": []}
-    booth = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [76.9, 43.2]}, "properties": {"id": "b1", "name": "<b1>"}}
-    ]}  # fmt: skip
+    booth = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [76.9, 43.2]},
+                "properties": {"id": "b1", "name": "<b1>"},
+            }
+        ],
+    }
     page = render_plan_map(routes=empty, hotspots=empty, booths=booth, labels=labels)
     assert "&lt;b1&gt;" in page  # names are escaped
     import folium
@@ -178,15 +268,40 @@ def test_map_spaces_route_arrows_by_the_distance_the_caller_passes() -> None:
     from geo import great_circle_m
 
     labels = messages("en").labels(
-        "layer_streets", "layer_risk", "layer_hotspots", "layer_booths", "layer_uncovered", "layer_route",
-        "legend_risk", "stop", "arrive", "depart", "dwell_min", "risk", "booth", "hot_spot", "attribution",
-    )  # fmt: skip
+        "layer_streets",
+        "layer_risk",
+        "layer_hotspots",
+        "layer_booths",
+        "layer_uncovered",
+        "layer_route",
+        "legend_risk",
+        "stop",
+        "arrive",
+        "depart",
+        "dwell_min",
+        "risk",
+        "booth",
+        "hot_spot",
+        "attribution",
+    )
     empty = {"type": "FeatureCollection", "features": []}
     # A 1 km route due north in 20 steps of about 50 m: an arrow every 120 m is one every third step.
     coords = [[76.9, 43.2 + i * 0.00045] for i in range(21)]
-    props = {"kind": "route", "patrol": "P01", "colour": "#e41a1c", "length_m": 1000.0, "walking_min": 12.0, "risk_covered": 0.1}
-    routes = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords}, "properties": props}]}
-    steps = [great_circle_m(a[1], a[0], b[1], b[0]) for a, b in zip(coords[:-1], coords[1:], strict=True)]
+    props = {
+        "kind": "route",
+        "patrol": "P01",
+        "colour": "#e41a1c",
+        "length_m": 1000.0,
+        "walking_min": 12.0,
+        "risk_covered": 0.1,
+    }
+    routes = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords}, "properties": props}
+        ],
+    }
+    steps = [great_circle_m(a[1], a[0], b[1], b[0]) for a, b in itertools.pairwise(coords)]
     assert 49 < min(steps) <= max(steps) < 51
     page = render_plan_map(routes=routes, hotspots=empty, booths=empty, labels=labels, distance_m=great_circle_m)
     assert page.count('q-arrow\\" style=') == 20 // 3

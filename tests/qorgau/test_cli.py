@@ -163,7 +163,9 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
     assert (tmp_path / "demo" / "demo.sqlite3").exists()
 
 
-def test_serve_without_network_says_what_to_do(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_without_network_says_what_to_do(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QORGAU_JWT_SECRET", JWT_SECRET)
     monkeypatch.delenv("QORGAU_NETWORK", raising=False)
     assert main(["serve", "--port", "0"]) == 1

@@ -17,9 +17,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]  # tests/<room>/this file -> the repository
 
-HEAVY = frozenset({
-    "fastapi", "starlette", "numba", "scipy", "pandas", "pyarrow", "folium", "geopandas", "sqlalchemy", "paho",
-})  # fmt: skip
+HEAVY = frozenset(
+    {
+        "fastapi",
+        "starlette",
+        "numba",
+        "scipy",
+        "pandas",
+        "pyarrow",
+        "folium",
+        "geopandas",
+        "sqlalchemy",
+        "paho",
+    }
+)
 """Libraries that take seconds to import: none of them may be needed to print help."""
 
 OURS = frozenset({"dispatch", "geo", "maps", "mqtt_bridge", "patrol_planner", "web"})
@@ -54,7 +65,13 @@ print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.
 def _help(argv: list[str]) -> tuple[str, dict]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", _PROBE, *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     *text, last = done.stdout.splitlines()
@@ -75,7 +92,13 @@ def test_help_loads_nothing_heavy(argv: list[str]) -> None:
 def test_python_m_qorgau_help_exits_cleanly() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
-        [sys.executable, "-m", "qorgau", "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "qorgau", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     for command in ("serve", "simulate", "demo", "db", "audit", "report", "users", "devices", "plan"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from support import FAR_DEVICE, Probe, Registry, Running, now_rfc3339, report_payload, sos_payload, wait_for
 
 from geo import StreetNetwork
@@ -17,7 +16,9 @@ from geo import StreetNetwork
 
 def _street_device(registry: Registry, site: str | None = None) -> str:
     return next(
-        d for d in sorted(registry.devices) if d != FAR_DEVICE and (site is None or registry.devices[d].site.value == site)
+        d
+        for d in sorted(registry.devices)
+        if d != FAR_DEVICE and (site is None or registry.devices[d].site.value == site)
     )
 
 
@@ -53,7 +54,9 @@ def test_assign_order_ack_en_route_on_scene_close_timeline_report(
     wait_for(lambda: running.http.get(f"/api/alerts/{alert['id']}").json()["status"] == "acknowledged", what="ack")
     probe.publish(probe.topics.unit_status(unit_id), {"ts": now_rfc3339(), "status": "en_route"})
     wait_for(lambda: running.http.get(f"/api/alerts/{alert['id']}").json()["status"] == "en_route", what="en route")
-    probe.publish(probe.topics.unit_status(unit_id), {"ts": now_rfc3339(), "status": "on_scene", "alert_id": alert["id"]})
+    probe.publish(
+        probe.topics.unit_status(unit_id), {"ts": now_rfc3339(), "status": "on_scene", "alert_id": alert["id"]}
+    )
     wait_for(lambda: running.http.get(f"/api/alerts/{alert['id']}").json()["status"] == "on_scene", what="on scene")
     units = {u["id"]: u for u in running.http.get("/api/units").json()}
     assert (units[unit_id]["status"], units[unit_id]["alert_id"]) == ("on_scene", alert["id"])
@@ -69,11 +72,20 @@ def test_assign_order_ack_en_route_on_scene_close_timeline_report(
     entries = running.http.get(f"/api/alerts/{alert['id']}/timeline").json()["entries"]
     actions = [(e["action"], e["actor"]) for e in entries if e["action"] != "unit_change"]
     assert actions == [
-        ("ingest", "system"), ("recommend", "system"), ("assign", "test-dispatcher"), ("ack", f"unit:{unit_id}"),
-        ("state_change", f"unit:{unit_id}"), ("state_change", f"unit:{unit_id}"), ("state_change", "test-dispatcher"),
+        ("ingest", "system"),
+        ("recommend", "system"),
+        ("assign", "test-dispatcher"),
+        ("ack", f"unit:{unit_id}"),
+        ("state_change", f"unit:{unit_id}"),
+        ("state_change", f"unit:{unit_id}"),
+        ("state_change", "test-dispatcher"),
     ]
     last = [e for e in entries if e["action"] == "state_change"][-1]
-    assert (last["before"]["status"], last["after"]["status"], last["after"]["close_reason"]) == ("on_scene", "closed", "detained")
+    assert (last["before"]["status"], last["after"]["status"], last["after"]["close_reason"]) == (
+        "on_scene",
+        "closed",
+        "detained",
+    )
 
     commander = running.client("commander")
     report = commander.get("/api/reports/response-times", params={"group_by": "unit"}).json()
@@ -101,26 +113,35 @@ def test_missed_ack_escalates_to_the_next_unit_and_p1_auto_assignment(
     running.http.post(f"/api/alerts/{street['id']}/assign", json={"unit_id": first}).raise_for_status()
     probe.next_ack(probe.topics.unit_orders(first))
     escalated = wait_for(
-        lambda: (a := running.http.get(f"/api/alerts/{street['id']}").json())["escalated"] and a, timeout_s=10,
+        lambda: (a := running.http.get(f"/api/alerts/{street['id']}").json())["escalated"] and a,
+        timeout_s=10,
         what="the escalation of the P2 alert",
     )
     assert escalated["status"] == "recommended" and escalated["proposed_unit_id"] not in (None, first)
     assert escalated["orders"][0]["missed_at"] is not None
 
-    school = next(d for d in sorted(registry.devices) if registry.devices[d].site.value in ("school", "hospital") and d != FAR_DEVICE)
+    school = next(
+        d
+        for d in sorted(registry.devices)
+        if registry.devices[d].site.value in ("school", "hospital") and d != FAR_DEVICE
+    )
     p1 = _press(running, probe, school)
     assert p1["priority"] == 1
     first_order = wait_for(
-        lambda: (a := running.http.get(f"/api/alerts/{p1['id']}").json())["orders"] and a, timeout_s=10, what="auto order"
+        lambda: (a := running.http.get(f"/api/alerts/{p1['id']}").json())["orders"] and a,
+        timeout_s=10,
+        what="auto order",
     )
     auto_unit = first_order["orders"][0]["unit_id"]
     assert first_order["orders"][0]["auto"] and first_order["orders"][0]["assigned_by"] == "system"
     assert probe.next_ack(probe.topics.unit_orders(auto_unit))["alert_id"] == p1["id"]
     again = wait_for(
         # The miss is committed first (back to "recommended"), the automatic order right after.
-        lambda: len((a := running.http.get(f"/api/alerts/{p1['id']}").json())["orders"]) >= 2
-        and a["status"] == "assigned"
-        and a,
+        lambda: (
+            len((a := running.http.get(f"/api/alerts/{p1['id']}").json())["orders"]) >= 2
+            and a["status"] == "assigned"
+            and a
+        ),
         timeout_s=10,
         what="the automatic re-assignment after the missed ack",
     )
@@ -153,7 +174,9 @@ def test_override_duplicates_location_quality_and_priority_order(
 
     recommended = {r["unit_id"] for r in first["recommendations"]}
     other = next(u.id for u in registry.units if u.id not in recommended)
-    response = running.http.post(f"/api/alerts/{first['id']}/assign", json={"unit_id": other, "reason": "closer in fact"})
+    response = running.http.post(
+        f"/api/alerts/{first['id']}/assign", json={"unit_id": other, "reason": "closer in fact"}
+    )
     assert response.status_code == 200
     order = response.json()["orders"][0]
     assert (order["override"], order["reason"]) == (True, "closer in fact")
@@ -161,7 +184,9 @@ def test_override_duplicates_location_quality_and_priority_order(
     assert busy.status_code == 409 and "busy" in busy.json()["detail"]
     cancel = running.http.post(f"/api/alerts/{second['id']}/transition", json={"status": "cancelled"})
     assert cancel.status_code == 409 and cancel.json()["detail"] == "moving an alert to 'cancelled' needs a reason"
-    cancel = running.http.post(f"/api/alerts/{second['id']}/transition", json={"status": "false_alarm", "reason": "child"})
+    cancel = running.http.post(
+        f"/api/alerts/{second['id']}/transition", json={"status": "false_alarm", "reason": "child"}
+    )
     assert cancel.json()["status"] == "false_alarm"
     timeline = running.http.get(f"/api/alerts/{first['id']}/timeline").json()["entries"]
     assert any(e["action"] == "override" and e["after"]["reason"] == "closer in fact" for e in timeline)
@@ -173,9 +198,16 @@ def test_units_registry_status_over_mqtt_and_freshness(
     running = start_service(stale_after_s=1.0, stale_policy="exclude")
     commander = running.client("commander")
     lat, lon = city.center
-    created = commander.post("/api/units", json={"id": "car-api", "kind": "car", "name": "Car API", "lat": lat, "lon": lon})
+    created = commander.post(
+        "/api/units", json={"id": "car-api", "kind": "car", "name": "Car API", "lat": lat, "lon": lon}
+    )
     assert created.status_code == 201, created.text
-    assert commander.post("/api/units", json={"id": "car-api", "kind": "car", "name": "x", "lat": lat, "lon": lon}).status_code == 409
+    assert (
+        commander.post(
+            "/api/units", json={"id": "car-api", "kind": "car", "name": "x", "lat": lat, "lon": lon}
+        ).status_code
+        == 409
+    )
     far = commander.post("/api/units", json={"id": "car-far", "kind": "car", "name": "x", "lat": 0.0, "lon": 0.0})
     assert far.status_code == 422 and "outside the service area" in far.json()["detail"]
     patched = commander.patch("/api/units/car-api", json={"name": "Car 77"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import httpx
 import pytest
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
@@ -46,7 +48,9 @@ def test_every_route_but_healthz_needs_a_token_and_the_right_role(running: Runni
             wrong_roles = [r for r in Role if r not in guard.roles]
             assert wrong_roles, f"{method} {route.path} admits every role"
             for role in wrong_roles:
-                response = running.client(role, unit_id="x" if role is Role.UNIT else None).request(method, path, json={})
+                response = running.client(role, unit_id="x" if role is Role.UNIT else None).request(
+                    method, path, json={}
+                )
                 assert response.status_code == 403, f"{method} {path} as {role.value}: {response.status_code}"
                 checked += 1
             right = sorted(guard.roles)[0]
@@ -71,20 +75,29 @@ def test_a_unit_login_acts_only_for_its_own_unit(running: Running, registry: Reg
 
 
 def test_bootstrap_admin_creates_users_who_log_in_with_hashed_passwords(running: Running, registry: Registry) -> None:
-    admin = httpx.Client(base_url=running.service.base_url, timeout=5, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    admin = httpx.Client(
+        base_url=running.service.base_url, timeout=5, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     try:
-        created = admin.post("/api/users", json={"username": "aigerim", "password": "correct horse 1", "role": "dispatcher"})
+        created = admin.post(
+            "/api/users", json={"username": "aigerim", "password": "correct horse 1", "role": "dispatcher"}
+        )
         assert created.status_code == 201, created.text
         bad = admin.post("/api/users", json={"username": "u1", "password": "long enough", "role": "unit"})
         assert bad.status_code == 422
-        assert admin.post("/api/users", json={"username": "u1", "password": "long enough", "role": "unit",
-                                              "unit_id": registry.units[0].id}).status_code == 201
+        assert (
+            admin.post(
+                "/api/users",
+                json={"username": "u1", "password": "long enough", "role": "unit", "unit_id": registry.units[0].id},
+            ).status_code
+            == 201
+        )
         assert {u["username"] for u in admin.get("/api/users").json()} == {"aigerim", "u1"}
         assert admin.get("/api/settings").json()["ack_deadline_s"] == 30.0
         assert "admin_token" not in admin.get("/api/settings").json()
     finally:
         admin.close()
-    user, stored_hash = running.service.store.get_user("aigerim")
+    _, stored_hash = running.service.store.get_user("aigerim")
     assert stored_hash.startswith("$argon2id$") and "correct horse" not in stored_hash
 
     base = running.service.base_url
@@ -103,12 +116,12 @@ def test_bootstrap_admin_creates_users_who_log_in_with_hashed_passwords(running:
 
 
 def test_tokens_expire_and_are_bound_to_their_key() -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     auth = Authenticator("k" * 32, token_ttl=timedelta(minutes=5))
     user = User("d1", Role.DISPATCHER)
     assert auth.principal(auth.issue(user)).role is Role.DISPATCHER
-    old = auth.issue(user, now=datetime.now(timezone.utc) - timedelta(minutes=6))
+    old = auth.issue(user, now=datetime.now(UTC) - timedelta(minutes=6))
     assert auth.principal(old) is None
     assert Authenticator("x" * 32).principal(auth.issue(user)) is None
     with pytest.raises(ValueError, match="at least 32 characters"):

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import ADMIN_TOKEN, JWT_SECRET, PASSWORD, Registry, Running, add_user
 from pydantic import ValidationError
+from support import ADMIN_TOKEN, JWT_SECRET, PASSWORD, Registry, Running, add_user
 
-from web.hardening import LoginThrottle, content_security_policy
 from geo import StreetNetwork
 from qorgau import QorgauService, Settings
 from qorgau.cli import main
 from qorgau.settings import WeakSecret, check_jwt_secret
-
+from web.hardening import LoginThrottle, content_security_policy
 
 
 @pytest.fixture
@@ -36,7 +35,9 @@ SECURITY_HEADERS = {
 
 
 def _admin(running: Running) -> httpx.Client:
-    return httpx.Client(base_url=running.service.base_url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    return httpx.Client(
+        base_url=running.service.base_url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
 
 
 def _csp(response: httpx.Response) -> dict[str, list[str]]:
@@ -87,7 +88,9 @@ def test_the_map_page_csp_admits_exactly_its_own_inline_scripts(running: Running
 
 
 def test_a_configured_tile_server_is_the_only_extra_image_origin() -> None:
-    csp = content_security_policy(b"<script>a()</script><script src=/x.js></script>", tile_origins=("https://*.tiles.example",))
+    csp = content_security_policy(
+        b"<script>a()</script><script src=/x.js></script>", tile_origins=("https://*.tiles.example",)
+    )
     directives = {d.split()[0]: d.split()[1:] for d in csp.split("; ")}
     digest = base64.b64encode(hashlib.sha256(b"a()").digest()).decode()
     assert directives["script-src"] == ["'self'", f"'sha256-{digest}'"]
@@ -120,9 +123,12 @@ def test_cors_admits_only_the_listed_origins(start_service: Callable[..., Runnin
     assert "access-control-allow-origin" not in other.headers
     preflight = httpx.options(
         f"{running.service.base_url}/api/alerts",
-        headers={"Origin": "https://console.police.example", "Access-Control-Request-Method": "GET",
-                 "Access-Control-Request-Headers": "authorization"},
-    )  # fmt: skip
+        headers={
+            "Origin": "https://console.police.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://console.police.example"
 
@@ -135,7 +141,9 @@ def test_a_cors_origin_with_a_path_is_refused() -> None:
 # -- request body size --------------------------------------------------------------------------
 
 
-def test_a_body_over_the_limit_gets_413_with_a_json_reason(start_service: Callable[..., Running], registry: Registry) -> None:
+def test_a_body_over_the_limit_gets_413_with_a_json_reason(
+    start_service: Callable[..., Running], registry: Registry
+) -> None:
     running = start_service(max_request_bytes=4096, max_plan_request_bytes=64 * 1024)
     commander = running.client("commander")
     unit = registry.units[0]
@@ -185,7 +193,9 @@ def test_failed_logins_are_throttled_per_address_and_username(start_service: Cal
     assert "too many failed sign-ins" in blocked.json()["detail"]
     assert login("nurlan", PASSWORD).status_code == 200  # another user from the same address
     # the map's sign-in form shares the throttle, with the message in the page's language
-    form = httpx.post(f"{running.service.base_url}/login", data={"username": "aigerim", "password": PASSWORD, "lang": "en"})
+    form = httpx.post(
+        f"{running.service.base_url}/login", data={"username": "aigerim", "password": PASSWORD, "lang": "en"}
+    )
     assert form.status_code == 429 and "Too many failed sign-ins" in form.text and form.headers["retry-after"]
     entries = running.service.store.audit_entries()
     assert sum(e.action == "login_failed" and e.actor == "aigerim" for e in entries) == 3  # refused ones never checked
@@ -238,7 +248,9 @@ def test_a_random_secret_is_accepted() -> None:
 
 
 def test_the_service_refuses_to_start_without_a_secret(city: StreetNetwork, registry: Registry, tmp_path: Path) -> None:
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}", units=registry.units_path, devices=registry.devices_path)
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}", units=registry.units_path, devices=registry.devices_path
+    )
     with pytest.raises(WeakSecret, match="QORGAU_JWT_SECRET is not set"):
         QorgauService(settings, network=city)
     assert not (tmp_path / "q.sqlite3").exists()  # refused before touching anything

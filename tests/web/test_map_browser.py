@@ -61,11 +61,15 @@ def test_sos_appears_live_and_the_dispatcher_assigns_the_top_unit(
     details.locator(f'.q-recs li[data-unit-id="{top["unit_id"]}"]').wait_for()
     minutes, seconds = divmod(round(top["eta_s"]), 60)
     assert f"{minutes}:{seconds:02d}" in details.inner_text()
-    page.wait_for_selector(f'path[data-route-alert-id="{alert_id}"][data-route-unit-id="{top["unit_id"]}"]', state="attached")
+    page.wait_for_selector(
+        f'path[data-route-alert-id="{alert_id}"][data-route-unit-id="{top["unit_id"]}"]', state="attached"
+    )
     screenshot(page, "map-alert-selected.png")
 
     details.locator(f'button.q-assign[data-unit-id="{top["unit_id"]}"]').click()
-    page.wait_for_selector(f'path[data-unit-id="{top["unit_id"]}"][data-unit-status="assigned"]', state="attached", timeout=2000)
+    page.wait_for_selector(
+        f'path[data-unit-id="{top["unit_id"]}"][data-unit-status="assigned"]', state="attached", timeout=2000
+    )
     page.wait_for_selector(f'path[data-alert-id="{alert_id}"][data-status="assigned"]', state="attached", timeout=2000)
     unit = running.http.get(f"/api/units/{top['unit_id']}").json()
     assert (unit["status"], unit["alert_id"]) == ("assigned", alert_id)

@@ -5,16 +5,28 @@ The browser itself is in ``test_map_browser.py``; here the routes are read as a 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
 import httpx
 import numpy as np
 import pytest
-from support import PASSWORD, Probe, Registry, Running, add_user, now_rfc3339, read_events, sign_in, sos_payload, wait_for
+from support import (
+    PASSWORD,
+    Probe,
+    Registry,
+    Running,
+    add_user,
+    now_rfc3339,
+    read_events,
+    sign_in,
+    sos_payload,
+    wait_for,
+)
 
-from web.pages import street_layers
 from geo import StreetNetwork
+from web.pages import street_layers
 
 
 def _device(registry: Registry, site: str) -> str:
@@ -36,7 +48,9 @@ def test_map_needs_sign_in_and_the_cookie_is_httponly_and_strict(running: Runnin
 
     wrong = anonymous.post("/login", data={"username": "aigerim", "password": "not it at all"})
     assert wrong.status_code == 401 and "Неверное имя пользователя или пароль" in wrong.text
-    right = anonymous.post("/login", data={"username": "aigerim", "password": PASSWORD, "next": "https://evil.example/"})
+    right = anonymous.post(
+        "/login", data={"username": "aigerim", "password": PASSWORD, "next": "https://evil.example/"}
+    )
     assert right.status_code == 303
     assert right.headers["location"] == "/map?lang=ru"  # never an open redirect
     cookie = right.headers["set-cookie"]
@@ -48,7 +62,9 @@ def test_map_needs_sign_in_and_the_cookie_is_httponly_and_strict(running: Runnin
     page = anonymous.get("/map")
     assert page.status_code == 200
     assert 'data-state="connecting"' in page.text and "Qorgau · карта дежурного" in page.text
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page.text), "the page loads something from outside"
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page.text), (
+        "the page loads something from outside"
+    )
     for name in ("leaflet.js", "leaflet.css", "live-map.js", "live-map.css"):
         asset = anonymous.get(f"/static/{name}")
         assert asset.status_code == 200 and len(asset.content) > 1000, name
@@ -73,17 +89,23 @@ def test_cookie_writes_need_the_request_header_and_the_dispatcher_role(
 
     forged = dispatcher.post(f"/api/alerts/{alert_id}/assign", json={"unit_id": unit_id})
     assert forged.status_code == 403 and "X-Qorgau-Request" in forged.json()["detail"]
-    as_viewer = viewer.post(f"/api/alerts/{alert_id}/assign", json={"unit_id": unit_id}, headers={"X-Qorgau-Request": "1"})
+    as_viewer = viewer.post(
+        f"/api/alerts/{alert_id}/assign", json={"unit_id": unit_id}, headers={"X-Qorgau-Request": "1"}
+    )
     assert as_viewer.status_code == 403
     assert viewer.get(f"/api/alerts/{alert_id}").status_code == 200  # a viewer sees, but cannot act
-    done = dispatcher.post(f"/api/alerts/{alert_id}/assign", json={"unit_id": unit_id}, headers={"X-Qorgau-Request": "1"})
+    done = dispatcher.post(
+        f"/api/alerts/{alert_id}/assign", json={"unit_id": unit_id}, headers={"X-Qorgau-Request": "1"}
+    )
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "assigned"
     trail = running.http.get(f"/api/alerts/{alert_id}/timeline").json()["entries"]
     assert ("dana", "assign") in [(e["actor"], e["action"]) for e in trail]
 
 
-def test_event_stream_replays_what_a_reconnecting_client_missed(running: Running, probe: Probe, registry: Registry) -> None:
+def test_event_stream_replays_what_a_reconnecting_client_missed(
+    running: Running, probe: Probe, registry: Registry
+) -> None:
     client = sign_in(running.service.base_url, add_user(running.service, "dana", "dispatcher"))
     snapshot = client.get("/map/snapshot").json()
     assert {u["id"] for u in snapshot["units"]} == {u.id for u in registry.units}
@@ -125,7 +147,9 @@ def test_event_stream_replays_what_a_reconnecting_client_missed(running: Running
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_snapshot_has_open_alerts_and_route_follows_the_streets(running: Running, probe: Probe, registry: Registry) -> None:
+def test_snapshot_has_open_alerts_and_route_follows_the_streets(
+    running: Running, probe: Probe, registry: Registry
+) -> None:
     client = sign_in(running.service.base_url, add_user(running.service, "dana", "dispatcher"))
     hospital = _device(registry, "hospital")
     probe.sos(hospital, sos_payload())
@@ -149,12 +173,15 @@ def test_street_layers_draw_every_street_once(city: StreetNetwork) -> None:
     assert {f["properties"]["class"] for f in layers["features"]} <= {"major", "minor"}
     drawn = set()
     lines = 0
-    index = {(round(float(lon), 6), round(float(lat), 6)): i for i, (lat, lon) in enumerate(zip(city.node_lat, city.node_lon, strict=True))}
+    index = {
+        (round(float(lon), 6), round(float(lat), 6)): i
+        for i, (lat, lon) in enumerate(zip(city.node_lat, city.node_lon, strict=True))
+    }
     for feature in layers["features"]:
         for line in feature["geometry"]["coordinates"]:
             lines += 1
             nodes = [index[tuple(p)] for p in line]
-            for a, b in zip(nodes[:-1], nodes[1:], strict=True):
+            for a, b in itertools.pairwise(nodes):
                 key = (min(a, b), max(a, b))
                 assert key not in drawn, f"segment {key} drawn twice"
                 drawn.add(key)
@@ -175,15 +202,17 @@ def test_street_layers_join_a_chain_and_keep_a_branch_apart() -> None:
 
 def test_a_configured_tile_server_replaces_the_street_basemap() -> None:
     from maps import render_live_map
-
     from web.pages import map_catalogue
 
     config = {"tz_label": "UTC+5, Asia/Almaty"}
     offline = render_live_map(labels=map_catalogue("ru"), config=config, center=(43.24, 76.95))
     tiled = render_live_map(
-        labels=map_catalogue("en"), config=config, center=(43.24, 76.95),
-        tile_url="https://tiles.example/{z}/{x}/{y}.png", tile_attribution="© the city",
-    )  # fmt: skip
+        labels=map_catalogue("en"),
+        config=config,
+        center=(43.24, 76.95),
+        tile_url="https://tiles.example/{z}/{x}/{y}.png",
+        tile_attribution="© the city",
+    )
     assert '"tiles": false' in offline and "tiles.example" not in offline
     assert '"tiles": true' in tiled and "https://tiles.example/{z}/{x}/{y}.png" in tiled and "\\u00a9 the city" in tiled
     for page in (offline, tiled):

@@ -39,7 +39,10 @@ def _headers(auth: Authenticator, role: Role) -> dict[str, str]:
 def _incidents_csv() -> str:
     inc, _ = toronto_extract()
     rows = ["lat,lon,occurred_at,category"]
-    rows += [f"{a},{b},{t},{c}" for a, b, t, c in zip(inc.lat, inc.lon, inc.occurred_at.astype(str), inc.category, strict=True)]
+    rows += [
+        f"{a},{b},{t},{c}"
+        for a, b, t, c in zip(inc.lat, inc.lon, inc.occurred_at.astype(str), inc.category, strict=True)
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -57,9 +60,15 @@ def test_a_commander_plans_and_gets_the_map(api: tuple[TestClient, Authenticator
     client, auth, data = api
     h = _headers(auth, Role.COMMANDER)
     body = {
-        "incidents_csv": _incidents_csv(), "patrols": 2, "shift": "22:00-06:00", "date": "2022-01-07",
-        "timezone": TORONTO_TZ, "lang": "en", "iterations": 300, "seed": 3,
-    }  # fmt: skip
+        "incidents_csv": _incidents_csv(),
+        "patrols": 2,
+        "shift": "22:00-06:00",
+        "date": "2022-01-07",
+        "timezone": TORONTO_TZ,
+        "lang": "en",
+        "iterations": 300,
+        "seed": 3,
+    }
     r = client.post("/api/plans", json=body, headers=h)
     assert r.status_code == 202, r.text
     plan_id = r.json()["id"]
@@ -94,7 +103,9 @@ def test_bad_requests_are_refused_or_reported(api: tuple[TestClient, Authenticat
     h = _headers(auth, Role.COMMANDER)
     assert client.post("/api/plans", json={"patrols": 1}, headers=h).status_code == 422
     assert client.post("/api/plans", json={"incidents_csv": "x", "estimator": "magic"}, headers=h).status_code == 422
-    assert client.post("/api/plans", json={"incidents_csv": "x", "timezone": "Mars/Olympus"}, headers=h).status_code == 422
+    assert (
+        client.post("/api/plans", json={"incidents_csv": "x", "timezone": "Mars/Olympus"}, headers=h).status_code == 422
+    )
     assert client.get("/api/plans/../../etc", headers=h).status_code == 404
     assert client.get("/api/plans/" + "0" * 32, headers=h).status_code == 404
     # Unreadable incidents: the plan fails, with the reason, and the API keeps serving.

@@ -36,8 +36,13 @@ from geo import StreetNetwork
 from qorgau import QorgauService, Settings
 
 PASSWORD = "schemathesis-password-1"
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]  # fmt: skip
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 class Tokens:
@@ -63,7 +68,11 @@ class Tokens:
                 continue  # fuzzed without a token, as ever: a real plan would run in the background for minutes
             if isinstance(route.original_route, APIRoute) and (guard := route_guard(route)) is not None:
                 for method in route.methods:
-                    preferred = [r for r in (Role.DISPATCHER, Role.COMMANDER, Role.ADMIN, Role.VIEWER, Role.UNIT) if r in guard.roles]
+                    preferred = [
+                        r
+                        for r in (Role.DISPATCHER, Role.COMMANDER, Role.ADMIN, Role.VIEWER, Role.UNIT)
+                        if r in guard.roles
+                    ]
                     self.role_of[(method.upper(), route.path)] = preferred[0]
 
     def headers(self, method: str, path: str) -> dict[str, str]:
@@ -73,7 +82,11 @@ class Tokens:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fuzzed(
-    request: pytest.FixtureRequest, city: StreetNetwork, registry: Registry, mqtt_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    city: StreetNetwork,
+    registry: Registry,
+    mqtt_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[QorgauService, Tokens]]:
     """A running service with a few alerts, and tokens for every role."""
     if request.param == "sqlite":
@@ -84,11 +97,18 @@ def fuzzed(
         store.drop_schema()
         store.close()
     settings = Settings(
-        db_url=db_url, mqtt_url=mqtt_url, topic_root=f"qorgau-test/{uuid.uuid4().hex[:12]}/v1",
-        client_id=f"qorgau-test-{uuid.uuid4().hex[:12]}", session_expiry_s=60, units=registry.units_path,
-        devices=registry.devices_path, port=0, admin_token=ADMIN_TOKEN, jwt_secret=JWT_SECRET,
+        db_url=db_url,
+        mqtt_url=mqtt_url,
+        topic_root=f"qorgau-test/{uuid.uuid4().hex[:12]}/v1",
+        client_id=f"qorgau-test-{uuid.uuid4().hex[:12]}",
+        session_expiry_s=60,
+        units=registry.units_path,
+        devices=registry.devices_path,
+        port=0,
+        admin_token=ADMIN_TOKEN,
+        jwt_secret=JWT_SECRET,
         login_max_failures=1000,
-    )  # fmt: skip
+    )
     service = QorgauService(settings, network=city).start()
     devices = [d for d in registry.devices if d != FAR_DEVICE]
     for i in range(6):  # alerts to find, assign and close
@@ -141,7 +161,7 @@ def test_every_operation_answers_as_its_schema_says(
             run()
         except Unsatisfiable:  # nothing to make invalid (no parameters, or only free-form strings)
             assert mode is GenerationMode.NEGATIVE, f"{operation.method.upper()} {operation.path}: no valid input"
-        except (Exception, BaseExceptionGroup) as e:  # noqa: BLE001 - collect every operation's failure, then report all
+        except (Exception, BaseExceptionGroup) as e:
             failures[f"{operation.method.upper()} {operation.path}"] = str(e)[:3000]
     assert not failures, "\n\n".join(f"{name}:\n{text}" for name, text in failures.items())
     assert calls["n"] >= len(operations)

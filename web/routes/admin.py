@@ -31,8 +31,10 @@ def audit_verify(service: ServiceDep, _: AuditorDep) -> dict[str, Any]:
 
 @router.get("/users")
 def list_users(service: ServiceDep, _: Admin) -> list[dict[str, Any]]:
-    return [{"username": u.username, "role": u.role.value, "unit_id": u.unit_id, "disabled": u.disabled}
-            for u in service.store.list_users()]  # fmt: skip
+    return [
+        {"username": u.username, "role": u.role.value, "unit_id": u.unit_id, "disabled": u.disabled}
+        for u in service.store.list_users()
+    ]
 
 
 @router.post("/users", status_code=201)

@@ -29,5 +29,7 @@ def login(
     except Throttled as e:
         raise HTTPException(429, detail=str(e), headers={"Retry-After": str(e.retry_after_s)}) from e
     if user is None:
-        raise HTTPException(status_code=401, detail="wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status_code=401, detail="wrong username or password", headers={"WWW-Authenticate": "Bearer"}
+        )
     return {"access_token": auth.issue(user), "token_type": "bearer"}

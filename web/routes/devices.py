@@ -31,10 +31,17 @@ def list_devices(service: ServiceDep, supervisor: SupervisorDep, _: DeviceReader
     if supervisor is not None:
         return supervisor.devices_view()
     return [
-        {"id": d.id, "site": d.site.value, "lat": d.lat, "lon": d.lon, "state": "unknown", "last_seen": None,
-         "event": None}
+        {
+            "id": d.id,
+            "site": d.site.value,
+            "lat": d.lat,
+            "lon": d.lon,
+            "state": "unknown",
+            "last_seen": None,
+            "event": None,
+        }
         for _, d in sorted(service.devices.items())
-    ]  # fmt: skip
+    ]
 
 
 @router.get("/device-events")

@@ -86,7 +86,9 @@ def _metres(points: list[tuple[float, float]]) -> float:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(options: MapOptionsDep, lang: str | None = None, next: str | None = None) -> HTMLResponse:
     code = _lang(lang, options)
-    return HTMLResponse(render_login_page(labels=map_catalogue(code), next_url=_safe_next(next), lang=code, langs=LANGS))
+    return HTMLResponse(
+        render_login_page(labels=map_catalogue(code), next_url=_safe_next(next), lang=code, langs=LANGS)
+    )
 
 
 @router.post("/login")
@@ -105,7 +107,9 @@ def login_submit(
     labels = map_catalogue(code)
 
     def page(error: str, status_code: int, headers: dict[str, str] | None = None) -> HTMLResponse:
-        html = render_login_page(labels=labels, next_url=_safe_next(next), lang=code, langs=LANGS, error=error, username=username)
+        html = render_login_page(
+            labels=labels, next_url=_safe_next(next), lang=code, langs=LANGS, error=error, username=username
+        )
         return HTMLResponse(html, status_code=status_code, headers=headers)
 
     client = request.client.host if request.client else None
@@ -122,9 +126,14 @@ def login_submit(
     response = RedirectResponse(target, status_code=303)
     secure = options.secure_cookie if options.secure_cookie is not None else request.url.scheme == "https"
     response.set_cookie(
-        SESSION_COOKIE, auth.issue(user), max_age=int(auth.token_ttl.total_seconds()),
-        httponly=True, samesite="strict", secure=secure, path="/",
-    )  # fmt: skip
+        SESSION_COOKIE,
+        auth.issue(user),
+        max_age=int(auth.token_ttl.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
     return response
 
 
@@ -143,9 +152,15 @@ def _config(service: DispatchService, options: MapOptions, role: Role, username:
     offset = datetime.now(zone).utcoffset() or timedelta(0)
     return {
         "urls": {
-            "snapshot": "/map/snapshot", "events": "/map/events", "streets": "/map/streets.geojson",
-            "route": "/map/alerts/{id}/route", "alert": "/api/alerts/{id}", "assign": "/api/alerts/{id}/assign",
-            "transition": "/api/alerts/{id}/transition", "recommend": "/api/alerts/{id}/recommend", "login": "/login",
+            "snapshot": "/map/snapshot",
+            "events": "/map/events",
+            "streets": "/map/streets.geojson",
+            "route": "/map/alerts/{id}/route",
+            "alert": "/api/alerts/{id}",
+            "assign": "/api/alerts/{id}/assign",
+            "transition": "/api/alerts/{id}/transition",
+            "recommend": "/api/alerts/{id}/recommend",
+            "login": "/login",
         },
         "can_act": role is Role.DISPATCHER,
         "role": role.value,
@@ -157,7 +172,7 @@ def _config(service: DispatchService, options: MapOptions, role: Role, username:
         "opened_at": service.opened_at.isoformat(),
         "csrf_header": CSRF_HEADER,
         "minor_streets_from_zoom": options.minor_streets_from_zoom,
-    }  # fmt: skip
+    }
 
 
 @router.get("/map", response_class=HTMLResponse)
@@ -171,11 +186,17 @@ def map_page(service: ServiceDep, options: MapOptionsDep, who: SessionDep, lang:
     network = service.router.network
     min_lat, min_lon, max_lat, max_lon = network.bounds
     page = render_live_map(
-        labels=labels, config=_config(service, options, who.role, who.username), center=network.center,
-        bounds=((min_lat, min_lon), (max_lat, max_lon)), tile_url=options.tile_url,
-        tile_attribution=options.tile_attribution, lang=code, langs=LANGS,
-        user=who.username, role=labels.get(f"role_{who.role.value}", who.role.value),
-    )  # fmt: skip
+        labels=labels,
+        config=_config(service, options, who.role, who.username),
+        center=network.center,
+        bounds=((min_lat, min_lon), (max_lat, max_lon)),
+        tile_url=options.tile_url,
+        tile_attribution=options.tile_attribution,
+        lang=code,
+        langs=LANGS,
+        user=who.username,
+        role=labels.get(f"role_{who.role.value}", who.role.value),
+    )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
@@ -183,7 +204,9 @@ def map_page(service: ServiceDep, options: MapOptionsDep, who: SessionDep, lang:
 
 
 @router.get("/map/snapshot")
-def snapshot(service: ServiceDep, feed: FeedDep, supervisor: SupervisorDep, options: MapOptionsDep, _: Reader) -> JSONResponse:
+def snapshot(
+    service: ServiceDep, feed: FeedDep, supervisor: SupervisorDep, options: MapOptionsDep, _: Reader
+) -> JSONResponse:
     seq = feed.last_seq  # before reading: later changes are replayed by the stream
     now = service.clock()
     recent_from = now - timedelta(hours=options.recent_hours)
@@ -230,7 +253,9 @@ def streets(
     if if_none_match == cached.etag:
         return Response(status_code=304, headers=headers)
     if accept_encoding and "gzip" in accept_encoding:
-        return Response(cached.gzipped, media_type="application/geo+json", headers={**headers, "Content-Encoding": "gzip"})
+        return Response(
+            cached.gzipped, media_type="application/geo+json", headers={**headers, "Content-Encoding": "gzip"}
+        )
     return Response(cached.raw, media_type="application/geo+json", headers=headers)
 
 
@@ -244,7 +269,12 @@ def route(
     return {
         "type": "Feature",
         "geometry": {"type": "LineString", "coordinates": [[round(lon, 7), round(lat, 7)] for lat, lon in points]},
-        "properties": {"alert_id": alert_id, "unit_id": unit_id, "eta_s": eta, "distance_m": round(_metres(list(points)), 1)},
+        "properties": {
+            "alert_id": alert_id,
+            "unit_id": unit_id,
+            "eta_s": eta,
+            "distance_m": round(_metres(list(points)), 1),
+        },
     }
 
 

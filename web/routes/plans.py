@@ -30,13 +30,19 @@ router = APIRouter(prefix="/api/plans", tags=["plans"])
 def create_plan(req: PlanRequest, jobs: PlansDep, who: Commander) -> dict[str, Any]:
     """Start planning; poll ``GET /api/plans/{id}`` until ``status`` is ``done`` or ``failed``."""
     if (req.incidents_csv is None) == (req.incidents_geojson is None):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="give exactly one of incidents_csv or incidents_geojson")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="give exactly one of incidents_csv or incidents_geojson"
+        )
     chosen = [Booth(b.id, b.lat, b.lon, b.name) for b in req.booths] if req.booths else jobs.default_booths()
     if not chosen:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="no booths: give booths or register some with the service")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="no booths: give booths or register some with the service"
+        )
     text = req.incidents_csv if req.incidents_csv is not None else json.dumps(req.incidents_geojson)
     if len(text.encode()) > MAX_INCIDENTS_BYTES:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"incidents over {MAX_INCIDENTS_BYTES} bytes")
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"incidents over {MAX_INCIDENTS_BYTES} bytes"
+        )
     plan_id = jobs.start(req, chosen, text, requested_by=who.actor)
     return {"id": plan_id, "status": "queued", "links": {"self": f"/api/plans/{plan_id}"}}
 
@@ -57,7 +63,11 @@ def get_plan(plan_id: str, jobs: PlansDep, _: Commander) -> dict[str, Any]:
     return jobs.store.status(plan_id)
 
 
-@router.get("/{plan_id}/map", response_model=None, responses={200: {"content": {"text/html": {}}, "description": "the map page"}})
+@router.get(
+    "/{plan_id}/map",
+    response_model=None,
+    responses={200: {"content": {"text/html": {}}, "description": "the map page"}},
+)
 def get_map(plan_id: str, jobs: PlansDep, _: Commander) -> HTMLResponse:
     """The plan's map: a self-contained page that works offline."""
     path = jobs.store.folder(plan_id) / "plan.html"
@@ -67,8 +77,26 @@ def get_map(plan_id: str, jobs: PlansDep, _: Commander) -> HTMLResponse:
     return HTMLResponse(path.read_text(encoding="utf-8"))
 
 
-@router.get("/{plan_id}/files/{name}", response_model=None, responses={200: {"description": "the file", "content": {
-    m: {} for m in ("application/gpx+xml", "application/geo+json", "text/markdown", "text/csv", "application/json", "text/html")}}})
+@router.get(
+    "/{plan_id}/files/{name}",
+    response_model=None,
+    responses={
+        200: {
+            "description": "the file",
+            "content": {
+                m: {}
+                for m in (
+                    "application/gpx+xml",
+                    "application/geo+json",
+                    "text/markdown",
+                    "text/csv",
+                    "application/json",
+                    "text/html",
+                )
+            },
+        }
+    },
+)
 def get_file(plan_id: str, name: str, jobs: PlansDep, _: Commander) -> FileResponse:
     """One of the plan's files: routes.geojson, patrol_PNN.gpx, plan.md, plan.csv, summary.json."""
     if not _FILE.match(name):
@@ -76,6 +104,12 @@ def get_file(plan_id: str, name: str, jobs: PlansDep, _: Commander) -> FileRespo
     path = jobs.store.folder(plan_id) / name
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"plan {plan_id} has no file {name!r}")
-    media = {".gpx": "application/gpx+xml", ".geojson": "application/geo+json", ".md": "text/markdown; charset=utf-8",
-             ".csv": "text/csv; charset=utf-8", ".json": "application/json", ".html": "text/html; charset=utf-8"}  # fmt: skip
+    media = {
+        ".gpx": "application/gpx+xml",
+        ".geojson": "application/geo+json",
+        ".md": "text/markdown; charset=utf-8",
+        ".csv": "text/csv; charset=utf-8",
+        ".json": "application/json",
+        ".html": "text/html; charset=utf-8",
+    }
     return FileResponse(path, media_type=media[path.suffix], filename=name)

@@ -24,7 +24,9 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
-_REPORT: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the report"}}
+_REPORT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the report"}
+}
 
 
 @router.get("/response-times", response_model=None, responses=_REPORT)
@@ -46,10 +48,16 @@ def response_times(
     groups = summarize(service.store.alerts_received_between(start, end), group_by, districts=districts)
     if format == "csv":
         return PlainTextResponse(
-            to_csv(groups, group_by), media_type="text/csv",
+            to_csv(groups, group_by),
+            media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="response-times-{group_by}.csv"'},
-        )  # fmt: skip
-    return {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by, "groups": [g.to_json() for g in groups]}
+        )
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "group_by": group_by,
+        "groups": [g.to_json() for g in groups],
+    }
 
 
 @router.get("/self-tests")
@@ -79,14 +87,19 @@ def false_alarms(
     rows = false_alarm_rates(service.store.alerts_received_between(start, end), group_by)
     if format == "csv":
         return PlainTextResponse(
-            false_alarm_csv(rows, group_by, lang=lang), media_type="text/csv",
+            false_alarm_csv(rows, group_by, lang=lang),
+            media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="false-alarms-{group_by}.csv"'},
-        )  # fmt: skip
+        )
     t = catalogue(lang)
     labels = {k: t[k] for k in ("fa_title", f"fa_{group_by}", "fa_presses", "fa_false_alarms", "fa_rate")}
     if group_by == "site":
         labels.update({f"site_{r.key}": t.get(f"site_{r.key}", r.key) for r in rows})
     return {
-        "from": start.isoformat(), "to": end.isoformat(), "group_by": group_by, "lang": lang,
-        "labels": labels, "groups": [r.to_json() for r in rows],
-    }  # fmt: skip
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "group_by": group_by,
+        "lang": lang,
+        "labels": labels,
+        "groups": [r.to_json() for r in rows],
+    }

@@ -69,7 +69,9 @@ def retire_unit(unit_id: str, service: ServiceDep, who: Commander) -> UnitOut:
 @router.put("/{unit_id}/status", response_model=UnitOut)
 def set_status(unit_id: str, body: StatusIn, service: ServiceDep, who: UnitStatusSetter) -> UnitOut:
     own_unit(who, unit_id)
-    return _out(service, service.set_unit_status(unit_id, UnitStatus(body.status), actor=who.actor, alert_id=body.alert_id))
+    return _out(
+        service, service.set_unit_status(unit_id, UnitStatus(body.status), actor=who.actor, alert_id=body.alert_id)
+    )
 
 
 @router.get("/{unit_id}/orders", response_model=list[AssignmentOut])
