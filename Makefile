@@ -63,8 +63,8 @@ help:
 	@echo "make services       make sure Mosquitto (127.0.0.1:1883) and PostgreSQL (127.0.0.1:5432) are up"
 	@echo "make browser        make sure Debian's chromium and chromium-driver are installed (the map's browser tests)"
 	@echo "make stop-services  stop the broker that 'make services' started (if any)"
-	@echo "make lint           ruff (lint + format check), mypy (strict: geo, dispatch, mqtt_bridge, web), import-linter (the rooms' arrows)"
-	@echo "make test           install + services + the whole pytest suite (PYTEST_ARGS=...)"
+	@echo "make lint           ruff (lint + format check), mypy (strict: geo, dispatch, mqtt_bridge, web, patrol_planner), import-linter (the rooms' arrows)"
+	@echo "make test           install + lint + services + the whole pytest suite (PYTEST_ARGS=...)"
 	@echo "make demo           install + services + qorgau demo (DEMO_ARGS=...)"
 	@echo "make bench          install + services + python -m bench, which writes BENCHMARKS.md"
 	@echo "make chaos          install + services + python -m bench.chaos: 20,000 presses through kills and outages (CHAOS_ARGS=...)"
@@ -142,7 +142,7 @@ lint: install
 
 # --- Run -------------------------------------------------------------------------------------
 
-test: install services browser
+test: install lint services browser
 	@echo "==> pytest $(strip $(PYTEST_ARGS))"
 	@$(VPY) -m pytest $(PYTEST_ARGS)
 
