@@ -89,10 +89,10 @@ def run_planner(quick: bool) -> dict:
     return run(quick)
 
 
-def run_map(quick: bool) -> dict:
+def run_map(url: str, quick: bool) -> dict:
     from bench.map import run
 
-    return run(quick)
+    return run(url, quick)
 
 
 def run_mqtt(url: str, rate: float, duration: float, quick: bool = False) -> dict:
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.info("planner done in %.0f s", time.time() - t)
         if "map" in parts:
             t = time.time()
-            save("map", run_map(args.quick), command, results)
+            save("map", run_map(args.mqtt, args.quick), command, results)
             logging.info("map done in %.0f s", time.time() - t)
         if "hostile" in parts:
             t = time.time()

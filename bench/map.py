@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import multiprocessing as mp
-import os
 import random
 import secrets
 import tempfile
@@ -412,11 +411,10 @@ def _scale(browser: Any, mqtt_url: str, tmp: Path, quick: bool) -> dict[str, Any
         b.close()
 
 
-def run(quick: bool) -> dict:
-    """Both scenarios; the broker is ``QORGAU_TEST_MQTT_URL`` (``make bench`` sets it)."""
+def run(mqtt_url: str, quick: bool) -> dict:
+    """Both scenarios, through the broker at ``mqtt_url`` (``--mqtt``, as every other part)."""
     from playwright.sync_api import sync_playwright
 
-    mqtt_url = os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
