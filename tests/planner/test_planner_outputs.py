@@ -16,6 +16,7 @@ from maps import leaflet_assets, render_plan_map
 from patrol_planner.i18n import LANGUAGES, messages
 from patrol_planner.io import write_booths
 from qorgau.cli import main
+from web.plan_outputs import MAP_LABEL_KEYS
 
 GPX = "{http://www.topografix.com/GPX/1/1}"
 
@@ -222,23 +223,7 @@ def test_catalogues_have_the_same_messages() -> None:
 
 
 def test_map_refuses_to_load_from_the_web() -> None:
-    labels = messages("en").labels(
-        "layer_streets",
-        "layer_risk",
-        "layer_hotspots",
-        "layer_booths",
-        "layer_uncovered",
-        "layer_route",
-        "legend_risk",
-        "stop",
-        "arrive",
-        "depart",
-        "dwell_min",
-        "risk",
-        "booth",
-        "hot_spot",
-        "attribution",
-    )
+    labels = messages("en").labels(*MAP_LABEL_KEYS)
     empty = {"type": "FeatureCollection", "features": []}
     booth = {
         "type": "FeatureCollection",
