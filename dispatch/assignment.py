@@ -200,18 +200,7 @@ class Dispatcher:
         previous = self.fleet.find(alert.assigned_unit_id)
         if previous is None or previous.alert_id != alert.id:
             return []
-        freed = previous.copy()
-        freed.status, freed.alert_id = UnitStatus.AVAILABLE, None
-        tx.save_unit(freed)
-        tx.audit(
-            "unit_change",
-            actor=actor,
-            unit_id=freed.id,
-            alert_id=alert.id,
-            before=unit_snapshot(previous),
-            after=unit_snapshot(freed),
-        )
-        return [freed]
+        return [self.fleet.release(tx, previous, alert_id=alert.id, actor=actor)]
 
     def route_to_alert(self, alert_id: int, unit_id: str) -> tuple[tuple[float, float], ...]:
         """The unit's fastest street route to the alert (see :meth:`DispatchService.route_to_alert`)."""

@@ -13,13 +13,13 @@ from datetime import datetime
 
 from dispatch.assignment import Dispatcher, locked_alert, moved
 from dispatch.counters import ServiceCounters
-from dispatch.domain import SYSTEM, AlertSource, AlertStatus, Assignment, UnitStatus
+from dispatch.domain import SYSTEM, AlertSource, AlertStatus, Assignment
 from dispatch.errors import Conflict, NotFound
 from dispatch.fleet import Fleet
 from dispatch.intake import Rejected
 from dispatch.lifecycle import DispatchPolicy, next_proposal
 from dispatch.outbox import Outbox
-from dispatch.store import Store, StoreError, alert_snapshot, unit_snapshot
+from dispatch.store import Store, StoreError, alert_snapshot
 from dispatch.watcher import Watcher
 
 __all__ = ["Escalator"]
@@ -107,17 +107,7 @@ class Escalator:
                 unit = self.fleet.find(a.unit_id)
                 freed = None
                 if unit is not None and unit.alert_id == a.alert_id:
-                    freed = unit.copy()
-                    freed.status, freed.alert_id = UnitStatus.AVAILABLE, None
-                    tx.save_unit(freed)
-                    tx.audit(
-                        "unit_change",
-                        actor=SYSTEM,
-                        unit_id=unit.id,
-                        alert_id=a.alert_id,
-                        before=unit_snapshot(unit),
-                        after=unit_snapshot(freed),
-                    )
+                    freed = self.fleet.release(tx, unit, alert_id=a.alert_id, actor=SYSTEM)
                     # Placed before the ranking below, as it may be proposed again only if untried.
                     self.fleet.put(freed)
                 try:

@@ -46,7 +46,7 @@ from dispatch.lifecycle import (
 )
 from dispatch.outbox import Outbox
 from dispatch.ports import RejectReason
-from dispatch.store import Store, StoreError, unit_snapshot
+from dispatch.store import Store, StoreError, Tx, unit_snapshot
 from geo import OutsideServiceArea, Recommendation, Router
 
 __all__ = ["Exclusions", "Fleet"]
@@ -204,6 +204,22 @@ class Fleet:
     def find(self, unit_id: str) -> Unit | None:
         """The unit itself, or None."""
         return self._units.get(unit_id)
+
+    @staticmethod
+    def release(tx: Tx, unit: Unit, *, alert_id: int | None, actor: str) -> Unit:
+        """Free ``unit`` of its alert inside ``tx``, audited; the caller puts the copy back after commit."""
+        freed = unit.copy()
+        freed.status, freed.alert_id = UnitStatus.AVAILABLE, None
+        tx.save_unit(freed)
+        tx.audit(
+            "unit_change",
+            actor=actor,
+            unit_id=unit.id,
+            alert_id=alert_id,
+            before=unit_snapshot(unit),
+            after=unit_snapshot(freed),
+        )
+        return freed
 
     def get(self, unit_id: str) -> Unit:
         """A copy of the unit; NotFound if there is none."""
