@@ -252,23 +252,7 @@ def test_map_refuses_to_load_from_the_web() -> None:
 def test_map_spaces_route_arrows_by_the_distance_the_caller_passes() -> None:
     from geo import great_circle_m
 
-    labels = messages("en").labels(
-        "layer_streets",
-        "layer_risk",
-        "layer_hotspots",
-        "layer_booths",
-        "layer_uncovered",
-        "layer_route",
-        "legend_risk",
-        "stop",
-        "arrive",
-        "depart",
-        "dwell_min",
-        "risk",
-        "booth",
-        "hot_spot",
-        "attribution",
-    )
+    labels = messages("en").labels(*MAP_LABEL_KEYS)
     empty = {"type": "FeatureCollection", "features": []}
     # A 1 km route due north in 20 steps of about 50 m: an arrow every 120 m is one every third step.
     coords = [[76.9, 43.2 + i * 0.00045] for i in range(21)]
