@@ -6,7 +6,13 @@ its street length, when a network is given) are "flagged"; the *hit rate* is the
 window's events that fall in flagged cells (segments), and the *predictive accuracy index*
 (PAI, Chainey, Tompson and Uhlig 2008) is the hit rate divided by the flagged share of area
 (street length). The *oracle* flags the cells that really had most events in the window: the
-ceiling no estimator can beat. Figures are means over windows that had at least one event.
+ceiling no estimator can beat.
+
+A window is *used* only when it has events to predict and events before it to train on; the
+others are skipped and counted (``windows_skipped``), never averaged in as ``nan``. A run with no
+usable window raises :class:`NoUsableWindows`, whose message names the periods the data covers,
+and no estimator is ever named the winner from ``nan``. Data known only to the month (police.uk
+street-level files: every incident on the 1st) covers its whole last month.
 """
 
 from __future__ import annotations
@@ -32,12 +38,31 @@ if TYPE_CHECKING:
 
     from patrol_planner._graph import WalkGraph
 
-__all__ = ["COVERAGES", "Evaluation", "evaluate", "events_xy", "rolling_windows"]
+__all__ = ["COVERAGES", "Evaluation", "NoUsableWindows", "evaluate", "events_xy", "rolling_windows"]
 
 #: Coverage levels, in per cent of area (or street length).
 COVERAGES: tuple[int, ...] = (1, 5, 10)
 
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
+
+
+class NoUsableWindows(ValueError):
+    """No backtest window had both events to predict and events before it to train on."""
+
+
+def covered_periods(incidents: Incidents) -> list[tuple[str, int]]:
+    """The calendar months the incidents fall in, with their counts, oldest first."""
+    if not len(incidents):
+        return []
+    months, counts = np.unique(incidents.occurred_at.astype("datetime64[M]"), return_counts=True)
+    return [(str(m), int(c)) for m, c in zip(months, counts, strict=True)]
+
+
+def _periods_text(periods: list[tuple[str, int]], *, most: int = 8) -> str:
+    shown = [f"{m} ({c:,})" for m, c in periods[:most]]
+    if len(periods) > most:
+        shown.append(f"... {len(periods) - most} more, to {periods[-1][0]}")
+    return ", ".join(shown) if shown else "nothing"
 
 
 def events_xy(incidents: Incidents, crs: CRS, graph: WalkGraph | None = None) -> EventsXY:
@@ -61,6 +86,9 @@ def rolling_windows(
         msg = f"n_windows must be positive, got {n_windows}"
         raise ValueError(msg)
     _, last = incidents.span
+    if not incidents.hour_known[incidents.occurred_at == last].any():
+        # Known only to the month (dated the 1st): the data covers that whole month.
+        last = (last.astype("datetime64[M]") + np.timedelta64(1, "M")).astype("datetime64[s]") - np.timedelta64(1, "s")
     if before is not None:
         # numpy's stubs have no overload for (datetime64, unit), which numpy takes.
         last = min(last, np.datetime64(before, "s") - np.timedelta64(1, "D"))  # type: ignore[call-overload]
@@ -85,6 +113,7 @@ class Evaluation:
     estimators: list[str]
     windows: list[tuple[np.datetime64, np.datetime64]]
     n_events: list[int]
+    """Events to predict in each window (0 for a skipped window, whatever it held)."""
     hit_rate: dict[str, NDArray[np.float64]]  # name -> (windows, coverages)
     pai: dict[str, NDArray[np.float64]]
     hit_rate_length: dict[str, NDArray[np.float64]] = field(default_factory=dict)
@@ -99,29 +128,53 @@ class Evaluation:
     hours: tuple[int, int] | None = None
     default: str = DEFAULT_ESTIMATOR
     seconds: float = 0.0
+    skipped_empty: int = 0
+    """Windows with no events to predict."""
+    skipped_no_history: int = 0
+    """Windows with events but none before them to train on."""
+    no_prediction: dict[str, int] = field(default_factory=dict)
+    """Per estimator, used windows where it predicted nothing (a flat surface): not in its means."""
+    periods: list[tuple[str, int]] = field(default_factory=list)
+    """The months the data covers, with their counts."""
 
     def _used(self) -> NDArray[np.bool_]:
         return np.asarray(self.n_events) > 0
 
-    def _mean(self, a: NDArray[np.float64]) -> dict[str, float]:
-        m = np.nanmean(a[self._used()], axis=0) if self._used().any() else np.full(len(self.coverages), np.nan)
-        return {str(c): round(float(v), 4) for c, v in zip(self.coverages, m, strict=True)}
+    def _mean(self, a: NDArray[np.float64]) -> dict[str, float | None]:
+        """Means over the used windows where there was a figure; None (JSON null) where there was none."""
+        used = a[self._used()]
+        have = np.isfinite(used)
+        n = have.sum(axis=0)
+        m = np.where(have, used, 0.0).sum(axis=0) / np.maximum(n, 1)
+        return {str(c): round(float(v), 4) if k else None for c, v, k in zip(self.coverages, m, n, strict=True)}
 
     @property
-    def winner(self) -> str:
-        """The estimator with the best mean hit rate over the coverage levels."""
-        return max(self.estimators, key=lambda n: float(np.mean(list(self._mean(self.hit_rate[n]).values()))))
+    def windows_used(self) -> int:
+        return int(self._used().sum())
+
+    @property
+    def winner(self) -> str | None:
+        """The estimator with the best mean hit rate over the coverage levels; None when none has one."""
+        finite: dict[str, float] = {}
+        for n in self.estimators:
+            means = list(self._mean(self.hit_rate[n]).values())
+            if means and all(v is not None for v in means):
+                finite[n] = float(np.mean([v for v in means if v is not None]))
+        return max(finite, key=lambda n: finite[n]) if finite else None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON of ``qorgau plan evaluate --json``: means over windows."""
-        est: dict[str, dict[str, dict[str, float]]] = {}
+        est: dict[str, dict[str, Any]] = {}
         for n in self.estimators:
-            d = {"hit_rate": self._mean(self.hit_rate[n]), "pai": self._mean(self.pai[n])}
+            d: dict[str, Any] = {"hit_rate": self._mean(self.hit_rate[n]), "pai": self._mean(self.pai[n])}
+            d["windows"] = (
+                int(np.isfinite(self.hit_rate[n][self._used()]).all(axis=1).sum()) if self.windows_used else 0
+            )
             if n in self.pai_length:
                 d["hit_rate_length"] = self._mean(self.hit_rate_length[n])
                 d["pai_length"] = self._mean(self.pai_length[n])
             est[n] = d
-        oracle: dict[str, dict[str, float]] = {}
+        oracle: dict[str, dict[str, float | None]] = {}
         if self.oracle_pai is not None and self.oracle_hit_rate is not None:
             oracle = {"hit_rate": self._mean(self.oracle_hit_rate), "pai": self._mean(self.oracle_pai)}
         if self.oracle_pai_length is not None:
@@ -131,6 +184,8 @@ class Evaluation:
             "default": self.default,
             "winner": self.winner,
             "windows": used,
+            "windows_skipped": {"empty": self.skipped_empty, "no_history": self.skipped_no_history},
+            "periods": {m: c for m, c in self.periods},
             "estimators": est,
             "oracle": oracle,
             "first_window": str(self.windows[0][0]) if self.windows else None,
@@ -157,23 +212,28 @@ class Evaluation:
             mark = " (default)" if n == self.default else ""
             row = (
                 [f"{n}{mark}"]
-                + [f"{e['hit_rate'][str(c)]:.3f}" for c in cov]
-                + [f"{e['pai'][str(c)]:.2f}" for c in cov]
+                + [_fmt(e["hit_rate"][str(c)], 3) for c in cov]
+                + [_fmt(e["pai"][str(c)], 2) for c in cov]
             )
             if with_len:
-                row += [f"{e['pai_length'][str(c)]:.2f}" if "pai_length" in e else "-" for c in cov]
+                row += [_fmt(e["pai_length"][str(c)], 2) if "pai_length" in e else "-" for c in cov]
             lines.append("| " + " | ".join(row) + " |")
         o = d["oracle"]
         if o:
             row = (
                 ["oracle (ceiling)"]
-                + [f"{o['hit_rate'][str(c)]:.3f}" for c in cov]
-                + [f"{o['pai'][str(c)]:.2f}" for c in cov]
+                + [_fmt(o["hit_rate"][str(c)], 3) for c in cov]
+                + [_fmt(o["pai"][str(c)], 2) for c in cov]
             )
             if with_len:
-                row += [f"{o['pai_length'][str(c)]:.2f}" if "pai_length" in o else "-" for c in cov]
+                row += [_fmt(o["pai_length"][str(c)], 2) if "pai_length" in o else "-" for c in cov]
             lines.append("| " + " | ".join(row) + " |")
         return lines
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    """A table cell: the figure, or "-" where there was none."""
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _flag_cells(scores: NDArray[np.float64], k: int) -> NDArray[np.int64]:
@@ -263,6 +323,9 @@ def evaluate(
     o_pai = np.full((nw, nc), np.nan)
     o_pai_len = np.full((nw, nc), np.nan) if segments is not None else None
     n_events: list[int] = []
+    skipped_empty = skipped_no_history = 0
+    no_prediction = dict.fromkeys(names, 0)
+    first_s = float(ev.t_s.min()) if ev.t_s.size else np.inf
     for w, (start, end) in enumerate(windows):
         s0 = float((start - _EPOCH).astype(np.float64))
         s1 = float((end - _EPOCH).astype(np.float64))
@@ -274,11 +337,15 @@ def evaluate(
         seg_counts = None
         if segments is not None:
             seg_counts = np.bincount(ev.segment[test], minlength=segments.n).astype(np.float64)  # type: ignore[index]
-        n_events.append(int(total))
-        if total == 0:
+        if total == 0 or first_s >= s0:
+            # Nothing to predict, or nothing before the window to train on: skipped, counted.
+            skipped_empty += total == 0
+            skipped_no_history += total > 0
+            n_events.append(0)
             if progress:
                 progress(w + 1, nw)
             continue
+        n_events.append(int(total))
         oracle_sorted = np.cumsum(np.sort(counts)[::-1])
         for j, (c, k) in enumerate(zip(coverages, ks, strict=True)):
             o_hit[w, j] = oracle_sorted[k - 1] / total
@@ -290,6 +357,11 @@ def evaluate(
                 o_pai_len[w, j] = (h / seg_counts.sum()) / share
         for n in names:
             surf = models[n].predict(ev, s0, grid, segments)
+            if not surf.cells[area_idx].max(initial=0.0) > 0:
+                # Nothing within the estimator's reach of the past (naive sees only the last
+                # period): a flat surface is no prediction. Left out of its means, counted.
+                no_prediction[n] += 1
+                continue
             flagged_order = _flag_cells(surf.cells[area_idx], ks[-1])
             cum = np.cumsum(counts[flagged_order])
             for j, (c, k) in enumerate(zip(coverages, ks, strict=True)):
@@ -301,6 +373,20 @@ def evaluate(
                     pai_len[n][w, j] = hit_len[n][w, j] / share
         if progress:
             progress(w + 1, nw)
+    periods = covered_periods(incidents)
+    if not any(n_events):
+        span = f"{windows[0][0]!s:.10} to {windows[-1][1]!s:.10}" if windows else "no window"
+        msg = (
+            f"no usable backtest window: {nw} window(s) of {period} from {span}, {skipped_empty} with no incidents "
+            f"and {skipped_no_history} with none before them to train on. The incidents cover "
+            f"{_periods_text(periods)}. A backtest trains on the past and predicts each window: "
+            + (
+                "one period of data has no past to train on; give a file with earlier incidents too"
+                if len(periods) < 2
+                else "give windows long enough to reach from one period of data to the next (for example --period 365d)"
+            )
+        )
+        raise NoUsableWindows(msg)
     return Evaluation(
         estimators=names,
         windows=windows,
@@ -318,4 +404,8 @@ def evaluate(
         street_length_m=float(segments.length_m.sum()) if segments is not None else 0.0,
         hours=hours,
         seconds=time.perf_counter() - started,
+        skipped_empty=skipped_empty,
+        skipped_no_history=skipped_no_history,
+        no_prediction=no_prediction,
+        periods=periods,
     )

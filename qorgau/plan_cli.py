@@ -224,12 +224,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     d = result.as_dict()
     print(report.summary())
+    skipped = d["windows_skipped"]
     print(
-        f"{d['windows']} windows ({args.period}) from {d['first_window'][:10]} to {d['last_window_end'][:10]}, "
+        f"{d['windows']} windows ({args.period}) from {d['first_window'][:10]} to {d['last_window_end'][:10]}"
+        + (
+            f" ({skipped['empty']} skipped with no incidents, {skipped['no_history']} with none before them)"
+            if skipped["empty"] or skipped["no_history"]
+            else ""
+        )
+        + ", "
         f"{d['events_per_window']} incidents per window, {d['area_km2']} km² in {result.cell_m:g} m cells"
         + (f", {d['street_length_km']} km of street" if d["street_length_km"] else "")
         + (f", hours {d['hours']}" if d["hours"] else "")
     )
     print("\n".join(result.table()))
-    print(f"default: {d['default']}; best here (mean hit rate): {d['winner']}")
+    best = d["winner"] if d["winner"] is not None else "none (no estimator had a hit rate)"
+    print(f"default: {d['default']}; best here (mean hit rate): {best}")
     return 0
