@@ -75,7 +75,7 @@ def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--iterations", type=int, default=3000, help="solver iterations (deterministic) [3000]")
     plan.add_argument("--time-limit", type=float, default=30.0, help="cap on each solver run, seconds [30]")
     plan.set_defaults(func=cmd_plan)
-    inner = plan.add_subparsers(dest="plan_command", metavar="evaluate")
+    inner = plan.add_subparsers(dest="plan_command", metavar="{evaluate,dosage}")
     ev = inner.add_parser("evaluate", help="backtest the hotspot estimators on rolling windows")
     _add_incident_flags(ev)
     ev.add_argument(
@@ -93,6 +93,24 @@ def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=cmd_evaluate)
+    do = inner.add_parser("dosage", help="the dose the patrols delivered at the plan's hot spots, from their positions")
+    do.add_argument("--plan", type=Path, required=True, metavar="DIR", help="the --out folder of 'qorgau plan'")
+    do.add_argument(
+        "--positions",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="CSV 'unit_id, ts, lat, lon' (ts ISO 8601 with offset) or GPX tracks (a track's unit is its <name>)",
+    )
+    do.add_argument("--map", type=Path, metavar="FILE", help="CSV 'unit_id, patrol': units that walked the patrols")
+    do.add_argument("--radius-m", type=float, default=50.0, help="present within this distance of a hot spot [50]")
+    do.add_argument("--out", type=Path, metavar="DIR", help="also write dosage.md and dosage.csv there")
+    do.add_argument(
+        "--lang", choices=("kk", "ru", "en"), default=_DEFAULT_LANG, help=f"report language [{_DEFAULT_LANG}]"
+    )
+    do.add_argument("--json", action="store_true", help="print JSON instead of the report")
+    do.set_defaults(func=cmd_dosage)
 
 
 def _read(args: argparse.Namespace):
@@ -240,4 +258,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("\n".join(result.table()))
     best = d["winner"] if d["winner"] is not None else "none (no estimator had a hit rate)"
     print(f"default: {d['default']}; best here (mean hit rate): {best}")
+    return 0
+
+
+def cmd_dosage(args: argparse.Namespace) -> int:
+    import csv
+
+    from patrol_planner.dosage import (
+        dosage_csv_rows,
+        dosage_markdown,
+        measure_dosage,
+        read_patrol_map,
+        read_plan,
+        read_positions,
+    )
+    from patrol_planner.i18n import messages
+
+    plan = read_plan(args.plan)
+    positions = read_positions(args.positions)
+    if not len(positions):
+        msg = f"no readable position fixes in {', '.join(map(str, args.positions))} ({positions.skipped} rows skipped)"
+        raise ValueError(msg)
+    mapping = read_patrol_map(args.map) if args.map is not None else None
+    result = measure_dosage(plan, positions, unit_to_patrol=mapping, radius_m=args.radius_m)
+    m = messages(args.lang)
+    report = dosage_markdown(result, m, title=plan.shift_label)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "dosage.md").write_text(report, encoding="utf-8")
+        with (args.out / "dosage.csv").open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows(dosage_csv_rows(result, m))
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=1, ensure_ascii=False))
+    else:
+        print(report, end="")
+        if positions.skipped:
+            print(f"({positions.skipped} unreadable position rows skipped)", file=sys.stderr)
     return 0
