@@ -296,6 +296,21 @@ def plan_markdown(bundle: PlanBundle, m: Messages, *, files: list[str] | None = 
         ),
         f"- {m('estimator')}: `{risk.estimator}`; "
         + m("trained_until", date=f"{risk.trained_until:%Y-%m-%d}", n=risk.training_events),
+        *(
+            [
+                f"- {m('trained_on')}: "
+                + m(
+                    "trained_on_detail",
+                    public=bundle.training.public,
+                    officer=bundle.training.officer,
+                    used=bundle.training.officer_used,
+                    weight=f"{bundle.training.officer_weight:g}",
+                    by=m(f"flagged_by_{bundle.training.flagged_by}"),
+                )
+            ]
+            if bundle.training is not None
+            else []
+        ),
         f"- {m('expected_per_shift')}: {risk.expected_per_shift:.3f}",
         f"- {m('patrols')}: {len(plan.routes)}; {m('walk_speed')}: {plan.walk_speed_mps:.1f} m/s; "
         f"{m('dwell')}: {plan.dwell_s / 60:.0f} {m('minutes')}",

@@ -17,7 +17,18 @@ from pyproj import CRS, Transformer
 
 from geo.network import utm_crs_for
 
-__all__ = ["Incidents", "LoadReport", "Projection", "hours_mask", "parse_hours"]
+__all__ = [
+    "DEFAULT_OFFICER_WEIGHT",
+    "OFFICER_CATEGORIES",
+    "Incidents",
+    "LoadReport",
+    "Projection",
+    "TrainingNote",
+    "hours_mask",
+    "officer_discovered",
+    "parse_hours",
+    "training_incidents",
+]
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class Incidents:
     timezone: str = "Asia/Almaty"
     label: str = "incidents"
     synthetic: bool = False
+    officer: NDArray[np.bool_] | None = None
+    """True where the incident was discovered by officers (not reported by the public); None: unknown."""
     _xy: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -91,6 +104,9 @@ class Incidents:
             if getattr(self, name).size != n:
                 msg = f"Incidents.{name} has {getattr(self, name).size} values, lat has {n}"
                 raise ValueError(msg)
+        if self.officer is not None and self.officer.size != n:
+            msg = f"Incidents.officer has {self.officer.size} values, lat has {n}"
+            raise ValueError(msg)
 
     def __len__(self) -> int:
         return int(self.lat.size)
@@ -107,6 +123,7 @@ class Incidents:
         timezone: str = "Asia/Almaty",
         label: str = "incidents",
         synthetic: bool = False,
+        officer: NDArray[Any] | None = None,
     ) -> Incidents:
         """Build from arrays; ``occurred_at`` is local time (anything ``numpy.datetime64`` takes)."""
         lat_a = np.asarray(lat, dtype=np.float64)
@@ -117,7 +134,8 @@ class Incidents:
             else np.asarray(category, dtype=object)
         )
         hk = np.ones(lat_a.size, dtype=bool) if hour_known is None else np.asarray(hour_known, dtype=bool)
-        return cls(lat_a, np.asarray(lon, dtype=np.float64), t, cat, hk, timezone, label, synthetic)
+        off = None if officer is None else np.asarray(officer, dtype=bool)
+        return cls(lat_a, np.asarray(lon, dtype=np.float64), t, cat, hk, timezone, label, synthetic, off)
 
     def subset(self, mask: NDArray[np.bool_] | NDArray[np.int64]) -> Incidents:
         """The incidents selected by a boolean mask or an index array."""
@@ -128,6 +146,7 @@ class Incidents:
             occurred_at=self.occurred_at[mask],
             category=self.category[mask],
             hour_known=self.hour_known[mask],
+            officer=None if self.officer is None else self.officer[mask],
             _xy={},
         )
 
@@ -197,3 +216,71 @@ def hours_mask(hour: NDArray[np.int64], hours: tuple[int, int] | None) -> NDArra
     if start < end:
         return (hour >= start) & (hour < end)
     return (hour >= start) | (hour < end)
+
+
+#: Categories that are, as a rule, discovered by officers rather than reported by the public
+#: (police.uk's proactive categories; lower case). An ``officer`` column, where a file has one, wins.
+OFFICER_CATEGORIES: frozenset[str] = frozenset(
+    {"drugs", "possession of weapons", "drug offence", "drug offences", "weapons possession", "public order"}
+)
+
+#: By default the planner leaves officer-discovered incidents out of its training (weight 0).
+DEFAULT_OFFICER_WEIGHT = 0.0
+
+
+def officer_discovered(incidents: Incidents) -> NDArray[np.bool_]:
+    """Which incidents officers discovered: the file's own flag, else the category (OFFICER_CATEGORIES)."""
+    if incidents.officer is not None:
+        return incidents.officer
+    cats = np.array([str(c).strip().lower() for c in incidents.category], dtype=object)
+    return np.isin(cats, list(OFFICER_CATEGORIES))
+
+
+@dataclass(frozen=True)
+class TrainingNote:
+    """What a plan was trained on: the guard against feedback loops, for the plan sheet."""
+
+    public: int
+    officer: int
+    officer_used: int
+    officer_weight: float
+    flagged_by: str
+    """``"column"`` (the file says who initiated each incident) or ``"category"``."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "public": self.public,
+            "officer_discovered": self.officer,
+            "officer_used": self.officer_used,
+            "officer_weight": self.officer_weight,
+            "flagged_by": self.flagged_by,
+        }
+
+
+def training_incidents(
+    incidents: Incidents, *, officer_weight: float = DEFAULT_OFFICER_WEIGHT
+) -> tuple[Incidents, TrainingNote]:
+    """The incidents a plan trains on: every public report, and officer-discovered ones down-weighted.
+
+    Patrols find crime where they go; a model trained on what they found sends them back there
+    (Ensign et al. 2018; Lum and Isaac 2016). Officer-discovered incidents are kept with
+    probability ``officer_weight`` (0: left out, the default; 1: counted like public reports), by a
+    deterministic low-discrepancy thinning so the same file always trains the same plan.
+    """
+    if not 0.0 <= officer_weight <= 1.0:
+        msg = f"officer_weight must be in [0, 1], got {officer_weight}"
+        raise ValueError(msg)
+    officer = officer_discovered(incidents)
+    idx = np.flatnonzero(officer)
+    # Weyl sequence k * (golden ratio - 1) mod 1: an even spread, so every area keeps its share.
+    keep_officer = idx[(np.arange(idx.size) * 0.6180339887498949) % 1.0 < officer_weight]
+    keep = ~officer
+    keep[keep_officer] = True
+    note = TrainingNote(
+        public=int((~officer).sum()),
+        officer=int(idx.size),
+        officer_used=int(keep_officer.size),
+        officer_weight=officer_weight,
+        flagged_by="column" if incidents.officer is not None else "category",
+    )
+    return incidents.subset(keep), note

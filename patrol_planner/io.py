@@ -49,6 +49,10 @@ __all__ = [
 _LAT = ("lat", "latitude", "y")
 _LON = ("lon", "lng", "long", "longitude", "x")
 _TIME = ("occurred_at", "occurred_at_local", "occurredat", "datetime", "timestamp", "time", "date", "month")
+#: A column saying who initiated each incident (the feedback-loop guard reads it).
+_ORIGIN = ("initiated_by", "reported_by", "origin", "discovered_by", "initiation")
+_OFFICER_VALUES = frozenset({"officer", "police", "proactive", "on-view", "on_view", "self-initiated", "patrol"})
+_PUBLIC_VALUES = frozenset({"public", "citizen", "call", "report", "reported", "sos", "app102", "102", "victim"})
 _CATEGORY = ("category", "crime type", "crime_type", "mci", "offence", "offense", "type")
 
 
@@ -161,12 +165,32 @@ def _from_frame(
         if cc is not None
         else np.full(len(df), "incident", dtype=object)
     )
+    oc = _pick(columns, None, _ORIGIN, "origin", source)
+    officer = None
+    if oc is not None:
+        values = df[oc].astype("string").str.strip().str.lower().fillna("")
+        known = values.isin(_OFFICER_VALUES | _PUBLIC_VALUES) | (values == "")
+        if not bool(known.all()):
+            odd = sorted(set(values[~known].tolist()))[:5]
+            msg = (
+                f"{source}: column {oc!r} says who initiated each incident, but {odd} are neither officer "
+                f"({sorted(_OFFICER_VALUES)}) nor public ({sorted(_PUBLIC_VALUES)})"
+            )
+            raise ValueError(msg)
+        officer = values.isin(_OFFICER_VALUES).to_numpy(dtype=bool)
     no_xy = ~(np.isfinite(lat) & np.isfinite(lon))
     bad_xy = ~no_xy & ((np.abs(lat) > 90) | (np.abs(lon) > 180) | ((lat == 0) & (lon == 0)))
     no_time = ~no_xy & ~bad_xy & np.isnat(times)
     keep = ~(no_xy | bad_xy | no_time)
     inc = Incidents(
-        lat[keep], lon[keep], times[keep], category[keep], hour_known[keep], timezone=timezone, label=Path(source).name
+        lat[keep],
+        lon[keep],
+        times[keep],
+        category[keep],
+        hour_known[keep],
+        timezone=timezone,
+        label=Path(source).name,
+        officer=None if officer is None else officer[keep],
     )
     report = LoadReport(
         source=source,

@@ -11,7 +11,7 @@ from patrol_planner._graph import WalkGraph
 from patrol_planner.area import within_area
 from patrol_planner.coverage import BoothCoverage, booth_coverage
 from patrol_planner.hotspots import DEFAULT_ESTIMATOR
-from patrol_planner.incidents import Incidents, LoadReport
+from patrol_planner.incidents import DEFAULT_OFFICER_WEIGHT, Incidents, LoadReport, TrainingNote, training_incidents
 from patrol_planner.io import Booth
 from patrol_planner.routes import PatrolPlan, SolverSettings, plan_routes
 from patrol_planner.shift import RiskMap, Shift, risk_map
@@ -31,6 +31,8 @@ class PlanBundle:
     booths: list[Booth]
     network: StreetNetwork
     synthetic: bool = False
+    training: TrainingNote | None = None
+    """What the risk was trained on (public reports; officer-discovered incidents down-weighted)."""
 
     @property
     def network_label(self) -> str:
@@ -60,11 +62,14 @@ def make_plan(
     bounds: tuple[float, float, float, float] | None = None,
     max_distance_m: float = 100.0,
     progress: Callable[[str], None] | None = None,
+    officer_weight: float = DEFAULT_OFFICER_WEIGHT,
 ) -> PlanBundle:
     """Plan ``patrols`` foot patrols for ``shift`` from the incident history.
 
     Incidents farther than ``max_distance_m`` from a walkable street (or outside ``bounds``
-    plus 100 m) are left out and counted in the returned report.
+    plus 100 m) are left out and counted in the returned report. The risk is trained on the
+    incidents the public reported; officer-discovered ones count with ``officer_weight`` (0 by
+    default: left out), the guard against the feedback loop of patrols finding crime where they go.
     """
     if incidents.timezone != shift.timezone:
         msg = f"incidents are in {incidents.timezone!r} local time but the shift is in {shift.timezone!r}"
@@ -75,9 +80,18 @@ def make_plan(
     if not len(inc):
         msg = f"no incidents within {max_distance_m:.0f} m of the network's streets ({rep.summary()})"
         raise ValueError(msg)
+    train, note = training_incidents(inc, officer_weight=officer_weight)
+    if not len(train):
+        msg = (
+            f"no incidents reported by the public to train on: all {note.officer:,} are officer-discovered "
+            f"(flagged by {note.flagged_by}) and officer_weight is {officer_weight:g}; raise it to train on them"
+        )
+        raise ValueError(msg)
     say(f"estimating risk for {shift.label} ({estimator})")
     spots = n_spots or default_spot_count(patrols, shift, settings)
-    risk = risk_map(inc, graph, shift, estimator=estimator, cell_m=cell_m, n_spots=spots, revisit_s=settings.revisit_s)
+    risk = risk_map(
+        train, graph, shift, estimator=estimator, cell_m=cell_m, n_spots=spots, revisit_s=settings.revisit_s
+    )
     plan = plan_routes(
         graph,
         booths,
@@ -91,4 +105,4 @@ def make_plan(
     )
     say("booth coverage")
     cov = booth_coverage(graph, booths, inc, risk)
-    return PlanBundle(plan, risk, cov, rep, inc, list(booths), graph.network, incidents.synthetic)
+    return PlanBundle(plan, risk, cov, rep, inc, list(booths), graph.network, incidents.synthetic, note)

@@ -66,6 +66,12 @@ def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     plan.add_argument(
         "--estimator", choices=_ESTIMATORS, default=_DEFAULT_ESTIMATOR, help=f"hotspot estimator [{_DEFAULT_ESTIMATOR}]"
     )
+    plan.add_argument(
+        "--officer-weight",
+        type=float,
+        default=0.0,
+        help="weight of officer-discovered incidents in training, 0-1 (the feedback-loop guard) [0: left out]",
+    )
     plan.add_argument("--hot-spots", type=int, help="candidate hot spots [about twice what the patrols can visit]")
     plan.add_argument("--walk-speed", type=float, default=1.4, help="walking speed, m/s [1.4]")
     plan.add_argument("--dwell-min", type=float, default=15.0, help="dwell at each hot spot, 10-16 minutes [15]")
@@ -187,6 +193,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             cell_m=args.cell_m,
             n_spots=args.hot_spots,
             seed=args.seed,
+            officer_weight=args.officer_weight,
             settings=settings,
             bounds=read_osm_bounds(args.network),
             max_distance_m=args.max_distance_m,

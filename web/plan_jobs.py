@@ -103,6 +103,7 @@ def _run(
             report=report,
             estimator=req.estimator,
             seed=req.seed,
+            officer_weight=req.officer_weight,
             settings=settings,
             bounds=bounds,
         )

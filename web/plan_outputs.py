@@ -64,6 +64,7 @@ def plan_summary(bundle: PlanBundle) -> dict[str, Any]:
         "solve_s": round(plan.solve_s, 2),
         "coverage": bundle.coverage.as_dict(),
         "incidents": bundle.report.as_dict(),
+        "training": bundle.training.as_dict() if bundle.training is not None else None,
         "routes": [
             {
                 "patrol": r.patrol_id,

@@ -247,6 +247,8 @@ class PlanRequest(RequestBody):
     lang: Literal["kk", "ru", "en"] = "ru"
     seed: int | None = None
     estimator: str = DEFAULT_ESTIMATOR
+    officer_weight: float = Field(0.0, ge=0.0, le=1.0)
+    """Weight of officer-discovered incidents in training (0: left out; the feedback-loop guard)."""
     dwell_min: float = Field(15.0, ge=10, le=16)
     iterations: int = Field(3000, ge=10, le=100_000)
     time_limit_s: float = Field(30.0, gt=0, le=600)
