@@ -298,6 +298,19 @@ class DispatchService:
 
     # alert lifecycle ----------------------------------------------------------------------
 
+    def incident_history(self, start: datetime, end: datetime) -> list[Alert]:
+        """What the public reported in ``[start, end)``, for planning patrols from Qorgau's own history.
+
+        SOS presses and 102 reports, without test presses, false alarms, cancelled alerts and
+        alerts linked as duplicates of another (each event counts once).
+        """
+        left_out = {AlertStatus.TEST, AlertStatus.FALSE_ALARM, AlertStatus.CANCELLED}
+        return [
+            a
+            for a in self.store.alerts_received_between(start, end)
+            if a.status not in left_out and a.kind != "test" and a.duplicate_of is None
+        ]
+
     def get_alert(self, alert_id: int) -> Alert:
         """The alert; NotFound if there is none."""
         return self._dispatcher.get_alert(alert_id)

@@ -59,6 +59,7 @@ __all__ = [
     "Reader",
     "ReportReader",
     "RoleGuard",
+    "MaybeServiceDep",
     "ServiceDep",
     "SessionDep",
     "SupervisorDep",
@@ -163,6 +164,12 @@ def service(ctx: ContextDep) -> DispatchService:
     return ctx.service
 
 
+def service_if_any(request: Request) -> DispatchService | None:
+    """The dispatch service, or None in an app built without one (the plans API alone)."""
+    ctx: WebContext | None = getattr(request.app.state, "web", None)
+    return ctx.service if ctx is not None else None
+
+
 def authenticator(ctx: ContextDep) -> Authenticator:
     return ctx.auth
 
@@ -199,6 +206,7 @@ def plans(ctx: ContextDep) -> PlanJobs:
 
 
 ServiceDep = Annotated[DispatchService, Depends(service)]
+MaybeServiceDep = Annotated[DispatchService | None, Depends(service_if_any)]
 AuthDep = Annotated[Authenticator, Depends(authenticator)]
 ThrottleDep = Annotated[LoginThrottle, Depends(throttle)]
 SupervisorDep = Annotated[DeviceSupervisor | None, Depends(supervisor)]

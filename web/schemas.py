@@ -234,9 +234,28 @@ class BoothIn(RequestBody):
     name: str = ""
 
 
-class PlanRequest(RequestBody):
-    """What to plan. Incidents come inline, as CSV text or a GeoJSON FeatureCollection."""
+class HistoryIn(RequestBody):
+    """A period of Qorgau's own alerts to plan from (UTC, ``until`` default now)."""
 
+    since: dt.datetime
+    until: dt.datetime | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, v: dt.datetime | None) -> dt.datetime | None:
+        if v is not None and v.tzinfo is None:
+            msg = "give the time with its offset, e.g. 2026-11-01T00:00:00+05:00"
+            raise ValueError(msg)
+        return v
+
+
+class PlanRequest(RequestBody):
+    """What to plan. Incidents come inline, as CSV text or a GeoJSON FeatureCollection, or from
+    Qorgau's own history: the SOS presses and 102 reports of a period."""
+
+    history: HistoryIn | None = Field(
+        None, description="plan from the service's own alerts in this period (no tests, false alarms or duplicates)"
+    )
     incidents_csv: str | None = Field(None, description="CSV text in a layout `qorgau plan` recognises")
     incidents_geojson: dict[str, Any] | None = Field(None, description="a FeatureCollection of incident Points")
     booths: list[BoothIn] | None = Field(None, description="default: the service's registered booths")

@@ -7,15 +7,19 @@ plans (:func:`web.create_app`, ``plans=``); a test app may override :func:`web.d
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 
+from dispatch.domain import Alert
 from patrol_planner import Booth
-from web.deps import Commander, PlansDep
+from web.deps import Commander, MaybeServiceDep, PlansDep
 from web.schemas import PlanRequest
 
 __all__ = ["MAX_INCIDENTS_BYTES", "router"]
@@ -27,12 +31,30 @@ router = APIRouter(prefix="/api/plans", tags=["plans"])
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
-def create_plan(req: PlanRequest, jobs: PlansDep, who: Commander) -> dict[str, Any]:
+def create_plan(req: PlanRequest, jobs: PlansDep, service: MaybeServiceDep, who: Commander) -> dict[str, Any]:
     """Start planning; poll ``GET /api/plans/{id}`` until ``status`` is ``done`` or ``failed``."""
-    if (req.incidents_csv is None) == (req.incidents_geojson is None):
+    given = [x is not None for x in (req.incidents_csv, req.incidents_geojson, req.history)]
+    if sum(given) != 1:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="give exactly one of incidents_csv or incidents_geojson"
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail="give exactly one of incidents_csv, incidents_geojson or history",
         )
+    if req.history is not None:
+        if service is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail="no dispatch service here to plan from its history"
+            )
+        since, until = req.history.since, req.history.until or datetime.now(UTC)
+        if until <= since:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="history: until must be after since")
+        alerts = service.incident_history(since, until)
+        if not alerts:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=f"no SOS presses or 102 reports from {since.isoformat()} to {until.isoformat()} "
+                "(tests, false alarms and duplicates left out): nothing to plan from",
+            )
+        req = req.model_copy(update={"incidents_csv": history_csv(alerts), "history": None})
     chosen = [Booth(b.id, b.lat, b.lon, b.name) for b in req.booths] if req.booths else jobs.default_booths()
     if not chosen:
         raise HTTPException(
@@ -113,3 +135,14 @@ def get_file(plan_id: str, name: str, jobs: PlansDep, _: Commander) -> FileRespo
         ".html": "text/html; charset=utf-8",
     }
     return FileResponse(path, media_type=media[path.suffix], filename=name)
+
+
+def history_csv(alerts: list[Alert]) -> str:
+    """Alerts as the planner's plain incident table; every one was initiated by the public."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["lat", "lon", "occurred_at", "category", "initiated_by", "alert_id"])
+    for a in alerts:
+        kind = f"{a.source.value}:{a.site.value}" if a.site is not None else f"{a.source.value}:{a.category or '-'}"
+        w.writerow([f"{a.lat:.7f}", f"{a.lon:.7f}", a.event_ts.astimezone(UTC).isoformat(), kind, "public", a.id])
+    return out.getvalue()
