@@ -49,6 +49,10 @@ class WalkGraph:
         self.x1, self.y1 = net.node_x[self.v], net.node_y[self.v]
         self.mid_x = (self.x0 + self.x1) / 2
         self.mid_y = (self.y0 + self.y1) / 2
+        # Matrices of recent plans: a plan for the same shift and history (another seed, more or
+        # fewer patrols, so a nested set of hot spots) is served from here without a search.
+        self._matrices: list[tuple[NDArray[np.int64], float, NDArray[np.float64]]] = []
+        self.matrix_hits = 0
 
     @property
     def total_length_m(self) -> float:
@@ -83,9 +87,27 @@ class WalkGraph:
         return reachable(self.graph, sources, cutoff_s=limit_s, seed_s=seed_t, group=group, targets=targets)
 
     def time_matrix(self, nodes: NDArray[np.int64], *, limit_s: float = math.inf) -> NDArray[np.float64]:
-        """Walking times (s) between every pair of ``nodes``; ``inf`` beyond ``limit_s``."""
+        """Walking times (s) between every pair of ``nodes``; ``inf`` beyond ``limit_s``.
+
+        The last few matrices are kept: when every node was in one of them (with the same
+        limit), the answer is sliced from it, not searched again.
+        """
+        nodes = np.asarray(nodes, dtype=np.int64)
+        for kept, limit, matrix in self._matrices:
+            if limit != limit_s:
+                continue
+            order = np.argsort(kept, kind="stable")
+            pos = np.searchsorted(kept[order], nodes)
+            pos = np.minimum(pos, kept.size - 1)
+            if np.array_equal(kept[order][pos], nodes):
+                idx = order[pos]
+                self.matrix_hits += 1
+                out: NDArray[np.float64] = matrix[np.ix_(idx, idx)].copy()
+                np.fill_diagonal(out, 0.0)
+                return out
         out = travel_times(self.graph, nodes, nodes, cutoff_s=limit_s)
         np.fill_diagonal(out, 0.0)
+        self._matrices = [(nodes.copy(), limit_s, out.copy()), *self._matrices[:3]]
         return out
 
     def paths(self, pairs: list[tuple[int, int]]) -> list[list[int]]:

@@ -225,3 +225,24 @@ def test_plan_map_spaces_direction_arrows_by_the_distance_it_is_handed() -> None
     sparse, dense = arrows(distance_m=_metres, arrow_every_m=400.0), arrows(distance_m=_metres, arrow_every_m=100.0)
     assert 1 <= sparse < dense
     assert dense <= 1470 // 100 + 2
+
+
+def test_plan_map_draws_every_marker_in_chromium(page, tmp_path) -> None:
+    from geo import great_circle_m
+    from maps import render_plan_map
+
+    inputs = _plan_inputs()
+    booth = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [76.9405, 43.2402]},
+             "properties": {"id": "b1", "name": "Booth </script> & <b>1</b>", "patrols": ["P01"]}}  # fmt: skip
+    inputs["booths"] = {"type": "FeatureCollection", "features": [booth]}
+    path = tmp_path / "plan.html"
+    path.write_text(render_plan_map(**inputs, labels=Labels(), title="T", distance_m=great_circle_m), encoding="utf-8")
+    page.goto(path.as_uri())
+    page.wait_for_selector(".q-stop")
+    assert page.locator(".q-stop").count() == 1
+    assert page.locator(".q-booth").count() == 1
+    assert page.locator(".q-arrow").count() >= 2
+    page.hover(".q-stop")
+    assert "«stop» 1" in page.locator(".leaflet-tooltip").inner_text()
+    page.hover(".q-booth")
+    assert "Booth </script> & <b>1</b>" in page.locator(".leaflet-tooltip").last.inner_text()

@@ -156,3 +156,26 @@ def test_timezone_mismatch_is_refused() -> None:
     with pytest.raises(ValueError, match="America/Toronto"):
         make_plan(inc, toronto_graph(), TORONTO_BOOTHS, shift, patrols=1, report=report)
     assert inc.timezone == TORONTO_TZ
+
+
+def test_the_time_matrix_of_a_nested_set_of_hot_spots_is_reused_not_searched_again() -> None:
+    from support import toronto_network
+
+    from geo import Router
+    from patrol_planner import WalkGraph
+
+    graph = WalkGraph(Router(toronto_network()))  # a graph of its own: nothing cached yet
+    nodes = np.random.default_rng(2).choice(graph.nodes, 60, replace=False)
+    full = graph.time_matrix(nodes)
+    assert graph.matrix_hits == 0
+    sub = nodes[[5, 1, 40, 7]]
+    again = graph.time_matrix(sub)
+    assert graph.matrix_hits == 1
+    fresh = WalkGraph(Router(toronto_network())).time_matrix(sub)
+    np.testing.assert_array_equal(again, fresh)
+    np.testing.assert_array_equal(again, full[np.ix_([5, 1, 40, 7], [5, 1, 40, 7])])
+    outside = np.append(sub, np.setdiff1d(graph.nodes, nodes)[0])
+    graph.time_matrix(outside)  # a node it has not seen: searched
+    assert graph.matrix_hits == 1
+    graph.time_matrix(sub, limit_s=60.0)  # another limit: searched
+    assert graph.matrix_hits == 1
