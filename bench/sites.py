@@ -144,7 +144,7 @@ def _scale(quick: bool) -> dict:
     cover_s = time.perf_counter() - t0
     log.info("sites: coverage %s pairs in %.1f s", cov.nnz, cover_s)
     existing_idx = np.arange(n_exist)
-    table = _solve_table(w, cov, existing_idx, add, time_limit=40.0)
+    table = _solve_table(w, cov, existing_idx, add, time_limit=10.0 if quick else 40.0)
     total_s = time.perf_counter() - t0
     sx, sy = net.to_xy(s_lat, s_lon)
     spopt = _spopt_window(w, cov, existing_idx, sx, sy, max(2, add // 8), window, time_limit=60.0)
@@ -163,7 +163,7 @@ def _scale(quick: bool) -> dict:
 def _real(name: str, quick: bool) -> dict:
     from geo import Router, load_network
     from patrol_planner import WalkGraph, read_booths, read_incidents, read_osm_bounds, within_area
-    from patrol_planner.siting_data import coverage_matrix, default_candidates, demand_from_incidents
+    from patrol_planner.siting_data import Demand, coverage_matrix, default_candidates, demand_from_incidents
     from patrol_planner.synthetic import self_exciting_incidents
 
     t0 = time.perf_counter()
@@ -190,11 +190,19 @@ def _real(name: str, quick: bool) -> dict:
     if quick and name == "almaty":  # the central district only (osm/PROVENANCE.md), for seconds
         lat0, lon0, lat1, lon1 = 43.22, 76.88, 43.28, 76.98
         cand = [c for c in cand if lat0 <= c.lat <= lat1 and lon0 <= c.lon <= lon1][::4]
+        inside = (demand.lat >= lat0) & (demand.lat <= lat1) & (demand.lon >= lon0) & (demand.lon <= lon1)
+        demand = Demand(
+            [i for i, k in zip(demand.ids, inside, strict=True) if k],
+            demand.lat[inside],
+            demand.lon[inside],
+            demand.weight[inside],
+            demand.sources,
+        )
     s_lat = np.array([b.lat for b in booths] + [c.lat for c in cand])
     s_lon = np.array([b.lon for b in booths] + [c.lon for c in cand])
     cov = coverage_matrix(graph, demand.lat, demand.lon, s_lat, s_lon, walk_min=walk)
     cover_s = time.perf_counter() - t1
-    table = _solve_table(demand.weight, cov, np.arange(len(booths)), add, time_limit=60.0)
+    table = _solve_table(demand.weight, cov, np.arange(len(booths)), add, time_limit=10.0 if quick else 60.0)
     return {
         "network": net.label,
         "incidents": len(inc),
