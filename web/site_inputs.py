@@ -109,8 +109,10 @@ def _districts(path: Path) -> int:
     return len(data["features"])
 
 
-def check_siting_request(request: SitingRequest) -> None:
+def check_siting_request(request: SitingRequest, *, network: bool = True) -> None:
     """Refuse a question the model cannot answer, saying which option is wrong and why.
+
+    ``network=False`` skips the network file (the service answers on the network it has loaded).
 
     Raises
     ------
@@ -146,7 +148,7 @@ def check_siting_request(request: SitingRequest) -> None:
         if not 0 <= request.district_floor <= 1:
             msg = f"--district-floor is a share, 0 to 1; got {request.district_floor:g}"
             raise SitingInputError(msg)
-    if not request.network.is_file():
+    if network and not request.network.is_file():
         msg = f"--network: no such file {str(request.network)!r}"
         raise SitingInputError(msg)
     existing = _points(request.existing, "--existing", need_id=True)

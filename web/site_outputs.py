@@ -434,7 +434,7 @@ def make_sites(
         For a bad input, before anything heavy runs.
     """
     say = progress or (lambda _text: None)
-    check_siting_request(request)
+    check_siting_request(request, network=router is None)
     districts = read_feature_collection(request.districts, option="--districts") if request.districts else None
     if solve is None or walking_areas is None:
         default_solve, default_areas = _model()
