@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from geo.network import StreetNetwork, drive_allowed, drive_speed_kmh, oneway_direction, walk_allowed
+from geo.network import (
+    StreetNetwork,
+    drive_allowed,
+    drive_speed_kmh,
+    is_bridge,
+    is_tunnel,
+    oneway_direction,
+    walk_allowed,
+)
 
 __all__ = ["read_graphml", "read_osm"]
 
@@ -62,6 +70,8 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
     speed: list[float] = []
     walk: list[bool] = []
     drive: list[bool] = []
+    tunnel: list[bool] = []
+    bridge: list[bool] = []
     for a, b, data in graph.edges(data=True):
         highway = data.get("highway", "road")
         if isinstance(highway, list):
@@ -71,6 +81,10 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
         if data.get("maxspeed"):
             ms = data["maxspeed"]
             tags["maxspeed"] = str(ms[0] if isinstance(ms, list) else ms)
+        for key in ("tunnel", "bridge"):  # osmnx keeps a merged edge's values as a list
+            val = data.get(key)
+            if val is not None:
+                tags[key] = next((str(x) for x in val if str(x) != "no"), "no") if isinstance(val, list) else str(val)
         kmh = drive_speed_kmh(tags)
         chain = [node_id[a]]
         geom = data.get("geometry")
@@ -91,6 +105,8 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
             speed.append(kmh)
             walk.append(walk_allowed(tags) or not drive_allowed(tags))
             drive.append(drive_allowed(tags))
+            tunnel.append(is_tunnel(tags))
+            bridge.append(is_bridge(tags))
     return StreetNetwork.from_arrays(
         lat,
         lon,
@@ -103,6 +119,8 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
         drive=drive,
         label=label,
         node_osm_id=osm_ids,
+        tunnel=tunnel,
+        bridge=bridge,
     )
 
 
@@ -127,6 +145,8 @@ def _segments_from_ways(
     drive: list[bool] = []
     oneway: list[bool] = []
     speed: list[float] = []
+    tunnel: list[bool] = []
+    bridge: list[bool] = []
     for tags, nodes in ways:
         can_walk, can_drive = walk_allowed(tags), drive_allowed(tags)
         if not (can_walk or can_drive):
@@ -134,6 +154,7 @@ def _segments_from_ways(
         direction = oneway_direction(tags) if can_drive else 0
         kmh = drive_speed_kmh(tags)
         highway = tags.get("highway", "")
+        way_tunnel, way_bridge = is_tunnel(tags), is_bridge(tags)
         prev: int | None = None
         for node in nodes:
             if node is None:
@@ -156,6 +177,8 @@ def _segments_from_ways(
                 drive.append(can_drive)
                 oneway.append(direction != 0)
                 speed.append(kmh)
+                tunnel.append(way_tunnel)
+                bridge.append(way_bridge)
             prev = idx
     if not u:
         msg = f"{label!r} holds no walkable or drivable streets"
@@ -172,4 +195,6 @@ def _segments_from_ways(
         drive=drive,
         label=label,
         node_osm_id=ids,
+        tunnel=tunnel,
+        bridge=bridge,
     )

@@ -23,6 +23,8 @@ __all__ = [
     "StreetNetwork",
     "drive_allowed",
     "drive_speed_kmh",
+    "is_bridge",
+    "is_tunnel",
     "utm_crs_for",
     "walk_allowed",
 ]
@@ -110,6 +112,16 @@ def drive_speed_kmh(tags: dict[str, str]) -> float:
     return value if 5.0 <= value <= 150.0 else default
 
 
+def is_tunnel(tags: dict[str, str]) -> bool:
+    """Whether a way runs underground or through a building (``tunnel=yes``, ``building_passage``, ...)."""
+    return tags.get("tunnel", "no").strip().lower() not in {"", "no"}
+
+
+def is_bridge(tags: dict[str, str]) -> bool:
+    """Whether a way is on a bridge (``bridge=yes``, ``viaduct``, ...)."""
+    return tags.get("bridge", "no").strip().lower() not in {"", "no"}
+
+
 def oneway_direction(tags: dict[str, str]) -> int:
     """+1 one-way along the way's node order, -1 against it, 0 two-way (for cars)."""
     value = tags.get("oneway", "").lower()
@@ -135,7 +147,8 @@ class StreetNetwork:
     """Streets as nodes and straight segments, in WGS 84 and in the city's UTM zone.
 
     Segment ``i`` joins ``seg_u[i]`` to ``seg_v[i]``; for cars it is one-way from ``u`` to ``v``
-    where ``seg_oneway[i]`` is true. Build one with :meth:`from_arrays`, :func:`geo.load_network` or
+    where ``seg_oneway[i]`` is true; ``seg_tunnel``/``seg_bridge`` mark segments of ways tagged as
+    tunnels or bridges (all false when the source does not say). Build one with :meth:`from_arrays`, :func:`geo.load_network` or
     :func:`geo.generate_city`.
     """
 
@@ -154,10 +167,20 @@ class StreetNetwork:
     seg_oneway: NDArray[np.bool_]
     seg_speed_kmh: NDArray[np.float64]
     node_osm_id: NDArray[np.int64] | None = None
+    seg_tunnel: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    seg_bridge: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     _to_xy: Transformer = field(init=False, repr=False)
     _to_lonlat: Transformer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("seg_tunnel", "seg_bridge"):
+            flags = np.asarray(getattr(self, name), dtype=bool)
+            if flags.size == 0:
+                flags = np.zeros(self.seg_u.size, dtype=bool)
+            elif flags.size != self.seg_u.size:
+                msg = f"{name} has {flags.size} values for {self.seg_u.size} segments"
+                raise ValueError(msg)
+            setattr(self, name, flags)
         self._to_xy = Transformer.from_crs(4326, self.crs, always_xy=True)
         self._to_lonlat = Transformer.from_crs(self.crs, 4326, always_xy=True)
 
@@ -176,10 +199,13 @@ class StreetNetwork:
         drive: ArrayLike | None = None,
         label: str = "street network",
         node_osm_id: ArrayLike | None = None,
+        tunnel: ArrayLike | None = None,
+        bridge: ArrayLike | None = None,
     ) -> StreetNetwork:
         """Build a network from node coordinates and segment endpoints (indices into the nodes).
 
-        ``walk``/``drive``/``maxspeed_kmh`` default to what the ``highway`` type implies.
+        ``walk``/``drive``/``maxspeed_kmh`` default to what the ``highway`` type implies;
+        ``tunnel``/``bridge`` (one flag per segment) to false.
         """
         lat_a = np.asarray(lat, dtype=np.float64)
         lon_a = np.asarray(lon, dtype=np.float64)
@@ -226,6 +252,8 @@ class StreetNetwork:
             seg_oneway=one,
             seg_speed_kmh=speed,
             node_osm_id=None if node_osm_id is None else np.asarray(node_osm_id, dtype=np.int64),
+            seg_tunnel=np.zeros(m, dtype=bool) if tunnel is None else np.asarray(tunnel, dtype=bool),
+            seg_bridge=np.zeros(m, dtype=bool) if bridge is None else np.asarray(bridge, dtype=bool),
         )
 
     @property

@@ -31,7 +31,7 @@ def generate_city(
     Every 10th street is a two-way primary avenue (60 km/h), every 5th a secondary (50 km/h),
     the rest residential (30 km/h) with every other one one-way for cars, alternating direction.
     A river runs east-west through the middle: only every ``bridge_every``-th north-south street
-    crosses it. About 4 % of residential blocks are missing, and footpaths cut diagonally through
+    crosses it (on a bridge: ``seg_bridge``). About 4 % of residential blocks are missing, and footpaths cut diagonally through
     some blocks (walkable, not drivable). Intersections are jittered by up to 15 % of a block.
 
     The result is deterministic for a given ``seed``.
@@ -68,6 +68,7 @@ def generate_city(
     v: list[int] = []
     hw: list[str] = []
     oneway: list[bool] = []
+    bridge: list[bool] = []
     # East-west streets (along rows).
     for i in range(rows):
         cls = street_class(i)
@@ -83,6 +84,7 @@ def generate_city(
             v.append(b)
             hw.append(cls)
             oneway.append(one)
+            bridge.append(False)
     # North-south streets (along columns); the river cuts all but the bridges.
     for j in range(cols):
         cls = street_class(j)
@@ -100,6 +102,7 @@ def generate_city(
             v.append(b)
             hw.append(cls)
             oneway.append(one)
+            bridge.append(i + 1 == river_row)
     # Footpaths across some blocks (not across the river).
     for i in range(rows - 1):
         if i + 1 == river_row:
@@ -110,6 +113,7 @@ def generate_city(
                 v.append(node(i + 1, j + 1))
                 hw.append("footway")
                 oneway.append(False)
+                bridge.append(False)
     return StreetNetwork.from_arrays(
         lat,
         lon,
@@ -117,5 +121,6 @@ def generate_city(
         v,
         np.array(hw, dtype=object),
         oneway=oneway,
+        bridge=bridge,
         label=f"generated city (synthetic, {rows * cols} nodes, seed {seed}; not a real place)",
     )

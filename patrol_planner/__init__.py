@@ -14,6 +14,12 @@ Public names::
     bundle = make_plan(incidents, graph, read_booths("booths.geojson"), shift, patrols=6, seed=17)
     bundle.plan.routes    # -> [PatrolRoute(patrol_id, booth, stops=[Stop(...)], length_m, walking_s, path)]
     bundle.coverage       # -> BoothCoverage(risk_share, incident_share, uncovered)
+
+    # Where new booths should go (MCLP with the existing booths kept; ``qorgau sites``):
+    result = run_siting(SitingRequest(network=..., existing=..., add=170, walk_min=10, incidents=...))
+    cov = coverage_matrix(graph, d_lat, d_lon, s_lat, s_lon, walk_min=10)   # sparse (demand, sites)
+    sol = solve_mclp(weights, cov, existing_idx, add=170, time_limit_s=60)  # .added, .status, .gap
+    areas = walking_areas(router, sites, [5, 10])                           # {minutes: geometry}
 """
 
 from __future__ import annotations
@@ -28,30 +34,62 @@ from patrol_planner.io import Booth, read_booths, read_incidents, read_osm_bound
 from patrol_planner.planner import PlanBundle, make_plan
 from patrol_planner.routes import PatrolPlan, PatrolRoute, SolverSettings, Stop, greedy_routes, plan_routes
 from patrol_planner.shift import HotSpot, RiskMap, Shift, risk_map
+from patrol_planner.siting import MCLPSolution, best_moves, build_order, covered_weight, greedy, run_siting, solve_mclp
+from patrol_planner.siting_data import (
+    Demand,
+    District,
+    coverage_matrix,
+    default_candidates,
+    demand_from_incidents,
+    demand_from_points,
+    district_index,
+    read_districts,
+    read_points,
+    walking_areas,
+)
+from patrol_planner.siting_types import AddedSite, DistrictCoverage, Move, SiteFeature, SitingRequest, SitingResult
 from patrol_planner.synthetic import self_exciting_incidents
 
 __all__ = [
     "COVERAGES",
     "DEFAULT_ESTIMATOR",
     "ESTIMATORS",
+    "AddedSite",
     "Booth",
     "BoothCoverage",
+    "Demand",
+    "District",
+    "DistrictCoverage",
     "Evaluation",
     "Grid",
     "HotSpot",
     "Incidents",
     "LoadReport",
+    "MCLPSolution",
+    "Move",
     "PatrolPlan",
     "PatrolRoute",
     "PlanBundle",
     "RiskMap",
     "Shift",
+    "SiteFeature",
+    "SitingRequest",
+    "SitingResult",
     "SolverSettings",
     "Stop",
     "Surface",
     "WalkGraph",
+    "best_moves",
     "booth_coverage",
+    "build_order",
+    "coverage_matrix",
+    "covered_weight",
+    "default_candidates",
+    "demand_from_incidents",
+    "demand_from_points",
+    "district_index",
     "evaluate",
+    "greedy",
     "greedy_routes",
     "hours_mask",
     "make_estimator",
@@ -59,10 +97,15 @@ __all__ = [
     "parse_hours",
     "plan_routes",
     "read_booths",
+    "read_districts",
     "read_incidents",
     "read_osm_bounds",
+    "read_points",
     "risk_map",
+    "run_siting",
     "self_exciting_incidents",
+    "solve_mclp",
+    "walking_areas",
     "within_area",
     "write_booths",
 ]

@@ -109,3 +109,26 @@ def test_generated_city_is_labelled_deterministic_and_has_a_river() -> None:
     assert {"primary", "secondary", "residential", "footway"} <= set(a.seg_highway.tolist())
     with pytest.raises(ValueError, match="at least 16"):
         generate_city(3)
+
+
+def test_tunnel_and_bridge_flags_come_from_the_osm_tags() -> None:
+    from geo.network import is_bridge, is_tunnel
+
+    assert is_tunnel({"tunnel": "yes"}) and is_tunnel({"tunnel": "building_passage"})
+    assert not is_tunnel({"tunnel": "no"}) and not is_tunnel({"highway": "primary"})
+    assert is_bridge({"bridge": "viaduct"}) and not is_bridge({"bridge": "no"}) and not is_bridge({})
+    # The real extracts: Almaty's PBF and Toronto's XML and GraphML mark some of their ways.
+    for path in (ALMATY_PBF, TORONTO_XML, TORONTO_WALK_GRAPHML):
+        net = load_network(path)
+        assert net.seg_tunnel.shape == net.seg_bridge.shape == (net.n_segments,)
+        assert 0 < net.seg_tunnel.sum() < net.n_segments / 20, path
+        assert 0 < net.seg_bridge.sum() < net.n_segments / 20, path
+    # A way's flags go to every one of its segments, and only to them.
+    net = StreetNetwork.from_arrays([43.0, 43.001, 43.002], [76.9, 76.9, 76.9], [0, 1], [1, 2], bridge=[True, False])
+    assert net.seg_bridge.tolist() == [True, False] and net.seg_tunnel.tolist() == [False, False]
+    # The generated city's river is crossed on bridges, and nowhere else is a bridge.
+    city = generate_city(900, seed=2, bridge_every=6)
+    crossing = np.abs(city.node_lat[city.seg_u] - city.node_lat[city.seg_v]) * 111_320 > 150  # the wide river
+    assert city.seg_bridge.sum() > 0 and np.array_equal(city.seg_bridge, crossing)
+    with pytest.raises(ValueError, match="seg_tunnel has 1 values for 2 segments"):
+        StreetNetwork.from_arrays([43.0, 43.001, 43.002], [76.9, 76.9, 76.9], [0, 1], [1, 2], tunnel=[True])
