@@ -94,6 +94,36 @@ def _points(path: Path, option: str, *, need_id: bool = False, need_weight: bool
     return len(data["features"])
 
 
+def _booths(path: Path) -> int:
+    """How many booths the model takes from ``path``: as the planner reads booths
+    (:func:`patrol_planner.io.read_booths`: in a units file only ``kind=booth``, in an OSM amenity
+    extract only ``amenity=police``, ids from ``id`` or ``osm_id``)."""
+    data = read_feature_collection(path, option="--existing")
+    where = f"--existing {str(path)!r}"
+    features = data["features"]
+    has_kind = any("kind" in f["properties"] for f in features)
+    has_amenity = any("amenity" in f["properties"] for f in features)
+    seen: set[str] = set()
+    n = 0
+    for i, f in enumerate(features):
+        p = f["properties"]
+        if (has_kind and p.get("kind") != "booth") or (not has_kind and has_amenity and p.get("amenity") != "police"):
+            continue
+        _lonlat(f, i, where)
+        fid = p.get("id")
+        if fid is not None:
+            if str(fid) in seen:
+                msg = f"{where}: the id {str(fid)!r} appears twice"
+                raise SitingInputError(msg)
+            seen.add(str(fid))
+        n += 1
+    if n == 0:
+        what = "kind='booth'" if has_kind else "amenity='police'" if has_amenity else "Points"
+        msg = f"{where} has no booths (features with {what})"
+        raise SitingInputError(msg)
+    return n
+
+
 def _districts(path: Path) -> int:
     data = read_feature_collection(path, option="--districts")
     where = f"--districts {str(path)!r}"
@@ -151,7 +181,7 @@ def check_siting_request(request: SitingRequest, *, network: bool = True) -> Non
     if network and not request.network.is_file():
         msg = f"--network: no such file {str(request.network)!r}"
         raise SitingInputError(msg)
-    existing = _points(request.existing, "--existing", need_id=True)
+    existing = _booths(request.existing)
     if request.move > existing:
         msg = f"--move {request.move}: there are only {existing} existing booths to move"
         raise SitingInputError(msg)
