@@ -193,3 +193,40 @@ def test_bad_inputs_get_422_with_the_reason_and_are_counted(
     assert len(list(jobs.store.root.iterdir())) == folders  # and no folder is left behind
     assert client.get("/api/sites/../../etc", headers=h).status_code == 404
     assert client.get(f"/api/sites/{'0' * 32}/files/secret.txt", headers=h).status_code == 404
+
+
+def test_the_real_model_answers_through_the_api(tmp_path: Path, city: StreetNetwork) -> None:
+    """No stand-in: run_siting and walking_areas on the generated city, through the same route."""
+    app = FastAPI()
+    auth = Authenticator("test-secret-" + "z" * 32, token_ttl=timedelta(hours=1))
+    jobs = SiteJobs(router=Router(city), data_dir=tmp_path / "sites")
+    app.include_router(sites.router)
+    app.dependency_overrides[deps.authenticator] = lambda: auth
+    app.dependency_overrides[deps.sites] = lambda: jobs
+    client, h = TestClient(app), _headers(auth, Role.COMMANDER)
+    lat, lon = city.center
+    candidates = {
+        "type": "FeatureCollection",
+        "features": [_feature(lon - 0.004 + 0.001 * i, lat + 0.0005 * (i % 4), id=f"c{i}") for i in range(10)],
+    }
+    body = {
+        "add": 2,
+        "walk_min": 5,
+        "existing_geojson": {"type": "FeatureCollection", "features": [_feature(lon, lat, id="b1")]},
+        "demand_geojson": _demand(city, 30),
+        "candidates_geojson": candidates,
+        "time_limit_s": 10,
+    }
+    r = client.post("/api/sites", json=body, headers=h)
+    assert r.status_code == 202, r.text
+    done = _wait(client, r.json()["id"], h, timeout_s=300)
+    assert done["status"] == "done", done.get("error")
+    s = done["summary"]
+    assert (
+        s["existing"] == ["b1"]
+        and len(s["added"]) == 2
+        and {a["id"] for a in s["added"]} <= {f"c{i}" for i in range(10)}
+    )
+    assert s["covered_share_existing"] <= s["covered_share"] and s["greedy_covered_share"] <= s["covered_share"] + 1e-9
+    md = client.get(done["links"]["files"]["sites.md"], headers=h).text
+    assert md.startswith("# Где поставить новые посты")  # Russian by default
