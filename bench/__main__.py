@@ -89,6 +89,12 @@ def run_planner(quick: bool) -> dict:
     return run(quick)
 
 
+def run_sites(quick: bool) -> dict:
+    from bench.sites import run
+
+    return run(quick)
+
+
 def run_map(url: str, quick: bool) -> dict:
     from bench.map import run
 
@@ -235,6 +241,7 @@ def render(results: Path = RESULTS) -> str:
         ("burst", lambda f: f"; broker {f['broker']}. See `bench/burst.py` for the method."),
         ("planner", lambda f: ". See `bench/planner.py` for the method."),
         ("map", lambda f: ". See `bench/map.py` for the method."),
+        ("sites", lambda f: ". See `bench/sites.py` for the method."),
         ("chaos", lambda f: ". See `bench/chaos.py` for the method."),
         ("hostile", lambda f: "."),
     ):
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=["routing", "mqtt", "burst", "planner", "map", "hostile"],
+        choices=["routing", "mqtt", "burst", "planner", "map", "hostile", "sites"],
         action="append",
         help="run only these parts",
     )
@@ -281,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile"]
+    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile", "sites"]
     if args.out is not None:
         results, markdown = args.out, args.out / "BENCHMARKS.md"
     elif args.quick:  # never over the record
@@ -306,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
             t = time.time()
             save("map", run_map(args.mqtt, args.quick), command, results)
             logging.info("map done in %.0f s", time.time() - t)
+        if "sites" in parts:
+            t = time.time()
+            save("sites", run_sites(args.quick), command, results)
+            logging.info("sites done in %.0f s", time.time() - t)
         if "hostile" in parts:
             t = time.time()
             save("hostile", run_hostile(args.mqtt, args.quick), command, results)

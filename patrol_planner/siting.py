@@ -84,6 +84,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _UNCOVERED_SHOWN = 50
+_MIP_REL_GAP = 1e-6
+"""HiGHS stops when the answer is proven within this of the best possible (its default is 1e-4)."""
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ def _mclp(
     floor_cons = [LinearConstraint(sparse.csr_matrix(r[None, :]), lb, np.inf) for r, lb in floor_rows]
     c = np.concatenate([np.zeros(n_x), -wr])
     integrality = np.concatenate([np.ones(n_x), np.zeros(n_y)])
-    options: Any = {"time_limit": max(0.1, float(time_limit_s)), "mip_rel_gap": 0.0, "disp": False}
+    options: Any = {"time_limit": max(0.1, float(time_limit_s)), "mip_rel_gap": _MIP_REL_GAP, "disp": False}
     floor_met: bool | None = None
     res = milp(c, constraints=cons + floor_cons, integrality=integrality, bounds=Bounds(0, 1), options=options)
     if floor_cons:
@@ -287,11 +289,11 @@ def _mclp(
             chosen_free = g_cols
     chosen = np.unique(np.concatenate([fixed, chosen_free]))
     value = covered_weight(w, a, chosen)
-    gap = (
-        0.0
-        if status == "optimal"
-        else (max(0.0, (bound - value) / value) if value > 0 and math.isfinite(bound) else 1.0)
-    )
+    if value > 0 and math.isfinite(bound):
+        gap = max(0.0, (bound - value) / value)
+        gap = 0.0 if status == "optimal" and gap < 1e-9 else gap
+    else:
+        gap = 0.0 if status == "optimal" else 1.0
     solution = MCLPSolution(
         chosen=chosen,
         added=np.unique(chosen_free),
@@ -347,7 +349,7 @@ def _with_backup(
             cons.append(LinearConstraint(sparse.csr_matrix(full[None, :]), lb, np.inf))
     c = np.concatenate([np.zeros(n_x + n_y), -np.ones(n_b)])
     integrality = np.concatenate([np.ones(n_x), np.zeros(n_y), np.ones(n_b)])
-    options: Any = {"time_limit": max(0.1, float(time_limit_s)), "mip_rel_gap": 0.0, "disp": False}
+    options: Any = {"time_limit": max(0.1, float(time_limit_s)), "mip_rel_gap": _MIP_REL_GAP, "disp": False}
     res = milp(c, constraints=cons, integrality=integrality, bounds=Bounds(0, 1), options=options)
     chosen = primary.chosen
     status = primary.status

@@ -143,6 +143,21 @@ def _hostile(f: dict[str, Any]) -> None:
     assert f["ok"]
 
 
+def _sites(f: dict[str, Any]) -> None:
+    assert f["quick"] is True
+    for name in ("scale", "almaty", "toronto"):
+        r = f[name]
+        _positive(r, "demand_points", "sites", "existing", "add", "coverage_pairs", "share_milp")
+        _non_negative(r, "milp_s", "greedy_s", "coverage_s", "share_existing", "gap")
+        # Greedy never beats the model, and the model keeps the existing booths' coverage.
+        assert r["share_greedy"] <= r["share_milp"] + 1e-12, r
+        assert r["share_existing"] <= r["share_milp"] <= 1.0, r
+        assert r["status"] in {"optimal", "time_limit", "greedy"}
+    sp = f["scale"]["spopt_window"]
+    _positive(sp, "demand_points", "sites", "spopt_s", "milp_objective")
+    assert sp["same_objective"], sp  # spopt's MCLP agrees with ours on the same matrix
+
+
 PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "routing": (_routing, "## Recommendation: top 3 units by ETA"),
     "mqtt": (_mqtt, "## SOS press -> accepted ack through Mosquitto"),
@@ -150,6 +165,7 @@ PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "planner": (_planner, "## Patrol planner"),
     "map": (_map, "## Dispatcher's live map: MQTT publish -> marker in the browser"),
     "hostile": (_hostile, "## Hostile input: generated good and bad messages through the bridge"),
+    "sites": (_sites, "## Booth siting: maximal covering location with the existing booths kept"),
 }
 """Part -> (checks of its figures, a heading its section in BENCHMARKS.md starts with)."""
 
