@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qorgau.plan_cli import add_plan_commands
+from qorgau.sites_cli import add_sites_command
 
 if TYPE_CHECKING:
     from qorgau.runtime import QorgauService
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_users_add)
     _add_devices_commands(sub)  # issue 6: qorgau devices provision
     add_plan_commands(sub)  # qorgau plan, qorgau plan evaluate: the patrol planner (qorgau/plan_cli.py)
+    add_sites_command(sub)  # qorgau sites: where new booths should go (qorgau/sites_cli.py)
     return parser
 
 

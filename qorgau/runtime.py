@@ -20,7 +20,7 @@ from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
 from patrol_planner import Booth, WalkGraph, read_osm_bounds
 from qorgau.settings import Settings, check_jwt_secret
-from web import MapOptions, PlanJobs, context_of, create_app
+from web import MapOptions, PlanJobs, SiteJobs, context_of, create_app
 
 __all__ = ["QorgauService"]
 
@@ -130,6 +130,7 @@ class QorgauService:
             supervisor=self.supervisor,
             hardening=settings.http_hardening(),
             plans=self._plan_jobs(),  # POST/GET /api/plans: patrol plans for commanders
+            sites=self._site_jobs(),  # POST/GET /api/sites: where new booths should go, for commanders
         )
         self.live_feed = context_of(self.app).live_feed
         self._server: uvicorn.Server | None = None
@@ -148,6 +149,20 @@ class QorgauService:
             data_dir=self.settings.plans_dir,
             booths=booths,
             bounds=read_osm_bounds(network) if network else None,
+        )
+
+    def _site_jobs(self) -> SiteJobs:
+        """Sitings under ``settings.sites_dir``; the default existing booths are the registered booths."""
+
+        def booths() -> list[tuple[str, float, float, str]]:
+            return [(u.id, u.lat, u.lon, u.name or "") for u in self.service.units() if u.kind is UnitKind.BOOTH]
+
+        return SiteJobs(
+            router=self.router,
+            data_dir=self.settings.sites_dir,
+            network=self.settings.network,
+            inputs_dir=self.settings.sites_inputs_dir,
+            booths=booths,
         )
 
     # life cycle ---------------------------------------------------------------------------

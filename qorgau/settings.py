@@ -194,6 +194,11 @@ class Settings(BaseSettings):
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds")
     # issue 5: patrol plans through the HTTP API
     plans_dir: Path = Field(Path("var/plans"), description="where POST /api/plans keeps its plans, one folder each")
+    # issue 13: booth sitings through the HTTP API
+    sites_dir: Path = Field(Path("var/sites"), description="where POST /api/sites keeps its sitings, one folder each")
+    sites_inputs_dir: Path | None = Field(
+        None, description="the one directory whose files POST /api/sites may name by path; unset: inline inputs only"
+    )
 
     @field_validator("jwt_secret")
     @classmethod
@@ -299,7 +304,10 @@ class Settings(BaseSettings):
         tiles = origin_of(self.map_tiles) if self.map_tiles else None
         return HttpHardening(
             max_request_bytes=self.max_request_bytes,
-            max_request_bytes_by_prefix={"/api/plans": self.max_plan_request_bytes},
+            max_request_bytes_by_prefix={
+                "/api/plans": self.max_plan_request_bytes,
+                "/api/sites": self.max_plan_request_bytes,
+            },
             cors_origins=tuple(self.cors_origins),
             login_max_failures=self.login_max_failures,
             login_window_s=self.login_window_s,

@@ -27,8 +27,18 @@ if TYPE_CHECKING:
     from web.hardening import HttpHardening
     from web.pages import MapOptions
     from web.plan_jobs import PlanJobs
+    from web.site_jobs import SiteJobs
 
-__all__ = ["HttpHardening", "MapOptions", "PlanJobs", "WebContext", "context_of", "create_app", "require_role"]
+__all__ = [
+    "HttpHardening",
+    "MapOptions",
+    "PlanJobs",
+    "SiteJobs",
+    "WebContext",
+    "context_of",
+    "create_app",
+    "require_role",
+]
 
 _HOMES = {
     "create_app": "web.app",
@@ -38,6 +48,7 @@ _HOMES = {
     "HttpHardening": "web.hardening",
     "MapOptions": "web.pages",
     "PlanJobs": "web.plan_jobs",
+    "SiteJobs": "web.site_jobs",
 }
 
 

@@ -28,7 +28,9 @@ from web.plan_jobs import PlanJobs
 from web.routes import admin, alerts, devices, health, live_map, reports, units
 from web.routes import auth as auth_routes
 from web.routes import plans as plan_routes
+from web.routes import sites as site_routes
 from web.schemas import ERROR_RESPONSES
+from web.site_jobs import SiteJobs
 from web.telemetry import ServiceCollector
 
 __all__ = ["create_app"]
@@ -61,6 +63,7 @@ def create_app(
     collectors: Sequence[Collector] = (),
     hardening: HttpHardening | None = None,
     plans: PlanJobs | None = None,
+    sites: SiteJobs | None = None,
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`~dispatch.service.DispatchService`.
 
@@ -91,6 +94,8 @@ def create_app(
         Body size limit, CORS origins, login throttle (:mod:`web.hardening`); by default closed.
     plans
         Patrol plans for ``/api/plans`` (commander role); None: no plans API.
+    sites
+        Booth sitings for ``/api/sites`` (commander role); None: no sitings API.
     """
     options = map_options or MapOptions()
     hardening = hardening or HttpHardening()
@@ -118,6 +123,7 @@ def create_app(
             probes=dict(probes or {}),
             collectors=scraped,
             plans=plans,
+            sites=sites,
         ),
     )
     install_hardening(app, hardening)  # size limit, CORS, security headers
@@ -128,4 +134,6 @@ def create_app(
         app.include_router(routes.router)
     if plans is not None:
         app.include_router(plan_routes.router)
+    if sites is not None:
+        app.include_router(site_routes.router)
     return app

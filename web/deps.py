@@ -37,6 +37,7 @@ from web.hardening import HttpHardening, LoginThrottle
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
+from web.site_jobs import SiteJobs
 
 __all__ = [
     "CSRF_HEADER",
@@ -62,6 +63,7 @@ __all__ = [
     "RoleGuard",
     "ServiceDep",
     "SessionDep",
+    "SitesDep",
     "SupervisorDep",
     "ThrottleDep",
     "UnitLogin",
@@ -77,6 +79,7 @@ __all__ = [
     "plans",
     "require_role",
     "session_principal",
+    "sites",
 ]
 
 SESSION_COOKIE = "qorgau_session"
@@ -120,6 +123,8 @@ class WebContext:
         Everything ``/metrics`` scrapes.
     plans
         The patrol plans (``/api/plans``); None: no plans API.
+    sites
+        The booth sitings (``/api/sites``); None: no sitings API.
     """
 
     service: DispatchService
@@ -136,6 +141,7 @@ class WebContext:
     probes: Mapping[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     collectors: Sequence[Collector] = ()
     plans: PlanJobs | None = None
+    sites: SiteJobs | None = None
 
 
 def install(app: FastAPI, ctx: WebContext) -> WebContext:
@@ -205,6 +211,13 @@ def plans(ctx: ContextDep) -> PlanJobs:
     return ctx.plans
 
 
+def sites(ctx: ContextDep) -> SiteJobs:
+    """The booth sitings; a test app may override this dependency with its own."""
+    if ctx.sites is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="this service runs no booth sitings")
+    return ctx.sites
+
+
 ServiceDep = Annotated[DispatchService, Depends(service)]
 MaybeServiceDep = Annotated[DispatchService | None, Depends(service_if_any)]
 AuthDep = Annotated[Authenticator, Depends(authenticator)]
@@ -215,6 +228,7 @@ MapOptionsDep = Annotated[MapOptions, Depends(map_options)]
 BasemapDep = Annotated[StreetBasemap, Depends(basemap)]
 DistrictsDep = Annotated[Districts | None, Depends(districts)]
 PlansDep = Annotated[PlanJobs, Depends(plans)]
+SitesDep = Annotated[SiteJobs, Depends(sites)]
 
 
 # -- who is calling -----------------------------------------------------------------------------

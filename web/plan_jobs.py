@@ -7,64 +7,28 @@ routes are :mod:`web.routes.plans`; the wiring builds one :class:`PlanJobs` per 
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import HTTPException, status
-
 from patrol_planner import Booth, WalkGraph
+from web.jobs import JobStore, new_job_id, run_job
 from web.schemas import PlanRequest
 
 __all__ = ["PlanJobs", "PlanStore"]
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
 
-
-class PlanStore:
+class PlanStore(JobStore):
     """Plans as folders of files; ``status.json`` says where each one is."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    def folder(self, plan_id: str) -> Path:
-        if not _ID.match(plan_id):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no plan {plan_id!r}")
-        return self.root / plan_id
-
-    def status(self, plan_id: str) -> dict[str, Any]:
-        path = self.folder(plan_id) / "status.json"
-        if not path.is_file():
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no plan {plan_id!r}")
-        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return record
-
-    def write_status(self, plan_id: str, **fields: Any) -> dict[str, Any]:
-        folder = self.folder(plan_id)
-        with self._lock:
-            path = folder / "status.json"
-            current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-            current.update(fields)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(current, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
-            tmp.replace(path)
-        return current
-
-    def ids(self) -> list[str]:
-        return sorted(
-            (p.name for p in self.root.iterdir() if _ID.match(p.name) and (p / "status.json").is_file()), reverse=True
-        )
+        super().__init__(root, what="plan")
 
 
 def _links(plan_id: str, files: list[str]) -> dict[str, Any]:
@@ -87,8 +51,8 @@ def _run(
     from web.plan_outputs import plan_summary, write_plan_outputs
 
     folder = store.folder(plan_id)
-    try:
-        store.write_status(plan_id, status="running", started_at=datetime.now(UTC).isoformat())
+
+    def work() -> dict[str, Any]:
         path = folder / ("incidents.csv" if req.incidents_csv is not None else "incidents.geojson")
         incidents, report = read_incidents(path, timezone=req.timezone)
         on = req.date or datetime.now(ZoneInfo(req.timezone)).date()
@@ -108,16 +72,9 @@ def _run(
             bounds=bounds,
         )
         files = write_plan_outputs(bundle, folder, lang=req.lang)
-        store.write_status(
-            plan_id,
-            status="done",
-            finished_at=datetime.now(UTC).isoformat(),
-            summary=plan_summary(bundle),
-            links=_links(plan_id, sorted(files)),
-        )
-    except Exception as e:  # a failed plan is reported, never kills the service
-        log.exception("plan %s failed", plan_id)
-        store.write_status(plan_id, status="failed", error=f"{type(e).__name__}: {e}")
+        return {"summary": plan_summary(bundle), "links": _links(plan_id, sorted(files))}
+
+    run_job(store, plan_id, work)
 
 
 class PlanJobs:
@@ -165,7 +122,7 @@ class PlanJobs:
 
     def start(self, req: PlanRequest, booths: list[Booth], text: str, *, requested_by: str) -> str:
         """Keep the request and plan in a background thread; returns the plan's id."""
-        plan_id = uuid.uuid4().hex
+        plan_id = new_job_id()
         folder = self.store.folder(plan_id)
         folder.mkdir(parents=True)
         (folder / ("incidents.csv" if req.incidents_csv is not None else "incidents.geojson")).write_text(

@@ -49,6 +49,7 @@ COMMANDS = [
     ["devices", "provision"],
     ["plan"],
     ["plan", "evaluate"],
+    ["sites"],
 ]
 
 _PROBE = """
@@ -132,3 +133,7 @@ def test_mirrored_choices_match_their_sources() -> None:
     assert tuple(plan_cli._LANGUAGES) == tuple(LANGUAGES)
     assert plan_cli._DEFAULT_LANG == DEFAULT_LANG
     assert Settings.model_fields["topic_root"].default == DEFAULT_TOPIC_ROOT
+    from qorgau import sites_cli
+    from web import site_outputs
+
+    assert tuple(sites_cli._LANGUAGES) == tuple(site_outputs.LANGS)
