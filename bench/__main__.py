@@ -237,6 +237,7 @@ def render(results: Path = RESULTS) -> str:
         ("map", lambda f: ". See `bench/map.py` for the method."),
         ("chaos", lambda f: ". See `bench/chaos.py` for the method."),
         ("hostile", lambda f: "."),
+        ("startup", lambda f: "."),
     ):
         part = parts.get(name)
         if not part:
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=["routing", "mqtt", "burst", "planner", "map", "hostile"],
+        choices=["routing", "mqtt", "burst", "planner", "map", "hostile", "startup"],
         action="append",
         help="run only these parts",
     )
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile"]
+    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile", "startup"]
     if args.out is not None:
         results, markdown = args.out, args.out / "BENCHMARKS.md"
     elif args.quick:  # never over the record
@@ -310,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
             t = time.time()
             save("hostile", run_hostile(args.mqtt, args.quick), command, results)
             logging.info("hostile done in %.0f s", time.time() - t)
+        if "startup" in parts:
+            from bench.startup import run as run_startup
+
+            t = time.time()
+            save("startup", run_startup(args.mqtt, args.quick), command, results)
+            logging.info("startup done in %.0f s", time.time() - t)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(render(results))
     logging.info("wrote %s (figures in %s)", markdown, results)

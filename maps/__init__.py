@@ -11,8 +11,35 @@ Public names::
     static_assets()["leaflet.js"].body          # files the live map page loads from the service
 """
 
-from maps.assets import StaticAsset, leaflet_assets, static_assets
-from maps.live_map import render_live_map, render_login_page
-from maps.plan_map import render_plan_map
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from maps.assets import StaticAsset, leaflet_assets, static_assets
+    from maps.live_map import render_live_map, render_login_page
+    from maps.plan_map import render_plan_map
 
 __all__ = ["StaticAsset", "leaflet_assets", "render_live_map", "render_login_page", "render_plan_map", "static_assets"]
+
+_HOMES = {
+    "StaticAsset": "maps.assets",
+    "leaflet_assets": "maps.assets",
+    "static_assets": "maps.assets",
+    "render_live_map": "maps.live_map",
+    "render_login_page": "maps.live_map",
+    "render_plan_map": "maps.plan_map",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use: serving the map's static files needs no Folium, so a
+    service starts without it and renders its first page with it."""
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module 'maps' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -18,17 +18,21 @@ Public names::
 
 from __future__ import annotations
 
-from patrol_planner._graph import WalkGraph
-from patrol_planner.area import within_area
-from patrol_planner.coverage import BoothCoverage, booth_coverage
-from patrol_planner.evaluation import COVERAGES, Evaluation, evaluate
-from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS, Grid, Surface, make_estimator
-from patrol_planner.incidents import Incidents, LoadReport, hours_mask, parse_hours
-from patrol_planner.io import Booth, read_booths, read_incidents, read_osm_bounds, write_booths
-from patrol_planner.planner import PlanBundle, make_plan
-from patrol_planner.routes import PatrolPlan, PatrolRoute, SolverSettings, Stop, greedy_routes, plan_routes
-from patrol_planner.shift import HotSpot, RiskMap, Shift, risk_map
-from patrol_planner.synthetic import self_exciting_incidents
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from patrol_planner._graph import WalkGraph
+    from patrol_planner.area import within_area
+    from patrol_planner.coverage import BoothCoverage, booth_coverage
+    from patrol_planner.evaluation import COVERAGES, Evaluation, evaluate
+    from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS, Grid, Surface, make_estimator
+    from patrol_planner.incidents import Incidents, LoadReport, hours_mask, parse_hours
+    from patrol_planner.io import Booth, read_booths, read_incidents, read_osm_bounds, write_booths
+    from patrol_planner.planner import PlanBundle, make_plan
+    from patrol_planner.routes import PatrolPlan, PatrolRoute, SolverSettings, Stop, greedy_routes, plan_routes
+    from patrol_planner.shift import HotSpot, RiskMap, Shift, risk_map
+    from patrol_planner.synthetic import self_exciting_incidents
 
 __all__ = [
     "COVERAGES",
@@ -66,3 +70,53 @@ __all__ = [
     "within_area",
     "write_booths",
 ]
+
+_HOMES = {
+    "Booth": "patrol_planner.io",
+    "BoothCoverage": "patrol_planner.coverage",
+    "COVERAGES": "patrol_planner.evaluation",
+    "DEFAULT_ESTIMATOR": "patrol_planner.hotspots",
+    "ESTIMATORS": "patrol_planner.hotspots",
+    "Evaluation": "patrol_planner.evaluation",
+    "Grid": "patrol_planner.hotspots",
+    "HotSpot": "patrol_planner.shift",
+    "Incidents": "patrol_planner.incidents",
+    "LoadReport": "patrol_planner.incidents",
+    "PatrolPlan": "patrol_planner.routes",
+    "PatrolRoute": "patrol_planner.routes",
+    "PlanBundle": "patrol_planner.planner",
+    "RiskMap": "patrol_planner.shift",
+    "Shift": "patrol_planner.shift",
+    "SolverSettings": "patrol_planner.routes",
+    "Stop": "patrol_planner.routes",
+    "Surface": "patrol_planner.hotspots",
+    "WalkGraph": "patrol_planner._graph",
+    "booth_coverage": "patrol_planner.coverage",
+    "evaluate": "patrol_planner.evaluation",
+    "greedy_routes": "patrol_planner.routes",
+    "hours_mask": "patrol_planner.incidents",
+    "make_estimator": "patrol_planner.hotspots",
+    "make_plan": "patrol_planner.planner",
+    "parse_hours": "patrol_planner.incidents",
+    "plan_routes": "patrol_planner.routes",
+    "read_booths": "patrol_planner.io",
+    "read_incidents": "patrol_planner.io",
+    "read_osm_bounds": "patrol_planner.io",
+    "risk_map": "patrol_planner.shift",
+    "self_exciting_incidents": "patrol_planner.synthetic",
+    "within_area": "patrol_planner.area",
+    "write_booths": "patrol_planner.io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use: ``qorgau serve`` reaches the planner's small modules
+    (the walk graph, the estimators' names) without loading pandas and scipy's signal stack,
+    which only a plan needs."""
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module 'patrol_planner' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -241,7 +241,21 @@ def _configure_logging(level: str, *, replica: str | None = None) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s")
 
 
+def _use_numba_cache(args: argparse.Namespace) -> None:
+    """Point numba's cache at ``<cache dir>/numba`` (QORGAU_CACHE_DIR, --cache-dir) before numba loads.
+
+    numba reads NUMBA_CACHE_DIR once, at import; the default (``__pycache__`` beside the sources)
+    may be read-only where the service is installed, and then every start would compile again.
+    """
+    import os
+
+    given = getattr(args, "cache_dir", None) or os.environ.get("QORGAU_CACHE_DIR") or "var/cache"
+    if str(given).strip().lower() not in ("none", "off"):
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(given).resolve() / "numba"))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    _use_numba_cache(args)
     from qorgau.runtime import QorgauService
 
     settings = _settings(args)
@@ -313,6 +327,7 @@ def _demo_map_login(service: QorgauService) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _use_numba_cache(args)
     from pydantic import SecretStr
 
     from dispatch import Role, UnitKind, User, load_devices, load_units
@@ -336,7 +351,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if settings.network is None:
         network = generate_city(n_nodes=args.nodes, seed=args.seed)
     else:
-        network = load_network(settings.network)
+        network = load_network(settings.network, cache_dir=settings.cache_dir)
     router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
     if settings.units is None or settings.devices is None:
         units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)

@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -18,10 +19,12 @@ from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
 from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
-from patrol_planner import Booth, WalkGraph, read_osm_bounds
 from qorgau.replica import SqliteReplicaLock, sqlite_file_of
 from qorgau.settings import Settings, check_jwt_secret
-from web import MapOptions, PlanJobs, context_of, create_app
+from web import MapOptions, PlanJobs, context_of, create_app, preload_renderers
+
+if TYPE_CHECKING:
+    from patrol_planner import Booth, WalkGraph
 
 __all__ = ["QorgauService"]
 
@@ -75,7 +78,7 @@ class QorgauService:
             if settings.network is None:
                 msg = "no street network: give --network (or QORGAU_NETWORK), or run `qorgau demo` on a generated city"
                 raise ValueError(msg)
-            network = load_network(settings.network)
+            network = load_network(settings.network, cache_dir=settings.cache_dir)
         self.network = network
         db_file = sqlite_file_of(settings.db_url)
         self._replica_lock = None if db_file is None else SqliteReplicaLock(db_file, settings.replica)
@@ -141,18 +144,28 @@ class QorgauService:
         self._running = False
 
     def _plan_jobs(self) -> PlanJobs:
-        """Plans under ``settings.plans_dir``; the default booths are the registered units of kind ``booth``."""
+        """Plans under ``settings.plans_dir``; the default booths are the registered units of kind ``booth``.
+
+        The planner (pandas, scipy) is imported by the first plan, not at start: a replica must be up fast.
+        """
 
         def booths() -> list[Booth]:
+            from patrol_planner import Booth
+
             return [Booth(u.id, u.lat, u.lon, u.name or "") for u in self.service.units() if u.kind is UnitKind.BOOTH]
 
+        def graph() -> WalkGraph:
+            from patrol_planner import WalkGraph
+
+            return WalkGraph(self.router)
+
+        def bounds() -> tuple[float, float, float, float] | None:
+            from patrol_planner import read_osm_bounds
+
+            return read_osm_bounds(network) if network else None
+
         network = self.settings.network
-        return PlanJobs(
-            graph=lambda: WalkGraph(self.router),
-            data_dir=self.settings.plans_dir,
-            booths=booths,
-            bounds=read_osm_bounds(network) if network else None,
-        )
+        return PlanJobs(graph=graph, data_dir=self.settings.plans_dir, booths=booths, bounds=bounds)
 
     # life cycle ---------------------------------------------------------------------------
 
@@ -174,6 +187,8 @@ class QorgauService:
         self.service.start_deadline_watcher()
         self.supervisor.start_watcher()
         self._running = True
+        # healthy first, then the map renderer (Folium) in the background: the first page does not wait
+        threading.Thread(target=preload_renderers, name="qorgau-preload", daemon=True).start()
 
     def _new_server(self) -> uvicorn.Server:
         config = uvicorn.Config(

@@ -28,7 +28,26 @@ if TYPE_CHECKING:
     from web.pages import MapOptions
     from web.plan_jobs import PlanJobs
 
-__all__ = ["HttpHardening", "MapOptions", "PlanJobs", "WebContext", "context_of", "create_app", "require_role"]
+__all__ = [
+    "HttpHardening",
+    "MapOptions",
+    "PlanJobs",
+    "WebContext",
+    "context_of",
+    "create_app",
+    "preload_renderers",
+    "require_role",
+]
+
+
+def preload_renderers() -> None:
+    """Import the map renderer (Folium) that ``serve`` leaves out of its start.
+
+    Call it from a background thread once the service is up, so that the first sign-in or map page
+    does not wait for the import (a request arriving meanwhile waits on Python's import lock).
+    """
+    importlib.import_module("maps.live_map")
+
 
 _HOMES = {
     "create_app": "web.app",

@@ -143,6 +143,13 @@ def _hostile(f: dict[str, Any]) -> None:
     assert f["ok"]
 
 
+def _startup(f: dict[str, Any]) -> None:
+    for way in ("baseline", "cold", "warm"):
+        _positive(f, f"{way}.median_s", f"{way}.p99_s", f"{way}.min_s", f"{way}.n")
+        assert f[way]["min_s"] <= f[way]["median_s"] <= f[way]["p99_s"]
+    assert f["network"].endswith(".osm.gz")  # the quick form starts on the small Toronto extract
+
+
 PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "routing": (_routing, "## Recommendation: top 3 units by ETA"),
     "mqtt": (_mqtt, "## SOS press -> accepted ack through Mosquitto"),
@@ -150,6 +157,7 @@ PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "planner": (_planner, "## Patrol planner"),
     "map": (_map, "## Dispatcher's live map: MQTT publish -> marker in the browser"),
     "hostile": (_hostile, "## Hostile input: generated good and bad messages through the bridge"),
+    "startup": (_startup, "## Start-up of a replica: exec -> healthy /healthz"),
 }
 """Part -> (checks of its figures, a heading its section in BENCHMARKS.md starts with)."""
 

@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 
-from patrol_planner import Booth
 from web.deps import Commander, PlansDep
 from web.schemas import PlanRequest
 
@@ -33,6 +32,8 @@ def create_plan(req: PlanRequest, jobs: PlansDep, who: Commander) -> dict[str, A
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY, detail="give exactly one of incidents_csv or incidents_geojson"
         )
+    from patrol_planner import Booth  # the planner loads with the first plan, not with the service
+
     chosen = [Booth(b.id, b.lat, b.lon, b.name) for b in req.booths] if req.booths else jobs.default_booths()
     if not chosen:
         raise HTTPException(
