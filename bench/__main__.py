@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--rate", type=float, default=100.0, help="MQTT messages per second")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per MQTT measurement")
+    parser.add_argument("--runs", type=int, default=None, help="starts per way in the startup part [5; 1 with --quick]")
     parser.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from stored results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.startup import run as run_startup
 
             t = time.time()
-            save("startup", run_startup(args.mqtt, args.quick), command, results)
+            save("startup", run_startup(args.mqtt, args.quick, args.runs), command, results)
             logging.info("startup done in %.0f s", time.time() - t)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(render(results))

@@ -112,13 +112,13 @@ def _stats(times: list[float]) -> dict:
     }
 
 
-def run(mqtt_url: str, quick: bool) -> dict:
-    """The figures: per way, median / p99 / min over the runs."""
+def run(mqtt_url: str, quick: bool, runs: int | None = None) -> dict:
+    """The figures: per way, median / p99 / min over ``runs`` starts (1 with ``quick``, else 5)."""
     network = SHARED / "osm" / ("toronto_uoft_2020-11.osm.gz" if quick else "almaty_2012-03.osm.pbf")
     if not network.is_file():
         msg = f"shared data missing: {network} (benchmarks read ../shared/data; it is never copied here)"
         raise FileNotFoundError(msg)
-    runs = 1 if quick else 5
+    runs = runs or (1 if quick else 5)
     with tempfile.TemporaryDirectory(prefix="qorgau-bench-startup-") as tmp:
         work = Path(tmp)
         warm_cache = work / "warm-cache"
