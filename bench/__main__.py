@@ -244,6 +244,7 @@ def render(results: Path = RESULTS) -> str:
         ("sites", lambda f: ". See `bench/sites.py` for the method."),
         ("chaos", lambda f: ". See `bench/chaos.py` for the method."),
         ("hostile", lambda f: "."),
+        ("startup", lambda f: "."),
     ):
         part = parts.get(name)
         if not part:
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=["routing", "mqtt", "burst", "planner", "map", "hostile", "sites"],
+        choices=["routing", "mqtt", "burst", "planner", "map", "hostile", "sites", "startup"],
         action="append",
         help="run only these parts",
     )
@@ -282,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt", default=os.environ.get("QORGAU_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     parser.add_argument("--rate", type=float, default=100.0, help="MQTT messages per second")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per MQTT measurement")
+    parser.add_argument("--runs", type=int, default=None, help="starts per way in the startup part [5; 1 with --quick]")
     parser.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from stored results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile", "sites"]
+    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile", "sites", "startup"]
     if args.out is not None:
         results, markdown = args.out, args.out / "BENCHMARKS.md"
     elif args.quick:  # never over the record
@@ -321,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
             t = time.time()
             save("hostile", run_hostile(args.mqtt, args.quick), command, results)
             logging.info("hostile done in %.0f s", time.time() - t)
+        if "startup" in parts:
+            from bench.startup import run as run_startup
+
+            t = time.time()
+            save("startup", run_startup(args.mqtt, args.quick, args.runs), command, results)
+            logging.info("startup done in %.0f s", time.time() - t)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(render(results))
     logging.info("wrote %s (figures in %s)", markdown, results)

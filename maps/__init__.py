@@ -6,16 +6,22 @@ the reader's language); imports neither the MQTT bridge nor dispatch, nor the pl
 Public names::
 
     html = render_plan_map(routes=..., hotspots=..., booths=..., labels=..., risk_cells=..., streets=...)
-    html = render_sites_map(existing=..., added=..., labels=..., areas=..., uncovered=..., districts=...)
     html = render_live_map(labels=..., config=..., center=(lat, lon), tile_url=None)   # the dispatcher's map
     html = render_login_page(labels=..., next_url="/map")
     static_assets()["leaflet.js"].body          # files the live map page loads from the service
 """
 
-from maps.assets import StaticAsset, leaflet_assets, static_assets
-from maps.live_map import render_live_map, render_login_page
-from maps.plan_map import render_plan_map
-from maps.sites_map import SITES_MAP_LABEL_KEYS, render_sites_map
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from maps.assets import StaticAsset, leaflet_assets, static_assets
+    from maps.live_map import render_live_map, render_login_page
+    from maps.plan_map import render_plan_map
+    from maps.sites_map import SITES_MAP_LABEL_KEYS
+    from maps.sites_map import render_sites_map
 
 __all__ = [
     "SITES_MAP_LABEL_KEYS",
@@ -27,3 +33,26 @@ __all__ = [
     "render_sites_map",
     "static_assets",
 ]
+
+_HOMES = {
+    "StaticAsset": "maps.assets",
+    "leaflet_assets": "maps.assets",
+    "static_assets": "maps.assets",
+    "render_live_map": "maps.live_map",
+    "render_login_page": "maps.live_map",
+    "render_plan_map": "maps.plan_map",
+    "SITES_MAP_LABEL_KEYS": "maps.sites_map",
+    "render_sites_map": "maps.sites_map",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use: serving the map's static files needs no Folium, so a
+    service starts without it and renders its first page with it."""
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module 'maps' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import fftconvolve
 
 if TYPE_CHECKING:
     from patrol_planner._graph import WalkGraph
@@ -127,6 +126,8 @@ class Grid:
             return hit
         img = hit.reshape(self.ny, self.nx).astype(np.float64)
         k = np.ones((2 * r + 1, 2 * r + 1))
+        from scipy.signal import fftconvolve  # scipy.signal takes seconds to import: only when estimating
+
         return (fftconvolve(img, k, mode="same") > 0.5).ravel()
 
     def histogram(
@@ -248,6 +249,8 @@ def _convolve(grid: Grid, hist: NDArray[np.float64], kernel: NDArray[np.float64]
     if kernel.shape == (1, 1):
         scaled: NDArray[np.float64] = hist * kernel[0, 0]
         return scaled
+    from scipy.signal import fftconvolve
+
     out = fftconvolve(hist.reshape(grid.ny, grid.nx), kernel, mode="same").ravel()
     return np.maximum(out, 0.0)  # FFT round-off
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from qorgau.plan_cli import add_plan_commands
 from qorgau.sites_cli import add_sites_command
+from qorgau.replica import ReplicaConflict
 
 if TYPE_CHECKING:
     from qorgau.runtime import QorgauService
@@ -74,6 +75,17 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
         "--client-id",
         metavar="ID",
         help="fixed MQTT client id of the persistent session [QORGAU_CLIENT_ID; qorgau-dispatch]",
+    )
+    p.add_argument(
+        "--replica",
+        metavar="NAME",
+        help="this replica's name in logs, /healthz and /metrics [QORGAU_REPLICA; hostname-pid]",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="compiled street networks and numba's cache, 'none' for no cache [QORGAU_CACHE_DIR; var/cache]",
     )
     _add_broker_flags(p)
 
@@ -226,18 +238,34 @@ def cmd_devices_provision(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, *, replica: str | None = None) -> None:
+    where = "" if replica is None else f" [{replica.replace('%', '%%')}]"
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s")
+
+
+def _use_numba_cache(args: argparse.Namespace) -> None:
+    """Point numba's cache at ``<cache dir>/numba`` (QORGAU_CACHE_DIR, --cache-dir) before numba loads.
+
+    numba reads NUMBA_CACHE_DIR once, at import; the default (``__pycache__`` beside the sources)
+    may be read-only where the service is installed, and then every start would compile again.
+    """
+    import os
+
+    given = getattr(args, "cache_dir", None) or os.environ.get("QORGAU_CACHE_DIR") or "var/cache"
+    if str(given).strip().lower() not in ("none", "off"):
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(given).resolve() / "numba"))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    _use_numba_cache(args)
     from qorgau.runtime import QorgauService
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, replica=settings.replica)
     service = QorgauService(settings)
     print(
-        f"Qorgau dispatch on {service.network.label}; API at http://{settings.host}:{settings.port}/api/alerts",
+        f"Qorgau dispatch (replica {settings.replica}) on {service.network.label}; "
+        f"API at http://{settings.host}:{settings.port}/api/alerts",
         flush=True,
     )
     service.serve_forever()
@@ -301,6 +329,7 @@ def _demo_map_login(service: QorgauService) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _use_numba_cache(args)
     from pydantic import SecretStr
 
     from dispatch import Role, UnitKind, User, load_devices, load_units
@@ -310,7 +339,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from qorgau.simulate import Simulator
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, replica=settings.replica)
     data_dir: Path = args.data_dir
     # The demo keeps to its own database, topics and session unless told otherwise by a flag,
     # so it never feeds simulated alerts into a real service configured through QORGAU_*.
@@ -324,7 +353,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if settings.network is None:
         network = generate_city(n_nodes=args.nodes, seed=args.seed)
     else:
-        network = load_network(settings.network)
+        network = load_network(settings.network, cache_dir=settings.cache_dir)
     router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
     if settings.units is None or settings.devices is None:
         units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)
@@ -487,6 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ReplicaConflict as e:  # a second replica on one SQLite file: a usage error, not a crash
+        print(f"qorgau {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, ConnectionError, FileNotFoundError, RuntimeError) as e:
         print(f"qorgau {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -18,9 +19,12 @@ from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
 from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
-from patrol_planner import Booth, WalkGraph, read_osm_bounds
+from qorgau.replica import SqliteReplicaLock, sqlite_file_of
 from qorgau.settings import Settings, check_jwt_secret
-from web import MapOptions, PlanJobs, SiteJobs, context_of, create_app
+from web import MapOptions, PlanJobs, SiteJobs, context_of, create_app, preload_renderers
+
+if TYPE_CHECKING:
+    from patrol_planner import Booth, WalkGraph
 
 __all__ = ["QorgauService"]
 
@@ -74,8 +78,10 @@ class QorgauService:
             if settings.network is None:
                 msg = "no street network: give --network (or QORGAU_NETWORK), or run `qorgau demo` on a generated city"
                 raise ValueError(msg)
-            network = load_network(settings.network)
+            network = load_network(settings.network, cache_dir=settings.cache_dir)
         self.network = network
+        db_file = sqlite_file_of(settings.db_url)
+        self._replica_lock = None if db_file is None else SqliteReplicaLock(db_file, settings.replica)
         self.router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
         units = load_units(settings.units) if settings.units else []
         devices = load_devices(settings.devices) if settings.devices else {}
@@ -131,6 +137,7 @@ class QorgauService:
             hardening=settings.http_hardening(),
             plans=self._plan_jobs(),  # POST/GET /api/plans: patrol plans for commanders
             sites=self._site_jobs(),  # POST/GET /api/sites: where new booths should go, for commanders
+            replica=settings.replica,
         )
         self.live_feed = context_of(self.app).live_feed
         self._server: uvicorn.Server | None = None
@@ -138,18 +145,28 @@ class QorgauService:
         self._running = False
 
     def _plan_jobs(self) -> PlanJobs:
-        """Plans under ``settings.plans_dir``; the default booths are the registered units of kind ``booth``."""
+        """Plans under ``settings.plans_dir``; the default booths are the registered units of kind ``booth``.
+
+        The planner (pandas, scipy) is imported by the first plan, not at start: a replica must be up fast.
+        """
 
         def booths() -> list[Booth]:
+            from patrol_planner import Booth
+
             return [Booth(u.id, u.lat, u.lon, u.name or "") for u in self.service.units() if u.kind is UnitKind.BOOTH]
 
+        def graph() -> WalkGraph:
+            from patrol_planner import WalkGraph
+
+            return WalkGraph(self.router)
+
+        def bounds() -> tuple[float, float, float, float] | None:
+            from patrol_planner import read_osm_bounds
+
+            return read_osm_bounds(network) if network else None
+
         network = self.settings.network
-        return PlanJobs(
-            graph=lambda: WalkGraph(self.router),
-            data_dir=self.settings.plans_dir,
-            booths=booths,
-            bounds=read_osm_bounds(network) if network else None,
-        )
+        return PlanJobs(graph=graph, data_dir=self.settings.plans_dir, booths=booths, bounds=bounds)
 
     def _site_jobs(self) -> SiteJobs:
         """Sitings under ``settings.sites_dir``; the default existing booths are the registered booths."""
@@ -168,6 +185,16 @@ class QorgauService:
     # life cycle ---------------------------------------------------------------------------
 
     def _open(self) -> None:
+        if self._replica_lock is not None:  # SQLite: one replica per file (qorgau.replica.ReplicaConflict)
+            self._replica_lock.acquire()
+        try:
+            self._open_services()
+        except BaseException:
+            if self._replica_lock is not None:
+                self._replica_lock.release()
+            raise
+
+    def _open_services(self) -> None:
         self.store.upgrade_schema()
         self.service.open()
         self.supervisor.open()  # before the bridge: retained statuses meet the open events
@@ -175,6 +202,8 @@ class QorgauService:
         self.service.start_deadline_watcher()
         self.supervisor.start_watcher()
         self._running = True
+        # healthy first, then the map renderer (Folium) in the background: the first page does not wait
+        threading.Thread(target=preload_renderers, name="qorgau-preload", daemon=True).start()
 
     def _new_server(self) -> uvicorn.Server:
         config = uvicorn.Config(
@@ -208,10 +237,14 @@ class QorgauService:
                 self.service.close()
                 self.supervisor.close()
                 self.bridge.stop()
+                if self._replica_lock is not None:
+                    self._replica_lock.release()
                 msg = f"HTTP server did not start on {self.settings.host}:{self.settings.port} within {timeout_s} s"
                 raise RuntimeError(msg)
             time.sleep(0.01)
-        log.info("Qorgau dispatch serving %s on %s", self.network.label, self.base_url)
+        log.info(
+            "Qorgau dispatch replica %s serving %s on %s", self.settings.replica, self.network.label, self.base_url
+        )
         return self
 
     def serve_forever(self) -> None:
@@ -238,6 +271,8 @@ class QorgauService:
         self.supervisor.close()
         self.bridge.stop(end_session=end_session)
         self.store.close()
+        if self._replica_lock is not None:
+            self._replica_lock.release()
 
     def __enter__(self) -> QorgauService:
         return self

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from web.plan_jobs import PlanJobs
     from web.site_jobs import SiteJobs
 
+
 __all__ = [
     "HttpHardening",
     "MapOptions",
@@ -37,8 +38,19 @@ __all__ = [
     "WebContext",
     "context_of",
     "create_app",
+    "preload_renderers",
     "require_role",
 ]
+
+
+def preload_renderers() -> None:
+    """Import the map renderer (Folium) that ``serve`` leaves out of its start.
+
+    Call it from a background thread once the service is up, so that the first sign-in or map page
+    does not wait for the import (a request arriving meanwhile waits on Python's import lock).
+    """
+    importlib.import_module("maps.live_map")
+
 
 _HOMES = {
     "create_app": "web.app",

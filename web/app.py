@@ -64,6 +64,7 @@ def create_app(
     hardening: HttpHardening | None = None,
     plans: PlanJobs | None = None,
     sites: SiteJobs | None = None,
+    replica: str | None = None,
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`~dispatch.service.DispatchService`.
 
@@ -96,6 +97,8 @@ def create_app(
         Patrol plans for ``/api/plans`` (commander role); None: no plans API.
     sites
         Booth sitings for ``/api/sites`` (commander role); None: no sitings API.
+    replica
+        This replica's name: in ``/healthz`` and as the ``replica`` label of every ``/metrics`` sample.
     """
     options = map_options or MapOptions()
     hardening = hardening or HttpHardening()
@@ -124,6 +127,7 @@ def create_app(
             collectors=scraped,
             plans=plans,
             sites=sites,
+            replica=replica,
         ),
     )
     install_hardening(app, hardening)  # size limit, CORS, security headers

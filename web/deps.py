@@ -125,6 +125,8 @@ class WebContext:
         The patrol plans (``/api/plans``); None: no plans API.
     sites
         The booth sitings (``/api/sites``); None: no sitings API.
+    replica
+        This replica's name (``/healthz``, the ``replica`` label in ``/metrics``); None: not named.
     """
 
     service: DispatchService
@@ -142,6 +144,7 @@ class WebContext:
     collectors: Sequence[Collector] = ()
     plans: PlanJobs | None = None
     sites: SiteJobs | None = None
+    replica: str | None = None
 
 
 def install(app: FastAPI, ctx: WebContext) -> WebContext:

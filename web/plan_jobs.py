@@ -12,12 +12,14 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from patrol_planner import Booth, WalkGraph
 from web.jobs import JobStore, new_job_id, run_job
 from web.schemas import PlanRequest
+
+if TYPE_CHECKING:  # the planner loads when a plan is made, not when the service starts
+    from patrol_planner import Booth, WalkGraph
 
 __all__ = ["PlanJobs", "PlanStore"]
 
@@ -89,7 +91,8 @@ class PlanJobs:
     booths
         Booths used when a request names none (the service's registry).
     bounds
-        The network extract's ``<bounds>``, to keep incidents to where the network really is.
+        The network extract's ``<bounds>``, to keep incidents to where the network really is; or a
+        function giving them, called once, when the first plan is made.
     """
 
     def __init__(
@@ -98,22 +101,34 @@ class PlanJobs:
         graph: Callable[[], WalkGraph] | WalkGraph,
         data_dir: str | Path,
         booths: Callable[[], list[Booth]] | list[Booth] | None = None,
-        bounds: tuple[float, float, float, float] | None = None,
+        bounds: tuple[float, float, float, float]
+        | Callable[[], tuple[float, float, float, float] | None]
+        | None = None,
     ) -> None:
         self.store = PlanStore(data_dir)
         self._graph = graph
         self._booths = booths
-        self.bounds = bounds
+        self._bounds = bounds
         self._cached: WalkGraph | None = None
         self._lock = threading.Lock()
 
     def graph(self) -> WalkGraph:
+        from patrol_planner import WalkGraph
+
         if isinstance(self._graph, WalkGraph):
             return self._graph
         with self._lock:
             if self._cached is None:
                 self._cached = self._graph()
             return self._cached
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        if callable(self._bounds):
+            with self._lock:
+                if callable(self._bounds):
+                    self._bounds = self._bounds()
+        return self._bounds
 
     def default_booths(self) -> list[Booth]:
         if self._booths is None:

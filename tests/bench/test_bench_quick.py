@@ -156,6 +156,11 @@ def _sites(f: dict[str, Any]) -> None:
     sp = f["scale"]["spopt_window"]
     _positive(sp, "demand_points", "sites", "spopt_s", "milp_objective")
     assert sp["same_objective"], sp  # spopt's MCLP agrees with ours on the same matrix
+def _startup(f: dict[str, Any]) -> None:
+    for way in ("baseline", "cold", "warm"):
+        _positive(f, f"{way}.median_s", f"{way}.p99_s", f"{way}.min_s", f"{way}.n")
+        assert f[way]["min_s"] <= f[way]["median_s"] <= f[way]["p99_s"]
+    assert f["network"].endswith(".osm.gz")  # the quick form starts on the small Toronto extract
 
 
 PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
@@ -166,6 +171,7 @@ PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "map": (_map, "## Dispatcher's live map: MQTT publish -> marker in the browser"),
     "hostile": (_hostile, "## Hostile input: generated good and bad messages through the bridge"),
     "sites": (_sites, "## Booth siting: maximal covering location with the existing booths kept"),
+    "startup": (_startup, "## Start-up of a replica: exec -> healthy /healthz"),
 }
 """Part -> (checks of its figures, a heading its section in BENCHMARKS.md starts with)."""
 

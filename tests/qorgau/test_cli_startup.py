@@ -126,10 +126,12 @@ def test_mirrored_choices_match_their_sources() -> None:
     from patrol_planner.i18n import DEFAULT_LANG, LANGUAGES
     from qorgau import cli, plan_cli
     from qorgau.settings import Settings
+    from web import schemas as web_schemas
 
     assert list(cli._ROLES) == [r.value for r in Role]
     assert list(plan_cli._ESTIMATORS) == sorted(ESTIMATORS)
     assert plan_cli._DEFAULT_ESTIMATOR == DEFAULT_ESTIMATOR
+    assert web_schemas.DEFAULT_ESTIMATOR == DEFAULT_ESTIMATOR
     assert tuple(plan_cli._LANGUAGES) == tuple(LANGUAGES)
     assert plan_cli._DEFAULT_LANG == DEFAULT_LANG
     assert Settings.model_fields["topic_root"].default == DEFAULT_TOPIC_ROOT

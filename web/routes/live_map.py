@@ -30,11 +30,11 @@ import numpy as np
 from fastapi import APIRouter, Form, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
+import maps  # its names load on first use: Folium only when the first page is rendered
 from dispatch.domain import AlertStatus, Role
 from dispatch.lifecycle import CLOSING, OPEN, TRANSITIONS
 from dispatch.service import DispatchService
 from geo import great_circle_m
-from maps import render_live_map, render_login_page, static_assets
 from web.deps import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -87,7 +87,7 @@ def _metres(points: list[tuple[float, float]]) -> float:
 def login_page(options: MapOptionsDep, lang: str | None = None, next: str | None = None) -> HTMLResponse:
     code = _lang(lang, options)
     return HTMLResponse(
-        render_login_page(labels=map_catalogue(code), next_url=_safe_next(next), lang=code, langs=LANGS)
+        maps.render_login_page(labels=map_catalogue(code), next_url=_safe_next(next), lang=code, langs=LANGS)
     )
 
 
@@ -107,7 +107,7 @@ def login_submit(
     labels = map_catalogue(code)
 
     def page(error: str, status_code: int, headers: dict[str, str] | None = None) -> HTMLResponse:
-        html = render_login_page(
+        html = maps.render_login_page(
             labels=labels, next_url=_safe_next(next), lang=code, langs=LANGS, error=error, username=username
         )
         return HTMLResponse(html, status_code=status_code, headers=headers)
@@ -185,7 +185,7 @@ def map_page(service: ServiceDep, options: MapOptionsDep, who: SessionDep, lang:
         return HTMLResponse(f"<p>{labels['no_map_role']}</p>", status_code=403)
     network = service.router.network
     min_lat, min_lon, max_lat, max_lon = network.bounds
-    page = render_live_map(
+    page = maps.render_live_map(
         labels=labels,
         config=_config(service, options, who.role, who.username),
         center=network.center,
@@ -280,7 +280,7 @@ def route(
 
 @router.get("/static/{name}")
 def static(name: str, if_none_match: Annotated[str | None, Header()] = None) -> Response:
-    asset = static_assets().get(name)
+    asset = maps.static_assets().get(name)
     if asset is None:
         raise HTTPException(404, detail=f"no static file {name!r}")
     headers = {"ETag": asset.etag, "Cache-Control": "public, max-age=3600"}

@@ -18,7 +18,6 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dispatch.domain import Alert
-from patrol_planner import Booth
 from web.deps import Commander, MaybeServiceDep, PlansDep
 from web.schemas import PlanRequest
 
@@ -39,6 +38,8 @@ def create_plan(req: PlanRequest, jobs: PlansDep, service: MaybeServiceDep, who:
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             detail="give exactly one of incidents_csv, incidents_geojson or history",
         )
+    from patrol_planner import Booth  # the planner loads with the first plan, not with the service
+
     if req.history is not None:
         if service is None:
             raise HTTPException(
