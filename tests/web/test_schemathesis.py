@@ -4,7 +4,7 @@ Every operation is called with generated valid and invalid input, through the AS
 middleware as over HTTP), with a token of a role the operation admits: the tokens come from real
 users created with the bootstrap admin token (``POST /api/users``) and signed in through
 ``POST /api/token``. Checks: no 5xx, every status code, content type, header and body declared by
-the schema. ``POST /api/plans`` is left out: a valid request starts a patrol plan of up to ten
+the schema. ``POST /api/plans`` (and ``POST /api/sites``, alike) is left out: a valid request starts a patrol plan of up to ten
 minutes of solver time in the background (its request model is covered by
 tests/dispatch/test_hostile_properties.py).
 """
@@ -64,8 +64,8 @@ class Tokens:
                 self.by_role[role] = login.json()["access_token"]
         self.role_of: dict[tuple[str, str], Role] = {}
         for route in iter_route_contexts(service.app.routes):  # through the included routers
-            if route.path.startswith("/api/plans"):
-                continue  # fuzzed without a token, as ever: a real plan would run in the background for minutes
+            if route.path.startswith(("/api/plans", "/api/sites")):
+                continue  # fuzzed without a token, as ever: a real plan or siting would run in the background for minutes
             if isinstance(route.original_route, APIRoute) and (guard := route_guard(route)) is not None:
                 for method in route.methods:
                     preferred = [
@@ -135,7 +135,7 @@ def _operations(schema: schemathesis.BaseSchema) -> list[schemathesis.APIOperati
     return [op for op in operations if (op.method.upper(), op.path) not in SKIPPED]
 
 
-SKIPPED = {("POST", "/api/plans")}
+SKIPPED = {("POST", "/api/plans"), ("POST", "/api/sites")}
 
 
 # schemathesis' own pytest loader (`schemathesis.pytest.from_fixture`) does not run under pytest 9
