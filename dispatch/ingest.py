@@ -100,6 +100,10 @@ class Intake:
         Called with each new alert after it was announced (auto-assignment).
     max_payload_bytes, max_clock_skew
         Larger payloads, and a ``ts`` further in the future, are rejected.
+    catch_up
+        Called before each batch is ranked: applies the other replicas' changes not yet seen (the
+        duplicate grid, positions, replay windows), so a press on this replica meets an alert
+        another replica committed a moment ago.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Intake:
         after_ingest: Callable[[Alert], None],
         max_payload_bytes: int,
         max_clock_skew: timedelta,
+        catch_up: Callable[[], object] = lambda: None,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -130,6 +135,7 @@ class Intake:
         self.after_ingest = after_ingest
         self.max_payload_bytes = max_payload_bytes
         self.max_clock_skew = max_clock_skew
+        self.catch_up = catch_up
 
     # alerts -------------------------------------------------------------------------------
 
@@ -148,6 +154,8 @@ class Intake:
                 log.exception("internal error on a %s message from %r", m.source.value, m.sender)
                 rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), _where(m)))
         try:
+            if valid:
+                self.catch_up()
             # Signed presses: the counters of the new presses are held until the batch commits
             # (a failed commit frees them, so the redelivery passes).
             with ExitStack() as held:

@@ -170,6 +170,7 @@ class DispatchService:
             after_ingest=self._dispatcher.auto_assign,
             max_payload_bytes=max_payload_bytes,
             max_clock_skew=max_clock_skew,
+            catch_up=self._catch_up,
         )
         self._stream = ChangeStream(store, apply=self._apply_remote, deliver=self._outbox.deliver)
         self.leadership = Leadership(store)
@@ -253,6 +254,11 @@ class DispatchService:
             If the database could not be reached.
         """
         return self.store.changes_since(seq, limit)
+
+    def _catch_up(self) -> None:
+        """Before an ingest batch (PostgreSQL, once the stream runs): the other replicas' changes not seen yet."""
+        if self._stream.running:
+            self._stream.poll()
 
     def _apply_remote(self, change: Change) -> None:
         """Another replica's committed change into this one's memory: units, the duplicate grid, counters."""
