@@ -166,7 +166,14 @@ class Intake:
             self.counters.store_error()
             raise
         first_ack: dict[_Key, Ack] = {}
+        replayed: dict[_Key, Rejected] = {}
         for (i, _), (stored, created) in zip(fresh, committed, strict=True):
+            if stored.id is None:  # its counter was committed a moment ago by another replica
+                msg = f"counter {stored.device_counter} of device {stored.sender!r} was already used: a replayed press"
+                refusal = Rejected(RejectReason.REPLAYED, msg, event_id=stored.event_id)
+                replayed[(stored.source, stored.sender, stored.event_id)] = refusal
+                rejections.append((i, refusal, f"sos/{stored.sender}"))
+                continue
             _log_committed(stored, created)
             if created:
                 self.recent.add(stored)
@@ -177,6 +184,8 @@ class Intake:
             earlier = stored_before.get(key)
             if earlier is not None:
                 acks[i] = self._accepted_ack(earlier, created=False)
+            elif key in replayed:
+                rejections.append((i, replayed[key], f"sos/{key[1]}"))
             else:  # twice in this batch: the first one's ack, counted as a duplicate
                 self.counters.duplicate(key[0].value)
                 acks[i] = first_ack[key]

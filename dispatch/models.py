@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -61,6 +73,14 @@ class AlertRow(Base):
     __table_args__ = (
         UniqueConstraint("source", "sender", "event_id", name="uq_alerts_source_sender_event"),
         Index("ix_alerts_sender_device_counter", "sender", "device_counter"),  # issue 6: replay windows at start
+        Index(  # issue 11: a counter is committed once per device, whichever replica checked it
+            "uq_alerts_sender_counter",
+            "sender",
+            "device_counter",
+            unique=True,
+            postgresql_where=text("device_counter IS NOT NULL"),
+            sqlite_where=text("device_counter IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -42,7 +42,7 @@ from dispatch.models import AlertRow, AssignmentRow, AuditRow, Base, ChangeRow, 
 from dispatch.ports import Change, ChangeKind
 from geo import Recommendation
 
-__all__ = ["Store", "StoreError", "Tx", "alert_snapshot", "unit_snapshot"]
+__all__ = ["CounterReplayed", "Store", "StoreError", "Tx", "alert_snapshot", "unit_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ _D = TypeVar("_D")
 
 class StoreError(RuntimeError):
     """The database could not be reached or refused a write; nothing was stored."""
+
+
+class CounterReplayed(ValueError):
+    """A signed press's counter is already stored with another event of its device (a replay)."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -591,6 +595,9 @@ class Store:
         except IntegrityError:  # the same event committed meanwhile by another thread or process
             pass
         existing = self.find_alert(alert.source, alert.sender, alert.event_id)
+        if existing is None and alert.device_counter is not None:
+            msg = f"counter {alert.device_counter} of device {alert.sender!r} is already stored with another event"
+            raise CounterReplayed(msg)
         if existing is None:
             msg = f"alert {alert.event_id!r} from {alert.sender!r} violated a constraint but is not stored"
             raise StoreError(msg)
@@ -609,6 +616,8 @@ class Store:
         -------
         ``(stored alert, created)`` per alert, in order; ``created`` is False for an event that was
         already stored (its first alert is returned), e.g. committed meanwhile by another process.
+        A signed press whose counter another event already carries (committed by another replica
+        a moment ago) comes back uncreated with ``id`` None: a replay, nothing stored.
 
         Raises
         ------
@@ -626,8 +635,14 @@ class Store:
         out: list[tuple[Alert, bool]] = []
         for alert in alerts:
             if alert.duplicate_of is not None and alert.duplicate_of < 0:
-                alert = replace(alert, duplicate_of=_resolve_link(alert.duplicate_of, [a.id for a, _ in out]))
-            out.append(self.add_alert(alert, actor=actor))
+                ids = [a.id for a, _ in out]
+                link = -alert.duplicate_of - 1
+                alert = replace(alert, duplicate_of=_resolve_link(alert.duplicate_of, ids) if ids[link] else None)
+            try:
+                out.append(self.add_alert(alert, actor=actor))
+            except CounterReplayed as e:
+                log.warning("%s: a replay, not stored", e)
+                out.append((replace(alert, id=None), False))
         return out
 
     def _insert_alerts(self, tx: Tx, alerts: Sequence[Alert], *, actor: str) -> list[Alert]:

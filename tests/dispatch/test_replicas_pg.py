@@ -193,6 +193,25 @@ def test_a_signed_press_replayed_on_b_after_a_accepted_it_is_rejected(
     assert a.ingest_sos(device, signed("s-5", 501)).reason.value == "replayed"  # type: ignore[union-attr]
 
 
+def test_one_counter_pressed_through_a_and_b_at_the_same_moment_is_stored_once(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    device = _devices(registry)[2]
+    key = DeviceKey(bytes(range(32)))
+    a = replicas("a", press_verifier=PressVerifier({device: key}))
+    b = replicas("b", press_verifier=PressVerifier({device: key}))
+    for ctr in range(1000, 1010):
+        bodies = [
+            json.dumps(sign_press({"event_id": f"{r}-{ctr}", "ts": _now(), "kind": "press", "ctr": ctr}, key)).encode()
+            for r in ("a", "b")
+        ]
+        acks = _together([lambda x=bodies[0]: a.ingest_sos(device, x), lambda y=bodies[1]: b.ingest_sos(device, y)])
+        reasons = sorted("accepted" if x.accepted else x.reason.value for x in acks)  # type: ignore[union-attr]
+        assert reasons == ["accepted", "replayed"], acks
+    counters = [x.device_counter for x in a.store.list_alerts(limit=100)]
+    assert sorted(counters) == list(range(1000, 1010))  # type: ignore[type-var]
+
+
 def test_the_audit_chain_stays_unbroken_with_three_concurrent_writers(
     replicas: Callable[..., DispatchService], registry: Registry
 ) -> None:
