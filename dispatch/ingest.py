@@ -100,6 +100,10 @@ class Intake:
         Called with each new alert after it was announced (auto-assignment).
     max_payload_bytes, max_clock_skew
         Larger payloads, and a ``ts`` further in the future, are rejected.
+    catch_up
+        Called before each batch is ranked: applies the other replicas' changes not yet seen (the
+        duplicate grid, positions, replay windows), so a press on this replica meets an alert
+        another replica committed a moment ago.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Intake:
         after_ingest: Callable[[Alert], None],
         max_payload_bytes: int,
         max_clock_skew: timedelta,
+        catch_up: Callable[[], object] = lambda: None,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -130,6 +135,7 @@ class Intake:
         self.after_ingest = after_ingest
         self.max_payload_bytes = max_payload_bytes
         self.max_clock_skew = max_clock_skew
+        self.catch_up = catch_up
 
     # alerts -------------------------------------------------------------------------------
 
@@ -148,6 +154,8 @@ class Intake:
                 log.exception("internal error on a %s message from %r", m.source.value, m.sender)
                 rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), _where(m)))
         try:
+            if valid:
+                self.catch_up()
             # Signed presses: the counters of the new presses are held until the batch commits
             # (a failed commit frees them, so the redelivery passes).
             with ExitStack() as held:
@@ -158,7 +166,14 @@ class Intake:
             self.counters.store_error()
             raise
         first_ack: dict[_Key, Ack] = {}
+        replayed: dict[_Key, Rejected] = {}
         for (i, _), (stored, created) in zip(fresh, committed, strict=True):
+            if stored.id is None:  # its counter was committed a moment ago by another replica
+                msg = f"counter {stored.device_counter} of device {stored.sender!r} was already used: a replayed press"
+                refusal = Rejected(RejectReason.REPLAYED, msg, event_id=stored.event_id)
+                replayed[(stored.source, stored.sender, stored.event_id)] = refusal
+                rejections.append((i, refusal, f"sos/{stored.sender}"))
+                continue
             _log_committed(stored, created)
             if created:
                 self.recent.add(stored)
@@ -169,6 +184,8 @@ class Intake:
             earlier = stored_before.get(key)
             if earlier is not None:
                 acks[i] = self._accepted_ack(earlier, created=False)
+            elif key in replayed:
+                rejections.append((i, replayed[key], f"sos/{key[1]}"))
             else:  # twice in this batch: the first one's ack, counted as a duplicate
                 self.counters.duplicate(key[0].value)
                 acks[i] = first_ack[key]

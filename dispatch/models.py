@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -18,6 +30,7 @@ __all__ = [
     "AssignmentRow",
     "AuditRow",
     "Base",
+    "ChangeRow",
     "DeviceEventRow",
     "RecommendationRow",
     "UTCDateTime",
@@ -60,6 +73,14 @@ class AlertRow(Base):
     __table_args__ = (
         UniqueConstraint("source", "sender", "event_id", name="uq_alerts_source_sender_event"),
         Index("ix_alerts_sender_device_counter", "sender", "device_counter"),  # issue 6: replay windows at start
+        Index(  # issue 11: a counter is committed once per device, whichever replica checked it
+            "uq_alerts_sender_counter",
+            "sender",
+            "device_counter",
+            unique=True,
+            postgresql_where=text("device_counter IS NOT NULL"),
+            sqlite_where=text("device_counter IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -206,3 +227,23 @@ class DeviceEventRow(Base):
     last_cause: Mapped[str] = mapped_column(String(16))
     back_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class ChangeRow(Base):
+    """One committed change of an alert, a unit or a device: the global change stream of the replicas.
+
+    Written in the same transaction as the change itself, after the PostgreSQL advisory lock that
+    also serialises the audit chain, so ``seq`` order is commit order: a replica that has read every
+    row up to ``seq`` has missed none before it. ``ref`` is the alert id (as text), unit id or
+    device id; ``origin`` the replica that committed it; ``payload`` optional JSON (a device's view).
+    """
+
+    __tablename__ = "changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy's declarative attribute
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(128))
+    origin: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str | None] = mapped_column(Text)

@@ -50,6 +50,7 @@ def healthz(ctx: ContextDep) -> JSONResponse:
         "replica": ctx.replica,
         "checks": {name: "ok" if ok else "failing" for name, ok in results.items()},
         **details,
+        "leader": service.is_leader,  # issue 11: whether this replica runs escalation and supervision
         "metrics": service.metrics(),
     }
     return JSONResponse(body, status_code=200 if healthy else 503)

@@ -1,0 +1,284 @@
+"""Dispatch's shared state across replicas: two or three DispatchService instances, each with its own
+engine and replica name, on one PostgreSQL database (and a real subprocess for the leader)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support import FAR_DEVICE, Registry, wait_for
+
+from dispatch import (
+    AlertStatus,
+    Conflict,
+    DeviceKey,
+    DispatchPolicy,
+    DispatchService,
+    PressVerifier,
+    Store,
+    UnitKind,
+    sign_press,
+)
+from geo import Router, StreetNetwork
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@pytest.fixture
+def pg(pg_url: str) -> str:
+    """The session's PostgreSQL database, emptied and migrated."""
+    store = Store(pg_url)
+    store.drop_schema()
+    store.upgrade_schema()
+    store.close()
+    return pg_url
+
+
+@pytest.fixture
+def replicas(pg: str, city: StreetNetwork, registry: Registry) -> Iterator[Callable[..., DispatchService]]:
+    """Make a replica: its own Store (engine), router and name, the change stream running."""
+    made: list[DispatchService] = []
+
+    def make(name: str, **kw: object) -> DispatchService:
+        svc = DispatchService(
+            Store(pg, replica=name), Router(city), devices=registry.devices, units=registry.units, **kw
+        ).open()
+        svc.start_change_stream()
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.close()
+        svc.store.close()
+
+
+def _devices(registry: Registry) -> list[str]:
+    return [d for d in sorted(registry.devices) if d != FAR_DEVICE]
+
+
+def _press(service: DispatchService, device: str, event: str) -> int:
+    ack = service.ingest_sos(device, json.dumps({"event_id": event, "ts": _now(), "kind": "press"}).encode())
+    assert ack.accepted, ack
+    return int(ack.alert_id)
+
+
+def _together(calls: list[Callable[[], object]]) -> list[object]:
+    """Run the calls on threads released at once; each one's result or exception."""
+    results: list[object] = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = calls[i]()
+        except Exception as e:  # collected for the assertions
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_a_position_ingested_by_a_is_used_by_bs_ranking_within_1_s(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    car = next(u for u in registry.units if u.kind is UnitKind.CAR)
+    device = registry.devices[_devices(registry)[0]]
+    before = {r.unit_id: r.eta_s for r in b.get_alert(_press(b, device.id, "before")).recommendations}
+    assert before.get(car.id, float("inf")) > 30, "pick a device the car is not already at"
+
+    payload = json.dumps({"ts": _now(), "lat": device.lat, "lon": device.lon}).encode()
+    sent = time.monotonic()
+    assert a.update_unit_position(car.id, payload) is None
+    wait_for(lambda: b.get_unit(car.id).lat == device.lat or None, timeout_s=1.0, what="B hears A's position")
+    took = time.monotonic() - sent
+    # B ranks a 102 report at that spot with the car where A put it (the report is no duplicate of the press)
+    body = {"event_id": "after", "ts": _now(), "lat": device.lat, "lon": device.lon, "accuracy_m": 5.0}
+    ack = b.ingest_app102(json.dumps({**body, "category": "theft", "text": "bag"}).encode())
+    after = {r.unit_id: r.eta_s for r in b.get_alert(int(ack.alert_id)).recommendations}
+    assert after[car.id] < 30, after
+    assert took < 1.0
+    assert a.get_unit(car.id).status is b.get_unit(car.id).status  # a position never writes a status back
+
+
+def test_two_dispatchers_on_two_replicas_take_one_unit_one_wins_the_other_conflicts(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    devices = _devices(registry)
+    unit = next(u for u in registry.units if u.kind is UnitKind.FOOT).id
+    wins = {"a": 0, "b": 0}
+    for round_ in range(8):
+        first = _press(a, devices[0], f"r{round_}-a")
+        second = _press(b, devices[3], f"r{round_}-b")
+        results = _together(
+            [
+                lambda f=first: a.assign(f, unit, actor="dispatcher-a", reason="race"),
+                lambda s=second: b.assign(s, unit, actor="dispatcher-b", reason="race"),
+            ]
+        )
+        conflicts = [r for r in results if isinstance(r, Conflict)]
+        assigned = [r for r in results if not isinstance(r, Exception)]
+        assert len(assigned) == 1 and len(conflicts) == 1, results
+        won = assigned[0].id
+        assert f"busy with alert {won}" in str(conflicts[0])
+        wins["a" if won == first else "b"] += 1
+        lost = second if won == first else first
+        assert a.get_alert(lost).assigned_unit_id is None
+        assert a.store.get_unit(unit).alert_id == won
+        # both replicas learn who holds the unit; closing on the other replica frees it
+        wait_for(lambda w=won: b.get_unit(unit).alert_id == w or None, timeout_s=2, what="B hears who holds it")
+        (b if won == first else a).transition(won, AlertStatus.CANCELLED, actor="dispatcher", reason="race done")
+        a.transition(lost, AlertStatus.CANCELLED, actor="dispatcher", reason="race done")
+        wait_for(lambda: all(s.get_unit(unit).alert_id is None for s in (a, b)) or None, timeout_s=2, what="freed")
+    assert len(a.store.assignments_of_unit(unit)) == 8  # one order per round, never two
+    assert wins["a"] + wins["b"] == 8
+    assert a.store.verify_audit().ok
+
+
+def test_the_same_event_through_a_and_b_is_stored_once_and_presses_link_across_replicas(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    device = _devices(registry)[1]
+    for i in range(10):
+        payload = json.dumps({"event_id": f"same-{i}", "ts": _now(), "kind": "press"}).encode()
+        acks = _together([lambda p=payload: a.ingest_sos(device, p), lambda p=payload: b.ingest_sos(device, p)])
+        assert all(not isinstance(x, Exception) and x.accepted for x in acks), acks
+        assert len({x.alert_id for x in acks}) == 1, acks
+    alerts = a.store.list_alerts(limit=100)
+    assert sorted(x.event_id for x in alerts) == sorted(f"same-{i}" for i in range(10))
+    # every later press of that button is linked to the first one, whichever replica took it
+    original = min(x.id for x in alerts)
+    assert all(x.duplicate_of == original for x in alerts if x.id != original)
+    again = _press(b, device, "again-on-b")
+    assert b.get_alert(again).duplicate_of == original
+
+
+def test_a_signed_press_replayed_on_b_after_a_accepted_it_is_rejected(
+    pg: str, city: StreetNetwork, registry: Registry, replicas: Callable[..., DispatchService]
+) -> None:
+    device = _devices(registry)[2]
+    key = DeviceKey(bytes(range(32)))
+    a = replicas("a", press_verifier=PressVerifier({device: key}))
+    b = replicas("b", press_verifier=PressVerifier({device: key}))
+
+    def signed(event: str, ctr: int) -> bytes:
+        return json.dumps(sign_press({"event_id": event, "ts": _now(), "kind": "press", "ctr": ctr}, key)).encode()
+
+    assert a.ingest_sos(device, signed("s-1", 500)).accepted
+    replay = b.ingest_sos(device, signed("s-2", 500))  # the counter again, on the other replica, at once
+    assert not replay.accepted and replay.reason is not None and replay.reason.value == "replayed", replay
+    old = b.ingest_sos(device, signed("s-3", 500 - 64))
+    assert old.reason is not None and old.reason.value == "counter_too_old", old
+    assert b.ingest_sos(device, signed("s-4", 501)).accepted
+    assert a.ingest_sos(device, signed("s-5", 501)).reason.value == "replayed"  # type: ignore[union-attr]
+
+
+def test_one_counter_pressed_through_a_and_b_at_the_same_moment_is_stored_once(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    device = _devices(registry)[2]
+    key = DeviceKey(bytes(range(32)))
+    a = replicas("a", press_verifier=PressVerifier({device: key}))
+    b = replicas("b", press_verifier=PressVerifier({device: key}))
+    for ctr in range(1000, 1010):
+        bodies = [
+            json.dumps(sign_press({"event_id": f"{r}-{ctr}", "ts": _now(), "kind": "press", "ctr": ctr}, key)).encode()
+            for r in ("a", "b")
+        ]
+        acks = _together([lambda x=bodies[0]: a.ingest_sos(device, x), lambda y=bodies[1]: b.ingest_sos(device, y)])
+        reasons = sorted("accepted" if x.accepted else x.reason.value for x in acks)  # type: ignore[union-attr]
+        assert reasons == ["accepted", "replayed"], acks
+    counters = [x.device_counter for x in a.store.list_alerts(limit=100)]
+    assert sorted(counters) == list(range(1000, 1010))  # type: ignore[type-var]
+
+
+def test_the_audit_chain_stays_unbroken_with_three_concurrent_writers(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    services = [replicas(name) for name in ("a", "b", "c")]
+    devices = _devices(registry)
+
+    def writer(i: int, svc: DispatchService) -> Callable[[], object]:
+        def run() -> object:
+            for n in range(12):
+                alert = _press(svc, devices[(i + n) % len(devices)], f"w{i}-{n}")
+                svc.transition(alert, AlertStatus.CANCELLED, actor=f"dispatcher-{i}", reason="chain")
+                svc.store.audit("login", actor=f"dispatcher-{i}")
+            return None
+
+        return run
+
+    results = _together([writer(i, s) for i, s in enumerate(services)])
+    assert results == [None, None, None]
+    report = services[0].store.verify_audit()
+    assert report.ok, report
+    assert report.entries >= 3 * 12 * 3
+
+
+_LEADER_SCRIPT = """
+import sys, time
+from dispatch import Store
+from dispatch.leader import Leadership
+leadership = Leadership(Store(sys.argv[1], replica="doomed"), retry_s=0.2).start()
+if leadership.wait(10):
+    print("leader", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_leader_is_killed_another_replica_takes_over_within_5_s_and_escalates_once(
+    pg: str, replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", _LEADER_SCRIPT, pg], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    try:
+        assert doomed.stdout is not None and doomed.stdout.readline().strip() == "leader"
+        policy = DispatchPolicy(ack_deadline=timedelta(seconds=1))
+        followers = [replicas(name, policy=policy) for name in ("b", "c")]
+        for svc in followers:
+            svc.start_deadline_watcher(interval_s=0.1)
+        b = followers[0]
+        alert = _press(b, _devices(registry)[0], "lead-1")
+        unit = b.get_alert(alert).recommendations[0].unit_id
+        b.assign(alert, unit, actor="dispatcher-b")
+        time.sleep(2.0)  # the deadline passed; nobody but the leader escalates, and it escalates nothing
+        assert not any(s.is_leader for s in followers)
+        assert b.get_alert(alert).escalations == 0
+
+        killed = time.monotonic()
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=5)
+        wait_for(lambda: any(s.is_leader for s in followers) or None, timeout_s=5, what="a new leader")
+        wait_for(lambda: b.get_alert(alert).escalations == 1 or None, timeout_s=5, what="the escalation")
+        assert time.monotonic() - killed < 5.0
+        time.sleep(1.0)  # both followers run their watchers: still exactly one escalation
+        assert sum(s.is_leader for s in followers) == 1
+        assert b.get_alert(alert).escalations == 1
+        entries = [e for e in b.store.audit_entries(alert_id=alert) if e.action == "escalation"]
+        assert len(entries) == 1
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait(timeout=5)
