@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qorgau.plan_cli import add_plan_commands
+from qorgau.replica import ReplicaConflict
 
 if TYPE_CHECKING:
     from qorgau.runtime import QorgauService
@@ -73,6 +74,17 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
         "--client-id",
         metavar="ID",
         help="fixed MQTT client id of the persistent session [QORGAU_CLIENT_ID; qorgau-dispatch]",
+    )
+    p.add_argument(
+        "--replica",
+        metavar="NAME",
+        help="this replica's name in logs, /healthz and /metrics [QORGAU_REPLICA; hostname-pid]",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="compiled street networks and numba's cache, 'none' for no cache [QORGAU_CACHE_DIR; var/cache]",
     )
     _add_broker_flags(p)
 
@@ -224,18 +236,20 @@ def cmd_devices_provision(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, *, replica: str | None = None) -> None:
+    where = "" if replica is None else f" [{replica.replace('%', '%%')}]"
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from qorgau.runtime import QorgauService
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, replica=settings.replica)
     service = QorgauService(settings)
     print(
-        f"Qorgau dispatch on {service.network.label}; API at http://{settings.host}:{settings.port}/api/alerts",
+        f"Qorgau dispatch (replica {settings.replica}) on {service.network.label}; "
+        f"API at http://{settings.host}:{settings.port}/api/alerts",
         flush=True,
     )
     service.serve_forever()
@@ -308,7 +322,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from qorgau.simulate import Simulator
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, replica=settings.replica)
     data_dir: Path = args.data_dir
     # The demo keeps to its own database, topics and session unless told otherwise by a flag,
     # so it never feeds simulated alerts into a real service configured through QORGAU_*.
@@ -485,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ReplicaConflict as e:  # a second replica on one SQLite file: a usage error, not a crash
+        print(f"qorgau {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, ConnectionError, FileNotFoundError, RuntimeError) as e:
         print(f"qorgau {args.command}: error: {e}", file=sys.stderr)
         return 1

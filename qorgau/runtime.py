@@ -19,6 +19,7 @@ from mqtt_bridge import MqttBridge
 from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
 from patrol_planner import Booth, WalkGraph, read_osm_bounds
+from qorgau.replica import SqliteReplicaLock, sqlite_file_of
 from qorgau.settings import Settings, check_jwt_secret
 from web import MapOptions, PlanJobs, context_of, create_app
 
@@ -76,6 +77,8 @@ class QorgauService:
                 raise ValueError(msg)
             network = load_network(settings.network)
         self.network = network
+        db_file = sqlite_file_of(settings.db_url)
+        self._replica_lock = None if db_file is None else SqliteReplicaLock(db_file, settings.replica)
         self.router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
         units = load_units(settings.units) if settings.units else []
         devices = load_devices(settings.devices) if settings.devices else {}
@@ -130,6 +133,7 @@ class QorgauService:
             supervisor=self.supervisor,
             hardening=settings.http_hardening(),
             plans=self._plan_jobs(),  # POST/GET /api/plans: patrol plans for commanders
+            replica=settings.replica,
         )
         self.live_feed = context_of(self.app).live_feed
         self._server: uvicorn.Server | None = None
@@ -153,6 +157,16 @@ class QorgauService:
     # life cycle ---------------------------------------------------------------------------
 
     def _open(self) -> None:
+        if self._replica_lock is not None:  # SQLite: one replica per file (qorgau.replica.ReplicaConflict)
+            self._replica_lock.acquire()
+        try:
+            self._open_services()
+        except BaseException:
+            if self._replica_lock is not None:
+                self._replica_lock.release()
+            raise
+
+    def _open_services(self) -> None:
         self.store.upgrade_schema()
         self.service.open()
         self.supervisor.open()  # before the bridge: retained statuses meet the open events
@@ -193,10 +207,14 @@ class QorgauService:
                 self.service.close()
                 self.supervisor.close()
                 self.bridge.stop()
+                if self._replica_lock is not None:
+                    self._replica_lock.release()
                 msg = f"HTTP server did not start on {self.settings.host}:{self.settings.port} within {timeout_s} s"
                 raise RuntimeError(msg)
             time.sleep(0.01)
-        log.info("Qorgau dispatch serving %s on %s", self.network.label, self.base_url)
+        log.info(
+            "Qorgau dispatch replica %s serving %s on %s", self.settings.replica, self.network.label, self.base_url
+        )
         return self
 
     def serve_forever(self) -> None:
@@ -223,6 +241,8 @@ class QorgauService:
         self.supervisor.close()
         self.bridge.stop(end_session=end_session)
         self.store.close()
+        if self._replica_lock is not None:
+            self._replica_lock.release()
 
     def __enter__(self) -> QorgauService:
         return self

@@ -103,6 +103,12 @@ DEFAULT_PRIORITY_BY_CATEGORY: dict[str, int] = {
 """Priorities of 102 report categories when QORGAU_PRIORITY_BY_CATEGORY does not say otherwise."""
 
 
+def _default_replica_name() -> str:
+    from qorgau.replica import default_replica_name
+
+    return default_replica_name()
+
+
 class Settings(BaseSettings):
     """Settings of ``qorgau serve`` / ``demo`` / ``simulate``.
 
@@ -194,6 +200,31 @@ class Settings(BaseSettings):
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds")
     # issue 5: patrol plans through the HTTP API
     plans_dir: Path = Field(Path("var/plans"), description="where POST /api/plans keeps its plans, one folder each")
+    # issue 11: replicas and fast start
+    replica: str = Field(
+        default_factory=_default_replica_name,
+        description="this replica's name (metric labels, logs, /healthz, the change stream); default hostname-pid",
+    )
+
+    cache_dir: Path | None = Field(
+        Path("var/cache"),
+        description="compiled street networks and numba's cache; empty (QORGAU_CACHE_DIR=none) for no cache",
+    )
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _no_cache(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() in ("none", "off") else value
+
+    @field_validator("replica")
+    @classmethod
+    def _check_replica(cls, value: str) -> str:
+        from qorgau.replica import REPLICA_NAME
+
+        if not REPLICA_NAME.fullmatch(value):
+            msg = f"a replica name is 1-63 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {value!r}"
+            raise ValueError(msg)
+        return value
 
     @field_validator("jwt_secret")
     @classmethod

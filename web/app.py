@@ -61,6 +61,7 @@ def create_app(
     collectors: Sequence[Collector] = (),
     hardening: HttpHardening | None = None,
     plans: PlanJobs | None = None,
+    replica: str | None = None,
 ) -> FastAPI:
     """Build the HTTP API over a running :class:`~dispatch.service.DispatchService`.
 
@@ -91,6 +92,8 @@ def create_app(
         Body size limit, CORS origins, login throttle (:mod:`web.hardening`); by default closed.
     plans
         Patrol plans for ``/api/plans`` (commander role); None: no plans API.
+    replica
+        This replica's name: in ``/healthz`` and as the ``replica`` label of every ``/metrics`` sample.
     """
     options = map_options or MapOptions()
     hardening = hardening or HttpHardening()
@@ -118,6 +121,7 @@ def create_app(
             probes=dict(probes or {}),
             collectors=scraped,
             plans=plans,
+            replica=replica,
         ),
     )
     install_hardening(app, hardening)  # size limit, CORS, security headers

@@ -119,6 +119,8 @@ class WebContext:
         Everything ``/metrics`` scrapes.
     plans
         The patrol plans (``/api/plans``); None: no plans API.
+    replica
+        This replica's name (``/healthz``, the ``replica`` label in ``/metrics``); None: not named.
     """
 
     service: DispatchService
@@ -135,6 +137,7 @@ class WebContext:
     probes: Mapping[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     collectors: Sequence[Collector] = ()
     plans: PlanJobs | None = None
+    replica: str | None = None
 
 
 def install(app: FastAPI, ctx: WebContext) -> WebContext:

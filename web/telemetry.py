@@ -17,13 +17,14 @@ Metrics (all prefixed ``qorgau_``)::
     device_events_opened_total             device-offline events raised
     devices{state}                         SOS buttons by supervision state
 
-The MQTT bridge adds its own (``mqtt_bridge.telemetry``): messages in by route, acks, queue depth
+Every sample carries the ``replica`` label when the app was given a replica name (``qorgau serve``
+always gives one). The MQTT bridge adds its own (``mqtt_bridge.telemetry``): messages in by route, acks, queue depth
 per lane, the receive -> acknowledged latency histogram, the connection per lane.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -90,9 +91,25 @@ def _by_label(name: str, documentation: str, label: str, values: dict[str, float
     return family
 
 
-def render(collectors: Iterable[Collector]) -> bytes:
-    """The Prometheus text exposition of ``collectors``."""
+class _Labelled(Collector):
+    """``collector``'s samples with ``labels`` added to each (e.g. ``replica``)."""
+
+    def __init__(self, collector: Collector, labels: Mapping[str, str]) -> None:
+        self._collector = collector
+        self._labels = dict(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._collector.collect():
+            family.samples = [s._replace(labels={**s.labels, **self._labels}) for s in family.samples]
+            yield family
+
+
+def render(collectors: Iterable[Collector], *, labels: Mapping[str, str] | None = None) -> bytes:
+    """The Prometheus text exposition of ``collectors``, each sample also labelled with ``labels``.
+
+    Replicas behind one balancer scrape alike; the ``replica`` label tells their samples apart.
+    """
     registry = CollectorRegistry(auto_describe=False)
     for collector in collectors:
-        registry.register(collector)
+        registry.register(_Labelled(collector, labels) if labels else collector)
     return generate_latest(registry)

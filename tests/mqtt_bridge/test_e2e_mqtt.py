@@ -363,11 +363,9 @@ def test_metrics_are_prometheus_text_with_counters_reasons_and_the_latency_histo
     response = httpx.get(f"{running.service.base_url}/metrics")  # no sign-in, as Prometheus scrapes
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
+    every = [s for family in text_string_to_metric_families(response.text) for s in family.samples]
+    assert {s.labels.get("replica") for s in every} == {running.service.settings.replica}  # every sample says whose
+    samples = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "replica"))): s.value for s in every}
     assert samples[("qorgau_alerts_accepted_total", (("source", "sos"),))] == 2
     assert samples[("qorgau_messages_rejected_total", (("reason", "malformed_json"),))] == 1
     assert samples[("qorgau_mqtt_messages_received_total", (("route", "sos_alert"),))] == 3

@@ -47,6 +47,7 @@ def healthz(ctx: ContextDep) -> JSONResponse:
     healthy = all(results.values())
     body = {
         "status": "ok" if healthy else "degraded",
+        "replica": ctx.replica,
         "checks": {name: "ok" if ok else "failing" for name, ok in results.items()},
         **details,
         "metrics": service.metrics(),
@@ -57,4 +58,5 @@ def healthz(ctx: ContextDep) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 def prometheus_metrics(ctx: ContextDep) -> Response:
     """Counters, queue depths and the ingest latency histogram in the Prometheus text format."""
-    return Response(render(ctx.collectors), media_type=CONTENT_TYPE)
+    labels = {} if ctx.replica is None else {"replica": ctx.replica}
+    return Response(render(ctx.collectors, labels=labels), media_type=CONTENT_TYPE)
