@@ -137,10 +137,13 @@ class Dispatcher:
         """Order ``unit_id`` to the alert (see :meth:`DispatchService.assign`)."""
         now = self.clock()
         with self.fleet.writes:  # the unit is judged free in memory: see dispatch.fleet
-            unit = self.fleet.unit(unit_id)
+            known = self.fleet.unit(unit_id)
             with self.store.transaction(f"assign unit {unit_id!r} to alert {alert_id}") as tx:
                 alert = locked_alert(tx, alert_id)
                 check = moved(alert, AlertStatus.ASSIGNED, now)
+                # The database decides whether the unit is free (its row locked on PostgreSQL): a
+                # dispatcher on another replica may have taken it a moment ago.
+                unit = tx.unit(unit_id) or known
                 if unit.retired or unit.status in (UnitStatus.OFF_DUTY, UnitStatus.OFFLINE):
                     state = "retired" if unit.retired else unit.status.value
                     msg = f"unit {unit_id!r} is {state} and cannot be assigned"
@@ -197,7 +200,7 @@ class Dispatcher:
         """Free the unit that held the alert before a re-assignment; its unanswered order lapses."""
         if alert.assigned_unit_id is None:
             return []
-        previous = self.fleet.find(alert.assigned_unit_id)
+        previous = tx.unit(alert.assigned_unit_id) or self.fleet.find(alert.assigned_unit_id)
         if previous is None or previous.alert_id != alert.id:
             return []
         return [self.fleet.release(tx, previous, alert_id=alert.id, actor=actor)]
@@ -283,7 +286,8 @@ class Dispatcher:
                     before=alert_snapshot(alert),
                     after=alert_snapshot(updated),
                 )
-                unit = self.fleet.find(alert.assigned_unit_id or "")
+                held = alert.assigned_unit_id
+                unit = None if held is None else tx.unit(held) or self.fleet.find(held)
                 changed = None
                 if unit is not None and unit.alert_id == alert_id:
                     changed = unit.copy()

@@ -104,7 +104,7 @@ class Escalator:
                         only_changes=False,
                     )
                     return None
-                unit = self.fleet.find(a.unit_id)
+                unit = tx.unit(a.unit_id) or self.fleet.find(a.unit_id)  # the database's, locked
                 freed = None
                 if unit is not None and unit.alert_id == a.alert_id:
                     freed = self.fleet.release(tx, unit, alert_id=a.alert_id, actor=SYSTEM)
@@ -143,8 +143,8 @@ class Escalator:
         )
         return updated.proposed_unit_id
 
-    def start_watcher(self, *, interval_s: float | None = None) -> None:
-        """Check acknowledgement deadlines from a background thread until :meth:`close`."""
+    def start_watcher(self, *, interval_s: float | None = None, when: Callable[[], bool] | None = None) -> None:
+        """Check acknowledgement deadlines from a background thread until :meth:`close` (while ``when()``)."""
         if self._watcher is not None:
             return
         interval = interval_s or max(0.05, min(1.0, self.policy.ack_deadline.total_seconds() / 20))
@@ -154,6 +154,7 @@ class Escalator:
             name="qorgau-deadlines",
             what="deadline check",
             retry_on=(StoreError,),
+            when=when,
         )
         self._watcher.start()
 

@@ -181,6 +181,12 @@ class Fleet:
                 self._units[unit.id] = unit
                 self._place(unit)
 
+    def apply_remote(self, unit: Unit) -> None:
+        """A unit as another replica committed it (the change stream): in memory and on the router."""
+        with self._lock:
+            self._units[unit.id] = unit.copy()
+            self._place(unit)
+
     def take_off_router(self, unit: Unit) -> None:
         """Record a committed unit that must not be recommended (busy or retired)."""
         with self._lock:
@@ -391,9 +397,13 @@ class Fleet:
             raise Conflict(msg, current=unit.status.value)
         if status is unit.status:
             return unit.copy()
-        changed = unit.copy()
-        changed.status = status
         with self.store.transaction(f"set status of unit {unit.id!r}") as tx:
+            stored = tx.unit(unit.id)  # the database decides (locked): another replica may have assigned it
+            if stored is not None and stored.alert_id is not None:
+                msg = f"unit {unit.id!r} holds alert {stored.alert_id}: it cannot become {status.value} before it is closed"
+                raise Conflict(msg, current=stored.status.value)
+            changed = unit.copy()
+            changed.status = status
             tx.save_unit(changed)
             tx.audit(
                 "unit_status", actor=actor, unit_id=unit.id, before=unit_snapshot(unit), after=unit_snapshot(changed)
@@ -427,7 +437,7 @@ class Fleet:
                     rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), "units"))
             try:
                 if moved:
-                    self.store.save_units(moved)
+                    self.store.save_positions(moved)
             except StoreError:
                 self.counters.store_error()
                 raise

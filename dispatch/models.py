@@ -18,6 +18,7 @@ __all__ = [
     "AssignmentRow",
     "AuditRow",
     "Base",
+    "ChangeRow",
     "DeviceEventRow",
     "RecommendationRow",
     "UTCDateTime",
@@ -206,3 +207,23 @@ class DeviceEventRow(Base):
     last_cause: Mapped[str] = mapped_column(String(16))
     back_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class ChangeRow(Base):
+    """One committed change of an alert, a unit or a device: the global change stream of the replicas.
+
+    Written in the same transaction as the change itself, after the PostgreSQL advisory lock that
+    also serialises the audit chain, so ``seq`` order is commit order: a replica that has read every
+    row up to ``seq`` has missed none before it. ``ref`` is the alert id (as text), unit id or
+    device id; ``origin`` the replica that committed it; ``payload`` optional JSON (a device's view).
+    """
+
+    __tablename__ = "changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy's declarative attribute
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(128))
+    origin: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str | None] = mapped_column(Text)

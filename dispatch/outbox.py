@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 
 from dispatch.domain import Alert, Unit
-from dispatch.ports import Ack, ChangeListener, Notifier, Order
+from dispatch.ports import Ack, AlertUnitListener, Change, ChangeListener, Notifier, Order
 from dispatch.recent import RecentAlerts
 
 __all__ = ["Outbox"]
@@ -32,17 +32,39 @@ class Outbox:
     def __init__(self, recent: RecentAlerts, notifier: Notifier | None = None) -> None:
         self.recent = recent
         self.notifier = notifier
-        self._listeners: list[ChangeListener] = []
+        self._listeners: list[ChangeListener | AlertUnitListener] = []
 
-    def add_listener(self, listener: ChangeListener) -> None:
-        """Tell ``listener`` about every committed alert and unit change from now on."""
+    def add_listener(self, listener: ChangeListener | AlertUnitListener) -> None:
+        """Tell ``listener`` about every committed alert and unit change from now on.
+
+        A listener with ``change_committed`` hears the change stream only (local and remote
+        changes, in ``seq`` order, :meth:`deliver`); one without it hears ``alert_changed`` and
+        ``unit_changed`` (local changes from :meth:`announce`, remote ones from :meth:`deliver`).
+        """
         self._listeners.append(listener)
+
+    def deliver(self, change: Change, remote: bool) -> None:
+        """Hand one change of the stream to the listeners (the change stream calls this in ``seq`` order)."""
+        for listener in self._listeners:
+            try:
+                committed = getattr(listener, "change_committed", None)
+                if committed is not None:
+                    committed(change)
+                elif remote:
+                    for alert in change.alerts:
+                        listener.alert_changed(alert)
+                    for unit in change.units:
+                        listener.unit_changed(unit)
+            except Exception:
+                log.exception("change listener %r failed on change %d", listener, change.seq)
 
     def announce(self, *, alerts: Iterable[Alert] = (), units: Iterable[Unit | None] = ()) -> None:
         """Hand committed changes to the listeners; a failing listener never undoes a change."""
         for alert in (alerts := tuple(alerts)):
             self.recent.changed(alert)
         for listener in self._listeners:
+            if hasattr(listener, "change_committed"):
+                continue  # it hears these from the change stream
             try:
                 for alert in alerts:
                     listener.alert_changed(alert)

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from dispatch.domain import Alert, Unit
 
-__all__ = ["Ack", "AckStatus", "ChangeListener", "Notifier", "Order", "RejectReason"]
+__all__ = [
+    "Ack",
+    "AckStatus",
+    "AlertUnitListener",
+    "Change",
+    "ChangeKind",
+    "ChangeListener",
+    "Notifier",
+    "Order",
+    "RejectReason",
+]
 
 
 class AckStatus(StrEnum):
@@ -63,6 +73,39 @@ class RejectReason(StrEnum):
     """A signed press whose ``ts`` is older than the allowed age."""
     INTERNAL_ERROR = "internal_error"
     """The service failed on this message; the error is logged with a traceback."""
+
+
+class ChangeKind(StrEnum):
+    """What a row of the change stream (``changes.kind``) refers to."""
+
+    ALERT = "alert"
+    UNIT = "unit"
+    DEVICE = "device"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed change of the global change stream (table ``changes``), local or from another replica.
+
+    Parameters
+    ----------
+    seq
+        Its place in the stream: increasing in commit order across all replicas (gaps allowed).
+    at
+        When it was committed (UTC).
+    origin
+        The replica that committed it (``--replica``).
+    alerts, units, devices
+        The changed objects: alerts and units in their committed state (:meth:`DispatchService.changes_since`
+        gives their current state), devices as ``GET /api/devices`` shows them.
+    """
+
+    seq: int
+    at: datetime
+    origin: str
+    alerts: tuple[Alert, ...] = ()
+    units: tuple[Unit, ...] = ()
+    devices: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +220,21 @@ class ChangeListener(Protocol):
     def unit_changed(self, unit: Unit) -> None:
         """A unit was registered, moved or changed; ``unit`` is its committed state."""
         ...
+
+    def change_committed(self, change: Change) -> None:
+        """A change of the global stream, local or from another replica, in ``seq`` order.
+
+        A listener with this method hears every change here only (its ``alert_changed`` and
+        ``unit_changed`` are then not called); one without it (:class:`AlertUnitListener`) hears
+        local and remote alert and unit changes through those two.
+        """
+        ...
+
+
+@runtime_checkable
+class AlertUnitListener(Protocol):
+    """A listener of alert and unit changes only (before the change stream): still served."""
+
+    def alert_changed(self, alert: Alert) -> None: ...
+
+    def unit_changed(self, unit: Unit) -> None: ...

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dispatch.assignment import Dispatcher
+from dispatch.changes import ChangeStream
 from dispatch.counters import ServiceCounters
 from dispatch.domain import (
     APP102_SENDER,
@@ -39,9 +40,10 @@ from dispatch.escalation import Escalator
 from dispatch.fleet import Fleet
 from dispatch.ingest import Inbound, Intake
 from dispatch.intake import UnitAck, UnitStatusReport
+from dispatch.leader import Leadership
 from dispatch.lifecycle import OPEN, DispatchPolicy
 from dispatch.outbox import Outbox
-from dispatch.ports import Ack, ChangeListener, Notifier, RejectReason
+from dispatch.ports import Ack, AlertUnitListener, Change, ChangeListener, Notifier, RejectReason
 from dispatch.recent import RecentAlerts
 from dispatch.signing import PressVerifier
 from dispatch.signing_store import stored_counters
@@ -169,11 +171,19 @@ class DispatchService:
             max_payload_bytes=max_payload_bytes,
             max_clock_skew=max_clock_skew,
         )
+        self._stream = ChangeStream(store, apply=self._apply_remote, deliver=self._outbox.deliver)
+        self.leadership = Leadership(store)
+        """Whether this replica runs the work done once (escalation, supervision): see :mod:`dispatch.leader`."""
 
     # set-up -------------------------------------------------------------------------------
 
     def open(self) -> DispatchService:
-        """Merge the unit registry with positions the store remembers and place units on the router."""
+        """Merge the unit registry with positions the store remembers and place units on the router.
+
+        The change stream starts here: every change committed from now on, by this replica or
+        (after :meth:`start_change_stream`, PostgreSQL) another, reaches this one's memory and listeners.
+        """
+        self._stream.open()
         placed = self._fleet.open(self._seed_units)
         since = self.clock() - self.policy.duplicate_window
         for source in AlertSource:
@@ -201,9 +211,58 @@ class DispatchService:
         """Set who sends acks (the MQTT bridge attaches itself)."""
         self._outbox.notifier = notifier
 
-    def add_listener(self, listener: ChangeListener) -> None:
-        """Tell ``listener`` about every committed alert and unit change from now on (the live map)."""
+    def add_listener(self, listener: ChangeListener | AlertUnitListener) -> None:
+        """Tell ``listener`` about every committed alert and unit change from now on (the live map).
+
+        With ``change_committed`` it hears every change of the global stream, local or from another
+        replica, in ``seq`` order (see :class:`~dispatch.ports.ChangeListener`).
+        """
         self._outbox.add_listener(listener)
+
+    # replicas -----------------------------------------------------------------------------
+
+    @property
+    def replica(self) -> str:
+        """This replica's name: the ``origin`` of the changes it commits."""
+        return self.store.replica
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica runs escalation and supervision (always True on SQLite)."""
+        return self.leadership.is_leader
+
+    def start_change_stream(self) -> None:
+        """PostgreSQL: apply the other replicas' changes (LISTEN/NOTIFY, polled every 250 ms) until :meth:`close`."""
+        self._stream.start()
+
+    def sync_changes(self) -> int:
+        """Apply the other replicas' changes not seen yet, now; how many (the stream's thread does this by itself)."""
+        return self._stream.poll()
+
+    @property
+    def last_change_seq(self) -> int:
+        """The ``seq`` of the newest change this replica has handed on."""
+        return self._stream.last_seq
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """The changes of the global stream after ``seq``, oldest first, each object in its current state.
+
+        Raises
+        ------
+        StoreError
+            If the database could not be reached.
+        """
+        return self.store.changes_since(seq, limit)
+
+    def _apply_remote(self, change: Change) -> None:
+        """Another replica's committed change into this one's memory: units, the duplicate grid, counters."""
+        for unit in change.units:
+            self._fleet.apply_remote(unit)
+        for alert in change.alerts:
+            self._recent.add(alert)  # a new open alert is a duplicate candidate here too
+            self._recent.changed(alert)  # a closed one is not
+            if alert.device_counter is not None:
+                self.press_verifier.observe(alert.sender, alert.device_counter)
 
     @property
     def opened_at(self) -> datetime:
@@ -380,12 +439,18 @@ class DispatchService:
         return self._escalator.escalate_overdue()
 
     def start_deadline_watcher(self, *, interval_s: float | None = None) -> None:
-        """Check acknowledgement deadlines from a background thread until :meth:`close`."""
-        self._escalator.start_watcher(interval_s=interval_s)
+        """Check acknowledgement deadlines from a background thread until :meth:`close`, on the leader only.
+
+        Starts the leader election too (:attr:`leadership`; on SQLite this process is the leader).
+        """
+        self.leadership.start()
+        self._escalator.start_watcher(interval_s=interval_s, when=lambda: self.leadership.is_leader)
 
     def close(self) -> None:
-        """Stop the deadline watcher."""
+        """Stop the deadline watcher, the change stream and the leader election (a leader steps down)."""
         self._escalator.close()
+        self._stream.close()
+        self.leadership.close()
 
     # units --------------------------------------------------------------------------------
 

@@ -363,6 +363,11 @@ class PressVerifier:
             for device_id, seen in counters.items():
                 self._windows[device_id] = ReplayWindow.from_counters(seen, self.window)
 
+    def observe(self, device_id: str, counter: int) -> None:
+        """A counter another replica committed (the change stream): seen here too."""
+        with self._lock:
+            self._windows.setdefault(device_id, ReplayWindow(self.window)).accept(counter)
+
     def highest(self, device_id: str) -> int | None:
         """The highest counter seen from ``device_id`` (None: none yet)."""
         with self._lock:

@@ -6,8 +6,11 @@ Every write commits before it returns, so a caller may acknowledge what it store
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import os
+import socket
 import threading
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,7 +21,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, Table, bindparam, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,7 +38,8 @@ from dispatch.domain import (
     UnitKind,
     User,
 )
-from dispatch.models import AlertRow, AssignmentRow, AuditRow, Base, RecommendationRow, UnitRow, UserRow
+from dispatch.models import AlertRow, AssignmentRow, AuditRow, Base, ChangeRow, RecommendationRow, UnitRow, UserRow
+from dispatch.ports import Change, ChangeKind
 from geo import Recommendation
 
 __all__ = ["Store", "StoreError", "Tx", "alert_snapshot", "unit_snapshot"]
@@ -82,7 +86,15 @@ _ALERT_FIELDS = (
 """Alert fields that change after ingest (the rest never do)."""
 
 _AUDIT_LOCK_KEY = 7_240_331
-"""PostgreSQL advisory lock that serialises appends to the audit chain across processes."""
+"""PostgreSQL advisory lock that serialises appends to the audit chain and the change stream across processes."""
+
+CHANGES_CHANNEL = "qorgau_changes"
+"""The PostgreSQL ``NOTIFY`` channel of the change stream (the payload is the newest ``seq``)."""
+
+
+def default_replica() -> str:
+    """The replica name when none is given: ``hostname-pid``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _rec_rows(recommendations: Iterable[Recommendation]) -> list[RecommendationRow]:
@@ -248,6 +260,41 @@ class Tx:
         self.session = session
         self.clock = clock
         self._audit: list[_PendingAudit] = []
+        self._changed: dict[tuple[ChangeKind, str], Alert | Unit | dict[str, Any]] = {}
+        self.changes: list[Change] = []
+        """The changes this transaction committed, with their ``seq`` (set once it has committed)."""
+
+    # the change stream
+    def note_change(self, kind: ChangeKind, ref: str, obj: Alert | Unit | dict[str, Any]) -> None:
+        """Add ``obj`` (its committed state) to the change stream when this transaction commits."""
+        self._changed.pop((kind, ref), None)  # the last state of an object counts, in the order of its last change
+        self._changed[(kind, ref)] = obj
+
+    def _flush_changes(self) -> None:
+        if not self._changed:
+            return
+        at = self.clock()
+        origin = self.store.replica
+        items = list(self._changed.items())
+        rows = [
+            {
+                "at": at,
+                "kind": kind.value,
+                "ref": ref,
+                "origin": origin,
+                "payload": json.dumps(obj, sort_keys=True, default=str) if isinstance(obj, dict) else None,
+            }
+            for (kind, ref), obj in items
+        ]
+        table = _table(ChangeRow)
+        result = self.session.connection().execute(
+            insert(table).returning(table.c.seq, sort_by_parameter_order=True), rows
+        )
+        seqs = [int(r[0]) for r in result]
+        if self.store.engine.dialect.name == "postgresql":
+            self.session.execute(text("SELECT pg_notify(:c, :s)"), {"c": CHANGES_CHANNEL, "s": str(seqs[-1])})
+        self.changes = [_change(seq, at, origin, kind, obj) for seq, ((kind, _), obj) in zip(seqs, items, strict=True)]
+        self._changed.clear()
 
     # alerts
     def alert(self, alert_id: int) -> Alert | None:
@@ -259,6 +306,7 @@ class Tx:
         if alert.id is None:
             msg = f"alert {alert.event_id!r} was never committed: use Store.add_alert"
             raise ValueError(msg)
+        self.note_change(ChangeKind.ALERT, str(alert.id), alert.copy())
         row = self.session.get(AlertRow, alert.id)
         if row is None:
             msg = f"alert {alert.id} does not exist"
@@ -278,6 +326,7 @@ class Tx:
 
     def save_unit(self, unit: Unit) -> None:
         self.session.merge(_unit_row(unit))
+        self.note_change(ChangeKind.UNIT, unit.id, unit.copy())
 
     # assignments
     def assignments(self, alert_id: int) -> list[Assignment]:
@@ -318,11 +367,18 @@ class Tx:
             _PendingAudit(self.clock(), actor, action, alert_id, unit_id, canonical_json(before), canonical_json(after))
         )
 
-    def _flush_audit(self) -> None:
-        if not self._audit:
+    def _flush(self) -> None:
+        """Append the audit entries and the change-stream rows, under one lock held until commit."""
+        if not self._audit and not self._changed:
             return
         if self.store.engine.dialect.name == "postgresql":
             self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+        self._flush_audit()
+        self._flush_changes()
+
+    def _flush_audit(self) -> None:
+        if not self._audit:
+            return
         last = self.session.execute(select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)).first()
         last_id, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
         rows = []
@@ -367,6 +423,8 @@ class Store:
     url
         A SQLAlchemy URL: ``sqlite:///var/qorgau.sqlite3`` (the parent folder is created) or
         ``postgresql+psycopg://postgres@127.0.0.1:5432/qorgau``.
+    replica
+        This process's replica name, the ``origin`` of the changes it commits (default ``hostname-pid``).
 
     Examples
     --------
@@ -375,7 +433,7 @@ class Store:
     []
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, replica: str | None = None) -> None:
         self.url = make_url(url)
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if self.url.get_backend_name() == "sqlite":
@@ -388,8 +446,24 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._lock_rows = self.engine.dialect.name == "postgresql"
-        self._audit_lock = threading.Lock()  # one chain writer per process (PostgreSQL adds an advisory lock)
+        self._audit_lock = threading.RLock()  # one chain writer per process (PostgreSQL adds an advisory lock)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.replica = replica or default_replica()
+        self.on_commit: Callable[[list[Change]], None] | None = None
+        """Called with each transaction's changes right after it commits, inside :attr:`commit_lock`
+        (so in ``seq`` order within this process): the change stream hooks in here."""
+
+    @property
+    def commit_lock(self) -> threading.RLock:
+        """Held around every commit that writes audit entries or changes (and :attr:`on_commit`)."""
+        return self._audit_lock
+
+    def _committed(self, changes: list[Change]) -> None:
+        if changes and self.on_commit is not None:
+            try:
+                self.on_commit(changes)
+            except Exception:  # committed is committed: a failing hook must not look like a failed write
+                log.exception("change-stream hook failed after commit of %d changes", len(changes))
 
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)!r})"
@@ -473,12 +547,14 @@ class Store:
             try:
                 yield tx
                 if sqlite:
-                    tx._flush_audit()  # noqa: SLF001 - Store and Tx are one unit of this module
+                    tx._flush()  # noqa: SLF001 - Store and Tx are one unit of this module
                     session.commit()
+                    self._committed(tx.changes)
                 else:
                     with self._audit_lock:
-                        tx._flush_audit()  # noqa: SLF001 - Store and Tx are one unit of this module
+                        tx._flush()  # noqa: SLF001 - Store and Tx are one unit of this module
                         session.commit()
+                        self._committed(tx.changes)
             except BaseException:
                 session.rollback()
                 raise
@@ -509,6 +585,7 @@ class Store:
                 tx.session.add(row)
                 tx.session.flush()
                 stored = _to_alert(row)
+                tx.note_change(ChangeKind.ALERT, str(stored.id), stored)
                 self._audit_ingest(tx, stored, actor=actor)
             return stored, True
         except IntegrityError:  # the same event committed meanwhile by another thread or process
@@ -575,6 +652,8 @@ class Store:
                 conn.execute(update(table).where(table.c.id == alert_id).values(duplicate_of=link))
                 alert = replace(alert, duplicate_of=link)
             stored.append(replace(alert, id=alert_id))
+        for alert in stored:
+            tx.note_change(ChangeKind.ALERT, str(alert.id), alert)
         rec_rows = [
             {
                 "alert_id": a.id,
@@ -792,11 +871,81 @@ class Store:
         self.save_units([unit])
 
     def save_units(self, units: Iterable[Unit]) -> None:
-        """Insert or update units in one transaction (positions and seed sync: not audited)."""
-        with self._reachable("store units"), self._sessions() as session:
+        """Insert or update units in one transaction (seed sync at start: not audited)."""
+        with self.transaction("store units") as tx:
             for unit in units:
-                session.merge(_unit_row(unit))
-            session.commit()
+                tx.save_unit(unit)
+
+    def save_positions(self, units: Sequence[Unit]) -> None:
+        """Write the positions of ``units`` (lat, lon, position_ts only), in one transaction.
+
+        Only the position columns change, and only where the stored position is not newer: a
+        status another replica committed meanwhile is never written back, and a position another
+        replica stored after this one stays.
+        """
+        if not units:
+            return
+        table = _table(UnitRow)
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .where(or_(table.c.position_ts.is_(None), table.c.position_ts <= bindparam("b_ts")))
+            .values(lat=bindparam("b_lat"), lon=bindparam("b_lon"), position_ts=bindparam("b_ts"))
+        )
+        rows = [{"b_id": u.id, "b_lat": u.lat, "b_lon": u.lon, "b_ts": u.position_ts} for u in units]
+        with self.transaction(f"store {len(units)} unit positions") as tx:
+            tx.session.connection().execute(stmt, rows)
+            for unit in units:
+                tx.note_change(ChangeKind.UNIT, unit.id, unit.copy())
+
+    # the change stream --------------------------------------------------------------------
+
+    def read_changes(
+        self, after: int, *, limit: int = 1000, skip_origin: str | None = None
+    ) -> tuple[list[Change], int]:
+        """Changes with ``seq > after`` (at most ``limit`` rows read), objects in their current state.
+
+        Rows of ``skip_origin`` are read but not returned. Returns the changes and the last
+        ``seq`` read (``after`` when there was none).
+        """
+        stmt = select(ChangeRow).where(ChangeRow.seq > after).order_by(ChangeRow.seq).limit(limit)
+        with self._reachable(f"read the changes after {after}"), self._sessions() as session:
+            rows = list(session.scalars(stmt))
+            last = rows[-1].seq if rows else after
+            rows = [r for r in rows if r.origin != skip_origin]
+            alert_ids = {int(r.ref) for r in rows if r.kind == ChangeKind.ALERT.value}
+            unit_ids = {r.ref for r in rows if r.kind == ChangeKind.UNIT.value}
+            alerts = (
+                {a.id: _to_alert(a) for a in session.scalars(select(AlertRow).where(AlertRow.id.in_(alert_ids)))}
+                if alert_ids
+                else {}
+            )
+            units = (
+                {u.id: _to_unit(u) for u in session.scalars(select(UnitRow).where(UnitRow.id.in_(unit_ids)))}
+                if unit_ids
+                else {}
+            )
+        out = []
+        for r in rows:
+            obj: Alert | Unit | dict[str, Any] | None
+            if r.kind == ChangeKind.ALERT.value:
+                obj = alerts.get(int(r.ref))
+            elif r.kind == ChangeKind.UNIT.value:
+                obj = units.get(r.ref)
+            else:
+                obj = json.loads(r.payload) if r.payload else {"id": r.ref}
+            if obj is not None:
+                out.append(_change(r.seq, r.at, r.origin, ChangeKind(r.kind), obj))
+        return out, last
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """The changes after ``seq``, oldest first, each object in its current state (replay)."""
+        return self.read_changes(seq, limit=limit)[0]
+
+    def last_change_seq(self) -> int:
+        """The highest ``seq`` of the change stream (0 when empty)."""
+        with self._reachable("read the newest change"), self._sessions() as session:
+            return int(session.scalar(select(func.max(ChangeRow.seq))) or 0)
 
     def list_units(self) -> list[Unit]:
         """All units ever registered, by id."""
@@ -869,6 +1018,18 @@ class Store:
         with self._reachable("list users"), self._sessions() as session:
             rows = session.scalars(select(UserRow).order_by(UserRow.username))
             return [User(r.username, Role(r.role), r.unit_id, bool(r.disabled)) for r in rows]
+
+
+def _change(seq: int, at: datetime, origin: str, kind: ChangeKind, obj: Alert | Unit | dict[str, Any]) -> Change:
+    """One change of the stream, its object in the field of its kind."""
+    if kind is ChangeKind.ALERT:
+        assert isinstance(obj, Alert)
+        return Change(seq, at, origin, alerts=(obj,))
+    if kind is ChangeKind.UNIT:
+        assert isinstance(obj, Unit)
+        return Change(seq, at, origin, units=(obj,))
+    assert isinstance(obj, dict)
+    return Change(seq, at, origin, devices=(obj,))
 
 
 def _resolve_link(link: int, ids: Sequence[int | None]) -> int:

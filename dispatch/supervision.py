@@ -46,7 +46,7 @@ from sqlalchemy import func, select
 from dispatch.domain import SYSTEM, Alert, AlertSource, Device, Unit
 from dispatch.intake import Message, Rejected, parse_message
 from dispatch.models import AlertRow, DeviceEventRow
-from dispatch.ports import RejectReason
+from dispatch.ports import ChangeKind, RejectReason
 from dispatch.store import Store, StoreError
 from dispatch.watcher import Watcher
 
@@ -191,6 +191,12 @@ def _to_event(row: DeviceEventRow) -> DeviceEvent:
     )
 
 
+def _summary(event: DeviceEvent) -> dict[str, Any]:
+    """A device's supervision change on the change stream: its id, state and offline event."""
+    state = DeviceState.OFFLINE if event.back_at is None and event.closed_at is None else DeviceState.ONLINE
+    return {"id": event.device_id, "state": state.value, "event": event.to_json()}
+
+
 @runtime_checkable
 class DeviceListener(Protocol):
     """Hears every supervision change of a button (the live map's event feed).
@@ -299,8 +305,11 @@ class DeviceSupervisor:
         """Tell ``listener`` about every button change from now on."""
         self._listeners.append(listener)
 
-    def start_watcher(self, *, interval_s: float | None = None) -> None:
-        """Check for silent buttons and ending flap windows from a background thread until :meth:`close`."""
+    def start_watcher(self, *, interval_s: float | None = None, when: Callable[[], bool] | None = None) -> None:
+        """Check for silent buttons and ending flap windows from a background thread until :meth:`close`.
+
+        ``when`` is asked before each check (with replicas: only the leader checks).
+        """
         if self._watcher is not None:
             return
         tick = interval_s or max(0.02, min(1.0, self.policy.heartbeat_interval.total_seconds() / 4))
@@ -311,6 +320,7 @@ class DeviceSupervisor:
             name="qorgau-supervision",
             what="device supervision check",
             retry_on=(StoreError,),
+            when=when,
         )
         self._watcher.start()
 
@@ -553,6 +563,7 @@ class DeviceSupervisor:
             tx.session.add(row)
             tx.session.flush()
             event = _to_event(row)
+            tx.note_change(ChangeKind.DEVICE, device_id, _summary(event))
             tx.audit(
                 "device_offline", actor=SYSTEM, after={"device_id": device_id, **event.to_json()}, only_changes=False
             )
@@ -568,6 +579,7 @@ class DeviceSupervisor:
             for name in ("drops", "last_drop_at", "last_cause", "back_at", "closed_at"):
                 setattr(row, name, getattr(event, name))
             after = {**event.to_json(), **extra}
+            tx.note_change(ChangeKind.DEVICE, event.device_id, _summary(event))
             tx.audit(
                 action,
                 actor=SYSTEM,

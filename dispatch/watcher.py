@@ -36,6 +36,9 @@ class Watcher:
         What the task does, for the log (``"deadline check"``).
     retry_on
         Exception types logged without a traceback.
+    when
+        Asked before each run; the run is skipped when it answers False (e.g. "this replica is
+        the leader", :class:`~dispatch.leader.Leadership`).
 
     Examples
     --------
@@ -56,6 +59,7 @@ class Watcher:
         name: str,
         what: str,
         retry_on: tuple[type[BaseException], ...] = (),
+        when: Callable[[], bool] | None = None,
     ) -> None:
         if not interval_s > 0:
             msg = f"interval_s must be positive, got {interval_s!r}"
@@ -65,6 +69,7 @@ class Watcher:
         self.name = name
         self.what = what
         self.retry_on = retry_on
+        self.when = when
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -105,4 +110,5 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.run_once()
+            if self.when is None or self.when():
+                self.run_once()

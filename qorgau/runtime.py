@@ -86,7 +86,7 @@ class QorgauService:
             log.warning("no units registered (--units): alerts will have no recommendations")
         if not devices:
             log.warning("no SOS devices registered (--devices): every SOS alert will be rejected")
-        self.store = Store(settings.db_url)
+        self.store = Store(settings.db_url, replica=getattr(settings, "replica", None))  # issue 11: --replica
         self.service = DispatchService(
             self.store,
             self.router,
@@ -174,8 +174,9 @@ class QorgauService:
         self.service.open()
         self.supervisor.open()  # before the bridge: retained statuses meet the open events
         self.bridge.start()
-        self.service.start_deadline_watcher()
-        self.supervisor.start_watcher()
+        self.service.start_change_stream()  # PostgreSQL: the other replicas' changes reach this one
+        self.service.start_deadline_watcher()  # and the leader election: escalation and supervision run once
+        self.supervisor.start_watcher(when=lambda: self.service.is_leader)
         self._running = True
 
     def _new_server(self) -> uvicorn.Server:
