@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -67,6 +68,7 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 """Upper bounds of the receive -> acknowledged latency histogram (seconds)."""
 
 _DEFAULT_RECEIVE_MAXIMUM = {Lane.SOS: 256, Lane.UNITS: 512, Lane.APP102: 256, Lane.DEVICES: 512}
+_REPLICA_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _DEFAULT_BATCH = {Lane.SOS: 128, Lane.UNITS: 256, Lane.APP102: 8, Lane.DEVICES: 256}
 """A 102 batch is small: an SOS press arriving meanwhile waits for at most one such batch."""
 
@@ -305,6 +307,13 @@ class MqttBridge:
     client_id
         Fixed client id of the SOS lane; the other lanes use ``{client_id}-units``,
         ``{client_id}-app102`` and ``{client_id}-devices``. The broker keys each persistent session by its id.
+        With ``replica``, this is the group's name and every id gets the replica's name after it.
+    replica
+        This replica's name, when several replicas share ``client_id``: each has its own persistent
+        sessions (``{client_id}-{replica}``, ``{client_id}-{replica}-units``, ...) on the plain topics,
+        so every replica receives every message and the store's event-id uniqueness decides which
+        one commits (docs/scaling.md: shared subscriptions lose or park a dead member's messages on
+        Mosquitto 2.0). It must stay the same across the replica's restarts, or its queue is stranded.
     session_expiry_s
         How long the broker keeps the sessions (and queues alerts) while the bridge is away.
     keepalive_s
@@ -335,6 +344,7 @@ class MqttBridge:
         url: str = "mqtt://127.0.0.1:1883",
         topic_root: str = DEFAULT_TOPIC_ROOT,
         client_id: str = "qorgau-dispatch",
+        replica: str | None = None,
         session_expiry_s: int = 7 * 24 * 3600,
         keepalive_s: int = 30,
         store_retry_s: float = 0.5,
@@ -348,6 +358,9 @@ class MqttBridge:
             raise ValueError(msg)
         if not client_id:
             msg = "client_id must be a fixed non-empty string: the broker keys the persistent session by it"
+            raise ValueError(msg)
+        if replica is not None and not _REPLICA_ID.fullmatch(replica):
+            msg = f"replica must be 1-64 letters, digits, '.', '_' or '-' (it is part of MQTT client ids), got {replica!r}"
             raise ValueError(msg)
         windows = {**_DEFAULT_RECEIVE_MAXIMUM, **(receive_maximum or {})}
         self.batch_size = {**_DEFAULT_BATCH, **(batch_size or {})}
@@ -366,12 +379,16 @@ class MqttBridge:
         self.address: BrokerAddress = parse_mqtt_url(url)
         self.topics = Topics(topic_root)
         self.client_id = client_id
+        self.replica = replica
+        session_id = client_id if replica is None else f"{client_id}-{replica}"
         self.session_expiry_s = int(session_expiry_s)
         self.keepalive_s = keepalive_s
         self.store_retry_s = store_retry_s
         self._stopping = threading.Event()
         self._conns = {
-            lane: _Connection(self, lane, client_id if lane is Lane.SOS else f"{client_id}-{lane.value}", windows[lane])
+            lane: _Connection(
+                self, lane, session_id if lane is Lane.SOS else f"{session_id}-{lane.value}", windows[lane]
+            )
             for lane in Lane
         }
         self._queues: dict[Lane, deque[_Item]] = {lane: deque() for lane in Lane}

@@ -115,6 +115,9 @@ class QorgauService:
             url=settings.mqtt_url,
             topic_root=settings.topic_root,
             client_id=settings.client_id,
+            # a named replica gets MQTT sessions of its own (docs/scaling.md); unnamed (hostname-pid,
+            # new at every start) keeps the group's ids, so a restart resumes the same sessions
+            replica=settings.replica if "replica" in settings.model_fields_set else None,
             session_expiry_s=settings.session_expiry_s,
             supervisor=self.supervisor,
         )

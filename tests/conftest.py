@@ -33,7 +33,17 @@ from qorgau.demo import seed_registry
 # support's helpers assert as the test modules do (sign-in, accepted presses, ...): pytest rewrites
 # their asserts too, as it did while they lived in conftest and the test modules.
 pytest.register_assert_rewrite("support")
-from support import ADMIN_TOKEN, CHROMIUM, CHROMIUM_ARGS, FAR_DEVICE, JWT_SECRET, Probe, Registry, Running  # noqa: E402
+from support import (  # noqa: E402
+    ADMIN_TOKEN,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FAR_DEVICE,
+    JWT_SECRET,
+    Probe,
+    Registry,
+    Replicas,
+    Running,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright
@@ -237,3 +247,59 @@ def page(browser: Browser) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, f"script errors on the page: {errors}"
+
+
+# -- replicas: several `qorgau serve` processes on one PostgreSQL database ------------------------
+
+
+@pytest.fixture(scope="session")
+def replica_city(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Registry]:
+    """A generated city written as OSM XML for ``serve`` processes, with its seeded units and buttons."""
+    from bench.chaos import write_city
+
+    folder = tmp_path_factory.mktemp("replica-city")
+    osm, units_path, devices_path, _ = write_city(folder, nodes=400, buttons=12, seed=11)
+    devices = dict(load_devices(devices_path))
+    return osm, Registry(list(load_units(units_path)), devices, units_path, devices_path)
+
+
+@pytest.fixture(scope="module")
+def start_replicas(
+    replica_city: tuple[Path, Registry], pg_admin_url: str, mqtt_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[int], Replicas]]:
+    """Start N replicas (``r1``..``rN``) on a fresh PostgreSQL database and topic root of their own.
+
+    Module-scoped: a replica takes seconds to start on this machine, so a module's tests share a set.
+    The schema is made first by ``qorgau db upgrade``, so that the replicas' own start-up migrations
+    find it at head and do not race each other creating it.
+    """
+    network, registry = replica_city
+    made: list[Replicas] = []
+    databases: list[str] = []
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+
+    def start(n: int) -> Replicas:
+        name = f"qorgau_rs_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        databases.append(name)
+        db_url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+        replicas = Replicas(
+            n,
+            folder=tmp_path_factory.mktemp("replicas"),
+            network=network,
+            registry=registry,
+            db_url=db_url,
+            mqtt_url=mqtt_url,
+            topic_root=f"qorgau-test/{uuid.uuid4().hex[:12]}/v1",
+        )
+        made.append(replicas)
+        return replicas.start()
+
+    yield start
+    for replicas in made:
+        replicas.close()
+    with admin.connect() as conn:
+        for name in databases:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

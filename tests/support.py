@@ -39,10 +39,14 @@ import itertools
 import json
 import os
 import queue
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -57,7 +61,7 @@ import shapely
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from dispatch import Device, DispatchService, Role, Unit, User
+from dispatch import Authenticator, Device, DispatchService, Role, Unit, User
 from dispatch.auth import hash_password
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import Topics, new_client, parse_mqtt_url
@@ -545,3 +549,161 @@ class BruteForce:
                 leg = legs[uid] + alert_d
                 out[uid] = (times[node] + leg / self.walk_speed, length + leg)
         return out
+
+
+# -- replicas: N `qorgau serve` processes on one database and one broker ------------------------
+
+
+class Replica:
+    """One ``python -m qorgau serve`` process of a :class:`Replicas` set: started, SIGKILLed, started again."""
+
+    def __init__(self, name: str, port: int, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.port = port
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        # a dispatcher's token, signed with the replicas' shared key: valid on every replica
+        token = Authenticator(JWT_SECRET).issue(User("test-dispatcher", Role.DISPATCHER))
+        self.http = httpx.Client(base_url=self.base_url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Replica:
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            return self.http.get("/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_healthy(self, timeout_s: float = 300.0) -> Replica:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"replica {self.name} exited with {self.proc.returncode}:\n{tail}")
+            if self.healthy():
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"replica {self.name} not healthy within {timeout_s} s: {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: nothing cleaned up, whatever was in flight stays unacknowledged at the broker."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        self.http.close()
+
+
+class Replicas:
+    """N replicas of one Qorgau group (``--client-id`` group, one ``--replica`` and ``--port`` each).
+
+    Every replica shares ``db_url`` (PostgreSQL), the broker and the topic root; each gets its own
+    HTTP port and log file under ``folder``. ``start()`` starts them all and waits for every
+    ``/healthz``; ``replicas[i].kill()`` / ``.start().wait_healthy()`` SIGKILL and restart one.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        folder: Path,
+        network: Path,
+        registry: Registry,
+        db_url: str,
+        mqtt_url: str,
+        topic_root: str,
+        group: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.group = group or f"qorgau-rs-{uuid.uuid4().hex[:8]}"
+        self.topic_root = topic_root
+        self.db_url = db_url
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "QORGAU_JWT_SECRET": JWT_SECRET,
+            "QORGAU_ADMIN_TOKEN": ADMIN_TOKEN,
+            "QORGAU_SESSION_EXPIRY_S": "300",
+            **(extra_env or {}),
+        }
+        self.replicas: list[Replica] = []
+        for i in range(1, n + 1):
+            name = f"r{i}"
+            port = _free_port()
+            args = [
+                sys.executable,
+                "-m",
+                "qorgau",
+                "serve",
+                "--network",
+                str(network),
+                "--units",
+                str(registry.units_path),
+                "--devices",
+                str(registry.devices_path),
+                "--db",
+                db_url,
+                "--mqtt",
+                mqtt_url,
+                "--topic-root",
+                topic_root,
+                *replica_flags(self.group, name),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            self.replicas.append(Replica(name, port, args, env, folder / f"{name}.log"))
+
+    def __getitem__(self, i: int) -> Replica:
+        return self.replicas[i]
+
+    def __iter__(self) -> Iterator[Replica]:
+        return iter(self.replicas)
+
+    def start(self, timeout_s: float = 300.0) -> Replicas:
+        env = self.replicas[0].env
+        subprocess.run([sys.executable, "-m", "qorgau", "db", "upgrade", "--db", self.db_url], env=env, check=True)
+        for r in self.replicas:
+            r.start()
+        for r in self.replicas:
+            r.wait_healthy(timeout_s)
+        return self
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.close()
+
+
+def replica_flags(group: str, name: str) -> list[str]:
+    """The ``serve`` flags that make process ``name`` a replica of ``group``."""
+    return ["--client-id", group, "--replica", name]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
