@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from maps.assets import StaticAsset, leaflet_assets, static_assets
     from maps.live_map import render_live_map, render_login_page
     from maps.plan_map import render_plan_map
-    from maps.sites_map import SITES_MAP_LABEL_KEYS
-    from maps.sites_map import render_sites_map
+    from maps.sites_map import SITES_MAP_LABEL_KEYS, render_sites_map
 
 __all__ = [
     "SITES_MAP_LABEL_KEYS",

@@ -32,41 +32,40 @@ if TYPE_CHECKING:
     from patrol_planner.planner import PlanBundle, make_plan
     from patrol_planner.routes import PatrolPlan, PatrolRoute, SolverSettings, Stop, greedy_routes, plan_routes
     from patrol_planner.shift import HotSpot, RiskMap, Shift, risk_map
+    from patrol_planner.siting import (
+        MCLPSolution,
+        best_moves,
+        build_order,
+        covered_weight,
+        greedy,
+        run_siting,
+        solve_mclp,
+    )
+    from patrol_planner.siting_data import (
+        Demand,
+        District,
+        coverage_matrix,
+        default_candidates,
+        demand_from_incidents,
+        demand_from_points,
+        district_index,
+        read_districts,
+        read_points,
+        walking_areas,
+    )
+    from patrol_planner.siting_types import AddedSite, DistrictCoverage, Move, SiteFeature, SitingRequest, SitingResult
     from patrol_planner.synthetic import self_exciting_incidents
-    from patrol_planner.siting import MCLPSolution
-    from patrol_planner.siting import best_moves
-    from patrol_planner.siting import build_order
-    from patrol_planner.siting import covered_weight
-    from patrol_planner.siting import greedy
-    from patrol_planner.siting import run_siting
-    from patrol_planner.siting import solve_mclp
-    from patrol_planner.siting_data import Demand
-    from patrol_planner.siting_data import District
-    from patrol_planner.siting_data import coverage_matrix
-    from patrol_planner.siting_data import default_candidates
-    from patrol_planner.siting_data import demand_from_incidents
-    from patrol_planner.siting_data import demand_from_points
-    from patrol_planner.siting_data import district_index
-    from patrol_planner.siting_data import read_districts
-    from patrol_planner.siting_data import read_points
-    from patrol_planner.siting_data import walking_areas
-    from patrol_planner.siting_types import AddedSite
-    from patrol_planner.siting_types import DistrictCoverage
-    from patrol_planner.siting_types import Move
-    from patrol_planner.siting_types import SiteFeature
-    from patrol_planner.siting_types import SitingRequest
-    from patrol_planner.siting_types import SitingResult
 
 __all__ = [
+    "COVERAGES",
+    "DEFAULT_ESTIMATOR",
+    "ESTIMATORS",
     "AddedSite",
     "Booth",
     "BoothCoverage",
-    "COVERAGES",
-    "DEFAULT_ESTIMATOR",
     "Demand",
     "District",
     "DistrictCoverage",
-    "ESTIMATORS",
     "Evaluation",
     "Grid",
     "HotSpot",

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qorgau.plan_cli import add_plan_commands
-from qorgau.sites_cli import add_sites_command
 from qorgau.replica import ReplicaConflict
+from qorgau.sites_cli import add_sites_command
 
 if TYPE_CHECKING:
     from qorgau.runtime import QorgauService

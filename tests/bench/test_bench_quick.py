@@ -156,6 +156,8 @@ def _sites(f: dict[str, Any]) -> None:
     sp = f["scale"]["spopt_window"]
     _positive(sp, "demand_points", "sites", "spopt_s", "milp_objective")
     assert sp["same_objective"], sp  # spopt's MCLP agrees with ours on the same matrix
+
+
 def _startup(f: dict[str, Any]) -> None:
     for way in ("baseline", "cold", "warm"):
         _positive(f, f"{way}.median_s", f"{way}.p99_s", f"{way}.min_s", f"{way}.n")
