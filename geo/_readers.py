@@ -72,7 +72,10 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
     drive: list[bool] = []
     tunnel: list[bool] = []
     bridge: list[bool] = []
+    names: list[str] = []
     for a, b, data in graph.edges(data=True):
+        raw_name = data.get("name") or ""
+        street = str(raw_name[0] if isinstance(raw_name, list) else raw_name)
         highway = data.get("highway", "road")
         if isinstance(highway, list):
             # osmnx merged ways of several types into one edge: it is drivable if any part is.
@@ -107,6 +110,7 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
             drive.append(drive_allowed(tags))
             tunnel.append(is_tunnel(tags))
             bridge.append(is_bridge(tags))
+            names.append(street)
     return StreetNetwork.from_arrays(
         lat,
         lon,
@@ -121,6 +125,7 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
         node_osm_id=osm_ids,
         tunnel=tunnel,
         bridge=bridge,
+        name=np.array(names, dtype=object),
     )
 
 
@@ -147,6 +152,7 @@ def _segments_from_ways(
     speed: list[float] = []
     tunnel: list[bool] = []
     bridge: list[bool] = []
+    names: list[str] = []
     for tags, nodes in ways:
         can_walk, can_drive = walk_allowed(tags), drive_allowed(tags)
         if not (can_walk or can_drive):
@@ -155,6 +161,7 @@ def _segments_from_ways(
         kmh = drive_speed_kmh(tags)
         highway = tags.get("highway", "")
         way_tunnel, way_bridge = is_tunnel(tags), is_bridge(tags)
+        street = tags.get("name", "")
         prev: int | None = None
         for node in nodes:
             if node is None:
@@ -179,6 +186,7 @@ def _segments_from_ways(
                 speed.append(kmh)
                 tunnel.append(way_tunnel)
                 bridge.append(way_bridge)
+                names.append(street)
             prev = idx
     if not u:
         msg = f"{label!r} holds no walkable or drivable streets"
@@ -197,4 +205,5 @@ def _segments_from_ways(
         node_osm_id=ids,
         tunnel=tunnel,
         bridge=bridge,
+        name=np.array(names, dtype=object),
     )

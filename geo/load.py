@@ -28,7 +28,7 @@ __all__ = ["CACHE_FORMAT", "load_network", "network_cache_path"]
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Version of the cached arrays' layout: bump it when :class:`StreetNetwork` changes shape."""
 
 _ARRAYS = (
@@ -44,6 +44,8 @@ _ARRAYS = (
     "seg_drive",
     "seg_oneway",
     "seg_speed_kmh",
+    "seg_tunnel",
+    "seg_bridge",
 )
 
 
@@ -122,6 +124,8 @@ def _write_cache(net: StreetNetwork, target: Path) -> None:
     arrays["crs_wkt"] = np.array(net.crs.to_wkt())
     if net.node_osm_id is not None:
         arrays["node_osm_id"] = net.node_osm_id
+    if net.seg_name is not None:
+        arrays["seg_name"] = np.asarray(net.seg_name, dtype=str)  # fixed-width text: no pickle
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -139,6 +143,7 @@ def _read_cache(cached: Path, label: str) -> StreetNetwork:
         arrays = {name: z[name] for name in _ARRAYS}
         crs = CRS.from_wkt(str(z["crs_wkt"]))
         osm_id = z["node_osm_id"] if "node_osm_id" in z.files else None
+        names = z["seg_name"] if "seg_name" in z.files else None
     n, m = arrays["node_lat"].size, arrays["seg_u"].size
     if any(arrays[a].shape != (n,) for a in ("node_lon", "node_x", "node_y")) or any(
         arrays[a].shape != (m,) for a in _ARRAYS if a.startswith("seg_")
@@ -148,4 +153,7 @@ def _read_cache(cached: Path, label: str) -> StreetNetwork:
     if m and max(int(arrays["seg_u"].max()), int(arrays["seg_v"].max())) >= n:
         msg = "segment endpoints beyond the nodes"
         raise ValueError(msg)
-    return StreetNetwork(label=label, crs=crs, node_osm_id=osm_id, **arrays)
+    if names is not None and names.shape != (m,):
+        msg = "street names disagree with the segments"
+        raise ValueError(msg)
+    return StreetNetwork(label=label, crs=crs, node_osm_id=osm_id, seg_name=names, **arrays)

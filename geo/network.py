@@ -136,6 +136,16 @@ def oneway_direction(tags: dict[str, str]) -> int:
     return 0
 
 
+def _names(name: ArrayLike | None, m: int) -> NDArray[np.str_] | None:
+    if name is None:
+        return None
+    names = np.asarray(["" if n is None else str(n).strip() for n in np.asarray(name, dtype=object)], dtype=str)
+    if names.size != m:
+        msg = f"name must give one street name per segment: {m} segments, {names.size} names"
+        raise ValueError(msg)
+    return names
+
+
 def utm_crs_for(lat: float, lon: float) -> CRS:
     """The UTM zone CRS (WGS 84) that holds a point: Almaty is 43N (EPSG:32643)."""
     zone = math.floor((lon + 180.0) / 6.0) % 60 + 1
@@ -169,6 +179,8 @@ class StreetNetwork:
     node_osm_id: NDArray[np.int64] | None = None
     seg_tunnel: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     seg_bridge: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    seg_name: NDArray[np.str_] | None = None
+    """Each segment's street name (its way's OSM ``name`` tag, ``""`` where it has none); None: unknown."""
     _to_xy: Transformer = field(init=False, repr=False)
     _to_lonlat: Transformer = field(init=False, repr=False)
 
@@ -201,11 +213,13 @@ class StreetNetwork:
         node_osm_id: ArrayLike | None = None,
         tunnel: ArrayLike | None = None,
         bridge: ArrayLike | None = None,
+        name: ArrayLike | None = None,
     ) -> StreetNetwork:
         """Build a network from node coordinates and segment endpoints (indices into the nodes).
 
         ``walk``/``drive``/``maxspeed_kmh`` default to what the ``highway`` type implies;
-        ``tunnel``/``bridge`` (one flag per segment) to false.
+        ``tunnel``/``bridge`` (one flag per segment) to false; ``name`` is each segment's street
+        name (``""`` for none).
         """
         lat_a = np.asarray(lat, dtype=np.float64)
         lon_a = np.asarray(lon, dtype=np.float64)
@@ -254,6 +268,7 @@ class StreetNetwork:
             node_osm_id=None if node_osm_id is None else np.asarray(node_osm_id, dtype=np.int64),
             seg_tunnel=np.zeros(m, dtype=bool) if tunnel is None else np.asarray(tunnel, dtype=bool),
             seg_bridge=np.zeros(m, dtype=bool) if bridge is None else np.asarray(bridge, dtype=bool),
+            seg_name=_names(name, m),
         )
 
     @property

@@ -18,9 +18,19 @@ from geo.load import network_cache_path
 def _same(a: object, b: object) -> None:
     for name in ("node_lat", "node_lon", "node_x", "node_y", "seg_u", "seg_v", "seg_length_m", "seg_highway"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    for name in ("seg_walk", "seg_drive", "seg_oneway", "seg_speed_kmh", "node_osm_id"):
+    for name in (
+        "seg_walk",
+        "seg_drive",
+        "seg_oneway",
+        "seg_speed_kmh",
+        "node_osm_id",
+        "seg_tunnel",
+        "seg_bridge",
+        "seg_name",
+    ):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert a.crs == b.crs  # type: ignore[attr-defined]
+    assert (np.asarray(a.seg_name) != "").any()  # type: ignore[attr-defined]  # the handheld's street names survive the cache
 
 
 @pytest.fixture
