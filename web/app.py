@@ -25,7 +25,7 @@ from web.hardening import HttpHardening, LoginThrottle, install_hardening
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
-from web.routes import admin, alerts, devices, health, live_map, reports, units
+from web.routes import admin, alerts, devices, handheld_page, health, live_map, reports, units
 from web.routes import auth as auth_routes
 from web.routes import plans as plan_routes
 from web.schemas import ERROR_RESPONSES
@@ -126,6 +126,7 @@ def create_app(
     app.add_exception_handler(Conflict, _conflict)
     for routes in (auth_routes, alerts, units, reports, admin, health, live_map, devices):
         app.include_router(routes.router)
+    app.include_router(handheld_page.router)
     if plans is not None:
         app.include_router(plan_routes.router)
     return app
