@@ -660,8 +660,10 @@
 
   function onFix(position) {
     const c = position.coords;
+    const first = state.fix === null;
     state.fix = { lat: c.latitude, lon: c.longitude, acc: c.accuracy, ts: position.timestamp || Date.now() };
     drawMe();
+    if (first && !state.order) map.setView([c.latitude, c.longitude], 16); // no order: show where I am
     sendPosition(false);
   }
 

@@ -111,9 +111,8 @@ def test_a_unit_login_lands_on_its_handheld(running: Running, registry: Registry
 
 @sqlite_only
 def test_a_unit_login_without_a_unit_gets_a_clear_refusal(running: Running) -> None:
-    add_user(running.service, "ghost", "unit", unit_id="no-such-unit")
-    with closing(sign_in(running.service.base_url, "ghost")) as ghost:
-        page = ghost.get("/unit?lang=en")
+    ghost = running.client("unit", unit_id="no-such-unit")  # a bearer token: pages take it as the cookie
+    page = ghost.get("/unit?lang=en")
     assert page.status_code == 404 and "not bound to a unit" in page.text
 
 
