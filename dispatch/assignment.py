@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from dispatch.domain import SYSTEM, Alert, AlertStatus, Assignment, Unit, UnitStatus
+from dispatch.domain import SYSTEM, Alert, AlertStatus, Assignment, CloseOutcome, Unit, UnitStatus
 from dispatch.errors import Conflict, NotFound
 from dispatch.fleet import Fleet
 from dispatch.intake import Rejected
@@ -257,9 +257,21 @@ class Dispatcher:
         log.info("alert %d acknowledged by %s", alert_id, unit_id)
         return updated
 
-    def transition(self, alert_id: int, target: AlertStatus, *, actor: str, reason: str | None = None) -> Alert:
+    def transition(
+        self,
+        alert_id: int,
+        target: AlertStatus,
+        *,
+        actor: str,
+        reason: str | None = None,
+        outcome: CloseOutcome | None = None,
+        note: str | None = None,
+    ) -> Alert:
         """Move an alert along its lifecycle (see :meth:`DispatchService.transition`)."""
         target = AlertStatus(target)
+        if outcome is not None and target is not AlertStatus.CLOSED:
+            msg = f"an outcome closes an alert: it cannot go with a move to {target.value!r}"
+            raise Conflict(msg)
         if target in (
             AlertStatus.ASSIGNED,
             AlertStatus.ACKNOWLEDGED,
@@ -274,6 +286,9 @@ class Dispatcher:
             with self.store.transaction(f"move alert {alert_id} to {target.value}") as tx:
                 alert = locked_alert(tx, alert_id)
                 updated = moved(alert, target, now, reason=reason)
+                if outcome is not None:
+                    updated.outcome = CloseOutcome(outcome)
+                    updated.close_note = note.strip() if note and note.strip() else None
                 tx.save_alert(updated)
                 tx.audit(
                     "state_change",

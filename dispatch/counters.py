@@ -29,6 +29,7 @@ class ServiceCounters:
         self._rejected: Counter[str] = Counter()
         self._positions = 0
         self._superseded_positions = 0
+        self._flagged_positions = 0
         self._store_errors = 0
         self._escalations = 0
 
@@ -60,6 +61,11 @@ class ServiceCounters:
             self._positions += applied + superseded
             self._superseded_positions += superseded
 
+    def flagged_position(self) -> None:
+        """A handheld's fix less accurate than the limit: kept out of ranking."""
+        with self._lock:
+            self._flagged_positions += 1
+
     def store_error(self) -> None:
         with self._lock:
             self._store_errors += 1
@@ -77,6 +83,7 @@ class ServiceCounters:
                 "rejected": {reason.value: self._rejected[reason.value] for reason in RejectReason},
                 "positions": self._positions,
                 "positions_superseded": self._superseded_positions,
+                "positions_flagged": self._flagged_positions,
                 "store_errors": self._store_errors,
                 "escalations": self._escalations,
             }

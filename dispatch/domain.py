@@ -19,6 +19,7 @@ __all__ = [
     "AlertSource",
     "AlertStatus",
     "Assignment",
+    "CloseOutcome",
     "Device",
     "DeviceSite",
     "Role",
@@ -68,6 +69,19 @@ class AlertStatus(StrEnum):
     """Closed as a false alarm, with a reason."""
     TEST = "test"
     """A test press of an SOS button: recorded and ranked, but nobody is to be sent."""
+
+
+class CloseOutcome(StrEnum):
+    """How the unit on scene closed an alert (the handheld's Close button)."""
+
+    RESOLVED = "resolved"
+    """Dealt with on scene."""
+    FALSE_ALARM = "false_alarm"
+    """Nothing had happened (a false or mistaken press)."""
+    NOBODY_FOUND = "nobody_found"
+    """Nobody was there when the unit arrived."""
+    HANDED_OVER = "handed_over"
+    """Handed over to another service (ambulance, fire, investigators)."""
 
 
 class UnitKind(StrEnum):
@@ -263,6 +277,8 @@ class Alert:
         The unit holding the current order; the unit proposed after an escalation.
     close_reason
         Why it was cancelled or a false alarm (required then), or the closing note.
+    outcome, close_note
+        How the unit on scene closed it (:class:`CloseOutcome`) and its short note (the handheld).
     recommended_at ... closed_at
         When the alert first reached each state (UTC), for response times.
     device_counter
@@ -299,6 +315,8 @@ class Alert:
     on_scene_at: datetime | None = None
     closed_at: datetime | None = None
     device_counter: int | None = None
+    outcome: CloseOutcome | None = None
+    close_note: str | None = None
 
     def __post_init__(self) -> None:
         if not self.priority:

@@ -244,7 +244,8 @@ class DispatchPolicy:
     priority_by_category
         102 report category (lower case) -> priority; other categories are P3.
     location_accuracy_max_m
-        A 102 report with a worse ``accuracy_m`` is flagged "location unverified".
+        A 102 report with a worse ``accuracy_m`` is flagged "location unverified"; a handheld's
+        position fix with a worse accuracy is flagged and not used (:mod:`dispatch.terminal`).
     duplicate_radius_m, duplicate_window
         A new alert this close in space and time to an open one of the same source type is linked to it.
     stale_after
@@ -261,7 +262,7 @@ class DispatchPolicy:
     """
 
     priority_by_category: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    location_accuracy_max_m: float = 100.0
+    location_accuracy_max_m: float = 50.0
     duplicate_radius_m: float = 100.0
     duplicate_window: timedelta = timedelta(minutes=10)
     stale_after: timedelta = timedelta(seconds=120)

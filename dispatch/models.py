@@ -19,6 +19,7 @@ __all__ = [
     "AuditRow",
     "Base",
     "DeviceEventRow",
+    "IdempotentRequestRow",
     "RecommendationRow",
     "UTCDateTime",
     "UnitRow",
@@ -93,6 +94,9 @@ class AlertRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # issue 6: the counter of a signed SOS press, committed with the alert (anti-replay window)
     device_counter: Mapped[int | None] = mapped_column(BigInteger)
+    # issue 12: how the unit on scene closed it, from the handheld
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    close_note: Mapped[str | None] = mapped_column(Text)
 
     recommendations: Mapped[list[RecommendationRow]] = relationship(
         back_populates="alert",
@@ -206,3 +210,19 @@ class DeviceEventRow(Base):
     last_cause: Mapped[str] = mapped_column(String(16))
     back_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class IdempotentRequestRow(Base):
+    """A client's request id (``Idempotency-Key``) and the answer it got, so a repeat is not applied again.
+
+    ``status_code`` 0 marks a request being applied now. Rows older than a day are pruned.
+    """
+
+    __tablename__ = "idempotent_requests"
+
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

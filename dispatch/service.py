@@ -30,6 +30,7 @@ from dispatch.domain import (
     AlertSource,
     AlertStatus,
     Assignment,
+    CloseOutcome,
     Device,
     Unit,
     UnitStatus,
@@ -37,6 +38,7 @@ from dispatch.domain import (
 from dispatch.errors import Conflict, NotFound
 from dispatch.escalation import Escalator
 from dispatch.fleet import Fleet
+from dispatch.idempotency import IdempotencyLedger
 from dispatch.ingest import Inbound, Intake
 from dispatch.intake import UnitAck, UnitStatusReport
 from dispatch.lifecycle import OPEN, DispatchPolicy
@@ -46,6 +48,7 @@ from dispatch.recent import RecentAlerts
 from dispatch.signing import PressVerifier
 from dispatch.signing_store import stored_counters
 from dispatch.store import Store
+from dispatch.terminal import CurrentOrder, FixResult, Terminal
 from geo import Router
 
 __all__ = ["Conflict", "DispatchService", "Inbound", "NotFound", "utc_now"]
@@ -169,6 +172,17 @@ class DispatchService:
             max_payload_bytes=max_payload_bytes,
             max_clock_skew=max_clock_skew,
         )
+        self._terminal = Terminal(
+            store,
+            self._fleet,
+            self._dispatcher,
+            self._intake,
+            policy=self.policy,
+            counters=self._counters,
+            clock=clock,
+        )
+        self.requests = IdempotencyLedger(store, clock=clock)
+        """Requests a client may repeat (``Idempotency-Key``): applied once, answered alike."""
 
     # set-up -------------------------------------------------------------------------------
 
@@ -433,6 +447,47 @@ class DispatchService:
             The status does not fit the unit's alert (none, another one, or a state that forbids it).
         """
         return self._dispatcher.set_unit_status(unit_id, status, actor=actor, alert_id=alert_id)
+
+    # the unit's terminal (the handheld) ------------------------------------------------------
+
+    def current_order(self, unit_id: str) -> CurrentOrder:
+        """The unit, the open alert it holds and the order that sent it (see :mod:`dispatch.terminal`)."""
+        return self._terminal.current_order(unit_id)
+
+    def move_order(
+        self,
+        unit_id: str,
+        alert_id: int,
+        status: AlertStatus,
+        *,
+        actor: str,
+        outcome: CloseOutcome | None = None,
+        note: str | None = None,
+    ) -> Alert:
+        """The unit moves its own order: acknowledged, en route, on scene, closed with an outcome.
+
+        Raises
+        ------
+        dispatch.terminal.NotYourOrder
+            The unit does not hold the alert (any more).
+        Conflict
+            The lifecycle does not allow the move.
+        ValueError
+            ``closed`` without an outcome (or an outcome with another move).
+        """
+        return self._terminal.move_order(unit_id, alert_id, status, actor=actor, outcome=outcome, note=note)
+
+    def report_fix(
+        self, unit_id: str, lat: float, lon: float, accuracy_m: float, *, actor: str, ts: datetime | None = None
+    ) -> FixResult:
+        """A handheld's position fix; one worse than the accuracy limit is flagged and not used.
+
+        Raises
+        ------
+        Conflict
+            The unit is a booth (fixed position).
+        """
+        return self._terminal.report_fix(unit_id, lat, lon, accuracy_m, actor=actor, ts=ts)
 
     def report_unit_status(self, unit_id: str, payload: bytes) -> RejectReason | None:
         """A status message from ``{root}/units/{unit_id}/status``; None when applied."""

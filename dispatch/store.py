@@ -78,6 +78,8 @@ _ALERT_FIELDS = (
     "en_route_at",
     "on_scene_at",
     "closed_at",
+    "outcome",
+    "close_note",
 )
 """Alert fields that change after ingest (the rest never do)."""
 
@@ -96,7 +98,7 @@ def _rec_rows(recommendations: Iterable[Recommendation]) -> list[RecommendationR
 
 def _alert_value(alert: Alert, name: str) -> Any:
     value = getattr(alert, name)
-    return value.value if isinstance(value, AlertStatus) else value
+    return value.value if isinstance(value, Enum) else value
 
 
 # -- rows <-> domain: one generic mapping over the fields and columns of the same name ---------

@@ -62,7 +62,10 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
     speed: list[float] = []
     walk: list[bool] = []
     drive: list[bool] = []
+    names: list[str] = []
     for a, b, data in graph.edges(data=True):
+        raw_name = data.get("name") or ""
+        street = str(raw_name[0] if isinstance(raw_name, list) else raw_name)
         highway = data.get("highway", "road")
         if isinstance(highway, list):
             # osmnx merged ways of several types into one edge: it is drivable if any part is.
@@ -91,6 +94,7 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
             speed.append(kmh)
             walk.append(walk_allowed(tags) or not drive_allowed(tags))
             drive.append(drive_allowed(tags))
+            names.append(street)
     return StreetNetwork.from_arrays(
         lat,
         lon,
@@ -103,6 +107,7 @@ def read_graphml(path: Path, *, label: str) -> StreetNetwork:
         drive=drive,
         label=label,
         node_osm_id=osm_ids,
+        name=np.array(names, dtype=object),
     )
 
 
@@ -127,6 +132,7 @@ def _segments_from_ways(
     drive: list[bool] = []
     oneway: list[bool] = []
     speed: list[float] = []
+    names: list[str] = []
     for tags, nodes in ways:
         can_walk, can_drive = walk_allowed(tags), drive_allowed(tags)
         if not (can_walk or can_drive):
@@ -134,6 +140,7 @@ def _segments_from_ways(
         direction = oneway_direction(tags) if can_drive else 0
         kmh = drive_speed_kmh(tags)
         highway = tags.get("highway", "")
+        street = tags.get("name", "")
         prev: int | None = None
         for node in nodes:
             if node is None:
@@ -156,6 +163,7 @@ def _segments_from_ways(
                 drive.append(can_drive)
                 oneway.append(direction != 0)
                 speed.append(kmh)
+                names.append(street)
             prev = idx
     if not u:
         msg = f"{label!r} holds no walkable or drivable streets"
@@ -172,4 +180,5 @@ def _segments_from_ways(
         drive=drive,
         label=label,
         node_osm_id=ids,
+        name=np.array(names, dtype=object),
     )

@@ -124,6 +124,16 @@ def oneway_direction(tags: dict[str, str]) -> int:
     return 0
 
 
+def _names(name: ArrayLike | None, m: int) -> NDArray[np.str_] | None:
+    if name is None:
+        return None
+    names = np.asarray(["" if n is None else str(n).strip() for n in np.asarray(name, dtype=object)], dtype=str)
+    if names.size != m:
+        msg = f"name must give one street name per segment: {m} segments, {names.size} names"
+        raise ValueError(msg)
+    return names
+
+
 def utm_crs_for(lat: float, lon: float) -> CRS:
     """The UTM zone CRS (WGS 84) that holds a point: Almaty is 43N (EPSG:32643)."""
     zone = math.floor((lon + 180.0) / 6.0) % 60 + 1
@@ -154,6 +164,8 @@ class StreetNetwork:
     seg_oneway: NDArray[np.bool_]
     seg_speed_kmh: NDArray[np.float64]
     node_osm_id: NDArray[np.int64] | None = None
+    seg_name: NDArray[np.str_] | None = None
+    """Each segment's street name (its way's OSM ``name`` tag, ``""`` where it has none); None: unknown."""
     _to_xy: Transformer = field(init=False, repr=False)
     _to_lonlat: Transformer = field(init=False, repr=False)
 
@@ -176,10 +188,12 @@ class StreetNetwork:
         drive: ArrayLike | None = None,
         label: str = "street network",
         node_osm_id: ArrayLike | None = None,
+        name: ArrayLike | None = None,
     ) -> StreetNetwork:
         """Build a network from node coordinates and segment endpoints (indices into the nodes).
 
-        ``walk``/``drive``/``maxspeed_kmh`` default to what the ``highway`` type implies.
+        ``walk``/``drive``/``maxspeed_kmh`` default to what the ``highway`` type implies; ``name``
+        is each segment's street name (``""`` for none).
         """
         lat_a = np.asarray(lat, dtype=np.float64)
         lon_a = np.asarray(lon, dtype=np.float64)
@@ -226,6 +240,7 @@ class StreetNetwork:
             seg_oneway=one,
             seg_speed_kmh=speed,
             node_osm_id=None if node_osm_id is None else np.asarray(node_osm_id, dtype=np.int64),
+            seg_name=_names(name, m),
         )
 
     @property

@@ -295,6 +295,10 @@ class Router:
         # Per mode, per local segment: units standing on it (for alerts on the same segment).
         self._on_segment: dict[Mode, dict[int, set[str]]] = {"walk": {}, "drive": {}}
         self._lock = threading.RLock()
+        self._named: (
+            tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+            | None
+        ) = None
         warm_up()
 
     # -- graphs and snapping -------------------------------------------------------------------
@@ -352,6 +356,53 @@ class Router:
             raise OutsideServiceArea(lat, lon, dist, self.max_snap_m)
         slat, slon = self.network.unproject_point(sx, sy)
         return Snap(mode, int(g.segments[i]), t, dist, slat, slon)
+
+    def street_name(self, lat: float, lon: float, *, max_m: float | None = None) -> str | None:
+        """The name of the nearest named street (OSM ``name``) within ``max_m`` (default ``max_snap_m``).
+
+        Unnamed segments (service roads, footpaths) are passed over, so a point on a nameless
+        driveway is told the street it leads off. None when no named street is that close, or the
+        network keeps no names (a generated city, an old GraphML file).
+
+        Raises
+        ------
+        ValueError
+            When the coordinates are not a WGS 84 position.
+        """
+        x, y = self._project(lat, lon)
+        named = self._named_segments()
+        if named is None:
+            return None
+        index, ax, ay, bx, by = named
+        dx, dy = bx - ax, by - ay
+        length2 = dx * dx + dy * dy
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.where(length2 > 0, ((x - ax) * dx + (y - ay) * dy) / length2, 0.0)
+        t = np.clip(t, 0.0, 1.0)
+        dist2 = (ax + t * dx - x) ** 2 + (ay + t * dy - y) ** 2
+        best = int(np.argmin(dist2))
+        limit = self.max_snap_m if max_m is None else float(max_m)
+        if float(dist2[best]) > limit * limit:
+            return None
+        assert self.network.seg_name is not None  # _named_segments found names
+        return str(self.network.seg_name[index[best]])
+
+    def _named_segments(
+        self,
+    ) -> (
+        tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+        | None
+    ):
+        """Named segments' indices and end points in the metric plane (built on first use)."""
+        names = self.network.seg_name
+        if names is None:
+            return None
+        if self._named is None:
+            index = np.flatnonzero(names != "").astype(np.int64)
+            net = self.network
+            u, v = net.seg_u[index], net.seg_v[index]
+            self._named = (index, net.node_x[u], net.node_y[u], net.node_x[v], net.node_y[v])
+        return self._named if self._named[0].size else None
 
     def in_service_area(self, lat: float, lon: float) -> bool:
         """Whether a point is within ``max_snap_m`` of a walkable street."""

@@ -141,7 +141,10 @@ class Settings(BaseSettings):
     )
     stale_penalty_s: float = Field(300.0, ge=0, description="seconds added to a stale patrol's ETA")
     location_accuracy_max_m: float = Field(
-        100.0, gt=0, description="a 102 report less accurate is 'location unverified'"
+        50.0,
+        gt=0,
+        description="a position less accurate is not trusted: a 102 report is 'location unverified', "
+        "a handheld's fix is flagged and not used for ranking",
     )
     duplicate_radius_m: float = Field(100.0, ge=0, description="a new alert this close to an open one is linked to it")
     duplicate_window_s: float = Field(600.0, ge=0, description="... if it came within this many seconds")

@@ -21,11 +21,12 @@ from dispatch.service import Conflict, DispatchService, NotFound
 from dispatch.store import StoreError
 from dispatch.supervision import DeviceSupervisor
 from web.deps import WebContext, install
+from web.handheld import HandheldFeed
 from web.hardening import HttpHardening, LoginThrottle, install_hardening
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
-from web.routes import admin, alerts, devices, handheld_page, health, live_map, reports, units
+from web.routes import admin, alerts, devices, handheld, handheld_page, health, live_map, reports, units
 from web.routes import auth as auth_routes
 from web.routes import plans as plan_routes
 from web.schemas import ERROR_RESPONSES
@@ -96,6 +97,7 @@ def create_app(
     hardening = hardening or HttpHardening()
     feed = LiveFeed(service, capacity=options.capacity)
     service.add_listener(feed)
+    service.add_listener(HandheldFeed(service, feed))  # each unit's order and withdrawn events
     if supervisor is not None:
         supervisor.add_listener(feed)  # the map hears the buttons go offline and come back
     scraped = [ServiceCollector(service.metrics, supervisor.metrics if supervisor is not None else None), *collectors]
@@ -124,7 +126,7 @@ def create_app(
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Conflict, _conflict)
-    for routes in (auth_routes, alerts, units, reports, admin, health, live_map, devices):
+    for routes in (auth_routes, alerts, units, handheld, reports, admin, health, live_map, devices):
         app.include_router(routes.router)
     app.include_router(handheld_page.router)
     if plans is not None:

@@ -8,6 +8,9 @@ reconnects sends the last id it saw (``Last-Event-ID``, or ``?after=``) and gets
 it; when the feed cannot replay that (another epoch, or older than the buffer) it sends one
 ``reset`` event and the client loads a fresh snapshot, so no alert is ever missing after a
 reconnect. The route is ``GET /map/events`` (:mod:`web.routes.live_map`).
+
+An event may be meant for one audience only (a unit's handheld, :mod:`web.handheld`): it is
+numbered in the same sequence, so replay works alike, but only that audience's stream sends it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class _Event:
     seq: int
     kind: str
     frame: str  # the whole SSE message
+    audience: str | None = None  # None: the live map's streams
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -78,11 +82,16 @@ class LiveFeed:
         self._publish("device", device)
 
     def _publish(self, kind: str, data: dict[str, Any]) -> None:
+        self.publish(kind, data)
+
+    def publish(self, kind: str, data: dict[str, Any], *, audience: str | None = None) -> None:
+        """File an event; with ``audience``, only streams of that audience send it."""
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         with self._lock:
             self._seq += 1
             seq = self._seq
-            self._events.append(_Event(seq, kind, f"id: {self.epoch}.{seq}\nevent: {kind}\ndata: {body}\n\n"))
+            frame = f"id: {self.epoch}.{seq}\nevent: {kind}\ndata: {body}\n\n"
+            self._events.append(_Event(seq, kind, frame, audience))
             waiters = list(self._waiters)
         self._wake(waiters)
 
@@ -112,8 +121,8 @@ class LiveFeed:
         n = int(seq)
         return n if n <= self.last_seq else None
 
-    def since(self, seq: int, *, limit: int = 5000) -> list[_Event] | None:
-        """Events after ``seq`` (oldest first, at most ``limit``); None when some were dropped."""
+    def since(self, seq: int, *, limit: int = 5000, audience: str | None = None) -> list[_Event] | None:
+        """Events of ``audience`` after ``seq`` (oldest first, at most ``limit``); None when some were dropped."""
         with self._lock:
             if seq >= self._seq:
                 return []
@@ -123,7 +132,8 @@ class LiveFeed:
             for event in reversed(self._events):
                 if event.seq <= seq:
                     break
-                found.append(event)
+                if event.audience == audience:
+                    found.append(event)
         found.reverse()
         return found[:limit]
 
@@ -155,21 +165,35 @@ class LiveFeed:
         self.closed = True
         self.drop_streams()
 
-    async def stream(self, start: int | None, *, heartbeat_s: float, retry_ms: int = 1000) -> AsyncIterator[str]:
-        """The SSE frames for one client, from after ``start`` (None: tell it to reset)."""
+    async def stream(
+        self,
+        start: int | None,
+        *,
+        heartbeat_s: float,
+        retry_ms: int = 1000,
+        audience: str | None = None,
+        prelude: str = "",
+    ) -> AsyncIterator[str]:
+        """The SSE frames for one client, from after ``start`` (None: tell it to reset).
+
+        ``audience`` picks whose events are sent (None: the live map's); ``prelude`` is sent first.
+        """
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         self.subscribe(loop, wake)
         generation = self.generation
         try:
             yield f"retry: {retry_ms}\n\n"
+            if prelude:
+                yield prelude
             if start is None:
                 yield _RESET
                 return
             cursor = start
             while not self.closed and self.generation == generation:
                 wake.clear()
-                batch = self.since(cursor)
+                top = self.last_seq
+                batch = self.since(cursor, audience=audience)
                 if batch is None:
                     yield _RESET
                     return
@@ -177,6 +201,7 @@ class LiveFeed:
                     cursor = batch[-1].seq
                     yield "".join(e.frame for e in batch)
                     continue
+                cursor = max(cursor, top)  # nothing of this audience up to there
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=heartbeat_s)
                 except TimeoutError:

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from dispatch.domain import Alert, Assignment, Role, Unit, UnitKind
 from patrol_planner.hotspots import DEFAULT_ESTIMATOR, ESTIMATORS
@@ -27,10 +27,14 @@ __all__ = [
     "AlertOut",
     "AssignIn",
     "AssignmentOut",
+    "AvailabilityIn",
     "BoothIn",
     "ConflictOut",
     "ErrorOut",
+    "OrderStatusIn",
     "PlanRequest",
+    "PositionIn",
+    "PositionOut",
     "RecommendationOut",
     "StatusIn",
     "TransitionIn",
@@ -108,6 +112,8 @@ class AlertOut(_FromDomain):
     assigned_unit_id: str | None
     proposed_unit_id: str | None
     close_reason: str | None
+    outcome: EnumValue | None = None
+    close_note: str | None = None
     recommended_at: datetime | None
     assigned_at: datetime | None
     acknowledged_at: datetime | None
@@ -268,3 +274,53 @@ class PlanRequest(RequestBody):
             msg = f"unknown time zone {v!r}"
             raise ValueError(msg) from e
         return v
+
+
+# -- the handheld (issue 12; web.routes.handheld) -------------------------------------------------
+
+
+class OrderStatusIn(RequestBody):
+    """A unit moves its own order; ``closed`` needs an ``outcome``."""
+
+    alert_id: BoundedId
+    status: Literal["acknowledged", "en_route", "on_scene", "closed"]
+    outcome: Literal["resolved", "false_alarm", "nobody_found", "handed_over"] | None = None
+    note: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _outcome_closes(self) -> OrderStatusIn:
+        if self.status == "closed" and self.outcome is None:
+            msg = "closing needs an outcome: resolved, false_alarm, nobody_found or handed_over"
+            raise ValueError(msg)
+        if self.status != "closed" and self.outcome is not None:
+            msg = f"an outcome goes with status 'closed' only, not with {self.status!r}"
+            raise ValueError(msg)
+        return self
+
+
+class AvailabilityIn(RequestBody):
+    status: Literal["available", "off_duty"]
+
+
+class PositionIn(RequestBody):
+    """A position fix from the handheld's Geolocation API, with its accuracy (metres, 1 sigma)."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    accuracy_m: float = Field(ge=0, le=1e7)
+    ts: datetime | None = None
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and (v.tzinfo is None or v.utcoffset() is None):
+            msg = "ts needs a UTC offset (ISO 8601 with Z or +00:00)"
+            raise ValueError(msg)
+        return v
+
+
+class PositionOut(BaseModel):
+    accepted: bool
+    flagged: bool
+    reason: str | None
+    accuracy_max_m: float

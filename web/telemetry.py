@@ -11,6 +11,7 @@ Metrics (all prefixed ``qorgau_``)::
     alerts_duplicate_total{source}         redeliveries answered with the first alert's ack
     messages_rejected_total{reason}        rejected messages, by reason (dispatch and supervision)
     unit_positions_total                   unit positions taken (applied or superseded)
+    unit_positions_flagged_total           handheld fixes less accurate than the limit (not used)
     store_errors_total                     failed commits (the message waits and is retried)
     escalations_total                      missed acknowledgements escalated
     device_heartbeats_total                heartbeats of SOS buttons
@@ -68,6 +69,11 @@ class ServiceCollector(Collector):
                 rejected[reason] = rejected.get(reason, 0) + n
         yield _by_label("qorgau_messages_rejected", "Rejected messages by reason.", "reason", rejected)
         yield _counter("qorgau_unit_positions", "Unit positions taken (applied or superseded).", m["positions"])
+        yield _counter(
+            "qorgau_unit_positions_flagged",
+            "Handheld position fixes less accurate than QORGAU_LOCATION_ACCURACY_MAX_M (not used for ranking).",
+            m["positions_flagged"],
+        )
         yield _counter("qorgau_store_errors", "Commits that failed; the message is retried.", m["store_errors"])
         yield _counter("qorgau_escalations", "Missed acknowledgements escalated.", m["escalations"])
         if s is not None:
