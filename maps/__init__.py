@@ -9,6 +9,8 @@ Public names::
     html = render_live_map(labels=..., config=..., center=(lat, lon), tile_url=None)   # the dispatcher's map
     html = render_login_page(labels=..., next_url="/map")
     static_assets()["leaflet.js"].body          # files the live map page loads from the service
+    html = render_handheld(labels=..., config=..., unit_name=..., unit_kind="foot")  # the officer's handheld
+    handheld_manifest(...), handheld_service_worker(...), handheld_icon()           # its PWA files
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from maps.assets import StaticAsset, leaflet_assets, static_assets
+    from maps.handheld import handheld_icon, handheld_manifest, handheld_service_worker, render_handheld
     from maps.live_map import render_live_map, render_login_page
     from maps.plan_map import render_plan_map
     from maps.sites_map import SITES_MAP_LABEL_KEYS, render_sites_map
@@ -25,7 +28,11 @@ if TYPE_CHECKING:
 __all__ = [
     "SITES_MAP_LABEL_KEYS",
     "StaticAsset",
+    "handheld_icon",
+    "handheld_manifest",
+    "handheld_service_worker",
     "leaflet_assets",
+    "render_handheld",
     "render_live_map",
     "render_login_page",
     "render_plan_map",
@@ -42,6 +49,10 @@ _HOMES = {
     "render_plan_map": "maps.plan_map",
     "SITES_MAP_LABEL_KEYS": "maps.sites_map",
     "render_sites_map": "maps.sites_map",
+    "handheld_icon": "maps.handheld",
+    "handheld_manifest": "maps.handheld",
+    "handheld_service_worker": "maps.handheld",
+    "render_handheld": "maps.handheld",
 }
 
 

@@ -26,7 +26,7 @@ from web.hardening import HttpHardening, LoginThrottle, install_hardening
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
-from web.routes import admin, alerts, devices, handheld, health, live_map, reports, units
+from web.routes import admin, alerts, devices, handheld, handheld_page, health, live_map, reports, units
 from web.routes import auth as auth_routes
 from web.routes import plans as plan_routes
 from web.routes import sites as site_routes
@@ -138,6 +138,7 @@ def create_app(
     app.add_exception_handler(Conflict, _conflict)
     for routes in (auth_routes, alerts, units, handheld, reports, admin, health, live_map, devices):
         app.include_router(routes.router)
+    app.include_router(handheld_page.router)
     if plans is not None:
         app.include_router(plan_routes.router)
     if sites is not None:

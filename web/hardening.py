@@ -216,6 +216,8 @@ _STATIC_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_WORKER_CSP = "default-src 'none'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+"""A service worker's script (it answers with ``Service-Worker-Allowed``) runs under its own CSP and must fetch."""
 _DOC_PATHS = ("/docs", "/redoc")
 _DOC_CDN = "https://cdn.jsdelivr.net"
 
@@ -282,7 +284,9 @@ class SecurityHeaders:
                 if _is_html(headers):
                     held = message  # its CSP depends on the body
                     return
-                await send({**message, "headers": [*headers, (b"content-security-policy", _API_CSP.encode())]})
+                worker = any(k.lower() == b"service-worker-allowed" for k, _ in headers)
+                policy = _WORKER_CSP if worker else _API_CSP
+                await send({**message, "headers": [*headers, (b"content-security-policy", policy.encode())]})
                 return
             if held is not None and message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))

@@ -31,6 +31,7 @@ __all__ = [
     "StreetBasemap",
     "map_catalogue",
     "street_layers",
+    "unit_catalogue",
     "utc_label",
 ]
 
@@ -47,6 +48,15 @@ def map_catalogue(lang: str) -> dict[str, str]:
         msg = f"language must be one of {', '.join(LANGS)}, got {lang!r}"
         raise ValueError(msg)
     texts: dict[str, str] = json.loads((_LOCALES / f"map.{lang}.json").read_text(encoding="utf-8"))
+    return texts
+
+
+def unit_catalogue(lang: str) -> dict[str, str]:
+    """The officer's handheld's texts in ``lang`` (``web/locales/unit.<lang>.json``)."""
+    if lang not in LANGS:
+        msg = f"language must be one of {', '.join(LANGS)}, got {lang!r}"
+        raise ValueError(msg)
+    texts: dict[str, str] = json.loads((_LOCALES / f"unit.{lang}.json").read_text(encoding="utf-8"))
     return texts
 
 

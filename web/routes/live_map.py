@@ -7,7 +7,7 @@ Routes (roles)::
     GET  /map                       the live map (dispatcher, commander, viewer; else to /login)
     GET  /map/snapshot              open alerts, the last 24 h of alerts, units, SOS buttons, the last event id (same)
     GET  /map/events                Server-Sent Events: every committed alert, unit and button change (same)
-    GET  /map/streets.geojson       the street basemap, built once and cached (same)
+    GET  /map/streets.geojson       the street basemap, built once and cached (same, and unit logins)
     GET  /map/alerts/{id}/route     ?unit_id= that unit's fastest route to the alert, GeoJSON (same)
     GET  /static/{name}             Leaflet and the page's own script and stylesheet (anyone)
 
@@ -47,6 +47,7 @@ from web.deps import (
     SessionDep,
     SupervisorDep,
     ThrottleDep,
+    UnitReader,
 )
 from web.live_feed import alert_json, unit_json
 from web.pages import LANGS, MAP_ROLES, MapOptions, map_catalogue, utc_label
@@ -62,10 +63,18 @@ def _lang(lang: str | None, options: MapOptions) -> str:
 
 
 def _safe_next(value: str | None) -> str:
-    """Only this service's map pages are valid targets after sign-in (no open redirect)."""
-    if value and value.startswith("/map") and not value.startswith("//") and "\\" not in value:
+    """Only this service's map and handheld pages are valid targets after sign-in (no open redirect)."""
+    if value and value.startswith(("/map", "/unit")) and not value.startswith("//") and "\\" not in value:
         return value
     return "/map"
+
+
+def _landing(role: Role, next_url: str | None) -> str:
+    """Where a sign-in lands: a unit login on its handheld (``/unit``), everyone else on the map."""
+    target = _safe_next(next_url)
+    if role is Role.UNIT:
+        return target if target.startswith("/unit") else "/unit"
+    return "/map" if target.startswith("/unit") else target
 
 
 def _login_redirect(lang: str, next_url: str = "/map") -> RedirectResponse:
@@ -119,9 +128,9 @@ def login_submit(
         return page(labels["too_many_logins"].format(s=e.retry_after_s), 429, {"Retry-After": str(e.retry_after_s)})
     if user is None:
         return page(labels["wrong_login"], 401)
-    if user.role not in MAP_ROLES:
+    if user.role not in MAP_ROLES and user.role is not Role.UNIT:
         return page(labels["no_map_role"], 403)
-    target = _safe_next(next)
+    target = _landing(user.role, next)
     target += ("&" if "?" in target else "?") + f"lang={code}" if "lang=" not in target else ""
     response = RedirectResponse(target, status_code=303)
     secure = options.secure_cookie if options.secure_cookie is not None else request.url.scheme == "https"
@@ -181,6 +190,8 @@ def map_page(service: ServiceDep, options: MapOptionsDep, who: SessionDep, lang:
     if who is None:
         return _login_redirect(code, f"/map?lang={code}")
     labels = map_catalogue(code)
+    if who.role is Role.UNIT:
+        return RedirectResponse(f"/unit?lang={code}", status_code=303)  # a unit's page is its handheld
     if who.role not in MAP_ROLES:
         return HTMLResponse(f"<p>{labels['no_map_role']}</p>", status_code=403)
     network = service.router.network
@@ -244,7 +255,7 @@ def events(
 @router.get("/map/streets.geojson")
 def streets(
     basemap: BasemapDep,
-    _: Reader,
+    _: UnitReader,  # the handheld draws the same streets
     if_none_match: Annotated[str | None, Header()] = None,
     accept_encoding: Annotated[str | None, Header()] = None,
 ) -> Response:
