@@ -83,6 +83,53 @@ def _add_simulation_flags(p: argparse.ArgumentParser, *, rate: float) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed")
 
 
+def _range(text: str) -> tuple[float, float]:
+    """``"5-25"`` (or one number) -> (5.0, 25.0), for the responders' delay ranges."""
+    low, _, high = text.partition("-")
+    try:
+        pair = (float(low), float(high or low))
+    except ValueError:
+        msg = f"expected seconds as LOW-HIGH (e.g. 5-25), got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 <= pair[0] <= pair[1]:
+        msg = f"expected 0 <= LOW <= HIGH, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return pair
+
+
+def _add_responder_flags(p: argparse.ArgumentParser, *, default_on: bool = False) -> None:
+    """Simulated responders (qorgau/responders.py): officers who act on their orders."""
+    g = p.add_argument_group("simulated responders")
+    if default_on:
+        g.add_argument("--no-respond", dest="respond", action="store_false", help="no simulated officers answer orders")
+    else:
+        g.add_argument(
+            "--respond",
+            action="store_true",
+            help="simulated units act on their orders: acknowledge, drive, arrive, close (needs --units and "
+            "a dispatcher token in QORGAU_API_TOKEN for closing)",
+        )
+    g.add_argument("--ack-delay", type=_range, default=(5.0, 25.0), metavar="S-S", help="acknowledge after [5-25] s")
+    g.add_argument(
+        "--close-after", type=_range, default=(120.0, 300.0), metavar="S-S", help="close this long on scene [120-300] s"
+    )
+    g.add_argument("--miss-share", type=float, default=0.1, help="share of orders never acknowledged [0.1]")
+    g.add_argument("--false-alarm-share", type=float, default=0.2, help="share of alerts closed as false alarms [0.2]")
+    g.add_argument("--time-scale", type=float, default=1.0, help="travel this many times faster than real [1]")
+    if not default_on:
+        g.add_argument(
+            "--api",
+            metavar="URL",
+            default="http://127.0.0.1:8000",
+            help="the service's HTTP API [http://127.0.0.1:8000]",
+        )
+        g.add_argument(
+            "--dispatch",
+            action="store_true",
+            help="also a simulated dispatcher: assign every waiting alert to the proposed or recommended unit",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qorgau", description="SOS-button dispatch for city police.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="buttons share one connection and send no heartbeats (default: each button connects with a "
         "last will and sends heartbeats every QORGAU_HEARTBEAT_INTERVAL_S)",
     )
+    _add_responder_flags(sim)
     sim.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser("demo", help="serve a generated city with seed units and a running simulator")
@@ -256,6 +304,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.move_units and not units:
         print("qorgau simulate: --move-units needs --units", file=sys.stderr)
         return 2
+    responders = dispatcher = None
+    if args.respond:
+        import os
+
+        from qorgau.responders import ApiClient, SimulatedDispatcher
+
+        token = os.environ.get("QORGAU_API_TOKEN")
+        if not units or not token:
+            print(
+                "qorgau simulate: --respond needs --units and a dispatcher token in QORGAU_API_TOKEN", file=sys.stderr
+            )
+            return 2
+        api = ApiClient(args.api, token)
+        responders = _responders(args, settings.mqtt_url, settings.topic_root, units, api).start()
+        dispatcher = SimulatedDispatcher(api).start() if args.dispatch else None
+        if args.kind == "test":
+            print("note: 'test' presses get no orders; pass --kind press for responders to act", flush=True)
     if router is None:
         print("no --network: publishing SOS presses only (102 reports are drawn on streets)", flush=True)
     sim = Simulator(
@@ -274,8 +339,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     try:
         report = sim.run(args.count or None)
+        if responders is not None and args.count:  # let the officers finish what they were sent to
+            print("presses sent; responders keep answering orders until Ctrl-C", flush=True)
+            while True:
+                time.sleep(1.0)
     except KeyboardInterrupt:
         return 130
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
+        if responders is not None:
+            responders.stop()
+            print(_responders_summary(responders), flush=True)
     if report.heartbeats:
         print(f"the buttons sent {report.heartbeats} heartbeats and said 'offline' when they stopped", flush=True)
     print(
@@ -284,6 +359,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _responders(args: argparse.Namespace, url: str, topic_root: str, units: Sequence[Any], api: Any) -> Any:
+    """Simulated responders configured by the ``--ack-delay`` ... ``--time-scale`` flags."""
+    from qorgau.responders import ResponderPolicy, Responders
+
+    policy = ResponderPolicy(
+        ack_delay_s=args.ack_delay,
+        close_after_s=args.close_after,
+        miss_share=args.miss_share,
+        false_alarm_share=args.false_alarm_share,
+        time_scale=args.time_scale,
+    )
+    return Responders(url=url, topic_root=topic_root, units=units, api=api, policy=policy, seed=args.seed)
+
+
+def _responders_summary(responders: Any) -> str:
+    r = responders.report
+    return (
+        f"responders: {r.orders} orders, {r.missed} missed on purpose, {r.acknowledged} acknowledged, "
+        f"{r.on_scene} on scene, {r.closed} closed ({r.false_alarms} false alarms), {r.positions} positions"
+    )
 
 
 def _demo_map_login(service: QorgauService) -> str:
