@@ -165,9 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_responder_flags(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    demo = sub.add_parser("demo", help="serve a generated city with seed units and a running simulator")
+    demo = sub.add_parser(
+        "demo", help="serve Almaty's real streets (or a generated city) with units, simulated presses and responders"
+    )
     _add_service_flags(demo)
-    _add_simulation_flags(demo, rate=0.5)
+    _add_simulation_flags(demo, rate=0.03)
+    demo.add_argument(
+        "--city",
+        choices=("almaty", "generated"),
+        default="almaty",
+        help="almaty: the packaged OSM extract of March 2012, buttons at its schools and hospitals, booths at its "
+        "police points; generated: a synthetic grid [almaty] (--network overrides both)",
+    )
+    _add_responder_flags(demo, default_on=True)
     demo.add_argument(
         "--data-dir", type=Path, default=Path("var/demo"), help="where seed GeoJSON and the demo database go [var/demo]"
     )
@@ -395,12 +405,30 @@ def _demo_map_login(service: QorgauService) -> str:
     return f"sign in as 'dispatcher', password {password}"
 
 
+def _demo_unit_login(service: QorgauService, units: Sequence[Any]) -> str:
+    """A ``unit`` user bound to the demo's first patrol car (else its first unit), fresh password the first time."""
+    from dispatch import Role, UnitKind, User
+    from dispatch.auth import hash_password
+
+    unit = next((u for u in units if u.kind is UnitKind.CAR), units[0] if units else None)
+    if unit is None:
+        return "no units: no handheld sign-in"
+    username = f"officer-{unit.id}"
+    if service.store.get_user(username) is not None:
+        return f"sign in as {username!r} ({unit.name}) with the password printed by the first demo on this database"
+    password = secrets.token_urlsafe(9)
+    service.store.add_user(User(username, Role.UNIT, unit.id), hash_password(password), actor="demo")
+    return f"sign in as {username!r}, password {password}: the handheld of {unit.id} ({unit.name})"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pydantic import SecretStr
 
     from dispatch import Role, UnitKind, User, load_devices, load_units
     from geo import Router, generate_city, load_network
     from qorgau.demo import write_seed_registry
+    from qorgau.demo_city import ALMATY_ATTRIBUTION
+    from qorgau.responders import ApiClient, SimulatedDispatcher
     from qorgau.runtime import QorgauService
     from qorgau.simulate import Simulator
 
@@ -416,15 +444,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         update["topic_root"] = DEMO_TOPIC_ROOT
     if args.client_id is None:
         update["client_id"] = DEMO_CLIENT_ID
-    if settings.network is None:
+    almaty = settings.network is None and args.city == "almaty"
+    if almaty:
+        from qorgau.demo_city import almaty_extract
+
+        update["network"] = almaty_extract()
+        network = load_network(update["network"])
+        city = f"Almaty, real streets: OpenStreetMap extract of March 2012 ({network.label}, {ALMATY_ATTRIBUTION})"
+    elif settings.network is None:
         network = generate_city(n_nodes=args.nodes, seed=args.seed)
+        city = f"a generated city, not a real place ({network.label})"
     else:
         network = load_network(settings.network)
+        city = f"{network.label} (from --network)"
     router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
     if settings.units is None or settings.devices is None:
-        units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)
+        if almaty:
+            from qorgau.demo_city import almaty_registry, find_pois, write_registry
+
+            seeded = almaty_registry(router, find_pois(update["network"]), seed=args.seed)
+            units_path, devices_path = write_registry(data_dir, *seeded)
+        else:
+            units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)
         update.setdefault("units", settings.units or units_path)
         update.setdefault("devices", settings.devices or devices_path)
+    if almaty and not settings.map_tiles:
+        update["map_streets_attribution"] = ALMATY_ATTRIBUTION
     generated_secret = settings.jwt_secret is None
     if generated_secret:  # the demo only: `serve` refuses to start without QORGAU_JWT_SECRET
         update["jwt_secret"] = SecretStr(secrets.token_urlsafe(48))
@@ -444,16 +489,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rate_per_s=args.rate,
         sos_share=args.sos_share,
         kind="press",
-        move_units=True,
+        move_units=not args.respond,  # responders move the patrols along their routes instead
         seed=args.seed,
         heartbeat_s=settings.heartbeat_interval_s,
     )
+    responders = dispatcher = None
+    if args.respond:
+        api = ApiClient(service.base_url, service.auth.issue(User("demo-sim-dispatcher", Role.DISPATCHER)))
+        responders = _responders(args, settings.mqtt_url, settings.topic_root, units, api).start()
+        dispatcher = SimulatedDispatcher(api).start()
     sim_thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, name="qorgau-sim", daemon=True)
     sim_thread.start()
     counts = {kind: sum(u.kind is kind for u in units) for kind in UnitKind}
     url = service.base_url
     print("Qorgau demo", flush=True)
-    print(f"  street network: {network.label}")
+    print(f"  city: {city}")
     print(
         f"  units: {settings.units} ({counts[UnitKind.BOOTH]} booths, {counts[UnitKind.FOOT]} foot patrols, "
         f"{counts[UnitKind.CAR]} patrol cars)"
@@ -461,7 +511,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  SOS buttons: {settings.devices} ({len(devices)})")
     print(f"  database: {settings.db_url}")
     print(f"  MQTT: {settings.mqtt_url}, topics under {settings.topic_root}/")
-    print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving")
+    if args.respond:
+        print(
+            f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports); simulated officers acknowledge "
+            f"after {args.ack_delay[0]:g}-{args.ack_delay[1]:g} s (missing {args.miss_share:.0%} on purpose), "
+            f"drive their routes, close after {args.close_after[0]:g}-{args.close_after[1]:g} s on scene "
+            f"({args.false_alarm_share:.0%} false alarms); a simulated dispatcher assigns what waits"
+        )
+    else:
+        print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving, nobody answers")
     if generated_secret:
         print(
             "  JWT secret: generated for this demo (tokens and map sign-ins end with it; set QORGAU_JWT_SECRET to keep them)"
@@ -471,6 +529,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {role.value} token: {service.auth.issue(User(f'demo-{role.value}', role))}")
     print(f"  e.g. curl -H 'Authorization: Bearer <dispatcher token>' {url}/api/alerts")
     print(f"Dispatcher map: {url}/map  ({_demo_map_login(service)})")
+    print(f"Handheld (open on a phone or a narrow window): {url}/unit  ({_demo_unit_login(service, units)})")
     print("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.", flush=True)
     try:
         if args.duration is None:
@@ -485,6 +544,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         sim_thread.join(timeout=10)
+        if dispatcher is not None:
+            dispatcher.stop()
+        if responders is not None:
+            responders.stop()
+            print(_responders_summary(responders), flush=True)
         metrics = service.service.metrics()
         service.stop(end_session=True)
     print(
