@@ -149,3 +149,17 @@ def test_point_along_a_route() -> None:
     assert point_along(route, cumulative, cumulative[-1] + 5) == route[-1]
     lat, lon = point_along(route, cumulative, cumulative[1] / 2)
     assert lat == pytest.approx(43.0) and lon == pytest.approx(76.005)
+
+
+def test_simulate_respond_needs_units_and_a_token(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qorgau.cli import main
+
+    monkeypatch.delenv("QORGAU_API_TOKEN", raising=False)
+    argv = ["simulate", "--devices", str(registry.devices_path), "--units", str(registry.units_path), "--respond"]
+    assert main(argv) == 2
+    assert "--respond needs --units and a dispatcher token in QORGAU_API_TOKEN" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses a range that runs backwards
+        main([*argv, "--ack-delay", "25-5"])
+    assert "expected 0 <= LOW <= HIGH, got '25-5'" in capsys.readouterr().err
