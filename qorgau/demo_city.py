@@ -10,6 +10,7 @@ The extract is © OpenStreetMap contributors, ODbL 1.0 (``qorgau/data/PROVENANCE
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +28,7 @@ __all__ = [
     "Poi",
     "almaty_extract",
     "almaty_registry",
+    "area_circle",
     "find_pois",
     "write_registry",
 ]
@@ -118,6 +120,14 @@ def _reachable(router: Router, poi: Poi, *, mode: str = "walk", max_street_m: fl
         return False
 
 
+def area_circle(bbox: tuple[float, float, float, float]) -> tuple[tuple[float, float], float]:
+    """The circle inscribed in ``bbox``: ``((lat, lon), radius_m)`` (where the demo's street points fall)."""
+    min_lat, min_lon, max_lat, max_lon = bbox
+    centre = ((min_lat + max_lat) / 2, (min_lon + max_lon) / 2)
+    km_per_deg_lon = math.cos(math.radians(centre[0]))
+    return centre, 0.5 * min(max_lat - min_lat, (max_lon - min_lon) * km_per_deg_lon) * 111_320.0
+
+
 @dataclass(frozen=True, slots=True)
 class Placed:
     """A unit or button and what its place is (``school``, ``hospital``, ``police`` or ``street``)."""
@@ -150,9 +160,7 @@ def almaty_registry(
     """
     rng = random.Random(seed)
     here = [p for p in pois if _inside(p, bbox) and _reachable(router, p)]
-    min_lat, min_lon, max_lat, max_lon = bbox
-    centre = ((min_lat + max_lat) / 2, (min_lon + max_lon) / 2)
-    radius_m = 0.5 * min(max_lat - min_lat, (max_lon - min_lon) * 0.73) * 111_320.0
+    centre, radius_m = area_circle(bbox)
 
     def street(mode: str = "walk") -> tuple[float, float]:
         return random_street_point(router, rng, mode=mode, near=centre, radius_m=radius_m)  # type: ignore[arg-type]
