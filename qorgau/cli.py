@@ -96,6 +96,65 @@ def _add_simulation_flags(p: argparse.ArgumentParser, *, rate: float) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed")
 
 
+def _range(text: str) -> tuple[float, float]:
+    """``"5-25"`` (or one number) -> (5.0, 25.0), for the responders' delay ranges."""
+    low, _, high = text.partition("-")
+    try:
+        pair = (float(low), float(high or low))
+    except ValueError:
+        msg = f"expected seconds as LOW-HIGH (e.g. 5-25), got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 <= pair[0] <= pair[1]:
+        msg = f"expected 0 <= LOW <= HIGH, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return pair
+
+
+def _add_responder_flags(
+    p: argparse.ArgumentParser,
+    *,
+    default_on: bool = False,
+    close_after: tuple[float, float] = (120.0, 300.0),
+    time_scale: float = 1.0,
+) -> None:
+    """Simulated responders (qorgau/responders.py): officers who act on their orders."""
+    g = p.add_argument_group("simulated responders")
+    if default_on:
+        g.add_argument("--no-respond", dest="respond", action="store_false", help="no simulated officers answer orders")
+    else:
+        g.add_argument(
+            "--respond",
+            action="store_true",
+            help="simulated units act on their orders: acknowledge, drive, arrive, close (needs --units and "
+            "a dispatcher token in QORGAU_API_TOKEN for closing)",
+        )
+    g.add_argument("--ack-delay", type=_range, default=(5.0, 25.0), metavar="S-S", help="acknowledge after [5-25] s")
+    g.add_argument(
+        "--close-after",
+        type=_range,
+        default=close_after,
+        metavar="S-S",
+        help=f"close this long on scene [{close_after[0]:g}-{close_after[1]:g}] s",
+    )
+    g.add_argument("--miss-share", type=float, default=0.1, help="share of orders never acknowledged [0.1]")
+    g.add_argument("--false-alarm-share", type=float, default=0.2, help="share of alerts closed as false alarms [0.2]")
+    g.add_argument(
+        "--time-scale", type=float, default=time_scale, help=f"travel this many times faster than real [{time_scale:g}]"
+    )
+    if not default_on:
+        g.add_argument(
+            "--api",
+            metavar="URL",
+            default="http://127.0.0.1:8000",
+            help="the service's HTTP API [http://127.0.0.1:8000]",
+        )
+        g.add_argument(
+            "--dispatch",
+            action="store_true",
+            help="also a simulated dispatcher: assign every waiting alert to the proposed or recommended unit",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qorgau", description="SOS-button dispatch for city police.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -128,11 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="buttons share one connection and send no heartbeats (default: each button connects with a "
         "last will and sends heartbeats every QORGAU_HEARTBEAT_INTERVAL_S)",
     )
+    _add_responder_flags(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    demo = sub.add_parser("demo", help="serve a generated city with seed units and a running simulator")
+    demo = sub.add_parser(
+        "demo", help="serve Almaty's real streets (or a generated city) with units, simulated presses and responders"
+    )
     _add_service_flags(demo)
-    _add_simulation_flags(demo, rate=0.5)
+    _add_simulation_flags(demo, rate=0.03)
+    demo.add_argument(
+        "--city",
+        choices=("almaty", "generated"),
+        default="almaty",
+        help="almaty: the packaged OSM extract of March 2012, buttons at its schools and hospitals, booths at its "
+        "police points; generated: a synthetic grid [almaty] (--network overrides both)",
+    )
+    # a demo is watched: officers close sooner and travel twice as fast as real, so that a newcomer
+    # sees alerts reach 'closed' within minutes (flags give the real pace back)
+    _add_responder_flags(demo, default_on=True, close_after=(60.0, 180.0), time_scale=2.0)
     demo.add_argument(
         "--data-dir", type=Path, default=Path("var/demo"), help="where seed GeoJSON and the demo database go [var/demo]"
     )
@@ -286,6 +358,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.move_units and not units:
         print("qorgau simulate: --move-units needs --units", file=sys.stderr)
         return 2
+    responders = dispatcher = None
+    if args.respond:
+        import os
+
+        from qorgau.responders import ApiClient, SimulatedDispatcher
+
+        token = os.environ.get("QORGAU_API_TOKEN")
+        if not units or not token:
+            print(
+                "qorgau simulate: --respond needs --units and a dispatcher token in QORGAU_API_TOKEN", file=sys.stderr
+            )
+            return 2
+        api = ApiClient(args.api, token)
+        responders = _responders(args, settings.mqtt_url, settings.topic_root, units, api).start()
+        dispatcher = SimulatedDispatcher(api).start() if args.dispatch else None
+        if args.kind == "test":
+            print("note: 'test' presses get no orders; pass --kind press for responders to act", flush=True)
     if router is None:
         print("no --network: publishing SOS presses only (102 reports are drawn on streets)", flush=True)
     sim = Simulator(
@@ -304,8 +393,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     try:
         report = sim.run(args.count or None)
+        if responders is not None and args.count:  # let the officers finish what they were sent to
+            print("presses sent; responders keep answering orders until Ctrl-C", flush=True)
+            while True:
+                time.sleep(1.0)
     except KeyboardInterrupt:
         return 130
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
+        if responders is not None:
+            responders.stop()
+            print(_responders_summary(responders), flush=True)
     if report.heartbeats:
         print(f"the buttons sent {report.heartbeats} heartbeats and said 'offline' when they stopped", flush=True)
     print(
@@ -314,6 +413,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _responders(args: argparse.Namespace, url: str, topic_root: str, units: Sequence[Any], api: Any) -> Any:
+    """Simulated responders configured by the ``--ack-delay`` ... ``--time-scale`` flags."""
+    from qorgau.responders import ResponderPolicy, Responders
+
+    policy = ResponderPolicy(
+        ack_delay_s=args.ack_delay,
+        close_after_s=args.close_after,
+        miss_share=args.miss_share,
+        false_alarm_share=args.false_alarm_share,
+        time_scale=args.time_scale,
+    )
+    return Responders(url=url, topic_root=topic_root, units=units, api=api, policy=policy, seed=args.seed)
+
+
+def _responders_summary(responders: Any) -> str:
+    r = responders.report
+    return (
+        f"responders: {r.orders} orders, {r.missed} missed on purpose, {r.acknowledged} acknowledged, "
+        f"{r.on_scene} on scene, {r.closed} closed ({r.false_alarms} false alarms), {r.positions} positions"
+    )
 
 
 def _demo_map_login(service: QorgauService) -> str:
@@ -328,6 +449,22 @@ def _demo_map_login(service: QorgauService) -> str:
     return f"sign in as 'dispatcher', password {password}"
 
 
+def _demo_unit_login(service: QorgauService, units: Sequence[Any]) -> str:
+    """A ``unit`` user bound to the demo's first patrol car (else its first unit), fresh password the first time."""
+    from dispatch import Role, UnitKind, User
+    from dispatch.auth import hash_password
+
+    unit = next((u for u in units if u.kind is UnitKind.CAR), units[0] if units else None)
+    if unit is None:
+        return "no units: no handheld sign-in"
+    username = f"officer-{unit.id}"
+    if service.store.get_user(username) is not None:
+        return f"sign in as {username!r} ({unit.name}) with the password printed by the first demo on this database"
+    password = secrets.token_urlsafe(9)
+    service.store.add_user(User(username, Role.UNIT, unit.id), hash_password(password), actor="demo")
+    return f"sign in as {username!r}, password {password}: the handheld of {unit.id} ({unit.name})"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
     from pydantic import SecretStr
@@ -335,6 +472,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dispatch import Role, UnitKind, User, load_devices, load_units
     from geo import Router, generate_city, load_network
     from qorgau.demo import write_seed_registry
+    from qorgau.demo_city import ALMATY_ATTRIBUTION, ALMATY_CENTRE_BBOX, area_circle
+    from qorgau.responders import ApiClient, SimulatedDispatcher
     from qorgau.runtime import QorgauService
     from qorgau.simulate import Simulator
 
@@ -350,15 +489,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         update["topic_root"] = DEMO_TOPIC_ROOT
     if args.client_id is None:
         update["client_id"] = DEMO_CLIENT_ID
-    if settings.network is None:
+    almaty = settings.network is None and args.city == "almaty"
+    if almaty:
+        from qorgau.demo_city import almaty_extract
+
+        update["network"] = almaty_extract()
+        network = load_network(update["network"], cache_dir=settings.cache_dir)
+        city = f"Almaty, real streets: OpenStreetMap extract of March 2012 ({network.label}, {ALMATY_ATTRIBUTION})"
+    elif settings.network is None:
         network = generate_city(n_nodes=args.nodes, seed=args.seed)
+        city = f"a generated city, not a real place ({network.label})"
     else:
         network = load_network(settings.network, cache_dir=settings.cache_dir)
+        city = f"{network.label} (from --network)"
     router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
     if settings.units is None or settings.devices is None:
-        units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)
+        if almaty:
+            from qorgau.demo_city import almaty_registry, find_pois, write_registry
+
+            seeded = almaty_registry(router, find_pois(update["network"]), seed=args.seed)
+            units_path, devices_path = write_registry(data_dir, *seeded)
+        else:
+            units_path, devices_path = write_seed_registry(router, data_dir, seed=args.seed)
         update.setdefault("units", settings.units or units_path)
         update.setdefault("devices", settings.devices or devices_path)
+    if almaty and not settings.map_tiles:
+        update["map_streets_attribution"] = ALMATY_ATTRIBUTION
     generated_secret = settings.jwt_secret is None
     if generated_secret:  # the demo only: `serve` refuses to start without QORGAU_JWT_SECRET
         update["jwt_secret"] = SecretStr(secrets.token_urlsafe(48))
@@ -378,16 +534,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rate_per_s=args.rate,
         sos_share=args.sos_share,
         kind="press",
-        move_units=True,
+        move_units=not args.respond,  # responders move the patrols along their routes instead
         seed=args.seed,
         heartbeat_s=settings.heartbeat_interval_s,
+        report_area=area_circle(ALMATY_CENTRE_BBOX) if almaty else None,  # 102 reports where the units are
     )
+    responders = dispatcher = None
+    if args.respond:
+        api = ApiClient(service.base_url, service.auth.issue(User("demo-sim-dispatcher", Role.DISPATCHER)))
+        responders = _responders(args, settings.mqtt_url, settings.topic_root, units, api).start()
+        dispatcher = SimulatedDispatcher(api).start()
     sim_thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, name="qorgau-sim", daemon=True)
     sim_thread.start()
     counts = {kind: sum(u.kind is kind for u in units) for kind in UnitKind}
     url = service.base_url
     print("Qorgau demo", flush=True)
-    print(f"  street network: {network.label}")
+    print(f"  city: {city}")
     print(
         f"  units: {settings.units} ({counts[UnitKind.BOOTH]} booths, {counts[UnitKind.FOOT]} foot patrols, "
         f"{counts[UnitKind.CAR]} patrol cars)"
@@ -395,7 +557,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  SOS buttons: {settings.devices} ({len(devices)})")
     print(f"  database: {settings.db_url}")
     print(f"  MQTT: {settings.mqtt_url}, topics under {settings.topic_root}/")
-    print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving")
+    if args.respond:
+        print(
+            f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports); simulated officers acknowledge "
+            f"after {args.ack_delay[0]:g}-{args.ack_delay[1]:g} s (missing {args.miss_share:.0%} on purpose), "
+            f"travel their routes ({args.time_scale:g}x real speed), close after "
+            f"{args.close_after[0]:g}-{args.close_after[1]:g} s on scene "
+            f"({args.false_alarm_share:.0%} false alarms); a simulated dispatcher assigns what waits"
+        )
+    else:
+        print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving, nobody answers")
     if generated_secret:
         print(
             "  JWT secret: generated for this demo (tokens and map sign-ins end with it; set QORGAU_JWT_SECRET to keep them)"
@@ -405,6 +576,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {role.value} token: {service.auth.issue(User(f'demo-{role.value}', role))}")
     print(f"  e.g. curl -H 'Authorization: Bearer <dispatcher token>' {url}/api/alerts")
     print(f"Dispatcher map: {url}/map  ({_demo_map_login(service)})")
+    print(f"Handheld (open on a phone or a narrow window): {url}/unit  ({_demo_unit_login(service, units)})")
     print("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.", flush=True)
     try:
         if args.duration is None:
@@ -419,6 +591,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         sim_thread.join(timeout=10)
+        if dispatcher is not None:
+            dispatcher.stop()
+        if responders is not None:
+            responders.stop()
+            print(_responders_summary(responders), flush=True)
         metrics = service.service.metrics()
         service.stop(end_session=True)
     print(

@@ -134,7 +134,10 @@ class QorgauService:
             districts=Districts.from_geojson(settings.districts) if settings.districts else None,
             settings_view=settings.public_view,
             map_options=MapOptions(
-                lang=settings.map_lang, tile_url=settings.map_tiles, tile_attribution=settings.map_tiles_attribution
+                lang=settings.map_lang,
+                tile_url=settings.map_tiles,
+                tile_attribution=settings.map_tiles_attribution,
+                streets_attribution=settings.map_streets_attribution,
             ),
             supervisor=self.supervisor,
             hardening=settings.http_hardening(),

@@ -171,6 +171,10 @@ class Settings(BaseSettings):
         None, description="raster tile URL template for the live map; unset: the city's own streets (offline)"
     )
     map_tiles_attribution: str = Field("", description="attribution shown with map_tiles")
+    map_streets_attribution: str = Field(
+        "",
+        description="credit shown with the city's own streets (`qorgau demo` on Almaty: © OpenStreetMap contributors)",
+    )
     # issue 6: signed presses (dispatch/signing.py, written by `qorgau devices provision`)
     device_keys: Path | None = Field(
         None, description="encrypted device signing keys (device-keys.json); devices in it must sign"

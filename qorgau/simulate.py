@@ -236,6 +236,9 @@ class Simulator:
     heartbeat_s
         Connect each button on its own with a last will and send heartbeats this often
         (:class:`SimulatedButtons`); None: presses go out on one shared connection, no heartbeats.
+    report_area
+        ``((lat, lon), radius_m)``: 102 reports come from street points this close to that point;
+        None: from anywhere in the network's bounds.
     """
 
     def __init__(
@@ -253,6 +256,7 @@ class Simulator:
         seed: int | None = None,
         credentials: Credentials | None = None,
         heartbeat_s: float | None = None,
+        report_area: tuple[tuple[float, float], float] | None = None,
     ) -> None:
         if rate_per_s <= 0:
             msg = f"rate_per_s must be positive, got {rate_per_s!r}"
@@ -290,6 +294,7 @@ class Simulator:
         self._clients: dict[str | None, Any] = {}
         self._counters: dict[str, int] = {}
         self.heartbeat_s = heartbeat_s
+        self.report_area = report_area
         self._buttons: SimulatedButtons | None = None
 
     def run(self, count: int | None = 10, *, stop: threading.Event | None = None) -> SimulationReport:
@@ -410,7 +415,8 @@ class Simulator:
 
     def _report(self) -> tuple[Account | None, str, dict[str, Any]]:
         assert self.router is not None
-        lat, lon = random_street_point(self.router, self.rng)
+        near, radius_m = self.report_area or (None, None)
+        lat, lon = random_street_point(self.router, self.rng, near=near, radius_m=radius_m)
         accuracy_m = round(self.rng.uniform(5.0, 30.0), 1)
         lat, lon = _offset(lat, lon, self.rng.uniform(0, accuracy_m), self.rng.uniform(0, 2 * math.pi))
         payload = {

@@ -84,6 +84,8 @@ class MapOptions:
     lang: str = "ru"
     tile_url: str | None = None
     tile_attribution: str = ""
+    streets_attribution: str = ""
+    """Credit shown with the city's own streets (e.g. "© OpenStreetMap contributors" for OSM data)."""
     capacity: int = 20_000
     heartbeat_s: float = 15.0
     secure_cookie: bool | None = None

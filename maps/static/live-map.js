@@ -835,6 +835,7 @@
     map.on('zoomend', update);
     update();
     map.attributionControl.addAttribution(esc(t('streets_attribution')));
+    if (C.streets_attribution) map.attributionControl.addAttribution(esc(C.streets_attribution));
     window.qorgau.streets = { lines, points, classes: Object.keys(layers) };
     document.body.dataset.streets = String(lines);
   }

@@ -107,6 +107,8 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
     root = f"qorgau-test/{uuid.uuid4().hex[:12]}/demo"
     argv = [
         "demo",
+        "--city",
+        "generated",
         "--data-dir",
         str(tmp_path / "demo"),
         "--nodes",
@@ -114,9 +116,9 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
         "--port",
         "0",
         "--duration",
-        "3",
-        "--rate",
         "10",
+        "--rate",
+        "4",
         "--mqtt",
         mqtt_url,
         "--topic-root",
@@ -148,15 +150,32 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
     while "Dispatcher map" not in out and thread.is_alive() and time.monotonic() < deadline:
         out += capsys.readouterr().out
         time.sleep(0.05)
+    out += capsys.readouterr().out
     login = re.search(r"Dispatcher map: (\S+)/map  \(sign in as 'dispatcher', password (\S+)\)", out)
     assert login and login.group(1) == match.group(1), out
-    signed_in = httpx.post(f"{login.group(1)}/login", data={"username": "dispatcher", "password": login.group(2)})
+    signed_in = httpx.post(
+        f"{login.group(1)}/login", data={"username": "dispatcher", "password": login.group(2)}, timeout=30
+    )
     assert signed_in.status_code == 303 and "qorgau_session=" in signed_in.headers["set-cookie"]
+    while "Handheld" not in out and thread.is_alive() and time.monotonic() < deadline:
+        out += capsys.readouterr().out
+        time.sleep(0.05)
+    out += capsys.readouterr().out
+    handheld = re.search(r"Handheld .*: (\S+)/unit  \(sign in as '(officer-(\S+))', password (\S+):", out)
+    assert handheld and handheld.group(1) == match.group(1), out
+    officer, unit_id, password = handheld.group(2), handheld.group(3), handheld.group(4)
+    assert unit_id == "car-1"
+    issued = httpx.post(f"{match.group(1)}/api/token", data={"username": officer, "password": password}, timeout=30)
+    assert issued.status_code == 200, issued.text
+    unit_headers = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    assert httpx.get(f"{match.group(1)}/api/units/{unit_id}", headers=unit_headers).json()["id"] == unit_id
+    assert httpx.get(f"{match.group(1)}/api/units/car-2", headers=unit_headers).status_code == 403
     thread.join(timeout=20)
     out += capsys.readouterr().out
     assert result == [0]
-    assert "street network: generated city (synthetic" in out
-    assert "not a real place" in out
+    assert "city: a generated city, not a real place (generated city (synthetic" in out
+    assert "simulated officers acknowledge after 5-25 s" in out
+    assert re.search(r"responders: \d+ orders", out), out
     assert re.search(r"demo stopped: [1-9]\d* alerts accepted, 0 messages rejected", out), out
     assert (tmp_path / "demo" / "units.geojson").exists()
     assert (tmp_path / "demo" / "devices.geojson").exists()

@@ -181,6 +181,7 @@ def _config(service: DispatchService, options: MapOptions, role: Role, username:
         "opened_at": service.opened_at.isoformat(),
         "csrf_header": CSRF_HEADER,
         "minor_streets_from_zoom": options.minor_streets_from_zoom,
+        "streets_attribution": options.streets_attribution,
     }
 
 
