@@ -125,7 +125,7 @@ def _scale(quick: bool) -> dict:
     from patrol_planner.synthetic import self_exciting_incidents
 
     n_nodes, n_demand, n_cand, n_exist, add, window = (
-        (2000, 3000, 300, 10, 20, 60) if quick else (10_000, 50_000, 5000, 50, 170, 400)
+        (2000, 3000, 300, 10, 20, 60) if quick else (100_000, 50_000, 5000, 50, 170, 400)
     )
     net = generate_city(n_nodes, seed=1)
     graph = WalkGraph(Router(net))
@@ -172,7 +172,8 @@ def _real(name: str, quick: bool) -> dict:
         graph = WalkGraph(Router(net))
         booths = read_booths(_shared("osm/almaty_2012-03_police_fire_hospital.geojson"))
         inc = self_exciting_incidents(net, 3000 if quick else 20_000, seed=7, n_hotspots=60)
-        walk, add, incidents_label = 10.0, (20 if quick else 170), "synthetic self-exciting (not real)"
+        # N = 40: the booths a ministry can afford in a year; candidates every 250 m of street.
+        walk, add, incidents_label = 10.0, (20 if quick else 40), "synthetic self-exciting (not real)"
     else:
         osm = _shared("osm/toronto_uoft_2020-11.osm.gz")
         net = load_network(osm)
@@ -186,7 +187,7 @@ def _real(name: str, quick: bool) -> dict:
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     demand = demand_from_incidents(inc, graph)
-    cand = default_candidates(graph)
+    cand = default_candidates(graph, spacing_m=250.0 if name == "almaty" else 100.0)
     if quick and name == "almaty":  # the central district only (osm/PROVENANCE.md), for seconds
         lat0, lon0, lat1, lon1 = 43.22, 76.88, 43.28, 76.98
         cand = [c for c in cand if lat0 <= c.lat <= lat1 and lon0 <= c.lon <= lon1][::4]

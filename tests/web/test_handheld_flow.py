@@ -1,0 +1,164 @@
+"""An order's life on the officer's handheld, in headless Chromium at phone size, with the real API and Mosquitto.
+
+Assign through the API and the order is on the phone; the officer's taps move the alert (and the
+dispatcher's map sees it); the phone's emulated position moves the unit; a tap made offline is
+delivered once on reconnect; a re-assigned order leaves the first phone; nobody sees another
+unit's order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
+from support import PASSWORD, Registry, Running, add_user, report_payload, sign_in_page
+
+from dispatch import Role
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+PHONE = {"width": 360, "height": 640}
+
+
+def _poll(check: Callable[[], object], *, timeout_s: float = 5.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def phones(browser: Browser) -> Iterator[Callable[[float, float], BrowserContext]]:
+    made: list[BrowserContext] = []
+
+    def make(lat: float, lon: float) -> BrowserContext:
+        context = browser.new_context(
+            viewport=PHONE,
+            has_touch=True,
+            is_mobile=True,
+            geolocation={"latitude": lat, "longitude": lon, "accuracy": 8},
+            permissions=["geolocation"],
+        )
+        made.append(context)
+        return context
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def _open(context: BrowserContext, base_url: str, username: str) -> Page:
+    page = context.new_page()
+    page.goto(f"{base_url}/unit?lang=en")
+    page.fill("#q-username", username)
+    page.fill("#q-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/unit?lang=*")
+    _poll(lambda: page.evaluate("window.qorgau !== undefined && document.body.dataset.conn === 'live'"), what="live")
+    return page
+
+
+def _alert_near(running: Running, lat: float, lon: float) -> int:
+    ack = running.service.service.ingest_app102(json.dumps(report_payload(lat + 0.002, lon + 0.002)).encode())
+    assert ack.accepted, ack
+    return int(ack.alert_id)
+
+
+def _on_phone(page: Page) -> str | None:
+    return page.get_attribute("#u-order", "data-alert-id") if page.locator("#u-order").is_visible() else None
+
+
+def test_an_order_reaches_the_phone_and_the_officers_taps_move_it(
+    running: Running, registry: Registry, phones: Callable[[float, float], BrowserContext], page: Page
+) -> None:
+    unit = next(u for u in registry.units if u.kind.value == "foot")
+    base = running.service.base_url
+    phone = _open(phones(unit.lat, unit.lon), base, add_user(running.service, "officer-a", "unit", unit_id=unit.id))
+    sign_in_page(page, base, add_user(running.service, "aigerim", "dispatcher"))  # the dispatcher's map, beside it
+    alert = _alert_near(running, unit.lat, unit.lon)
+
+    started = time.monotonic()
+    assert running.http.post(f"/api/alerts/{alert}/assign", json={"unit_id": unit.id}).status_code == 200
+    _poll(lambda: _on_phone(phone) == str(alert), timeout_s=2.0, what="the order on the handheld")
+    delivered_s = time.monotonic() - started
+    assert phone.get_attribute("#u-order", "data-order-id")
+    assert phone.locator("#u-deadline").is_visible()  # not acknowledged yet: its deadline counts down
+
+    phone.click('button[data-action="ack"]')
+    _poll(lambda: running.http.get(f"/api/alerts/{alert}").json()["status"] == "acknowledged", what="acknowledged")
+    _poll(
+        lambda: page.get_attribute(f'#q-alerts li[data-alert-id="{alert}"]', "data-status") == "acknowledged",
+        what="the dispatcher's map showing the acknowledgement",
+    )
+    assert not phone.locator("#u-deadline").is_visible()
+
+    # The phone moves: the unit moves in the API (the page sends a fix after 10 m).
+    phone.context.set_geolocation({"latitude": unit.lat + 0.003, "longitude": unit.lon, "accuracy": 6})
+    _poll(
+        lambda: abs(running.http.get(f"/api/units/{unit.id}").json()["lat"] - (unit.lat + 0.003)) < 1e-5,
+        timeout_s=15.0,
+        what="the unit's new position in the API",
+    )
+
+    # Offline: En route is queued, shown as pending, and delivered once on reconnect.
+    phone.context.set_offline(True)
+    phone.click('button[data-action="en_route"]')
+    _poll(lambda: phone.locator("#u-pending").is_visible(), what="the pending tap")
+    time.sleep(1.0)
+    assert running.http.get(f"/api/alerts/{alert}").json()["status"] == "acknowledged"  # nothing reached it
+    phone.context.set_offline(False)
+    phone.evaluate("window.dispatchEvent(new Event('online'))")
+    _poll(
+        lambda: running.http.get(f"/api/alerts/{alert}").json()["status"] == "en_route", timeout_s=10, what="en route"
+    )
+    _poll(lambda: not phone.locator("#u-pending").is_visible(), what="the queue emptied")
+    entries = running.http.get(f"/api/alerts/{alert}/timeline").json()["entries"]
+    assert _en_route_moves(entries) == 1  # exactly once
+    assert all(e["actor"] == "officer-a" for e in entries if _to(e) in ("acknowledged", "en_route"))
+    print(f"order on the handheld {delivered_s:.2f} s after the assignment")
+
+
+def _to(entry: dict) -> str | None:
+    """The alert status an audit entry moved to (None when it did not change it)."""
+    before, after = entry.get("before") or {}, entry.get("after") or {}
+    status = after.get("status") if isinstance(after, dict) else None
+    return status if status != (before.get("status") if isinstance(before, dict) else None) else None
+
+
+def _en_route_moves(entries: list[dict]) -> int:
+    """How many audit entries moved the alert to en_route."""
+    return sum(1 for e in entries if _to(e) == "en_route")
+
+
+def test_a_reassigned_order_leaves_the_first_phone_and_no_one_sees_anothers_order(
+    running: Running, registry: Registry, phones: Callable[[float, float], BrowserContext]
+) -> None:
+    foot = [u for u in registry.units if u.kind.value == "foot"][:2]
+    base = running.service.base_url
+    first = _open(
+        phones(foot[0].lat, foot[0].lon), base, add_user(running.service, "officer-b", "unit", unit_id=foot[0].id)
+    )
+    second = _open(
+        phones(foot[1].lat, foot[1].lon), base, add_user(running.service, "officer-c", "unit", unit_id=foot[1].id)
+    )
+    alert = _alert_near(running, foot[0].lat, foot[0].lon)
+    assert running.http.post(f"/api/alerts/{alert}/assign", json={"unit_id": foot[0].id}).status_code == 200
+    _poll(lambda: _on_phone(first) == str(alert), what="the order on the first phone")
+    assert _on_phone(second) is None  # the other unit's phone shows nothing of it
+    other = running.client(Role.UNIT, unit_id=foot[1].id)
+    assert other.get(f"/api/units/{foot[0].id}/order").status_code == 403
+    r = other.post(f"/api/units/{foot[0].id}/order/status", json={"alert_id": alert, "status": "acknowledged"})
+    assert r.status_code == 403
+
+    r = running.http.post(f"/api/alerts/{alert}/assign", json={"unit_id": foot[1].id, "reason": "closer"})
+    assert r.status_code == 200, r.text
+    _poll(lambda: _on_phone(first) is None, what="the order leaving the first phone")
+    assert first.locator("#u-msg").is_visible()  # and it says why
+    _poll(lambda: _on_phone(second) == str(alert), what="the order on the second phone")
