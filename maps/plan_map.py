@@ -74,7 +74,7 @@ class _Points(MacroElement):
     )
 
     def __init__(self, points: list[dict[str, Any]]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # branca's MacroElement.__init__ is unannotated
         self._name = "Points"
         # JSON inside <script>: "</" would end the script element.
         self.data = json.dumps(points, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")

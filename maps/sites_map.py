@@ -170,7 +170,7 @@ def render_sites_map(
     for f in (uncovered or {}).get("features", []):
         lon, lat = f["geometry"]["coordinates"][:2]
         p = f["properties"]
-        tip = f"{labels['uncovered_spot']}: {labels['weight']} {float(p.get('weight', 0.0)):.4g}"
+        spot_tip = f"{labels['uncovered_spot']}: {labels['weight']} {float(p.get('weight', 0.0)):.4g}"
         folium.CircleMarker(
             [lat, lon],
             radius=7,
@@ -180,7 +180,7 @@ def render_sites_map(
             fill=True,
             fill_color="#d50000",
             fill_opacity=0.5,
-            tooltip=tip,
+            tooltip=spot_tip,
         ).add_to(far)
     far.add_to(m)
 
