@@ -162,3 +162,28 @@ def test_a_reassigned_order_leaves_the_first_phone_and_no_one_sees_anothers_orde
     _poll(lambda: _on_phone(first) is None, what="the order leaving the first phone")
     assert first.locator("#u-msg").is_visible()  # and it says why
     _poll(lambda: _on_phone(second) == str(alert), what="the order on the second phone")
+
+
+def test_the_current_order_and_its_route_stay_on_the_phone_offline(
+    running: Running, registry: Registry, phones: Callable[[float, float], BrowserContext]
+) -> None:
+    unit = [u for u in registry.units if u.kind.value == "foot"][2]
+    base = running.service.base_url
+    context = phones(unit.lat, unit.lon)
+    phone = _open(context, base, add_user(running.service, "officer-d", "unit", unit_id=unit.id))
+    alert = _alert_near(running, unit.lat, unit.lon)
+    assert running.http.post(f"/api/alerts/{alert}/assign", json={"unit_id": unit.id}).status_code == 200
+    _poll(lambda: _on_phone(phone) == str(alert), what="the order on the phone")
+    _poll(lambda: phone.evaluate("navigator.serviceWorker.controller !== null"), timeout_s=10, what="the worker")
+    phone.reload()  # now through the service worker, which keeps the page, the streets and the order
+    _poll(lambda: _on_phone(phone) == str(alert), what="the order after a reload")
+    _poll(lambda: phone.evaluate("Number(document.body.dataset.streets) > 3000"), what="the streets")
+
+    context.set_offline(True)
+    phone.reload()
+    _poll(lambda: _on_phone(phone) == str(alert), what="the order, offline")
+    _poll(lambda: phone.evaluate("Number(document.body.dataset.streets) > 3000"), what="the streets, offline")
+    assert phone.locator("#u-street").inner_text().strip()  # the order's details, not an empty shell
+    # Its route (drawn on the canvas), as the service gave it while online.
+    route = running.client(Role.UNIT, unit_id=unit.id).get(f"/api/units/{unit.id}/order").json()["order"]["route"]
+    assert len(route) >= 2 and phone.evaluate("window.qorgau.order.route") == route
