@@ -30,9 +30,7 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from geo import Router, load_network
-from maps import SITES_MAP_LABEL_KEYS, render_sites_map
 from patrol_planner.i18n import Messages
-from patrol_planner.io import write_csv, write_geojson
 from patrol_planner.siting_types import SiteFeature, SitingRequest, SitingResult
 from web.pages import street_layers, utc_label
 from web.site_inputs import check_siting_request, read_feature_collection
@@ -367,6 +365,10 @@ def write_site_outputs(
     streets
         The base layer of the map (:func:`web.pages.street_layers`).
     """
+    # Folium and pandas load with the first siting, not with serve.
+    from maps import SITES_MAP_LABEL_KEYS, render_sites_map
+    from patrol_planner.io import write_csv, write_geojson
+
     m = sites_messages(lang)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

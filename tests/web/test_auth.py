@@ -13,9 +13,22 @@ from dispatch import Role
 from dispatch.auth import Authenticator, hash_password, verify_password
 from dispatch.domain import User
 
-OPEN_ROUTES = {"/healthz", "/metrics", "/api/token", "/login", "/logout", "/map", "/static/{name}"}
-"""Routes without a role guard: health, the logins, the map page (which sends strangers to /login,
-tests/web/test_map_live.py) and Leaflet's files."""
+OPEN_ROUTES = {
+    "/healthz",
+    "/metrics",
+    "/api/token",
+    "/login",
+    "/logout",
+    "/map",
+    "/unit",
+    "/unit/manifest.webmanifest",
+    "/unit/sw.js",
+    "/unit/icon.svg",
+    "/static/{name}",
+}
+"""Routes without a role guard: health, the logins, the map and handheld pages (which send strangers
+to /login: tests/web/test_map_live.py, tests/web/test_handheld_page.py), the handheld's manifest,
+service worker and icon (no data in them) and Leaflet's files."""
 
 
 def _api_routes(running: Running) -> list[tuple[RouteContext, str]]:

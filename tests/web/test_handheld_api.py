@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import uuid
 from datetime import datetime
@@ -304,7 +305,9 @@ def test_a_flagged_fix_is_not_used_by_ranking_and_a_good_one_is(running: Running
     assert (still["lat"], still["lon"], still["position_ts"]) == (before["lat"], before["lon"], before["position_ts"])
     assert running.http.get("/api/metrics").json()["positions_flagged"] == 1
     assert eta_to_target() == pytest.approx(eta_before)
-    assert "qorgau_unit_positions_flagged_total 1.0" in running.http.get("/metrics").text
+    assert re.search(
+        r'^qorgau_unit_positions_flagged_total\{replica="[^"]+"\} 1\.0$', running.http.get("/metrics").text, re.M
+    )
     audited = [e for e in running.service.store.audit_entries(unit_id=car.id) if e.action == "position_flagged"]
     assert len(audited) == 1 and audited[0].actor == f"test-unit-{car.id}"
 
