@@ -310,9 +310,24 @@ class Broker:
 class Database(Protocol):
     url: str
 
-    def outage(self, seconds: float) -> None: ...
+    def outage(self, seconds: float, *, noticed: Callable[[], bool]) -> None: ...
 
     def close(self) -> None: ...
+
+
+OUTAGE_MAX_S = 60.0
+
+
+def _hold(seconds: float, noticed: Callable[[], bool]) -> None:
+    """Sleep ``seconds``, then on until ``noticed()`` (at most ``OUTAGE_MAX_S`` in all).
+
+    A busy service notices an outage at its next write; on a loaded machine that write can start
+    late enough that a fixed outage just beyond the busy timeout ends before the write gives up.
+    """
+    deadline = time.monotonic() + max(seconds, OUTAGE_MAX_S)
+    time.sleep(seconds)
+    while not noticed() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 class SqliteDb:
@@ -322,12 +337,12 @@ class SqliteDb:
         self.path = folder / "qorgau.sqlite3"
         self.url = f"sqlite:///{self.path}"
 
-    def outage(self, seconds: float) -> None:
-        """Hold ``BEGIN EXCLUSIVE`` for ``seconds`` (waits for the service's current write first)."""
+    def outage(self, seconds: float, *, noticed: Callable[[], bool]) -> None:
+        """Hold ``BEGIN EXCLUSIVE`` for ``seconds`` and until the service ``noticed`` (waits for its current write first)."""
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
             conn.execute("BEGIN EXCLUSIVE")
-            time.sleep(seconds)
+            _hold(seconds, noticed)
             conn.execute("ROLLBACK")
         finally:
             conn.close()
@@ -367,9 +382,9 @@ class PostgresCluster:
     def stop(self, mode: str = "fast") -> None:
         self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
-    def outage(self, seconds: float) -> None:
+    def outage(self, seconds: float, *, noticed: Callable[[], bool]) -> None:
         self.stop()
-        time.sleep(seconds)
+        _hold(seconds, noticed)
         self.start()
 
     def close(self) -> None:
@@ -844,8 +859,9 @@ class Chaos:
         try:
             if not self.service.ready.wait(120):
                 log.warning("the service is not up at the database outage; injecting it anyway")
-            self.clock.mark(f"database: unavailable for {self.config.db_outage_s:g} s")
-            self.db.outage(self.config.db_outage_s)
+            self.clock.mark(f"database: unavailable for at least {self.config.db_outage_s:g} s")
+            errors_before = self.service.counts["store_errors"]
+            self.db.outage(self.config.db_outage_s, noticed=lambda: self.service.counts["store_errors"] > errors_before)
             self.counts["db_outages"] += 1
             self.clock.mark("database: available again")
         finally:
@@ -1002,7 +1018,10 @@ def _parser() -> argparse.ArgumentParser:
         "--kill-every", type=float, default=d.kill_every_s, help=f"mean seconds between SIGKILLs [{d.kill_every_s:g}]"
     )
     p.add_argument(
-        "--db-outage", type=float, default=d.db_outage_s, help=f"seconds the database is away [{d.db_outage_s:g}]"
+        "--db-outage",
+        type=float,
+        default=d.db_outage_s,
+        help=f"seconds the database is away at least (and until the service notices) [{d.db_outage_s:g}]",
     )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
