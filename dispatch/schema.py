@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 __all__ = ["INITIAL_REVISION", "current_revision", "head_revision", "upgrade"]
 
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 INITIAL_REVISION = "0001"
 """The revision that reproduces the issue-2 schema."""
+
+MIGRATION_LOCK_KEY = 7_240_330
+"""PostgreSQL advisory lock held by the transaction that migrates (next to the audit chain's 7_240_331)."""
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -49,9 +52,14 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     """Migrate the database behind ``engine`` to ``revision`` (default: the newest); return it.
 
     Runs in one transaction on PostgreSQL; on SQLite each migration is committed as it runs.
+    Replicas starting together on one PostgreSQL database migrate one at a time: each takes a
+    transaction-scoped advisory lock first, so the second waits for the first's commit and then
+    finds the database at head (two concurrent ``CREATE TABLE`` would fail one start).
     """
     config = _config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = conn
         before = MigrationContext.configure(conn).get_current_revision()
         if before is None and inspect(conn).has_table("alerts"):

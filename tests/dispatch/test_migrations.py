@@ -55,3 +55,33 @@ def test_db_upgrade_command(db_url: str, capsys) -> None:  # type: ignore[no-unt
 def test_db_upgrade_command_reports_an_unreachable_database(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["db", "upgrade", "--db", "postgresql+psycopg://postgres@127.0.0.1:9/nothing"]) == 1
     assert "could not read the schema revision" in capsys.readouterr().err
+
+
+def test_replicas_starting_together_on_one_empty_database_migrate_once_and_all_start(pg_url: str) -> None:
+    """Issue 11: three replicas' first starts race on one empty PostgreSQL database: all succeed."""
+    import threading
+
+    barrier = threading.Barrier(3)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        store = Store(pg_url)
+        try:
+            barrier.wait(timeout=30)
+            store.upgrade_schema()
+            results.append(store.schema_revision() or "")
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert results == [head_revision()] * 3
+    with create_engine(pg_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
