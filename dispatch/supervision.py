@@ -273,14 +273,15 @@ class DeviceSupervisor:
         self._redrops = 0
         self._closed = 0
         self._store_errors = 0
+        self.leading: Callable[[], bool] = lambda: True
+        """Whether this replica writes device events (set by :meth:`start_watcher`; always on SQLite)."""
+        self._led = True  # open() read the store: a leader from the start needs no resync
 
     # set-up -------------------------------------------------------------------------------
 
     def open(self) -> DeviceSupervisor:
         """Read the open events back from the store (they survive a restart) and start the clock."""
-        stmt = select(DeviceEventRow).where(DeviceEventRow.closed_at.is_(None)).order_by(DeviceEventRow.id)
-        with self.store.session("read open device events") as session:
-            events = [_to_event(r) for r in session.scalars(stmt)]
+        events = self._read_open_events()
         self.started_at = self.clock()
         with self._lock:
             for event in events:
@@ -301,6 +302,34 @@ class DeviceSupervisor:
         )
         return self
 
+    def _read_open_events(self) -> list[DeviceEvent]:
+        stmt = select(DeviceEventRow).where(DeviceEventRow.closed_at.is_(None)).order_by(DeviceEventRow.id)
+        with self.store.session("read open device events") as session:
+            return [_to_event(r) for r in session.scalars(stmt)]
+
+    def resync(self) -> int:
+        """Take the open events from the store as the truth (a follower, or a leader that just took over).
+
+        With replicas only the leader writes device events; every replica hears every sign of
+        life (last-seen stays its own) and reads the leader's events back with this. Returns how
+        many buttons changed state here.
+        """
+        by_device = {e.device_id: e for e in self._read_open_events()}
+        changed = 0
+        with self._lock:
+            for device_id, tracked in self._tracked.items():
+                event = by_device.get(device_id)
+                if event is None:
+                    state = tracked.state
+                    if state is DeviceState.OFFLINE:
+                        state = DeviceState.ONLINE if tracked.last_seen is not None else DeviceState.UNKNOWN
+                else:
+                    state = DeviceState.OFFLINE if event.back_at is None else DeviceState.ONLINE
+                if state is not tracked.state:
+                    changed += 1
+                tracked.event, tracked.state = event, state
+        return changed
+
     def add_listener(self, listener: DeviceListener) -> None:
         """Tell ``listener`` about every button change from now on."""
         self._listeners.append(listener)
@@ -308,27 +337,38 @@ class DeviceSupervisor:
     def start_watcher(self, *, interval_s: float | None = None, when: Callable[[], bool] | None = None) -> None:
         """Check for silent buttons and ending flap windows from a background thread until :meth:`close`.
 
-        ``when`` is asked before each check (with replicas: only the leader checks).
+        ``when`` says whether this replica leads (with replicas: only the leader checks and writes
+        device events; a follower only records signs of life and resyncs from the store (:meth:`resync`)
+        on each tick, and a replica that becomes the leader resyncs before its first check).
         """
         if self._watcher is not None:
             return
+        if when is not None:
+            self.leading = when
         tick = interval_s or max(0.02, min(1.0, self.policy.heartbeat_interval.total_seconds() / 4))
         self.started_at = self.clock()  # buttons never heard are silent from when we listen
         self._watcher = Watcher(
-            self._check_counted,
+            self.tick,
             interval_s=tick,
             name="qorgau-supervision",
             what="device supervision check",
             retry_on=(StoreError,),
-            when=when,
         )
         self._watcher.start()
 
-    def _check_counted(self) -> None:
-        """:meth:`check` from the watcher: a store outage is counted (and the watcher retries)."""
+    def tick(self) -> None:
+        """:meth:`check` (the leader) or :meth:`resync` (a follower) from the watcher; a store outage is counted."""
         try:
-            self.check()
+            leading = self.leading()
+            if leading and not self._led:
+                self.resync()  # what the previous leader wrote is the truth to go on from
+            self._led = leading
+            if leading:
+                self.check()
+            else:
+                self.resync()
         except StoreError:
+            self._led = False  # resync again before the next check
             self._count_store_error()
             raise
 
@@ -450,6 +490,10 @@ class DeviceSupervisor:
                 tracked.last_seen, tracked.seen_via = at, via
             if tracked.state is DeviceState.ONLINE:
                 return
+            if not self.leading():  # a follower records the sign of life; the leader writes a return
+                if tracked.state is DeviceState.UNKNOWN:
+                    tracked.state = DeviceState.ONLINE
+                return
             if tracked.event is not None and tracked.event.back_at is None:
                 event = replace(tracked.event, back_at=at)
                 self._write(event, "device_online", {"via": via})
@@ -465,8 +509,8 @@ class DeviceSupervisor:
         """Put a button offline: reuse its open event (flapping) or open a new one; announce it."""
         with self._lock:
             tracked = self._tracked[device_id]
-            if tracked.state is DeviceState.OFFLINE:
-                return None
+            if tracked.state is DeviceState.OFFLINE or not self.leading():
+                return None  # a follower leaves the drop to the leader, which heard the same message
             event = tracked.event
             if event is not None and event.back_at is not None and now - event.back_at > self.policy.flap_window:
                 self._close(tracked, now)  # it was back long enough: that outage is over

@@ -282,3 +282,73 @@ def test_the_leader_is_killed_another_replica_takes_over_within_5_s_and_escalate
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait(timeout=5)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def test_device_supervision_writes_each_event_once_across_replicas_and_a_new_leader_goes_on_from_it(
+    pg: str, registry: Registry
+) -> None:
+    """Every replica hears every heartbeat and last will; only the leader writes; a takeover resyncs."""
+    from dispatch.supervision import DeviceState, DeviceSupervisor, SupervisionPolicy
+
+    clock = _Clock()
+    policy = SupervisionPolicy(heartbeat_interval=timedelta(seconds=30), flap_window=timedelta(seconds=60))
+    leader = {"a": True, "b": False}
+    stores = {name: Store(pg, replica=name) for name in leader}
+    sups = {
+        name: DeviceSupervisor(store, registry.devices, policy=policy, clock=clock).open()
+        for name, store in stores.items()
+    }
+    for name, sup in sups.items():
+        sup.leading = lambda name=name: leader[name]  # type: ignore[misc]
+    one, two = _devices(registry)[:2]
+
+    def both(call: Callable[[DeviceSupervisor], object]) -> None:
+        for sup in sups.values():
+            call(sup)
+
+    def beat(device: str) -> None:
+        both(lambda s: s.heartbeat(device, json.dumps({"ts": clock.now.isoformat()}).encode()))
+
+    def actions(device: str) -> list[str]:
+        return [e.action for e in stores["a"].audit_entries() if json.loads(e.after or "{}").get("device_id") == device]
+
+    try:
+        beat(one)
+        beat(two)
+        both(lambda s: s.report_status(one, b'{"state": "offline"}'))  # the last will reaches both
+        both(lambda s: s.tick())
+        assert actions(one) == ["device_offline"]
+        assert len(sups["a"].events(device_id=one)) == 1
+        assert sups["a"].state(one) is DeviceState.OFFLINE
+        assert sups["b"].state(one) is DeviceState.OFFLINE  # the follower read the leader's event back
+
+        leader.update(a=False, b=True)  # a is gone as the leader; b takes over
+        clock.advance(10)
+        beat(one)  # back: written once, by b
+        both(lambda s: s.tick())
+        assert actions(one) == ["device_offline", "device_online"]
+        clock.advance(25)
+        beat(one)
+        clock.advance(70)  # two silent past 3 x 30 s, one back for a whole flap window
+        beat(one)
+        both(lambda s: s.tick())
+        assert actions(one) == ["device_offline", "device_online", "device_event_closed"]
+        assert actions(two) == ["device_offline"]
+        assert [e.cause for e in sups["b"].events(device_id=two)] == ["silent"]
+        sups["a"].tick()  # the follower ticked before b wrote: it reads it on its next tick
+        assert sups["a"].state(two) is DeviceState.OFFLINE and sups["a"].state(one) is DeviceState.ONLINE
+        assert stores["a"].verify_audit().ok
+    finally:
+        for store in stores.values():
+            store.close()
