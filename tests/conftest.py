@@ -38,6 +38,7 @@ from support import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     FAR_DEVICE,
+    HTTP_TIMEOUT_S,
     JWT_SECRET,
     Probe,
     Registry,
@@ -192,7 +193,9 @@ def start_service(
         )
         service = QorgauService(settings, network=city).start()
         token = service.auth.issue(User("test-dispatcher", Role.DISPATCHER))
-        http = httpx.Client(base_url=service.base_url, timeout=5, headers={"Authorization": f"Bearer {token}"})
+        http = httpx.Client(
+            base_url=service.base_url, timeout=HTTP_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"}
+        )
         running = Running(service=service, http=http)
         started.append(running)
         return running

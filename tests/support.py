@@ -118,6 +118,9 @@ def __getattr__(name: str) -> Path:
 # -- the test service: secrets, registry, a running service -----------------------------------
 
 
+HTTP_TIMEOUT_S = 30.0
+"""Test clients' HTTP timeout: a guard against a hung service, not a speed check (CI machines are loaded)."""
+
 ADMIN_TOKEN = "test-bootstrap-admin-token-0123456789"
 """The bootstrap admin token every test service accepts (QORGAU_ADMIN_TOKEN)."""
 
@@ -157,7 +160,9 @@ class Running:
         role = Role(role)
         user = User(username or f"test-{role.value}{'-' + unit_id if unit_id else ''}", role, unit_id)
         token = self.service.auth.issue(user)
-        client = httpx.Client(base_url=self.service.base_url, timeout=5, headers={"Authorization": f"Bearer {token}"})
+        client = httpx.Client(
+            base_url=self.service.base_url, timeout=HTTP_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"}
+        )
         self._clients.append(client)
         return client
 
@@ -310,7 +315,7 @@ def add_user(service: Any, username: str, role: Role | str, *, unit_id: str | No
 
 def sign_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:
     """A client signed in through the map's login form (it holds the session cookie)."""
-    client = httpx.Client(base_url=base_url, timeout=5)
+    client = httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT_S)
     response = client.post("/login", data={"username": username, "password": password, "next": "/map"})
     assert response.status_code == 303, response.text
     return client
@@ -566,7 +571,9 @@ class Replica:
         self.proc: subprocess.Popen[bytes] | None = None
         # a dispatcher's token, signed with the replicas' shared key: valid on every replica
         token = Authenticator(JWT_SECRET).issue(User("test-dispatcher", Role.DISPATCHER))
-        self.http = httpx.Client(base_url=self.base_url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+        self.http = httpx.Client(
+            base_url=self.base_url, timeout=HTTP_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"}
+        )
 
     @property
     def base_url(self) -> str:
