@@ -45,13 +45,13 @@ def _rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def _service_process(settings_json: str, ready, stop, results) -> None:
+def _service_process(settings_json: str, nodes: int, ready, stop, results) -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = Settings.model_validate_json(settings_json)
     settings = settings.model_copy(
         update={"jwt_secret": SecretStr(secrets.token_urlsafe(48))}
     )  # never leaves this process
-    service = QorgauService(settings, network=generate_city(NODES, seed=3)).start()
+    service = QorgauService(settings, network=generate_city(nodes, seed=3)).start()  # the parent's city
     peak = {"rss_mib": _rss_mib(), "depth": {}}
     start_rss = peak["rss_mib"]
     halt = threading.Event()
@@ -118,7 +118,7 @@ class _Service:
         self._ready, self._stop, self._results = ctx.Event(), ctx.Event(), ctx.Queue()
         self._child = ctx.Process(
             target=_service_process,
-            args=(settings.model_dump_json(), self._ready, self._stop, self._results),
+            args=(settings.model_dump_json(), nodes, self._ready, self._stop, self._results),
             daemon=True,
         )
         self._child.start()
