@@ -205,9 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="almaty: the packaged OSM extract of March 2012, buttons at its schools and hospitals, booths at its "
         "police points; generated: a synthetic grid [almaty] (--network overrides both)",
     )
-    # a demo is watched: officers close sooner and travel twice as fast as real, so that a newcomer
-    # sees alerts reach 'closed' within minutes (flags give the real pace back)
-    _add_responder_flags(demo, default_on=True, close_after=(60.0, 180.0), time_scale=2.0)
+    # a demo is watched: officers stay 30-90 s on scene and travel three times as fast as real, so
+    # that a newcomer sees alerts reach 'closed' within minutes and the open ones level off at about
+    # seven (README, "Ten minutes of the demo"); the flags give the real pace back
+    _add_responder_flags(demo, default_on=True, close_after=(30.0, 90.0), time_scale=3.0)
     demo.add_argument(
         "--data-dir", type=Path, default=Path("var/demo"), help="where seed GeoJSON and the demo database go [var/demo]"
     )

@@ -34,6 +34,7 @@ import heapq
 import itertools
 import json
 import logging
+import math
 import random
 import secrets
 import threading
@@ -146,9 +147,19 @@ class OrderPlan:
 
 
 def plan_order(policy: ResponderPolicy, seed: int | None, *, order_id: int, alert_id: int, unit_id: str) -> OrderPlan:
-    """The officer's decisions for one order: the same for the same seed and order, whatever the timing."""
+    """The officer's decisions for one order: the same for the same seed and order, whatever the timing.
+
+    With a seed, the missed orders are spread evenly over the order ids (``miss_share`` of any run
+    of consecutive ids, from an offset the seed draws), so a short demo shows its escalations
+    instead of leaving them to chance; the other decisions are drawn per order.
+    """
     rng = random.Random(f"{seed}/{order_id}/{alert_id}/{unit_id}") if seed is not None else random.Random()
-    missed = rng.random() < policy.miss_share
+    draw = rng.random()
+    if seed is None:
+        missed = draw < policy.miss_share
+    else:
+        offset, share = random.Random(f"{seed}/missed").random(), policy.miss_share
+        missed = math.floor(order_id * share + offset) > math.floor((order_id - 1) * share + offset)
     ack = rng.uniform(*policy.ack_delay_s)
     close = rng.uniform(*policy.close_after_s)
     if rng.random() < policy.false_alarm_share:

@@ -145,6 +145,10 @@ def test_plans_are_deterministic_for_a_seed_and_follow_the_shares() -> None:
     other = [plan_order(policy, 8, order_id=i, alert_id=i, unit_id="car-1") for i in range(1, 2001)]
     assert plans == again and plans != other
     assert 0.21 < sum(p.missed for p in plans) / len(plans) < 0.29
+    # spread evenly: any 20 consecutive orders hold exactly 5 missed ones (a short demo shows its escalations)
+    assert {sum(p.missed for p in plans[i : i + 20]) for i in range(len(plans) - 20)} == {5}
+    unseeded = [plan_order(policy, None, order_id=i, alert_id=i, unit_id="car-1") for i in range(1, 2001)]
+    assert 0.21 < sum(p.missed for p in unseeded) / len(unseeded) < 0.29
     assert 0.26 < sum(p.outcome == "false_alarm" for p in plans) / len(plans) < 0.34
     assert all(5.0 <= p.ack_delay_s <= 25.0 and 120.0 <= p.close_after_s <= 300.0 for p in plans)
     assert {p.outcome for p in plans} == {"resolved", "nobody_found", "handed_over", "false_alarm"}
