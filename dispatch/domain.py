@@ -337,6 +337,14 @@ class Alert:
         """The SOS device id, None for 102 reports."""
         return self.sender if self.source is AlertSource.SOS else None
 
+    @property
+    def false_alarm(self) -> bool:
+        """Closed as a false alarm: by a dispatcher (status ``false_alarm``) or by the unit on scene
+        (status ``closed`` with the handheld's outcome ``false_alarm``)."""
+        return self.status is AlertStatus.FALSE_ALARM or (
+            self.status is AlertStatus.CLOSED and self.outcome is CloseOutcome.FALSE_ALARM
+        )
+
     def copy(self) -> Alert:
         return dataclasses.replace(self)
 

@@ -329,8 +329,9 @@ def false_alarm_rates(alerts: Iterable[Alert], group_by: str = "site") -> list[F
     """Presses, false alarms and their rate per button (``device``) or per kind of site (``site``).
 
     Only SOS presses count: self-tests (status ``test``) and 102 reports are left out. A press is a
-    false alarm when a dispatcher closed it as ``false_alarm`` (which needs a reason). Groups are
-    sorted by key.
+    false alarm when a dispatcher closed it as ``false_alarm`` (which needs a reason) or the unit on
+    scene closed it with the outcome ``false_alarm`` (:attr:`Alert.false_alarm`). Groups are sorted
+    by key.
     """
     if group_by not in FALSE_ALARM_GROUPINGS:
         msg = f"group_by must be one of {', '.join(FALSE_ALARM_GROUPINGS)}, got {group_by!r}"
@@ -342,7 +343,7 @@ def false_alarm_rates(alerts: Iterable[Alert], group_by: str = "site") -> list[F
             continue
         key = alert.sender if group_by == "device" else (alert.site.value if alert.site is not None else "other")
         presses[key] = presses.get(key, 0) + 1
-        false[key] = false.get(key, 0) + (alert.status is AlertStatus.FALSE_ALARM)
+        false[key] = false.get(key, 0) + alert.false_alarm
     return [FalseAlarmStats(k, presses[k], false[k]) for k in sorted(presses)]
 
 

@@ -380,14 +380,15 @@ class DispatchService:
     def incident_history(self, start: datetime, end: datetime) -> list[Alert]:
         """What the public reported in ``[start, end)``, for planning patrols from Qorgau's own history.
 
-        SOS presses and 102 reports, without test presses, false alarms, cancelled alerts and
-        alerts linked as duplicates of another (each event counts once).
+        SOS presses and 102 reports, without test presses, false alarms (the dispatcher's or the
+        unit's outcome), cancelled alerts and alerts linked as duplicates of another (each event
+        counts once).
         """
         left_out = {AlertStatus.TEST, AlertStatus.FALSE_ALARM, AlertStatus.CANCELLED}
         return [
             a
             for a in self.store.alerts_received_between(start, end)
-            if a.status not in left_out and a.kind != "test" and a.duplicate_of is None
+            if a.status not in left_out and not a.false_alarm and a.kind != "test" and a.duplicate_of is None
         ]
 
     def get_alert(self, alert_id: int) -> Alert:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import sys
 import threading
@@ -125,8 +126,9 @@ def _add_responder_flags(
         g.add_argument(
             "--respond",
             action="store_true",
-            help="simulated units act on their orders: acknowledge, drive, arrive, close (needs --units and "
-            "a dispatcher token in QORGAU_API_TOKEN for closing)",
+            help="simulated officers act on their orders through the units' own API, as the handheld does: "
+            "acknowledge, drive, arrive, close (needs --units and the service's admin token in QORGAU_ADMIN_TOKEN, "
+            "to make each unit's officer a unit user)",
         )
     g.add_argument("--ack-delay", type=_range, default=(5.0, 25.0), metavar="S-S", help="acknowledge after [5-25] s")
     g.add_argument(
@@ -151,7 +153,8 @@ def _add_responder_flags(
         g.add_argument(
             "--dispatch",
             action="store_true",
-            help="also a simulated dispatcher: assign every waiting alert to the proposed or recommended unit",
+            help="also a simulated dispatcher: assign every waiting alert to the proposed or recommended unit "
+            "(needs a dispatcher token in QORGAU_API_TOKEN)",
         )
 
 
@@ -202,9 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="almaty: the packaged OSM extract of March 2012, buttons at its schools and hospitals, booths at its "
         "police points; generated: a synthetic grid [almaty] (--network overrides both)",
     )
-    # a demo is watched: officers close sooner and travel twice as fast as real, so that a newcomer
-    # sees alerts reach 'closed' within minutes (flags give the real pace back)
-    _add_responder_flags(demo, default_on=True, close_after=(60.0, 180.0), time_scale=2.0)
+    # a demo is watched: officers stay 30-90 s on scene and travel three times as fast as real, so
+    # that a newcomer sees alerts reach 'closed' within minutes and the open ones level off at about
+    # seven (README, "Ten minutes of the demo"); the flags give the real pace back
+    _add_responder_flags(demo, default_on=True, close_after=(30.0, 90.0), time_scale=3.0)
     demo.add_argument(
         "--data-dir", type=Path, default=Path("var/demo"), help="where seed GeoJSON and the demo database go [var/demo]"
     )
@@ -360,19 +364,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     responders = dispatcher = None
     if args.respond:
-        import os
+        from qorgau.responders import ApiClient, ApiError, SimulatedDispatcher, sign_in_officers
 
-        from qorgau.responders import ApiClient, SimulatedDispatcher
-
+        admin_token = os.environ.get("QORGAU_ADMIN_TOKEN")
         token = os.environ.get("QORGAU_API_TOKEN")
-        if not units or not token:
+        if not units or not admin_token:
             print(
-                "qorgau simulate: --respond needs --units and a dispatcher token in QORGAU_API_TOKEN", file=sys.stderr
+                "qorgau simulate: --respond needs --units and the service's admin token in QORGAU_ADMIN_TOKEN "
+                "(each simulated officer becomes a unit user, sim-officer-<unit id>, and signs in as one)",
+                file=sys.stderr,
             )
             return 2
-        api = ApiClient(args.api, token)
-        responders = _responders(args, settings.mqtt_url, settings.topic_root, units, api).start()
-        dispatcher = SimulatedDispatcher(api).start() if args.dispatch else None
+        if args.dispatch and not token:
+            print("qorgau simulate: --dispatch needs a dispatcher token in QORGAU_API_TOKEN", file=sys.stderr)
+            return 2
+        try:
+            officers = sign_in_officers(args.api, units, admin_token)
+        except (ApiError, OSError) as e:
+            print(f"qorgau simulate: cannot sign the officers in at {args.api}: {e}", file=sys.stderr)
+            return 2
+        responders = _responders(args, settings.mqtt_url, settings.topic_root, units, officers).start()
+        dispatcher = SimulatedDispatcher(ApiClient(args.api, token)).start() if args.dispatch and token else None
         if args.kind == "test":
             print("note: 'test' presses get no orders; pass --kind press for responders to act", flush=True)
     if router is None:
@@ -415,7 +427,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _responders(args: argparse.Namespace, url: str, topic_root: str, units: Sequence[Any], api: Any) -> Any:
+def _responders(args: argparse.Namespace, url: str, topic_root: str, units: Sequence[Any], officers: Any) -> Any:
     """Simulated responders configured by the ``--ack-delay`` ... ``--time-scale`` flags."""
     from qorgau.responders import ResponderPolicy, Responders
 
@@ -426,7 +438,7 @@ def _responders(args: argparse.Namespace, url: str, topic_root: str, units: Sequ
         false_alarm_share=args.false_alarm_share,
         time_scale=args.time_scale,
     )
-    return Responders(url=url, topic_root=topic_root, units=units, api=api, policy=policy, seed=args.seed)
+    return Responders(url=url, topic_root=topic_root, units=units, officers=officers, policy=policy, seed=args.seed)
 
 
 def _responders_summary(responders: Any) -> str:
@@ -463,6 +475,40 @@ def _demo_unit_login(service: QorgauService, units: Sequence[Any]) -> str:
     password = secrets.token_urlsafe(9)
     service.store.add_user(User(username, Role.UNIT, unit.id), hash_password(password), actor="demo")
     return f"sign in as {username!r}, password {password}: the handheld of {unit.id} ({unit.name})"
+
+
+def _demo_officers(service: QorgauService, units: Sequence[Any]) -> dict[str, Any]:
+    """Each unit's simulated officer: the unit user ``officer-<unit id>`` (made once, with a password
+    nobody is told but car 1's), signed in by a token of the demo's own service."""
+    from dispatch import Role, User
+    from dispatch.auth import hash_password
+    from qorgau.responders import ApiClient
+
+    officers, unknown = {}, None
+    for unit in units:
+        user = User(f"officer-{unit.id}", Role.UNIT, unit.id)
+        if service.store.get_user(user.username) is None:
+            # one hash of a password nobody is told, for all: Argon2 takes a second or two a hash here
+            unknown = unknown or hash_password(secrets.token_urlsafe(18))
+            service.store.add_user(user, unknown, actor="demo")
+        officers[unit.id] = ApiClient(service.base_url, service.auth.issue(user))
+    return officers
+
+
+def _demo_secret(data_dir: Path) -> tuple[Path, bool]:
+    """The demo's JWT secret file in ``data_dir`` (owner-only), made on the first run; and whether made now.
+
+    Kept, like the demo's database and its passwords, so that the tokens a run prints and the map's
+    sign-ins still work after the demo is restarted on the same data directory.
+    """
+    path = data_dir / "jwt-secret"
+    if path.exists():
+        return path, False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(48) + "\n")
+    return path, True
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -515,9 +561,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         update.setdefault("devices", settings.devices or devices_path)
     if almaty and not settings.map_tiles:
         update["map_streets_attribution"] = ALMATY_ATTRIBUTION
-    generated_secret = settings.jwt_secret is None
-    if generated_secret:  # the demo only: `serve` refuses to start without QORGAU_JWT_SECRET
-        update["jwt_secret"] = SecretStr(secrets.token_urlsafe(48))
+    secret_file = None
+    if settings.jwt_secret is None:  # the demo only: `serve` refuses to start without QORGAU_JWT_SECRET
+        secret_file, made = _demo_secret(data_dir)
+        update["jwt_secret"] = SecretStr(secret_file.read_text(encoding="utf-8").strip())
     settings = settings.model_copy(update=update)
     assert settings.units is not None and settings.devices is not None
     units = load_units(settings.units)
@@ -539,10 +586,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         heartbeat_s=settings.heartbeat_interval_s,
         report_area=area_circle(ALMATY_CENTRE_BBOX) if almaty else None,  # 102 reports where the units are
     )
+    unit_login = _demo_unit_login(service, units)  # before the officers, who keep the users it made
     responders = dispatcher = None
     if args.respond:
         api = ApiClient(service.base_url, service.auth.issue(User("demo-sim-dispatcher", Role.DISPATCHER)))
-        responders = _responders(args, settings.mqtt_url, settings.topic_root, units, api).start()
+        responders = _responders(
+            args, settings.mqtt_url, settings.topic_root, units, _demo_officers(service, units)
+        ).start()
         dispatcher = SimulatedDispatcher(api).start()
     sim_thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, name="qorgau-sim", daemon=True)
     sim_thread.start()
@@ -567,16 +617,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     else:
         print(f"  simulator: {args.rate:g} alerts/s (SOS presses and 102 reports), patrols moving, nobody answers")
-    if generated_secret:
+    if secret_file is not None:
+        how = "made by this run" if made else "kept from an earlier run"
         print(
-            "  JWT secret: generated for this demo (tokens and map sign-ins end with it; set QORGAU_JWT_SECRET to keep them)"
+            f"  JWT secret: {secret_file} ({how}; tokens and sign-ins stay valid across runs on this data "
+            "directory, for QORGAU_TOKEN_TTL_S)"
         )
     print(f"Open {url}/api/alerts  (units: {url}/api/units, API docs: {url}/docs, health: {url}/healthz)")
     for role in (Role.DISPATCHER, Role.COMMANDER):  # demo sign-ins, valid while this demo runs
         print(f"  {role.value} token: {service.auth.issue(User(f'demo-{role.value}', role))}")
     print(f"  e.g. curl -H 'Authorization: Bearer <dispatcher token>' {url}/api/alerts")
     print(f"Dispatcher map: {url}/map  ({_demo_map_login(service)})")
-    print(f"Handheld (open on a phone or a narrow window): {url}/unit  ({_demo_unit_login(service, units)})")
+    print(f"Handheld (open on a phone or a narrow window): {url}/unit  ({unit_login})")
     print("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.", flush=True)
     try:
         if args.duration is None:

@@ -1,22 +1,27 @@
 """Simulated responders: units that act on their orders as officers would, and a simulated dispatcher.
 
-:class:`Responders` listens on ``{root}/units/+/orders`` (the unit side of the topic scheme) and,
-for every order, plays one officer's part with a random plan drawn from the run's seed and the
-order (so a seed gives the same decisions whatever the timing):
+:class:`Responders` hears every unit's orders on ``{root}/units/+/orders`` (the order the service
+sends the unit) and, for every order, plays one officer's part with a random plan drawn from the
+run's seed and the order (so a seed gives the same decisions whatever the timing). The officer acts
+as the handheld does (``maps/static/handheld.js``): through the unit's own HTTP API, signed in as
+the unit's user, so the audit trail names that user as the actor of every step:
 
 1. a share of orders (``miss_share``) is missed on purpose: never acknowledged, so the service's
    deadline escalates the alert;
-2. the others are acknowledged on ``{root}/units/{id}/ack`` after ``ack_delay_s`` (5-25 s);
-3. ``en_route`` on ``{root}/units/{id}/status``, then positions on ``{root}/units/{id}/position``
-   along the order's street route at the unit's speed (foot and booth officers walk; a car drives
-   at the speed the order's ETA implies), every ``position_every_s``; booths publish no positions
-   (their position is fixed by the registry);
+2. the others are acknowledged after ``ack_delay_s`` (5-25 s):
+   ``POST /api/units/{id}/order/status`` ``{"alert_id", "status": "acknowledged"}``;
+3. ``en_route`` the same way, then position fixes (``PUT /api/units/{id}/position`` with their
+   accuracy) along the order's street route at the unit's speed (foot and booth officers walk; a car
+   drives at the speed the order's ETA implies), every ``position_every_s``; booths send none (their
+   position is fixed by the registry);
 4. ``on_scene`` at the end of the route;
-5. after ``close_after_s`` the alert is closed with an outcome (``false_alarm_share`` of them
-   false alarms, with a reason) through the HTTP API, and the unit says ``available``.
+5. after ``close_after_s``, ``closed`` with an outcome and a note (``false_alarm_share`` of them
+   false alarms, with a reason); closing frees the unit, and the officer says ``available``
+   (``PUT /api/units/{id}/availability``), as the handheld's button does.
 
-MQTT's status topic carries unit statuses only (no closing, no outcome), so the closing step
-goes through the API (:class:`ApiClient`, ``POST /api/alerts/{id}/transition``).
+Every step carries an ``Idempotency-Key`` made by the officer and is sent again with the same key
+if the network fails, as the handheld's offline queue does; a step the service refuses with 409
+(the order was re-assigned or withdrawn meanwhile) ends the officer's work on that order.
 
 :class:`SimulatedDispatcher` assigns every open alert nobody holds (``new`` or ``recommended``,
 including escalated ones) to the unit the service proposes or recommends, so alerts do not pile up.
@@ -29,13 +34,16 @@ import heapq
 import itertools
 import json
 import logging
+import math
 import random
+import secrets
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +65,7 @@ __all__ = [
     "cumulative_m",
     "plan_order",
     "point_along",
+    "sign_in_officers",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,7 +85,6 @@ FALSE_ALARM_REASONS = (
 )
 
 _DEFAULT_CAR_SPEED_MPS = 11.0
-_NOT_YET_ON_SCENE = frozenset({"assigned", "acknowledged", "en_route"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +147,19 @@ class OrderPlan:
 
 
 def plan_order(policy: ResponderPolicy, seed: int | None, *, order_id: int, alert_id: int, unit_id: str) -> OrderPlan:
-    """The officer's decisions for one order: the same for the same seed and order, whatever the timing."""
+    """The officer's decisions for one order: the same for the same seed and order, whatever the timing.
+
+    With a seed, the missed orders are spread evenly over the order ids (``miss_share`` of any run
+    of consecutive ids, from an offset the seed draws), so a short demo shows its escalations
+    instead of leaving them to chance; the other decisions are drawn per order.
+    """
     rng = random.Random(f"{seed}/{order_id}/{alert_id}/{unit_id}") if seed is not None else random.Random()
-    missed = rng.random() < policy.miss_share
+    draw = rng.random()
+    if seed is None:
+        missed = draw < policy.miss_share
+    else:
+        offset, share = random.Random(f"{seed}/missed").random(), policy.miss_share
+        missed = math.floor(order_id * share + offset) > math.floor((order_id - 1) * share + offset)
     ack = rng.uniform(*policy.ack_delay_s)
     close = rng.uniform(*policy.close_after_s)
     if rng.random() < policy.false_alarm_share:
@@ -164,7 +182,7 @@ class ResponderReport:
     false_alarms: int = 0
     positions: int = 0
     refused: int = 0
-    """Steps the service refused (e.g. the alert was re-assigned meanwhile)."""
+    """Steps the service refused (e.g. the alert was re-assigned meanwhile): the officer drops the order."""
     outcomes: dict[int, str] = field(default_factory=dict)
     """alert id -> outcome, for every alert this run closed."""
 
@@ -181,17 +199,25 @@ class ApiError(RuntimeError):
 
 
 class ApiClient:
-    """The few calls of the HTTP API the simulation makes, with a bearer token (standard library only)."""
+    """The few calls of the HTTP API the simulation makes, with a bearer token (standard library only).
+
+    A dispatcher's client assigns and recommends; a unit user's client moves its own order, reports
+    positions and availability (the handheld's calls, ``web/routes/handheld.py``).
+    """
 
     def __init__(self, base_url: str, token: str, *, timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout_s = timeout_s
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
         req.add_header("Authorization", f"Bearer {self._token}")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
@@ -205,6 +231,22 @@ class ApiClient:
             except (ValueError, AttributeError):
                 detail, current = text, None
             raise ApiError(e.code, detail, current) from e
+
+    def once(self, method: str, path: str, body: dict[str, Any], *, tries: int = 3) -> Any:
+        """A request the service applies once: one ``Idempotency-Key``, sent again on a network failure."""
+        key = f"sim-{uuid.uuid4().hex}"
+        for attempt in range(1, tries + 1):
+            try:
+                return self.request(method, path, body, headers={"Idempotency-Key": key})
+            except ApiError:
+                raise
+            except OSError:
+                if attempt == tries:
+                    raise
+                time.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # the dispatcher's calls
 
     def open_alerts(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -222,14 +264,60 @@ class ApiClient:
         result: dict[str, Any] = self.request("POST", f"/api/alerts/{alert_id}/recommend")
         return result
 
-    def close(self, alert_id: int, outcome: str, note: str) -> dict[str, Any]:
-        """Close an on-scene alert: ``false_alarm`` with the note as reason, else ``closed`` with the outcome."""
-        if outcome == "false_alarm":
-            body = {"status": "false_alarm", "reason": note}
-        else:
-            body = {"status": "closed", "reason": f"{outcome}: {note}"}
-        result: dict[str, Any] = self.request("POST", f"/api/alerts/{alert_id}/transition", body)
+    # the unit's calls (its handheld's)
+
+    def move_order(
+        self, unit_id: str, alert_id: int, status: str, *, outcome: str | None = None, note: str | None = None
+    ) -> dict[str, Any]:
+        """Move the unit's own order: ``acknowledged``, ``en_route``, ``on_scene``, ``closed`` (with an outcome)."""
+        body: dict[str, Any] = {"alert_id": alert_id, "status": status}
+        if outcome is not None:
+            body["outcome"] = outcome
+        if note:
+            body["note"] = note
+        result: dict[str, Any] = self.once("POST", f"/api/units/{unit_id}/order/status", body)
         return result
+
+    def report_position(self, unit_id: str, lat: float, lon: float, accuracy_m: float) -> dict[str, Any]:
+        body = {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, "ts": _now()}
+        result: dict[str, Any] = self.once("PUT", f"/api/units/{unit_id}/position", body)
+        return result
+
+    def set_availability(self, unit_id: str, status: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.once("PUT", f"/api/units/{unit_id}/availability", {"status": status})
+        return result
+
+
+def sign_in_officers(
+    base_url: str, units: Iterable[Unit], admin_token: str, *, prefix: str = "sim-officer-"
+) -> dict[str, ApiClient]:
+    """A ``unit`` user per unit (``{prefix}{unit id}``, a fresh random password), each signed in.
+
+    Made with the service's admin token (``POST /api/users``, audited), then signed in as a
+    handheld is (``POST /api/token``): the simulated officers are real unit users of the service.
+
+    Raises
+    ------
+    ApiError
+        If the admin token is refused or a sign-in fails.
+    """
+    admin = ApiClient(base_url, admin_token)
+    officers: dict[str, ApiClient] = {}
+    for unit in units:
+        username, password = f"{prefix}{unit.id}", secrets.token_urlsafe(18)
+        admin.request(
+            "POST", "/api/users", {"username": username, "password": password, "role": "unit", "unit_id": unit.id}
+        )
+        form = urllib.parse.urlencode({"username": username, "password": password}).encode()
+        req = urllib.request.Request(f"{admin.base_url}/api/token", data=form, method="POST")
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(req, timeout=admin.timeout_s) as response:
+                token = str(json.loads(response.read())["access_token"])
+        except urllib.error.HTTPError as e:
+            raise ApiError(e.code, e.read().decode(errors="replace")) from e
+        officers[unit.id] = ApiClient(base_url, token)
+    return officers
 
 
 def _route_of(order: dict[str, Any]) -> list[tuple[float, float]]:
@@ -264,16 +352,17 @@ def point_along(points: Sequence[tuple[float, float]], cumulative: Sequence[floa
 
 
 class Responders:
-    """Simulated officers of ``units`` answering their orders over MQTT (see the module docstring).
+    """Simulated officers of ``units`` answering their orders (see the module docstring).
 
     Parameters
     ----------
     url, topic_root
-        The broker and the service's topic root.
+        The broker and the service's topic root (orders are heard on ``{root}/units/+/orders``).
     units
-        The units (their kinds decide walking or driving; booths publish no positions).
-    api
-        Closes alerts (the MQTT topics carry no closing).
+        The units (their kinds decide walking or driving; booths send no positions).
+    officers
+        Each unit's API client, signed in as that unit's user (role ``unit``): the officer acts
+        through it as the handheld does. A unit without one answers no order (its orders escalate).
     policy
         Delays, shares and speeds.
     seed
@@ -288,7 +377,7 @@ class Responders:
         url: str | BrokerAddress,
         topic_root: str,
         units: Iterable[Unit],
-        api: ApiClient,
+        officers: Mapping[str, ApiClient],
         policy: ResponderPolicy | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -296,13 +385,14 @@ class Responders:
         self.address = url if isinstance(url, BrokerAddress) else parse_mqtt_url(url)
         self.topics = Topics(topic_root)
         self.kinds = {u.id: u.kind for u in units}
-        self.api = api
+        self.officers = dict(officers)
         self.policy = policy or ResponderPolicy()
         self.seed = seed
         self.clock = clock
         self.report = ResponderReport()
         self.plans: dict[int, OrderPlan] = {}
         """order id -> the plan drawn for it."""
+        self._rng = random.Random(seed)
         self._current: dict[str, int] = {}  # unit id -> order id it works on
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
@@ -381,6 +471,9 @@ class Responders:
         except (ValueError, KeyError, TypeError) as e:
             log.warning("responders: unreadable order on %s: %s", msg.topic, e)
             return
+        if unit_id not in self.officers:
+            log.warning("responders: no sign-in for unit %s: its order %d goes unanswered", unit_id, order_id)
+            return
         with self._cond:
             if order_id in self.plans:  # a redelivery (QoS 1): already being handled
                 return
@@ -396,12 +489,26 @@ class Responders:
 
     # the steps ----------------------------------------------------------------------------
 
+    def _move(self, unit_id: str, order_id: int, alert_id: int, status: str, **close: str) -> dict[str, Any] | None:
+        """One tap on the handheld; None (and the order dropped) when the service refuses it."""
+        try:
+            return self.officers[unit_id].move_order(unit_id, alert_id, status, **close)
+        except (ApiError, OSError) as e:
+            self.report.refused += 1
+            log.info("responders: %s of alert %d by %s refused: %s", status, alert_id, unit_id, e)
+            with self._cond:
+                if self._current.get(unit_id) == order_id:
+                    del self._current[unit_id]
+            return None
+
     def _acknowledge(self, unit_id: str, order_id: int, alert_id: int, order: dict[str, Any], plan: OrderPlan) -> None:
         if not self._still(unit_id, order_id):
             return
-        self._publish(self.topics.unit_ack(unit_id), {"ts": _now(), "alert_id": alert_id})
+        if self._move(unit_id, order_id, alert_id, "acknowledged") is None:
+            return
         self.report.acknowledged += 1
-        self._publish(self.topics.unit_status(unit_id), {"ts": _now(), "status": "en_route", "alert_id": alert_id})
+        if self._move(unit_id, order_id, alert_id, "en_route") is None:
+            return
         route = _route_of(order)
         cumulative = cumulative_m(route) if route else [0.0]
         length_m = cumulative[-1]
@@ -413,18 +520,16 @@ class Responders:
             speed = min(max(speed, 3.0), 30.0)
         travel_s = length_m / speed / self.policy.time_scale
         started = self.clock()
-        publishes = kind is not UnitKind.BOOTH and len(route) > 1
+        reports = kind is not UnitKind.BOOTH and len(route) > 1
 
         def step() -> None:
             if not self._still(unit_id, order_id):
                 return
             elapsed = self.clock() - started
             done = elapsed >= travel_s
-            if publishes:
+            if reports:
                 at_m = length_m if done else elapsed * speed * self.policy.time_scale
-                lat, lon = point_along(route, cumulative, at_m)
-                self._publish(self.topics.unit_position(unit_id), {"ts": _now(), "lat": lat, "lon": lon})
-                self.report.positions += 1
+                self._report_position(unit_id, *point_along(route, cumulative, at_m))
             if done:
                 self._arrive(unit_id, order_id, alert_id, plan)
             else:
@@ -432,27 +537,26 @@ class Responders:
 
         self._at(min(self.policy.position_every_s, travel_s), step)
 
+    def _report_position(self, unit_id: str, lat: float, lon: float) -> None:
+        accuracy_m = round(self._rng.uniform(4.0, 15.0), 1)  # a phone's GPS outdoors
+        try:
+            self.officers[unit_id].report_position(unit_id, lat, lon, accuracy_m)
+        except (ApiError, OSError) as e:
+            log.info("responders: position of %s refused: %s", unit_id, e)
+            return
+        self.report.positions += 1
+
     def _arrive(self, unit_id: str, order_id: int, alert_id: int, plan: OrderPlan) -> None:
-        self._publish(self.topics.unit_status(unit_id), {"ts": _now(), "status": "on_scene", "alert_id": alert_id})
+        if self._move(unit_id, order_id, alert_id, "on_scene") is None:
+            return
         self.report.on_scene += 1
         self._at(plan.close_after_s, lambda: self._close(unit_id, order_id, alert_id, plan))
 
-    def _close(self, unit_id: str, order_id: int, alert_id: int, plan: OrderPlan, tries: int = 10) -> None:
+    def _close(self, unit_id: str, order_id: int, alert_id: int, plan: OrderPlan) -> None:
         if not self._still(unit_id, order_id):
             return
-        try:
-            self.api.close(alert_id, plan.outcome, plan.note)
-        except ApiError as e:
-            if e.status == 409 and tries > 1 and e.current in _NOT_YET_ON_SCENE:
-                # the on_scene report is still on its way through the broker: try again shortly
-                self._at(1.0, lambda: self._close(unit_id, order_id, alert_id, plan, tries - 1))
-                return
-            self.report.refused += 1
-            log.info("responders: closing alert %d by %s refused: %s", alert_id, unit_id, e)
-            return
-        except OSError as e:
-            self.report.refused += 1
-            log.warning("responders: closing alert %d by %s failed: %s", alert_id, unit_id, e)
+        answer = self._move(unit_id, order_id, alert_id, "closed", outcome=plan.outcome, note=plan.note)
+        if answer is None:
             return
         self.report.closed += 1
         self.report.false_alarms += plan.outcome == "false_alarm"
@@ -460,7 +564,11 @@ class Responders:
         with self._cond:
             if self._current.get(unit_id) == order_id:
                 del self._current[unit_id]
-        self._publish(self.topics.unit_status(unit_id), {"ts": _now(), "status": "available"})
+        if (answer.get("unit") or {}).get("status") != "available":  # closing frees the unit; else say so
+            try:
+                self.officers[unit_id].set_availability(unit_id, "available")
+            except (ApiError, OSError) as e:
+                log.info("responders: %s could not say available: %s", unit_id, e)
 
     # machinery ----------------------------------------------------------------------------
 
@@ -487,16 +595,6 @@ class Responders:
                 action()
             except Exception:  # one officer's failure must not stop the others
                 log.exception("responders: a step failed")
-
-    def _publish(self, topic: str, payload: dict[str, Any]) -> None:
-        client = self._client
-        if client is None:
-            return
-        info = client.publish(topic, json.dumps(payload), qos=1)
-        try:
-            info.wait_for_publish(timeout=10)
-        except (RuntimeError, ValueError) as e:
-            log.warning("responders: publishing on %s failed: %s", topic, e)
 
 
 class SimulatedDispatcher:

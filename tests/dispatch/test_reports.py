@@ -218,3 +218,27 @@ def test_report_windows_outside_what_a_database_stores_are_refused() -> None:
         report_window(None, datetime(9999, 12, 31, tzinfo=UTC), now)
     with pytest.raises(ValueError, match="must be before"):
         report_window(now, now - _td(days=1), now)
+
+
+def test_a_false_alarm_closed_by_the_unit_counts_as_one() -> None:
+    """The handheld's Close with the outcome ``false_alarm`` is a false alarm in the reports, as the dispatcher's is."""
+    from dispatch.domain import Alert, AlertSource, CloseOutcome, DeviceSite
+    from dispatch.reports import false_alarm_rates
+
+    now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+    def press(n: int, status: AlertStatus, outcome: CloseOutcome | None = None) -> Alert:
+        return Alert(
+            AlertSource.SOS, "sos-1", f"e-{n}", now, now, 43.2, 76.9, status=status, site=DeviceSite.SCHOOL,
+            outcome=outcome,
+        )  # fmt: skip
+
+    alerts = [
+        press(1, AlertStatus.CLOSED, CloseOutcome.FALSE_ALARM),  # the unit on scene: nothing had happened
+        press(2, AlertStatus.FALSE_ALARM),  # the dispatcher
+        press(3, AlertStatus.CLOSED, CloseOutcome.RESOLVED),
+        press(4, AlertStatus.CLOSED),  # closed by a dispatcher, no outcome
+    ]
+    assert [a.false_alarm for a in alerts] == [True, True, False, False]
+    [school] = false_alarm_rates(alerts)
+    assert (school.key, school.presses, school.false_alarms) == ("school", 4, 2)

@@ -180,6 +180,29 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
     assert (tmp_path / "demo" / "units.geojson").exists()
     assert (tmp_path / "demo" / "devices.geojson").exists()
     assert (tmp_path / "demo" / "demo.sqlite3").exists()
+    assert "JWT secret: " in out and "(made by this run;" in out
+    assert (tmp_path / "demo" / "jwt-secret").stat().st_mode & 0o077 == 0  # the owner's only
+
+    # A second run on the same data directory: the first run's printed token and passwords still work
+    # (the secret is kept beside the database, as the passwords are in it).
+    result.clear()
+    thread = threading.Thread(
+        target=lambda: result.append(main([*argv[:-2], "--client-id", f"qorgau-test-{uuid.uuid4().hex[:8]}"]))
+    )
+    thread.start()
+    again, deadline = "", time.monotonic() + 30
+    while "Stopping after" not in again and thread.is_alive() and time.monotonic() < deadline:
+        again += capsys.readouterr().out
+        time.sleep(0.05)
+    second = re.search(r"Open (http://127\.0\.0\.1:\d+)/api/alerts", again)
+    assert second and "(kept from an earlier run;" in again, again
+    assert "with the password printed by the first demo on this database" in again
+    assert httpx.get(f"{second.group(1)}/api/alerts", headers=headers).status_code == 200
+    assert httpx.get(f"{second.group(1)}/api/units/{unit_id}", headers=unit_headers).status_code == 200
+    issued = httpx.post(f"{second.group(1)}/api/token", data={"username": officer, "password": password}, timeout=30)
+    assert issued.status_code == 200, issued.text
+    thread.join(timeout=30)
+    assert result == [0]
 
 
 def test_serve_without_network_says_what_to_do(

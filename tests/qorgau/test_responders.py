@@ -1,8 +1,10 @@
 """Simulated responders (``qorgau simulate --respond``) against the real service and Mosquitto.
 
-Officers answer their orders over MQTT (ack, en_route, positions, on_scene) and close through the
-API; a share of orders is missed on purpose and escalates. Every alert must reach a closing state
-through moves that dispatch/lifecycle.py allows, and every order must be acknowledged or missed.
+Officers hear their orders on the units' MQTT topic and act as the handheld does, through the
+units' own API signed in as unit users (ack, en route, positions, on scene, close with an
+outcome); a share of orders is missed on purpose and escalates. Every alert must reach a closing
+state through moves that dispatch/lifecycle.py allows, every order must be acknowledged or
+missed, and the audit trail must name the unit's user as the actor of every step the unit took.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import FAR_DEVICE, Probe, Registry, Running, sos_payload, wait_for
+from support import ADMIN_TOKEN, FAR_DEVICE, Probe, Registry, Running, sos_payload, wait_for
 
 from dispatch import AlertStatus, Role, User
 from dispatch.lifecycle import CLOSING, TRANSITIONS
@@ -25,6 +27,7 @@ from qorgau.responders import (
     cumulative_m,
     plan_order,
     point_along,
+    sign_in_officers,
 )
 
 
@@ -69,8 +72,9 @@ def test_every_order_is_acknowledged_or_escalates_and_alerts_close_lawfully(
     service = running.service
     token = service.auth.issue(User("sim-dispatcher", Role.DISPATCHER))
     api = ApiClient(service.base_url, token)
+    officers = sign_in_officers(service.base_url, registry.units, ADMIN_TOKEN)  # real unit users, signed in
     responders = Responders(
-        url=mqtt_url, topic_root=topic_root, units=registry.units, api=api, policy=FAST, seed=11
+        url=mqtt_url, topic_root=topic_root, units=registry.units, officers=officers, policy=FAST, seed=11
     ).start()
     dispatcher = SimulatedDispatcher(api, poll_s=0.3).start()
     try:
@@ -104,17 +108,28 @@ def test_every_order_is_acknowledged_or_escalates_and_alerts_close_lawfully(
         assert responders.plans[order["order_id"]].missed == (order["missed_at"] is not None)
 
     outcomes = Counter()
+    unit_steps = {"ack": "acknowledged", "state_change": None}
     for alert in alerts:
-        states = _lawful_path(running.http.get(f"/api/alerts/{alert['id']}/timeline").json()["entries"])
-        assert states[0] in ("new", "recommended") and states[-1] == alert["status"]
-        assert "acknowledged" in states and "on_scene" in states, states
+        entries = running.http.get(f"/api/alerts/{alert['id']}/timeline").json()["entries"]
+        states = _lawful_path(entries)
+        assert states[0] in ("new", "recommended") and states[-1] == "closed", states
+        assert "acknowledged" in states and "en_route" in states and "on_scene" in states, states
         outcome = report.outcomes[alert["id"]]
         outcomes[outcome] += 1
-        if outcome == "false_alarm":
-            assert alert["status"] == "false_alarm" and alert["close_reason"]
-        else:
-            assert alert["status"] == "closed" and alert["close_reason"].startswith(f"{outcome}: ")
-    assert report.closed == len(alert_ids) and report.false_alarms == outcomes["false_alarm"]
+        assert alert["status"] == "closed" and alert["outcome"] == outcome and alert["close_note"], alert
+        closer = alert["orders"][-1]["unit_id"]
+        # every step of the unit was the unit's own user's, through the handheld's API: none the dispatcher's
+        steps = [
+            e
+            for e in entries
+            if e["action"] in unit_steps
+            and (e.get("after") or {}).get("status") in ("acknowledged", "en_route", "on_scene", "closed")
+        ]
+        assert {e["after"]["status"] for e in steps} >= {"acknowledged", "en_route", "on_scene", "closed"}, steps
+        for e in steps:
+            assert e["actor"] == f"sim-officer-{e['unit_id']}", e
+        assert next(e for e in steps if e["after"]["status"] == "closed")["actor"] == f"sim-officer-{closer}"
+    assert report.closed == len(alert_ids) and report.false_alarms == outcomes["false_alarm"] >= 1
     assert report.positions > 0
     units = running.http.get("/api/units").json()
     assert all(u["status"] == "available" and u["alert_id"] is None for u in units), units
@@ -130,6 +145,10 @@ def test_plans_are_deterministic_for_a_seed_and_follow_the_shares() -> None:
     other = [plan_order(policy, 8, order_id=i, alert_id=i, unit_id="car-1") for i in range(1, 2001)]
     assert plans == again and plans != other
     assert 0.21 < sum(p.missed for p in plans) / len(plans) < 0.29
+    # spread evenly: any 20 consecutive orders hold exactly 5 missed ones (a short demo shows its escalations)
+    assert {sum(p.missed for p in plans[i : i + 20]) for i in range(len(plans) - 20)} == {5}
+    unseeded = [plan_order(policy, None, order_id=i, alert_id=i, unit_id="car-1") for i in range(1, 2001)]
+    assert 0.21 < sum(p.missed for p in unseeded) / len(unseeded) < 0.29
     assert 0.26 < sum(p.outcome == "false_alarm" for p in plans) / len(plans) < 0.34
     assert all(5.0 <= p.ack_delay_s <= 25.0 and 120.0 <= p.close_after_s <= 300.0 for p in plans)
     assert {p.outcome for p in plans} == {"resolved", "nobody_found", "handed_over", "false_alarm"}
@@ -151,15 +170,19 @@ def test_point_along_a_route() -> None:
     assert lat == pytest.approx(43.0) and lon == pytest.approx(76.005)
 
 
-def test_simulate_respond_needs_units_and_a_token(
+def test_simulate_respond_needs_units_and_an_admin_token(
     registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from qorgau.cli import main
 
     monkeypatch.delenv("QORGAU_API_TOKEN", raising=False)
+    monkeypatch.delenv("QORGAU_ADMIN_TOKEN", raising=False)
     argv = ["simulate", "--devices", str(registry.devices_path), "--units", str(registry.units_path), "--respond"]
     assert main(argv) == 2
-    assert "--respond needs --units and a dispatcher token in QORGAU_API_TOKEN" in capsys.readouterr().err
+    assert "--respond needs --units and the service's admin token in QORGAU_ADMIN_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("QORGAU_ADMIN_TOKEN", ADMIN_TOKEN)
+    assert main([*argv, "--dispatch"]) == 2
+    assert "--dispatch needs a dispatcher token in QORGAU_API_TOKEN" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse refuses a range that runs backwards
         main([*argv, "--ack-delay", "25-5"])
     assert "expected 0 <= LOW <= HIGH, got '25-5'" in capsys.readouterr().err
