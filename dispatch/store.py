@@ -1023,6 +1023,23 @@ class Store:
                 only_changes=False,
             )
 
+    def set_user_disabled(self, username: str, disabled: bool, *, actor: str) -> User | None:
+        """Disable (or enable again) a user; None if there is none. Its tokens stop working at once (:mod:`web.deps`)."""
+        with self.transaction(f"{'disable' if disabled else 'enable'} user {username!r}") as tx:
+            row = tx.session.get(UserRow, username)
+            if row is None:
+                return None
+            before = bool(row.disabled)
+            row.disabled = disabled
+            tx.audit(
+                "user_change",
+                actor=actor,
+                before={"username": username, "disabled": before},
+                after={"username": username, "disabled": disabled},
+                only_changes=False,
+            )
+            return User(row.username, Role(row.role), row.unit_id, disabled)
+
     def get_user(self, username: str) -> tuple[User, str] | None:
         """The user and its password hash."""
         with self._reachable(f"read user {username!r}"), self._sessions() as session:

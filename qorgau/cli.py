@@ -251,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=list(_ROLES))
     add.add_argument("--unit-id", help="the unit a 'unit' user acts for")
     add.set_defaults(func=cmd_users_add)
+    for action, text in (
+        ("disable", "disable a user: its sign-in and its tokens stop at once"),
+        ("enable", "enable a user again"),
+    ):
+        toggle = users_sub.add_parser(action, help=text)
+        toggle.add_argument("--db", metavar="URL", help="SQLAlchemy database URL [QORGAU_DB_URL]")
+        toggle.add_argument("--username", required=True)
+        toggle.set_defaults(func=cmd_users_toggle, disabled=action == "disable")
     _add_devices_commands(sub)  # issue 6: qorgau devices provision
     add_plan_commands(sub)  # qorgau plan, qorgau plan evaluate: the patrol planner (qorgau/plan_cli.py)
     add_sites_command(sub)  # qorgau sites: where new booths should go (qorgau/sites_cli.py)
@@ -737,6 +745,22 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"user {args.username!r} ({role.value}) saved")
+    return 0
+
+
+def cmd_users_toggle(args: argparse.Namespace) -> int:
+    from dispatch import Store
+
+    store = Store(_db_url(args))
+    try:
+        store.upgrade_schema()
+        user = store.set_user_disabled(args.username, args.disabled, actor="cli")
+    finally:
+        store.close()
+    if user is None:
+        print(f"qorgau users: no user {args.username!r}", file=sys.stderr)
+        return 1
+    print(f"user {args.username!r} {'disabled' if user.disabled else 'enabled'}")
     return 0
 
 

@@ -20,6 +20,7 @@ declare their roles with :func:`require_role` or one of the aliases (:data:`Read
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -28,16 +29,19 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from prometheus_client.registry import Collector
 
-from dispatch.auth import Authenticator, Principal
+from dispatch.auth import BOOTSTRAP_ADMIN, Authenticator, Principal
 from dispatch.domain import Role
 from dispatch.reports import Districts
 from dispatch.service import DispatchService
+from dispatch.store import StoreError
 from dispatch.supervision import DeviceSupervisor
 from web.hardening import HttpHardening, LoginThrottle
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
 from web.site_jobs import SiteJobs
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CSRF_HEADER",
@@ -257,14 +261,39 @@ def current_principal(request: Request, token: Annotated[str | None, Depends(_be
     principal = auth.principal(token)
     if principal is None:
         raise _unauthorized("the token is invalid or expired")
+    if _revoked(request, principal):
+        raise _unauthorized("the user is disabled or no longer has this role: sign in again")
     return principal
+
+
+def _revoked(request: Request, principal: Principal) -> bool:
+    """Whether the stored user behind a valid token was disabled or changed role or unit since it was issued.
+
+    Looked up in the store on every request (a primary-key read), so a user disabled on one replica
+    is refused by all at once. Tokens of users the store does not hold (the bootstrap admin, tokens
+    issued by tools) stand as the signature says, and so does every token while the store is down
+    (the signature is valid; the map must not go dark with the database).
+    """
+    svc = service_if_any(request)
+    if svc is None or principal.username == BOOTSTRAP_ADMIN:
+        return False
+    try:
+        found = svc.store.get_user(principal.username)
+    except StoreError as e:
+        log.warning("could not check user %r against the store, taking the token as signed: %s", principal.username, e)
+        return False
+    if found is None:
+        return False
+    user = found[0]
+    return user.disabled or user.role is not principal.role or user.unit_id != principal.unit_id
 
 
 def session_principal(request: Request, auth: AuthDep) -> Principal | None:
     """The caller of a page (bearer header or session cookie), or None: pages send strangers to /login."""
     header = request.headers.get("authorization", "")
     token = header[7:].strip() or None if header.lower().startswith("bearer ") else request.cookies.get(SESSION_COOKIE)
-    return None if token is None else auth.principal(token)
+    principal = None if token is None else auth.principal(token)
+    return None if principal is None or _revoked(request, principal) else principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -235,6 +235,10 @@ class UserIn(RequestBody):
     unit_id: str | None = None
 
 
+class UserPatch(RequestBody):
+    disabled: bool
+
+
 class BoothIn(RequestBody):
     id: str = Field(min_length=1, max_length=100)
     lat: float = Field(ge=-90, le=90)

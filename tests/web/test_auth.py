@@ -75,7 +75,7 @@ def test_every_route_but_healthz_needs_a_token_and_the_right_role(running: Runni
     finally:
         anonymous.close()
     assert checked >= 40
-    assert httpx.get(f"{running.service.base_url}/healthz").status_code == 200
+    assert httpx.get(f"{running.service.base_url}/healthz", timeout=30).status_code == 200
 
 
 def test_a_unit_login_acts_only_for_its_own_unit(running: Running, registry: Registry) -> None:
@@ -91,7 +91,7 @@ def test_a_unit_login_acts_only_for_its_own_unit(running: Running, registry: Reg
 
 def test_bootstrap_admin_creates_users_who_log_in_with_hashed_passwords(running: Running, registry: Registry) -> None:
     admin = httpx.Client(
-        base_url=running.service.base_url, timeout=5, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        base_url=running.service.base_url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     )
     try:
         created = admin.post(
@@ -116,13 +116,13 @@ def test_bootstrap_admin_creates_users_who_log_in_with_hashed_passwords(running:
     assert stored_hash.startswith("$argon2id$") and "correct horse" not in stored_hash
 
     base = running.service.base_url
-    wrong = httpx.post(f"{base}/api/token", data={"username": "aigerim", "password": "wrong password"})
+    wrong = httpx.post(f"{base}/api/token", timeout=30, data={"username": "aigerim", "password": "wrong password"})
     assert wrong.status_code == 401
-    token = httpx.post(f"{base}/api/token", data={"username": "aigerim", "password": "correct horse 1"})
+    token = httpx.post(f"{base}/api/token", timeout=30, data={"username": "aigerim", "password": "correct horse 1"})
     assert token.status_code == 200 and token.json()["token_type"] == "bearer"
     headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-    assert httpx.get(f"{base}/api/alerts", headers=headers).status_code == 200
-    assert httpx.get(f"{base}/api/users", headers=headers).status_code == 403  # a dispatcher is no admin
+    assert httpx.get(f"{base}/api/alerts", timeout=30, headers=headers).status_code == 200
+    assert httpx.get(f"{base}/api/users", timeout=30, headers=headers).status_code == 403  # a dispatcher is no admin
     logins = [(e.action, e.actor) for e in running.service.store.audit_entries() if e.action.startswith("login")]
     assert logins == [("login_failed", "aigerim"), ("login", "aigerim")]
     user_changes = [e for e in running.service.store.audit_entries() if e.action == "user_change"]
@@ -163,3 +163,69 @@ def test_users_add_command_stores_an_argon2_hash(db_url: str, monkeypatch: pytes
     store.close()
     assert main(["users", "add", "--db", db_url, "--username", "u", "--role", "unit"]) == 2
     assert "needs --unit-id" in capsys.readouterr().err
+
+
+def test_a_disabled_user_is_refused_at_once_with_the_token_it_holds(running: Running) -> None:
+    base = running.service.base_url
+    admin = httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    try:
+        for username, role in (("dana", "dispatcher"), ("ruslan", "dispatcher")):
+            made = admin.post("/api/users", json={"username": username, "password": "correct horse 1", "role": role})
+            assert made.status_code == 201, made.text
+        tokens = {
+            u: httpx.post(f"{base}/api/token", timeout=30, data={"username": u, "password": "correct horse 1"}).json()[
+                "access_token"
+            ]
+            for u in ("dana", "ruslan")
+        }
+        headers = {u: {"Authorization": f"Bearer {t}"} for u, t in tokens.items()}
+        assert httpx.get(f"{base}/api/alerts", timeout=30, headers=headers["dana"]).status_code == 200
+
+        patched = admin.patch("/api/users/dana", json={"disabled": True})
+        assert patched.status_code == 200 and patched.json()["disabled"] is True
+        refused = httpx.get(f"{base}/api/alerts", timeout=30, headers=headers["dana"])
+        assert refused.status_code == 401 and "disabled" in refused.json()["detail"]
+        page = httpx.get(f"{base}/map", headers=headers["dana"], timeout=30, follow_redirects=False)
+        assert page.status_code in (302, 303, 307) and "/login" in page.headers["location"]  # sent to sign in
+        again = httpx.post(f"{base}/api/token", timeout=30, data={"username": "dana", "password": "correct horse 1"})
+        assert again.status_code == 401
+        assert httpx.get(f"{base}/api/alerts", timeout=30, headers=headers["ruslan"]).status_code == 200  # others stand
+
+        # a changed role: the old token says dispatcher, the user is now a commander: sign in again
+        admin.post("/api/users", json={"username": "ruslan", "password": "correct horse 1", "role": "commander"})
+        assert httpx.get(f"{base}/api/alerts", timeout=30, headers=headers["ruslan"]).status_code == 401
+
+        assert admin.patch("/api/users/dana", json={"disabled": False}).json()["disabled"] is False
+        assert httpx.get(f"{base}/api/alerts", timeout=30, headers=headers["dana"]).status_code == 200
+        assert admin.patch("/api/users/nobody", json={"disabled": True}).status_code == 404
+        assert (
+            httpx.patch(
+                f"{base}/api/users/dana", timeout=30, json={"disabled": True}, headers=headers["dana"]
+            ).status_code
+            == 403
+        )
+    finally:
+        admin.close()
+    changes = [e for e in running.service.store.audit_entries() if e.action == "user_change"]
+    assert [e.actor for e in changes] == ["bootstrap-admin"] * 5
+
+
+def test_users_disable_and_enable_commands(db_url: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from dispatch import Store
+    from qorgau.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-passphrase\n"))
+    assert main(["users", "add", "--db", db_url, "--username", "cmdr", "--role", "commander"]) == 0
+    assert main(["users", "disable", "--db", db_url, "--username", "cmdr"]) == 0
+    assert "user 'cmdr' disabled" in capsys.readouterr().out
+    store = Store(db_url)
+    assert store.get_user("cmdr")[0].disabled
+    store.close()
+    assert main(["users", "enable", "--db", db_url, "--username", "cmdr"]) == 0
+    store = Store(db_url)
+    assert not store.get_user("cmdr")[0].disabled
+    store.close()
+    assert main(["users", "disable", "--db", db_url, "--username", "ghost"]) == 1
+    assert "no user 'ghost'" in capsys.readouterr().err

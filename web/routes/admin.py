@@ -3,6 +3,7 @@
 Routes (roles)::
 
     GET/POST /api/users                      (admin)
+    PATCH    /api/users/{username}           (admin: {"disabled": true|false}; its tokens stop at once)
     GET  /api/settings                       (admin)
     GET  /api/audit/verify                   (admin, commander)
 """
@@ -17,7 +18,7 @@ from fastapi import APIRouter, HTTPException
 from dispatch.auth import hash_password
 from dispatch.domain import Role, User
 from web.deps import Admin, AuditorDep, ContextDep, ServiceDep
-from web.schemas import UserIn
+from web.schemas import UserIn, UserPatch
 
 __all__ = ["router"]
 
@@ -45,6 +46,14 @@ def create_user(body: UserIn, service: ServiceDep, who: Admin) -> dict[str, Any]
         service.get_unit(body.unit_id)
     service.store.add_user(User(body.username, body.role, body.unit_id), hash_password(body.password), actor=who.actor)
     return {"username": body.username, "role": body.role.value, "unit_id": body.unit_id}
+
+
+@router.patch("/users/{username}")
+def patch_user(username: str, body: UserPatch, service: ServiceDep, who: Admin) -> dict[str, Any]:
+    user = service.store.set_user_disabled(username, body.disabled, actor=who.actor)
+    if user is None:
+        raise HTTPException(404, detail=f"no user {username!r}")
+    return {"username": user.username, "role": user.role.value, "unit_id": user.unit_id, "disabled": user.disabled}
 
 
 @router.get("/settings")
