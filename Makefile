@@ -51,6 +51,7 @@ export UV_LINK_MODE ?= copy
 # no-op, whatever the files' mtimes say after a clone or checkout.
 STAMP_KEY := $(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP     := $(VENV)/.qorgau-installed-$(STAMP_KEY)
+BYTECODE  := $(VENV)/.qorgau-bytecode-$(STAMP_KEY)
 
 .PHONY: help venv install lock lock-upgrade check-lock services browser stop-services lint test demo bench chaos clean distclean
 
@@ -105,7 +106,18 @@ $(STAMP): | $(UV) $(LOCK)
 # compiled every module from source at each start: seconds per process on two shared cores.
 # A .pyc whose source changed since is ignored by Python, so this is only ever a speed-up.
 SOURCES := bench dispatch geo maps mqtt_bridge patrol_planner qorgau web
-venv install: $(STAMP)
+
+# A venv installed before --compile-bytecode has no .pyc, and uv compiles nothing when there is
+# nothing to install: compile its packages once (compileall skips what is compiled already; a file
+# that does not compile, some packages ship deliberately broken test data, is reported, not fatal).
+$(BYTECODE): $(STAMP)
+	@echo "==> byte-compiling $(VENV)'s packages"
+	@$(VPY) -m compileall -q -j 0 "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null \
+	  || echo "WARNING: some installed files did not byte-compile"
+	@rm -f $(VENV)/.qorgau-bytecode-*
+	@touch $@
+
+venv install: $(STAMP) $(BYTECODE)
 	@$(VPY) -m compileall -q -j 0 $(SOURCES) >/dev/null
 
 lock: | $(UV)

@@ -8,17 +8,27 @@ Three ways, each in fresh processes, in one run:
   (``__pycache__``, warm), as before;
 - **cold cache**: an empty ``--cache-dir`` each run: the extract is parsed and cached, numba compiles
   into the new cache (``--quick`` keeps numba's default cache throughout: only the network cache is cold);
-- **warm cache**: one ``--cache-dir`` kept across runs (primed by one start not counted): the network
-  comes from its ``.npz``, numba loads its compiled functions.
+- **warm cache**: a replica's restart: one ``--cache-dir`` kept across runs (primed by one start not
+  counted), so the network comes from its ``.npz`` and numba loads its compiled functions, and a
+  database already at the schema's head (a fresh copy of one migrated file each run), so no
+  migration runs and Alembic is not loaded.
 
-Every start gets a new SQLite file and a new topic root on the given broker, a free port, no units or
-devices; the clock runs from ``Popen`` to the first 200 of ``/healthz`` (database and MQTT lanes
-up). Median and p99 (with a handful of runs the p99 is the slowest run) per way.
+Baseline and cold starts get a new, empty SQLite file (migrated from nothing). Every start gets a new
+topic root on the given broker, a free port, no units or devices; the clock runs from ``Popen`` to the
+first 200 of ``/healthz`` (database and MQTT lanes up). Median and p99 (with a handful of runs the p99
+is the slowest run) per way, and for each start the CPU seconds the process had used by then (less
+sensitive to the machine's load than the wall clock) and, from its "up" log line, the seconds of each
+step of the start. The figures say whether the installed packages and this checkout were byte-compiled
+(``.pyc`` beside the sources): where they are not and PYTHONDONTWRITEBYTECODE is set, every start
+compiles every module it imports again.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -38,6 +48,56 @@ JWT = "bench-startup-" + "k3Xq9vN2hPz4Lw8Rb6Ym1Tc0"
 
 EAGER = "import pandas, pyarrow, folium, scipy.stats, patrol_planner.planner, maps.plan_map\n"
 _SERVE = "import sys\n{eager}from qorgau.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+_UP = re.compile(r"up: (?:([0-9.]+) s after the command started; )?start ([0-9.]+) s \((.*)\)")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux ``/proc``), None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _steps(log: Path) -> dict[str, float]:
+    """The steps of the start from serve's "up" log line: ``since_exec`` and each step, in seconds."""
+    for line in log.read_text(errors="replace").splitlines():
+        m = _UP.search(line)
+        if m:
+            steps = {"since_exec": float(m.group(1))} if m.group(1) else {}
+            for part in m.group(3).split(", "):
+                name, _, secs = part.rpartition(" ")
+                steps[name] = float(secs)
+            return steps
+    return {}
+
+
+def bytecode() -> dict[str, bool]:
+    """Whether the installed packages and this checkout have their ``.pyc`` (what every start reads)."""
+
+    def compiled(module: str) -> bool:
+        spec = importlib.util.find_spec(module)
+        origin = spec.origin if spec is not None else None
+        return bool(origin) and Path(importlib.util.cache_from_source(str(origin))).is_file()
+
+    return {
+        "site_packages": all(
+            compiled(m) for m in ("sqlalchemy.engine.base", "fastapi.routing", "numba.core.dispatcher")
+        ),
+        "checkout": all(compiled(m) for m in ("qorgau.runtime", "dispatch.store", "geo.routing", "web.app")),
+        "dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+    }
+
+
+def migrated_database(work: Path) -> Path:
+    """An SQLite file at the schema's head (``qorgau db upgrade``), to copy for each warm start."""
+    db = work / "template.sqlite3"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    argv = [sys.executable, "-m", "qorgau", "db", "upgrade", "--db", f"sqlite:///{db}"]
+    subprocess.run(argv, cwd=work, env=env, check=True, capture_output=True, timeout=300)
+    return db
 
 
 def _free_port() -> int:
@@ -54,14 +114,18 @@ def start_once(
     cache_dir: Path | None,
     eager: bool,
     numba_cache: Path | str | None = None,
-) -> float:
-    """Seconds from exec to a healthy ``/healthz`` of one ``serve`` (then it is stopped).
+    database: Path | None = None,
+) -> dict:
+    """One ``serve`` from exec to a healthy ``/healthz`` (then it is stopped): ``s``, ``cpu_s``, ``steps``.
 
     ``numba_cache`` overrides where numba caches (else ``<cache_dir>/numba``, as ``serve`` sets it;
-    ``""``: numba's default, ``__pycache__`` beside the sources).
+    ``""``: numba's default, ``__pycache__`` beside the sources). ``database``: an SQLite file to start
+    on (copied), else a new empty one.
     """
     run = work / uuid.uuid4().hex[:8]
     run.mkdir()
+    if database is not None:
+        shutil.copyfile(database, run / "q.sqlite3")
     port = _free_port()
     env = {
         **os.environ,
@@ -74,7 +138,7 @@ def start_once(
     argv = [sys.executable, "-c", _SERVE.format(eager=EAGER if eager else ""), "serve", "--network", str(network)]
     argv += ["--db", f"sqlite:///{run / 'q.sqlite3'}", "--mqtt", mqtt_url, "--port", str(port)]
     argv += ["--topic-root", f"bench-startup/{run.name}/v1", "--client-id", f"bench-startup-{run.name}"]
-    argv += ["--cache-dir", "none" if cache_dir is None else str(cache_dir), "--log-level", "WARNING"]
+    argv += ["--cache-dir", "none" if cache_dir is None else str(cache_dir), "--log-level", "INFO"]
     log = run / "serve.log"
     with open(log, "wb") as out:
         t0 = time.perf_counter()
@@ -86,7 +150,9 @@ def start_once(
                 raise RuntimeError(msg)
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    return time.perf_counter() - t0
+                    took = time.perf_counter() - t0
+                    cpu = _cpu_s(proc.pid)
+                    break
             except httpx.TransportError:
                 pass
             if time.perf_counter() - t0 > 300:
@@ -100,15 +166,22 @@ def start_once(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return {"s": took, "cpu_s": cpu, "steps": _steps(log)}
 
 
-def _stats(times: list[float]) -> dict:
+def _stats(starts: list[dict]) -> dict:
+    times = [s["s"] for s in starts]
+    cpu = [s["cpu_s"] for s in starts if s["cpu_s"] is not None]
+    names = [n for n in starts[0]["steps"] if all(n in s["steps"] for s in starts)] if starts else []
     return {
         "n": len(times),
         "median_s": round(statistics.median(times), 3),
         "p99_s": round(float(np.percentile(times, 99)), 3),
         "min_s": round(min(times), 3),
         "runs_s": [round(t, 3) for t in times],
+        "cpu_median_s": round(statistics.median(cpu), 3) if cpu else None,
+        "cpu_runs_s": [round(c, 3) for c in cpu],
+        "steps_median_s": {n: round(statistics.median(s["steps"][n] for s in starts), 3) for n in names},
     }
 
 
@@ -122,24 +195,42 @@ def run(mqtt_url: str, quick: bool, runs: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="qorgau-bench-startup-") as tmp:
         work = Path(tmp)
         warm_cache = work / "warm-cache"
+        at_head = migrated_database(work)
         # --quick keeps numba's default cache (warm from the tests): a compile takes minutes on a busy machine
         numba: str | None = "" if quick else None
         start_once(network, mqtt_url, work, cache_dir=warm_cache, eager=False, numba_cache=numba)  # primes
-        times: dict[str, list[float]] = {"baseline": [], "cold": [], "warm": []}
+        starts: dict[str, list[dict]] = {"baseline": [], "cold": [], "warm": []}
         for i in range(runs):  # interleaved, so that a change of machine load hits every way alike
-            times["baseline"].append(start_once(network, mqtt_url, work, cache_dir=None, eager=True))
+            starts["baseline"].append(start_once(network, mqtt_url, work, cache_dir=None, eager=True))
             cold = work / f"cold-{i}"
-            times["cold"].append(start_once(network, mqtt_url, work, cache_dir=cold, eager=False, numba_cache=numba))
-            times["warm"].append(
-                start_once(network, mqtt_url, work, cache_dir=warm_cache, eager=False, numba_cache=numba)
+            starts["cold"].append(start_once(network, mqtt_url, work, cache_dir=cold, eager=False, numba_cache=numba))
+            starts["warm"].append(
+                start_once(
+                    network, mqtt_url, work, cache_dir=warm_cache, eager=False, numba_cache=numba, database=at_head
+                )
             )
     return {
         "network": network.name,
         "broker": mqtt_url,
         "target_s": TARGET_S,
-        **{way: _stats(t) for way, t in times.items()},
+        "bytecode": bytecode(),
+        **{way: _stats(t) for way, t in starts.items()},
         "load_average_at_end": list(os.getloadavg()),
     }
+
+
+_STEPS = {
+    "since_exec": "exec -> HTTP listening, as serve logs it",
+    "network": "street network from its cache (SHA-256 of the file, .npz)",
+    "router": "router: both modes' graphs, numba's searches loaded",
+    "dispatch": "registries, store (engine), dispatch, supervision, bridge objects",
+    "app": "FastAPI app (its routes' models are built when web is imported, above)",
+    "schema": "schema check (plain SQL at the head; Alembic only to migrate)",
+    "open": "dispatch and supervision open (units, open alerts, devices from the store)",
+    "mqtt": "MQTT: four lanes connected and subscribed",
+    "watchers": "change stream, deadline watcher, leader election",
+    "http": "uvicorn up and listening",
+}
 
 
 def render(figures: dict) -> list[str]:
@@ -147,25 +238,59 @@ def render(figures: dict) -> list[str]:
     b, c, w = figures["baseline"], figures["cold"], figures["warm"]
     met = w["median_s"] < figures["target_s"]
 
-    def row(what: str, s: dict) -> str:
-        return f"| {what} | {s['n']} | {s['median_s']:.2f} | {s['p99_s']:.2f} | {s['min_s']:.2f} |"
+    def cpu(s: dict) -> str:
+        return "" if s.get("cpu_median_s") is None else f"{s['cpu_median_s']:.2f}"
 
-    return [
+    def row(what: str, s: dict) -> str:
+        return f"| {what} | {s['n']} | {s['median_s']:.2f} | {s['p99_s']:.2f} | {s['min_s']:.2f} | {cpu(s)} |"
+
+    code = figures.get("bytecode") or {}
+    compiled = {True: "byte-compiled", False: "**not** byte-compiled"}
+    lines = [
         "## Start-up of a replica: exec -> healthy /healthz",
         "",
         f"`python -m qorgau serve` on `{figures['network']}`, SQLite, broker {figures['broker']}; each start a fresh "
         "process. Baseline: this checkout with the network cache off and the heavy modules the old `serve` loaded "
-        "(pandas, pyarrow, Folium, scipy.stats, the planner, the plan map) imported first. "
+        "(pandas, pyarrow, Folium, scipy.stats, the planner, the plan map) imported first, on an empty database. "
+        "Warm: a restart (network and numba caches kept, the database already at the schema's head). "
         "See `bench/startup.py` for the method.",
         "",
-        "| way | runs | median (s) | p99 (s) | fastest (s) |",
-        "|---|---|---|---|---|",
-        row("baseline: no cache, eager imports (today's path)", b),
-        row("cold cache: parse + cache the extract, numba compiles", c),
-        row("warm cache: network from its .npz, numba from its cache", w),
+    ]
+    if code:
+        lines += [
+            f"Installed packages {compiled[code['site_packages']]}, this checkout {compiled[code['checkout']]}"
+            f" (PYTHONDONTWRITEBYTECODE {'set' if code['dont_write_bytecode'] else 'unset'}).",
+            "",
+        ]
+    lines += [
+        "| way | runs | median (s) | p99 (s) | fastest (s) | CPU to healthy, median (s) |",
+        "|---|---|---|---|---|---|",
+        row("baseline: no cache, eager imports (the old path)", b),
+        row("cold cache: parse + cache the extract, numba compiles, empty database", c),
+        row("warm: network from its .npz, numba from its cache, database at head", w),
         "",
         f"Warm start vs baseline: {b['median_s'] / w['median_s']:.1f}x faster (median); target under "
         f"{figures['target_s']:.0f} s: **{'met' if met else 'not met'} here** "
-        f"(load average at the end {figures['load_average_at_end'][0]:.1f} on {os.cpu_count()} cores).",
+        f"(load average at the end {figures['load_average_at_end'][0]:.1f} on {os.cpu_count()} cores). The CPU "
+        "seconds a start used until healthy depend far less on the machine's load than its wall time: the start "
+        "is one busy thread that waits little (broker and database answer in hundredths), so on an idle machine "
+        "its wall time would come close to them.",
         "",
     ]
+    steps = w.get("steps_median_s") or {}
+    if steps:
+        lines += [
+            "Where a warm start's time goes (medians of serve's own log line; the imports are what the "
+            "exec -> listening time has beyond the steps):",
+            "",
+            "| step | median (s) |",
+            "|---|---|",
+        ]
+        total = sum(v for k, v in steps.items() if k != "since_exec")
+        if "since_exec" in steps:
+            lines.append(f"| imports, settings (exec -> first step) | {max(0.0, steps['since_exec'] - total):.2f} |")
+        lines += [f"| {_STEPS.get(k, k)} | {v:.2f} |" for k, v in steps.items() if k != "since_exec"]
+        if "since_exec" in steps:
+            lines.append(f"| **{_STEPS['since_exec']}** | **{steps['since_exec']:.2f}** |")
+        lines.append("")
+    return lines

@@ -10,25 +10,42 @@ header or the live map's session cookie), answers 401 and 403 and declares each 
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from typing import TYPE_CHECKING, Any
 
 from dispatch.domain import Role, User
 
-__all__ = ["BOOTSTRAP_ADMIN", "Authenticator", "Principal", "hash_password", "verify_password"]
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+# PyJWT (which loads cryptography) and argon2 are imported by the first token or password, not at
+# start: a replica answers /healthz sooner, and qorgau.runtime preloads them once it is up.
+
+__all__ = ["BOOTSTRAP_ADMIN", "Authenticator", "Principal", "hash_password", "preload", "verify_password"]
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
 """The actor recorded for requests made with ``QORGAU_ADMIN_TOKEN``."""
 
-_hasher = PasswordHasher()  # Argon2id with the library's (RFC 9106 low-memory) parameters
 _ALGORITHM = "HS256"
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """Argon2id with the library's (RFC 9106 low-memory) parameters."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def preload() -> None:
+    """Import what tokens and passwords need (PyJWT, cryptography, argon2), so the first sign-in does not."""
+    import jwt  # noqa: F401
+
+    _hasher()
 
 
 def hash_password(password: str) -> str:
@@ -36,12 +53,14 @@ def hash_password(password: str) -> str:
     if len(password) < 8:
         msg = f"a password needs at least 8 characters, got {len(password)}"
         raise ValueError(msg)
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -96,12 +115,16 @@ class Authenticator:
         }
         if user.unit_id is not None:
             claims["unit_id"] = user.unit_id
+        import jwt
+
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def principal(self, token: str) -> Principal | None:
         """Who the token belongs to; None for an invalid or expired one."""
         if self._admin_token is not None and hmac.compare_digest(token.encode(), self._admin_token.encode()):
             return Principal(BOOTSTRAP_ADMIN, Role.ADMIN)
+        import jwt
+
         try:
             claims = jwt.decode(token, self._secret, algorithms=[_ALGORITHM], options={"require": ["sub", "exp"]})
             return Principal(str(claims["sub"]), Role(claims["role"]), claims.get("unit_id"))

@@ -23,8 +23,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from shapely import STRtree
-from shapely.geometry import Point, shape
 
 from dispatch.domain import Alert, AlertSource, AlertStatus
 
@@ -71,12 +69,16 @@ class Districts:
     """Named polygons from a GeoJSON FeatureCollection (property ``name``, else ``id``)."""
 
     def __init__(self, names: Sequence[str], geometries: Sequence[Any]) -> None:
+        from shapely import STRtree  # with the districts only: a replica without them never loads shapely
+
         self.names = list(names)
         self._geoms = list(geometries)
         self._tree = STRtree(self._geoms)
 
     @classmethod
     def from_geojson(cls, path: str | Path) -> Districts:
+        from shapely.geometry import shape
+
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         names, geoms = [], []
         for i, feature in enumerate(doc.get("features") or []):
@@ -93,6 +95,8 @@ class Districts:
         return cls(names, geoms)
 
     def name_of(self, lat: float, lon: float) -> str | None:
+        from shapely.geometry import Point
+
         point = Point(lon, lat)
         hits = self._tree.query(point, predicate="intersects")
         return self.names[int(min(hits))] if len(hits) else None

@@ -7,6 +7,10 @@ being cleared, so a search costs what it visits, not the size of the city.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
+
 import numpy as np
 from numba import njit
 
@@ -136,16 +140,51 @@ def reverse_search(  # type: ignore[no-untyped-def]
 
 
 _warm = False
+_SCIPY_BLAS = ("scipy.linalg.cython_blas", "scipy.linalg.cython_lapack")
+
+
+@contextlib.contextmanager
+def _without_scipy_blas() -> Iterator[None]:
+    """Keep numba's first compile (or cache load) from importing scipy.linalg, in this block only.
+
+    At its first compile numba imports its whole library of implementations, and with it
+    scipy.linalg (every submodule, about 0.4 s of CPU) just to see whether np.dot and np.linalg
+    may call scipy's BLAS and LAPACK inside compiled code. None of geo's searches uses either, so
+    while they are loaded those two modules are made unimportable, as where scipy is absent:
+    numba then does without BLAS for its np.dot (a plain loop, for compiled code that uses it;
+    there is none in this project), and its np.linalg imports scipy when a compiled function
+    that calls it is first typed. Nothing is hidden once scipy.linalg is in, or once numba's
+    library was loaded (numba.np.arraymath), and the two names are given back on the way out.
+    """
+    if "numba.np.arraymath" in sys.modules or any(name in sys.modules for name in _SCIPY_BLAS):
+        yield
+        return
+    for name in _SCIPY_BLAS:
+        sys.modules[name] = None  # type: ignore[assignment]  # what `import` reads as "not installed"
+    try:
+        yield
+    finally:
+        for name in _SCIPY_BLAS:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the search once per process, on a one-node graph.
+    """Compile (or load from numba's cache) what an alert runs, once per process, on a one-node graph.
 
-    Called by :class:`geo.Router` so that the first alert does not pay the 1-3 s of compilation.
+    The search that ranks the units (and draws a route) and the snapping of a point onto its street.
+    Called by :class:`geo.Router` so that the first alert does not pay the 1-3 s of compilation, nor
+    the tenths of a second of loading them from the cache.
     """
     global _warm
     if _warm:
         return
+    with _without_scipy_blas():
+        _load_searches()
+    _warm = True
+
+
+def _load_searches() -> None:
     i64 = np.zeros(1, dtype=np.int64)
     f64 = np.zeros(1)
     none_i, none_f = np.empty(0, dtype=np.int64), np.empty(0)
@@ -177,7 +216,10 @@ def warm_up() -> None:
         np.inf,
         np.zeros(0, dtype=np.bool_),
     )
-    _warm = True
+    one = np.zeros(1)
+    nearest_segment(
+        0.0, 0.0, one, one, one, one, np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64), 0.0, 0.0, 1.0, 1, 1
+    )
 
 
 @njit(cache=True, nogil=True)

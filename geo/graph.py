@@ -14,8 +14,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from geo._search import nearest_segment, nearest_segments
 from geo.network import StreetNetwork
@@ -90,11 +88,7 @@ class ModeGraph:
             bwd_ok = ~net.seg_oneway[seg]
             time_s = length / (net.seg_speed_kmh[seg] / 3.6)
         # Keep the largest (strongly, for cars) connected component.
-        src = np.concatenate([u[fwd_ok], v[bwd_ok]])
-        dst = np.concatenate([v[fwd_ok], u[bwd_ok]])
-        adjacency = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n)).tocsr()
-        connection: Literal["weak", "strong"] = "weak" if mode == "walk" else "strong"
-        _, labels = connected_components(adjacency, directed=True, connection=connection)
+        labels = net.components(mode)
         used = np.zeros(n, dtype=bool)
         used[u] = True
         used[v] = True

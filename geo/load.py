@@ -1,9 +1,11 @@
 """Load a street network from a file: the one entry point to :mod:`geo._readers`, with a compiled cache.
 
 Parsing an OSM extract takes seconds; a replica that restarts should not pay them again. With a
-``cache_dir``, the parsed network's arrays are kept as ``<cache_dir>/networks/<sha256>-v1.npz``,
+``cache_dir``, the parsed network's arrays are kept as ``<cache_dir>/networks/<sha256>-v3.npz``,
 keyed by the SHA-256 of the source file's bytes (so a changed file, even with the same name and
-mtime, is parsed again) and by the cache format. The file is written to a temporary name in the
+mtime, is parsed again) and by the cache format. It also keeps what a router derives from the
+arrays alone, each mode's connected components (:meth:`StreetNetwork.components`), so that a
+start from the cache neither computes them nor imports scipy. The file is written to a temporary name in the
 same folder, fsynced and renamed into place, so replicas starting together never read half a
 file; one that cannot be read (truncated, corrupt, another format) is parsed again and replaced,
 never fatal. The ``.npz`` holds plain arrays only (no pickles) and loads without pyosmium or osmnx.
@@ -28,8 +30,10 @@ __all__ = ["CACHE_FORMAT", "load_network", "network_cache_path"]
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
-"""Version of the cached arrays' layout: bump it when :class:`StreetNetwork` changes shape."""
+CACHE_FORMAT = 3
+"""Version of the cached arrays' layout: bump it when :class:`StreetNetwork` changes shape.
+
+3: each mode's connected components (``components_walk``, ``components_drive``)."""
 
 _ARRAYS = (
     "node_lat",
@@ -47,6 +51,7 @@ _ARRAYS = (
     "seg_tunnel",
     "seg_bridge",
 )
+_MODES = ("walk", "drive")
 
 
 def load_network(path: str | Path, *, label: str | None = None, cache_dir: str | Path | None = None) -> StreetNetwork:
@@ -87,6 +92,8 @@ def load_network(path: str | Path, *, label: str | None = None, cache_dir: str |
             log.info("street network %s loaded from its cache %s", p, cached)
             return net
     net = _parse(p, label)
+    for mode in _MODES:  # what the router needs, kept with the arrays (a cold start computes them anyway)
+        net.mode_components[mode] = net.components(mode)
     try:
         _write_cache(net, cached)
     except OSError as e:  # a read-only or full disk slows the next start; it does not stop this one
@@ -126,6 +133,8 @@ def _write_cache(net: StreetNetwork, target: Path) -> None:
         arrays["node_osm_id"] = net.node_osm_id
     if net.seg_name is not None:
         arrays["seg_name"] = np.asarray(net.seg_name, dtype=str)  # fixed-width text: no pickle
+    for mode in _MODES:
+        arrays[f"components_{mode}"] = net.components(mode)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -144,6 +153,7 @@ def _read_cache(cached: Path, label: str) -> StreetNetwork:
         crs = CRS.from_wkt(str(z["crs_wkt"]))
         osm_id = z["node_osm_id"] if "node_osm_id" in z.files else None
         names = z["seg_name"] if "seg_name" in z.files else None
+        components = {mode: z[f"components_{mode}"] for mode in _MODES}
     n, m = arrays["node_lat"].size, arrays["seg_u"].size
     if any(arrays[a].shape != (n,) for a in ("node_lon", "node_x", "node_y")) or any(
         arrays[a].shape != (m,) for a in _ARRAYS if a.startswith("seg_")
@@ -156,4 +166,7 @@ def _read_cache(cached: Path, label: str) -> StreetNetwork:
     if names is not None and names.shape != (m,):
         msg = "street names disagree with the segments"
         raise ValueError(msg)
-    return StreetNetwork(label=label, crs=crs, node_osm_id=osm_id, seg_name=names, **arrays)
+    if any(c.shape != (n,) or c.dtype != np.int32 for c in components.values()):
+        msg = "connected components disagree with the nodes"
+        raise ValueError(msg)
+    return StreetNetwork(label=label, crs=crs, node_osm_id=osm_id, seg_name=names, mode_components=components, **arrays)

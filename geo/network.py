@@ -181,6 +181,9 @@ class StreetNetwork:
     seg_bridge: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     seg_name: NDArray[np.str_] | None = None
     """Each segment's street name (its way's OSM ``name`` tag, ``""`` where it has none); None: unknown."""
+    mode_components: dict[str, NDArray[np.int32]] = field(default_factory=dict, repr=False)
+    """Derived from the arrays above: per mode, :meth:`components` as already computed (the network cache
+    keeps them, so a replica's start needs no scipy); a mode not here is computed when asked."""
     _to_xy: Transformer = field(init=False, repr=False)
     _to_lonlat: Transformer = field(init=False, repr=False)
 
@@ -295,6 +298,32 @@ class StreetNetwork:
     def center(self) -> tuple[float, float]:
         """``(lat, lon)`` of the median node: a sensible map centre."""
         return float(np.median(self.node_lat)), float(np.median(self.node_lon))
+
+    def components(self, mode: str) -> NDArray[np.int32]:
+        """Each node's connected component over the segments ``mode`` (``walk``/``drive``) may use.
+
+        Weakly connected for ``walk`` (every segment both ways), strongly for ``drive`` (one-ways
+        respected): the labels of scipy's ``connected_components``, from :attr:`mode_components`
+        when known (scipy is imported only to compute them).
+        """
+        if mode not in ("walk", "drive"):
+            msg = f"unknown mode {mode!r}; expected 'walk' or 'drive'"
+            raise ValueError(msg)
+        known = self.mode_components.get(mode)
+        if known is not None and known.shape == (self.n_nodes,):
+            return known
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        usable = self.seg_walk if mode == "walk" else self.seg_drive
+        u, v = self.seg_u[usable], self.seg_v[usable]
+        back = np.ones(u.size, dtype=bool) if mode == "walk" else ~self.seg_oneway[usable]
+        src = np.concatenate([u, v[back]])
+        dst = np.concatenate([v, u[back]])
+        n = self.n_nodes
+        adjacency = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n)).tocsr()
+        _, labels = connected_components(adjacency, directed=True, connection="weak" if mode == "walk" else "strong")
+        return np.asarray(labels, dtype=np.int32)
 
     def to_xy(self, lat: ArrayLike, lon: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Project WGS 84 lat/lon to the network's metric plane."""

@@ -33,6 +33,9 @@ __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("qorgau")
 
+_STARTED = time.monotonic()
+"""When this module was imported: the command's start, for ``serve``'s "up in" log line."""
+
 # flag dest -> Settings field
 _SETTING_OF = {"db": "db_url", "mqtt": "mqtt_url"}
 
@@ -352,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"API at http://{settings.host}:{settings.port}/api/alerts",
         flush=True,
     )
-    service.serve_forever()
+    service.serve_forever(started_at=lambda: time.monotonic() - _STARTED)
     return 0
 
 

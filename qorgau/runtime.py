@@ -1,18 +1,26 @@
-"""The running service: store, router, dispatch, MQTT bridge and HTTP API in one process (the wiring)."""
+"""The running service: store, router, dispatch, MQTT bridge and HTTP API in one process (the wiring).
+
+A start does only what a press and the API need before ``/healthz`` may say healthy: the street
+network (from its cache), the router with its compiled searches, the store at the schema's head,
+the MQTT lanes and the HTTP listener. What only later requests use is loaded by :func:`preload`
+in a background thread once HTTP is up (and, if a request comes first, by that request).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import uvicorn
+from fastapi import FastAPI
 
 from dispatch import Authenticator, DispatchService, PressVerifier, Store, UnitKind, load_devices, load_units
-from dispatch.device_keys import load_device_keys
+from dispatch import auth as dispatch_auth
 from dispatch.reports import Districts
 from dispatch.supervision import DeviceSupervisor
 from geo import Router, StreetNetwork, load_network
@@ -21,7 +29,7 @@ from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
 from qorgau.replica import SqliteReplicaLock, sqlite_file_of
 from qorgau.settings import Settings, check_jwt_secret
-from web import MapOptions, PlanJobs, SiteJobs, context_of, create_app, preload_renderers
+from web import MapOptions, PlanJobs, SiteJobs, context_of, create_app, preload_renderers, warm_routes
 
 if TYPE_CHECKING:
     from patrol_planner import Booth, WalkGraph
@@ -31,10 +39,40 @@ __all__ = ["QorgauService"]
 log = logging.getLogger(__name__)
 
 
+def preload(app: FastAPI) -> None:
+    """What serve leaves out of its start, loaded once HTTP is up (a background thread runs it).
+
+    The live map's renderer (Folium), PyJWT and argon2 (the first sign-in and token), and the
+    FastAPI routes' request models, which FastAPI builds at each route's first request (the
+    first /healthz would otherwise build most of them). A request arriving meanwhile does the
+    same work itself (Python's import lock, FastAPI's own lock), so nothing waits for this.
+    """
+    for step in (lambda: warm_routes(app), dispatch_auth.preload, preload_renderers):
+        try:
+            step()
+        except Exception:  # an optimisation: whatever failed here is done again by its first request
+            log.exception("preloading after the start failed")
+
+
+class _Phases:
+    """Seconds spent in each step of a start, for its log line and :attr:`QorgauService.startup`."""
+
+    def __init__(self) -> None:
+        self.took: dict[str, float] = {}
+        self._at = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.took[step] = self.took.get(step, 0.0) + now - self._at
+        self._at = now
+
+
 def _press_verifier(settings: Settings, devices: dict) -> PressVerifier:
     """The signed-press checker: keys from ``settings.device_keys`` (decrypted), or none."""
     keys = {}
     if settings.device_keys is not None:
+        from dispatch.device_keys import load_device_keys  # cryptography: only where presses are signed
+
         if settings.device_key_secret is None:
             msg = "QORGAU_DEVICE_KEYS is set but QORGAU_DEVICE_KEY_SECRET is not: the device keys cannot be read"
             raise ValueError(msg)
@@ -71,8 +109,13 @@ class QorgauService:
     ...     print(svc.base_url)
     """
 
+    startup: dict[str, float]
+    """Seconds each step of the start took (``network``, ``router``, ... ``http``), filled as it goes."""
+
     def __init__(self, settings: Settings, *, network: StreetNetwork | None = None) -> None:
         self.settings = settings
+        phases = self._phases = _Phases()
+        self.startup = phases.took
         secret = check_jwt_secret(None if settings.jwt_secret is None else settings.jwt_secret.get_secret_value())
         if network is None:
             if settings.network is None:
@@ -80,9 +123,11 @@ class QorgauService:
                 raise ValueError(msg)
             network = load_network(settings.network, cache_dir=settings.cache_dir)
         self.network = network
+        phases.done("network")
         db_file = sqlite_file_of(settings.db_url)
         self._replica_lock = None if db_file is None else SqliteReplicaLock(db_file, settings.replica)
         self.router = Router(network, max_snap_m=settings.max_snap_m, walk_speed_mps=settings.walk_speed_mps)
+        phases.done("router")
         units = load_units(settings.units) if settings.units else []
         devices = load_devices(settings.devices) if settings.devices else {}
         if not units:
@@ -121,6 +166,7 @@ class QorgauService:
             session_expiry_s=settings.session_expiry_s,
             supervisor=self.supervisor,
         )
+        phases.done("dispatch")
         self.auth = Authenticator(
             secret,
             token_ttl=timedelta(seconds=settings.token_ttl_s),
@@ -146,6 +192,7 @@ class QorgauService:
             replica=settings.replica,
         )
         self.live_feed = context_of(self.app).live_feed
+        phases.done("app")
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self._running = False
@@ -201,16 +248,34 @@ class QorgauService:
             raise
 
     def _open_services(self) -> None:
+        phases = self._phases
+        phases.done("wait")  # between the constructor and start()
         self.store.upgrade_schema()
+        phases.done("schema")
         self.service.open()
         self.supervisor.open()  # before the bridge: retained statuses meet the open events
+        phases.done("open")
         self.bridge.start()
+        phases.done("mqtt")
         self.service.start_change_stream()  # PostgreSQL: the other replicas' changes reach this one
         self.service.start_deadline_watcher()  # and the leader election: escalation and supervision run once
         self.supervisor.start_watcher(when=lambda: self.service.is_leader)
         self._running = True
-        # healthy first, then the map renderer (Folium) in the background: the first page does not wait
-        threading.Thread(target=preload_renderers, name="qorgau-preload", daemon=True).start()
+        phases.done("watchers")
+
+    def _after_start(self, server: uvicorn.Server, started_at: Callable[[], float] | None) -> None:
+        """Once HTTP listens: log what the start took, then :func:`preload` (healthy first)."""
+        while not server.started:
+            if not self._running or server.should_exit:
+                return
+            time.sleep(0.005)
+        self._phases.done("http")
+        took = dict(self.startup)
+        took.pop("wait", None)
+        steps = ", ".join(f"{step} {s:.2f}" for step, s in took.items())
+        since = "" if started_at is None else f"{started_at():.2f} s after the command started; "
+        log.info("replica %s up: %sstart %.2f s (%s)", self.settings.replica, since, sum(took.values()), steps)
+        preload(self.app)
 
     def _new_server(self) -> uvicorn.Server:
         config = uvicorn.Config(
@@ -237,6 +302,7 @@ class QorgauService:
         self._server = self._new_server()
         self._http_thread = threading.Thread(target=self._server.run, name="qorgau-http", daemon=True)
         self._http_thread.start()
+        self._start_after(self._server, None)
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._http_thread.is_alive() or time.monotonic() > deadline:
@@ -254,10 +320,19 @@ class QorgauService:
         )
         return self
 
-    def serve_forever(self) -> None:
-        """Open everything and serve HTTP in this thread until interrupted (Ctrl-C, SIGTERM) or :meth:`stop`."""
+    def _start_after(self, server: uvicorn.Server, started_at: Callable[[], float] | None) -> None:
+        threading.Thread(
+            target=self._after_start, args=(server, started_at), name="qorgau-preload", daemon=True
+        ).start()
+
+    def serve_forever(self, *, started_at: Callable[[], float] | None = None) -> None:
+        """Open everything and serve HTTP in this thread until interrupted (Ctrl-C, SIGTERM) or :meth:`stop`.
+
+        ``started_at`` gives the seconds since the command started, for the log line of the start.
+        """
         self._open()
         self._server = self._new_server()
+        self._start_after(self._server, started_at)
         try:
             self._server.run()
         finally:

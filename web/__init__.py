@@ -22,7 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from web.app import create_app
+    from web.app import create_app, warm_routes
     from web.deps import WebContext, context_of, require_role
     from web.hardening import HttpHardening
     from web.pages import MapOptions
@@ -40,6 +40,7 @@ __all__ = [
     "create_app",
     "preload_renderers",
     "require_role",
+    "warm_routes",
 ]
 
 
@@ -54,6 +55,7 @@ def preload_renderers() -> None:
 
 _HOMES = {
     "create_app": "web.app",
+    "warm_routes": "web.app",
     "WebContext": "web.deps",
     "context_of": "web.deps",
     "require_role": "web.deps",

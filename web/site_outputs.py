@@ -22,18 +22,17 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from zoneinfo import ZoneInfo
-
-import shapely
-from shapely.geometry import mapping
-from shapely.geometry.base import BaseGeometry
 
 from geo import Router, load_network
 from patrol_planner.i18n import Messages
 from patrol_planner.siting_types import SiteFeature, SitingRequest, SitingResult
 from web.pages import street_layers, utc_label
 from web.site_inputs import check_siting_request, read_feature_collection
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 __all__ = [
     "AREA_MINUTES",
@@ -79,7 +78,7 @@ gain), ``district``, ``total`` (everything, after against existing alone) and ``
 
 SiteSolver = Callable[..., SitingResult]
 """``run_siting(request, *, router=None) -> SitingResult`` (:mod:`patrol_planner.siting`)."""
-WalkingAreas = Callable[[Any, list[SiteFeature], list[float]], Mapping[float, BaseGeometry]]
+WalkingAreas: TypeAlias = "Callable[[Any, list[SiteFeature], list[float]], Mapping[float, BaseGeometry]]"
 """``walking_areas(router, sites, minutes) -> {minutes: geometry}`` (:mod:`patrol_planner.siting_data`)."""
 
 
@@ -105,6 +104,9 @@ def _collection(features: list[dict[str, Any]], **props: Any) -> dict[str, Any]:
 
 def areas_geojson(areas: Mapping[float, BaseGeometry]) -> dict[str, Any]:
     """The walking areas as (Multi)Polygon features with ``kind`` and ``minutes``, shortest first."""
+    import shapely  # with a siting's results only: serve's start does not load shapely
+    from shapely.geometry import mapping
+
     features = []
     for minutes in sorted(areas):
         geom = areas[minutes]

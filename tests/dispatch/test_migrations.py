@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from dispatch import Store
+from dispatch import Store, schema
 from dispatch.models import Base
 from dispatch.schema import INITIAL_REVISION, head_revision
 from qorgau.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_UPGRADE_PROBE = """
+import sys
+from dispatch import Store
+store = Store(sys.argv[1])
+print(store.upgrade_schema().schema_revision(), "alembic" in sys.modules)
+store.close()
+"""
 
 
 def test_migrations_build_the_models_schema(db_url: str) -> None:
@@ -85,3 +101,26 @@ def test_replicas_starting_together_on_one_empty_database_migrate_once_and_all_s
     assert results == [head_revision()] * 3
     with create_engine(pg_url).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    # the start's check without Alembic reads the files' headers: they must name Alembic's head
+    assert schema._shipped_head() == head_revision()
+
+
+@pytest.mark.parametrize("at", ["head", INITIAL_REVISION])
+def test_a_database_at_the_head_is_checked_without_alembic_and_one_behind_is_migrated(db_url: str, at: str) -> None:
+    Store(db_url).upgrade_schema(at).close()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-c", _UPGRADE_PROBE, db_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    revision, loaded_alembic = done.stdout.split()
+    assert revision == head_revision()  # either way the database ends at the head
+    assert loaded_alembic == str(at != "head")  # and Alembic is loaded only when there is something to migrate

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from support import TORONTO_XML
 
-from geo import _readers, load_network
+from geo import Router, _readers, load_network
 from geo.load import network_cache_path
 
 
@@ -107,3 +107,29 @@ def test_without_a_cache_dir_nothing_is_written(source: Path, tmp_path: Path, pa
     load_network(source)
     assert len(parses) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["city.osm.gz"]
+
+
+def test_the_cache_keeps_each_modes_components_as_a_parse_computes_them(source: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    load_network(source, cache_dir=cache)
+    cached = load_network(source, cache_dir=cache)
+    parsed = load_network(source)  # no cache: computed when the router asks
+    assert sorted(cached.mode_components) == ["drive", "walk"] and parsed.mode_components == {}
+    for mode in ("walk", "drive"):
+        np.testing.assert_array_equal(cached.components(mode), parsed.components(mode), err_msg=mode)
+        a, b = Router(cached).graph(mode), Router(parsed).graph(mode)
+        np.testing.assert_array_equal(a.segments, b.segments, err_msg=mode)  # the same largest component
+    # one-ways matter for cars only: the drive graph's components are strong, the walk graph's weak
+    assert np.unique(cached.components("drive")).size >= np.unique(cached.components("walk")).size
+
+
+def test_a_cache_file_without_the_components_is_rebuilt(source: Path, tmp_path: Path, parses: list[Path]) -> None:
+    cache = tmp_path / "cache"
+    load_network(source, cache_dir=cache)
+    cached = network_cache_path(source, cache)
+    with np.load(cached) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("components_")}
+    with open(cached, "wb") as f:
+        np.savez(f, **arrays)  # what a cache of the same name but an older layout would hold
+    again = load_network(source, cache_dir=cache)
+    assert len(parses) == 2 and sorted(again.mode_components) == ["drive", "walk"]

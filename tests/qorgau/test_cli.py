@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -228,7 +229,13 @@ def test_serve_with_unreachable_broker_fails_clearly(city: StreetNetwork, regist
 
 
 def test_serve_forever_runs_bridge_and_api_in_one_process(
-    city: StreetNetwork, registry: Registry, mqtt_url: str, topic_root: str, tmp_path: Path
+    city: StreetNetwork,
+    registry: Registry,
+    mqtt_url: str,
+    topic_root: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'q.sqlite3'}",
@@ -242,13 +249,22 @@ def test_serve_forever_runs_bridge_and_api_in_one_process(
         port=0,
     )
     service = QorgauService(settings, network=city)
-    thread = threading.Thread(target=service.serve_forever)
-    thread.start()
-    try:
-        wait_for(lambda: service.port != 0, timeout_s=10, what="HTTP server bound")
-        health = httpx.get(f"{service.base_url}/healthz").json()
-        assert health["checks"] == {"database": "ok", "mqtt": "ok"}
-    finally:
-        service.stop(end_session=True)
-        thread.join(timeout=10)
+    preloaded = threading.Event()
+    monkeypatch.setattr("qorgau.runtime.preload", lambda app: preloaded.set() if app is service.app else None)
+    thread = threading.Thread(target=service.serve_forever, kwargs={"started_at": lambda: 1.25})
+    with caplog.at_level(logging.INFO, logger="qorgau.runtime"):
+        thread.start()
+        try:
+            wait_for(lambda: service.port != 0, timeout_s=10, what="HTTP server bound")
+            health = httpx.get(f"{service.base_url}/healthz").json()
+            assert health["checks"] == {"database": "ok", "mqtt": "ok"}
+            assert preloaded.wait(10)  # once HTTP was up, what later requests use was loaded
+        finally:
+            service.stop(end_session=True)
+            thread.join(timeout=10)
     assert not thread.is_alive()
+    up = [r.getMessage() for r in caplog.records if " up: " in r.getMessage()]
+    assert len(up) == 1 and "1.25 s after the command started; start " in up[0], up
+    steps = ("network", "router", "dispatch", "app", "schema", "open", "mqtt", "watchers", "http")
+    assert list(service.startup) == [*steps[:4], "wait", *steps[4:]]
+    assert re.findall(r"(\w+) \d+\.\d\d", up[0].partition("(")[2]) == list(steps)  # the wait is not the start's
