@@ -245,6 +245,7 @@ def render(results: Path = RESULTS) -> str:
         ("chaos", lambda f: ". See `bench/chaos.py` for the method."),
         ("hostile", lambda f: "."),
         ("startup", lambda f: "."),
+        ("replicas", lambda f: ". See `bench/replicas.py` for the method."),
     ):
         part = parts.get(name)
         if not part:
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=["routing", "mqtt", "burst", "planner", "map", "hostile", "sites", "startup"],
+        choices=["routing", "mqtt", "burst", "planner", "map", "hostile", "sites", "startup", "replicas"],
         action="append",
         help="run only these parts",
     )
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mqtt_bridge", "dispatch", "qorgau", "uvicorn", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile", "sites", "startup"]
+    parts = args.only or ["routing", "mqtt", "burst", "planner", "map", "hostile", "sites", "startup", "replicas"]
     if args.out is not None:
         results, markdown = args.out, args.out / "BENCHMARKS.md"
     elif args.quick:  # never over the record
@@ -329,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
             t = time.time()
             save("startup", run_startup(args.mqtt, args.quick, args.runs), command, results)
             logging.info("startup done in %.0f s", time.time() - t)
+        if "replicas" in parts:  # a PostgreSQL cluster and a Mosquitto of its own, not --mqtt
+            from bench.replicas import run as run_replicas
+
+            t = time.time()
+            save("replicas", run_replicas(args.quick), command, results)
+            logging.info("replicas done in %.0f s", time.time() - t)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(render(results))
     logging.info("wrote %s (figures in %s)", markdown, results)

@@ -165,6 +165,40 @@ def _startup(f: dict[str, Any]) -> None:
     assert f["network"].endswith(".osm.gz")  # the quick form starts on the small Toronto extract
 
 
+def _replicas(f: dict[str, Any]) -> None:
+    assert f["quick"] is True
+    steps = f["steps"]
+    assert [s["replicas"] for s in steps] == sorted(f["workload"]["replicas"]) == [1, 2], steps
+    for s in steps:
+        n, names = s["replicas"], [f"r{i}" for i in range(1, s["replicas"] + 1)]
+        for phase in ("steady", "burst"):
+            p = s[phase]
+            # one accepted ack per live replica for every press, all naming the same alert
+            assert p["acks_per_press"] == {str(n): p["sent"]}, (n, phase, p["acks_per_press"])
+            assert p["statuses"] == {"accepted": n * p["sent"]}, p["statuses"]
+            assert p["alert_ids_disagreeing"] == 0
+            first, every = p["first_ack"], p["all_acks"]
+            assert first["n"] == every["n"] == p["sent"] > 0
+            _positive(p, "first_ack.p50_ms", "first_ack.p99_ms", "window_s")
+            assert first["p50_ms"] <= first["p99_ms"] <= first["max_ms"] < 60_000, first
+            assert first["p99_ms"] <= every["p99_ms"] and first["max_ms"] <= every["max_ms"], (first, every)
+            if n == 1:
+                assert first == every
+            # every replica ingested the presses; the figures fit in the machine (CPU <= cores x window)
+            _positive(p, *(f"cpu_s.{r}" for r in names), "cpu_s.postgres")
+            _non_negative(p, "cpu_s.broker", "cpu_s.bench_client")
+            assert sum(p["cpu_s"].values()) <= f["cores"] * p["window_s"] + 0.01 * len(p["cpu_s"]) + 0.05, p
+            assert 0 < p["machine_busy_share"] <= 1
+        _positive(s, "burst.throughput_first_ack_hz", "burst.throughput_all_acks_hz")
+        assert s["burst"]["throughput_all_acks_hz"] <= s["burst"]["throughput_first_ack_hz"]
+        # no first ack comes before its press: the burst cannot finish faster than it was published
+        assert s["burst"]["throughput_first_ack_hz"] * s["burst"]["published_in_s"] <= s["burst"]["sent"] + 1
+        # the database let exactly one replica commit each press, and every ack named that alert
+        db = s["stored"]
+        assert db["each_once"] and db["alerts"] == db["events"] == db["presses"] > 0, db
+        assert db["ack_names_another_alert"] == 0, db
+
+
 PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "routing": (_routing, "## Recommendation: top 3 units by ETA"),
     "mqtt": (_mqtt, "## SOS press -> accepted ack through Mosquitto"),
@@ -174,6 +208,7 @@ PARTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "hostile": (_hostile, "## Hostile input: generated good and bad messages through the bridge"),
     "sites": (_sites, "## Booth siting: maximal covering location with the existing booths kept"),
     "startup": (_startup, "## Start-up of a replica: exec -> healthy /healthz"),
+    "replicas": (_replicas, "## Replicas: SOS press -> first ack with 1"),
 }
 """Part -> (checks of its figures, a heading its section in BENCHMARKS.md starts with)."""
 
