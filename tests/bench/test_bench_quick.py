@@ -189,6 +189,10 @@ def _replicas(f: dict[str, Any]) -> None:
             _non_negative(p, "cpu_s.broker", "cpu_s.bench_client")
             assert sum(p["cpu_s"].values()) <= f["cores"] * p["window_s"] + 0.01 * len(p["cpu_s"]) + 0.05, p
             assert 0 < p["machine_busy_share"] <= 1
+            # read from the replicas' logs: a batch that met another replica's commit, stored one by one
+            assert sorted(p["batch_fallbacks"]) == names, p["batch_fallbacks"]
+            if n == 1:  # nobody else commits
+                assert all(x == {"batches": 0, "alerts": 0} for x in p["batch_fallbacks"].values()), p
         _positive(s, "burst.throughput_first_ack_hz", "burst.throughput_all_acks_hz")
         assert s["burst"]["throughput_all_acks_hz"] <= s["burst"]["throughput_first_ack_hz"]
         # no first ack comes before its press: the burst cannot finish faster than it was published
