@@ -9,6 +9,7 @@ Public names::
     html = render_live_map(labels=..., config=..., center=(lat, lon), tile_url=None)   # the dispatcher's map
     html = render_login_page(labels=..., next_url="/map")
     static_assets()["leaflet.js"].body          # files the live map page loads from the service
+    html = render_plans_console(labels=..., config=...)   # the commander's plans console (/plans)
     html = render_handheld(labels=..., config=..., unit_name=..., unit_kind="foot")  # the officer's handheld
     handheld_manifest(...), handheld_service_worker(...), handheld_icon()           # its PWA files
 """
@@ -23,9 +24,11 @@ if TYPE_CHECKING:
     from maps.handheld import handheld_icon, handheld_manifest, handheld_service_worker, render_handheld
     from maps.live_map import render_live_map, render_login_page
     from maps.plan_map import render_plan_map
+    from maps.plans_console import PLAN_DOWNLOADS, render_plans_console
     from maps.sites_map import SITES_MAP_LABEL_KEYS, render_sites_map
 
 __all__ = [
+    "PLAN_DOWNLOADS",
     "SITES_MAP_LABEL_KEYS",
     "StaticAsset",
     "handheld_icon",
@@ -36,6 +39,7 @@ __all__ = [
     "render_live_map",
     "render_login_page",
     "render_plan_map",
+    "render_plans_console",
     "render_sites_map",
     "static_assets",
 ]
@@ -47,6 +51,8 @@ _HOMES = {
     "render_live_map": "maps.live_map",
     "render_login_page": "maps.live_map",
     "render_plan_map": "maps.plan_map",
+    "PLAN_DOWNLOADS": "maps.plans_console",
+    "render_plans_console": "maps.plans_console",
     "SITES_MAP_LABEL_KEYS": "maps.sites_map",
     "render_sites_map": "maps.sites_map",
     "handheld_icon": "maps.handheld",

@@ -27,7 +27,7 @@ from web.hardening import HttpHardening, LoginThrottle, install_hardening
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
-from web.routes import admin, alerts, devices, handheld, handheld_page, health, live_map, reports, units
+from web.routes import admin, alerts, devices, handheld, handheld_page, health, live_map, plans_page, reports, units
 from web.routes import auth as auth_routes
 from web.routes import plans as plan_routes
 from web.routes import sites as site_routes
@@ -148,6 +148,7 @@ def create_app(
     app.include_router(handheld_page.router)
     if plans is not None:
         app.include_router(plan_routes.router)
+        app.include_router(plans_page.router)  # the commander's console: /plans
     if sites is not None:
         app.include_router(site_routes.router)
     return app

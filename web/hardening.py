@@ -215,6 +215,10 @@ _STATIC_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+_SAME_ORIGIN_FRAME_HEADERS = [
+    (b"x-frame-options", b"SAMEORIGIN") if k == b"x-frame-options" else (k, v) for k, v in _STATIC_HEADERS
+]
+"""A page that may sit in a frame of this service's own (its route sends ``X-Frame-Options: SAMEORIGIN``)."""
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 _WORKER_CSP = "default-src 'none'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 """A service worker's script (it answers with ``Service-Worker-Allowed``) runs under its own CSP and must fetch."""
@@ -222,7 +226,9 @@ _DOC_PATHS = ("/docs", "/redoc")
 _DOC_CDN = "https://cdn.jsdelivr.net"
 
 
-def content_security_policy(html: bytes, *, tile_origins: Sequence[str] = (), docs: bool = False) -> str:
+def content_security_policy(
+    html: bytes, *, tile_origins: Sequence[str] = (), docs: bool = False, same_origin_frame: bool = False
+) -> str:
     """The CSP of an HTML page: its own inline scripts by hash, everything else from this origin.
 
     Parameters
@@ -233,6 +239,9 @@ def content_security_policy(html: bytes, *, tile_origins: Sequence[str] = (), do
         Extra image origins (a tile server).
     docs
         The OpenAPI pages (``/docs``, ``/redoc``), which load Swagger UI / ReDoc from a CDN.
+    same_origin_frame
+        The page may be framed by this service's own pages (``frame-ancestors 'self'``): the plan
+        map inside the commander's console. Every other page may be framed by nobody.
     """
     hashes = sorted(
         {
@@ -255,7 +264,7 @@ def content_security_policy(html: bytes, *, tile_origins: Sequence[str] = (), do
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            "frame-ancestors 'self'" if same_origin_frame else "frame-ancestors 'none'",
         ]
     )
 
@@ -274,12 +283,15 @@ class SecurityHeaders:
         docs = scope.get("path", "").startswith(_DOC_PATHS)
         held: Message | None = None
         chunks: list[bytes] = []
+        framed = False  # the route lets this service's own pages frame it
 
         async def secured_send(message: Message) -> None:
-            nonlocal held
+            nonlocal held, framed
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OURS]
-                headers += _STATIC_HEADERS
+                given = message.get("headers", [])
+                framed = (b"x-frame-options", b"SAMEORIGIN") in [(k.lower(), v.upper()) for k, v in given]
+                headers = [(k, v) for k, v in given if k.lower() not in _OURS]
+                headers += _SAME_ORIGIN_FRAME_HEADERS if framed else _STATIC_HEADERS
                 message = {**message, "headers": headers}
                 if _is_html(headers):
                     held = message  # its CSP depends on the body
@@ -293,7 +305,9 @@ class SecurityHeaders:
                 if message.get("more_body", False):
                     return
                 body = b"".join(chunks)
-                csp = content_security_policy(body, tile_origins=self.options.tile_origins, docs=docs)
+                csp = content_security_policy(
+                    body, tile_origins=self.options.tile_origins, docs=docs, same_origin_frame=framed
+                )
                 await send({**held, "headers": [*held["headers"], (b"content-security-policy", csp.encode())]})
                 held = None
                 await send({"type": "http.response.body", "body": body})

@@ -30,6 +30,7 @@ __all__ = [
     "MapOptions",
     "StreetBasemap",
     "map_catalogue",
+    "plans_catalogue",
     "street_layers",
     "unit_catalogue",
     "utc_label",
@@ -57,6 +58,15 @@ def unit_catalogue(lang: str) -> dict[str, str]:
         msg = f"language must be one of {', '.join(LANGS)}, got {lang!r}"
         raise ValueError(msg)
     texts: dict[str, str] = json.loads((_LOCALES / f"unit.{lang}.json").read_text(encoding="utf-8"))
+    return texts
+
+
+def plans_catalogue(lang: str) -> dict[str, str]:
+    """The commander's plans console's texts in ``lang`` (``web/locales/plans.<lang>.json``)."""
+    if lang not in LANGS:
+        msg = f"language must be one of {', '.join(LANGS)}, got {lang!r}"
+        raise ValueError(msg)
+    texts: dict[str, str] = json.loads((_LOCALES / f"plans.{lang}.json").read_text(encoding="utf-8"))
     return texts
 
 

@@ -74,7 +74,8 @@ def _run(
             bounds=bounds,
         )
         files = write_plan_outputs(bundle, folder, lang=req.lang)
-        return {"summary": plan_summary(bundle), "links": _links(plan_id, sorted(files))}
+        window = {"start": shift.utc(0).isoformat(), "end": shift.utc(shift.duration_s).isoformat()}
+        return {"summary": plan_summary(bundle), "links": _links(plan_id, sorted(files)), "shift_window": window}
 
     run_job(store, plan_id, work)
 
@@ -110,6 +111,7 @@ class PlanJobs:
         self._booths = booths
         self._bounds = bounds
         self._cached: WalkGraph | None = None
+        self._by_speed: dict[float, WalkGraph] = {}
         self._lock = threading.Lock()
 
     def graph(self) -> WalkGraph:
@@ -121,6 +123,23 @@ class PlanJobs:
             if self._cached is None:
                 self._cached = self._graph()
             return self._cached
+
+    def graph_for(self, walk_speed_mps: float | None) -> WalkGraph:
+        """The walking graph at ``walk_speed_mps`` (None: the service's own); the last two other speeds are kept."""
+        base = self.graph()
+        if walk_speed_mps is None or abs(walk_speed_mps - base.walk_speed_mps) < 1e-9:
+            return base
+        from geo import Router
+        from patrol_planner import WalkGraph
+
+        speed = round(float(walk_speed_mps), 3)
+        with self._lock:
+            graph = self._by_speed.get(speed)
+            if graph is None:
+                router = Router(base.network, max_snap_m=base.router.max_snap_m, walk_speed_mps=speed)
+                graph = WalkGraph(router)
+                self._by_speed = {**dict(list(self._by_speed.items())[-1:]), speed: graph}
+            return graph
 
     @property
     def bounds(self) -> tuple[float, float, float, float] | None:
@@ -154,7 +173,7 @@ class PlanJobs:
         )
         threading.Thread(
             target=_run,
-            args=(self.store, plan_id, req, self.graph(), booths, self.bounds),
+            args=(self.store, plan_id, req, self.graph_for(req.walk_speed_mps), booths, self.bounds),
             name=f"plan-{plan_id[:8]}",
             daemon=True,
         ).start()

@@ -281,6 +281,9 @@ class PlanRequest(RequestBody):
     officer_weight: float = Field(0.0, ge=0.0, le=1.0)
     """Weight of officer-discovered incidents in training (0: left out; the feedback-loop guard)."""
     dwell_min: float = Field(15.0, ge=10, le=16)
+    walk_speed_mps: float | None = Field(
+        None, ge=0.5, le=2.5, description="walking speed of the patrols, m/s [the service's, 1.4]"
+    )
     iterations: int = Field(3000, ge=10, le=100_000)
     time_limit_s: float = Field(30.0, gt=0, le=600)
 

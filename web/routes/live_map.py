@@ -63,8 +63,8 @@ def _lang(lang: str | None, options: MapOptions) -> str:
 
 
 def _safe_next(value: str | None) -> str:
-    """Only this service's map and handheld pages are valid targets after sign-in (no open redirect)."""
-    if value and value.startswith(("/map", "/unit")) and not value.startswith("//") and "\\" not in value:
+    """Only this service's map, handheld and plans pages are valid targets after sign-in (no open redirect)."""
+    if value and value.startswith(("/map", "/unit", "/plans")) and not value.startswith("//") and "\\" not in value:
         return value
     return "/map"
 

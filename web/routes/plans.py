@@ -76,7 +76,7 @@ def list_plans(jobs: PlansDep, _: Commander, limit: int = 50) -> list[dict[str, 
     out = []
     for plan_id in jobs.store.ids()[: max(1, min(limit, 500))]:
         s = jobs.store.status(plan_id)
-        out.append({k: s.get(k) for k in ("id", "status", "requested_at", "requested_by", "request")})
+        out.append({k: s.get(k) for k in ("id", "status", "requested_at", "requested_by", "request", "issued")})
     return out
 
 
@@ -97,7 +97,8 @@ def get_map(plan_id: str, jobs: PlansDep, _: Commander) -> HTMLResponse:
     if not path.is_file():
         s = jobs.store.status(plan_id)
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"plan {plan_id} is {s.get('status')}, it has no map yet")
-    return HTMLResponse(path.read_text(encoding="utf-8"))
+    # The console (/plans) shows the map in a frame: this service's own pages may frame it, no other.
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers={"X-Frame-Options": "SAMEORIGIN"})
 
 
 @router.get(
