@@ -38,7 +38,17 @@ from dispatch.domain import (
     User,
 )
 from dispatch.lifecycle import DispatchPolicy, StalePolicy
-from dispatch.ports import Ack, AckStatus, ChangeListener, Notifier, Order, RejectReason
+from dispatch.ports import (
+    Ack,
+    AckStatus,
+    ChangeListener,
+    Notifier,
+    Order,
+    PatrolPlan,
+    PlanSender,
+    PlanStop,
+    RejectReason,
+)
 from dispatch.registry import load_devices, load_units, write_devices, write_units
 from dispatch.service import Conflict, DispatchService, Inbound, NotFound
 from dispatch.signing import DeviceKey, PressVerifier, sign_press
@@ -63,6 +73,9 @@ __all__ = [
     "NotFound",
     "Notifier",
     "Order",
+    "PatrolPlan",
+    "PlanSender",
+    "PlanStop",
     "PressVerifier",
     "Principal",
     "RejectReason",

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 
 from dispatch.domain import Alert, Unit
-from dispatch.ports import Ack, AlertUnitListener, Change, ChangeListener, Notifier, Order
+from dispatch.ports import Ack, AlertUnitListener, Change, ChangeListener, Notifier, Order, PatrolPlan, PlanSender
 from dispatch.recent import RecentAlerts
 
 __all__ = ["Outbox"]
@@ -91,3 +91,14 @@ class Outbox:
             self.notifier.send_order(unit_id, order)
         except Exception:  # the assignment is committed; the deadline escalates an undelivered order
             log.exception("could not send order %d to unit %r", order.order_id, unit_id)
+
+    def send_plan(self, unit_id: str, plan: PatrolPlan) -> bool:
+        """Send a unit its patrol plan; False when no transport sends plans or sending failed (logged)."""
+        if not isinstance(self.notifier, PlanSender):
+            return False
+        try:
+            self.notifier.send_plan(unit_id, plan)
+        except Exception:  # the issue is recorded; the commander sees which units did not get it
+            log.exception("could not send plan %s (patrol %s) to unit %r", plan.plan_id, plan.patrol_id, unit_id)
+            return False
+        return True

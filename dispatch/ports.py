@@ -22,6 +22,9 @@ __all__ = [
     "ChangeListener",
     "Notifier",
     "Order",
+    "PatrolPlan",
+    "PlanSender",
+    "PlanStop",
     "RejectReason",
 ]
 
@@ -186,6 +189,76 @@ class Order:
             "override": self.override,
             "route": {"type": "LineString", "coordinates": [[round(lon, 7), round(lat, 7)] for lat, lon in self.route]},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStop:
+    """One stop of a patrol's planned route: stand at a hot spot from ``arrive`` to ``depart``."""
+
+    seq: int
+    hot_spot: int
+    lat: float
+    lon: float
+    arrive: datetime
+    depart: datetime
+    dwell_min: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "hot_spot": self.hot_spot,
+            "lat": self.lat,
+            "lon": self.lon,
+            "arrive": self.arrive.isoformat(),
+            "depart": self.depart.isoformat(),
+            "dwell_min": self.dwell_min,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PatrolPlan:
+    """A unit's patrol route for one shift, as issued by a commander (issue 14).
+
+    ``route`` is ``(lat, lon)`` vertices along the streets, booth to booth; the wire form is a
+    GeoJSON LineString (``[lon, lat]`` pairs). Times are timezone-aware (the plan's local offset).
+    """
+
+    plan_id: str
+    patrol_id: str
+    unit_id: str
+    shift: str
+    shift_start: datetime
+    shift_end: datetime
+    booth_id: str
+    stops: tuple[PlanStop, ...]
+    route: tuple[tuple[float, float], ...]
+    issued_at: datetime
+    issued_by: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form of ``{root}/units/{unit_id}/plan`` (README, topic table)."""
+        return {
+            "plan_id": self.plan_id,
+            "patrol": self.patrol_id,
+            "unit_id": self.unit_id,
+            "shift": self.shift,
+            "shift_start": self.shift_start.isoformat(),
+            "shift_end": self.shift_end.isoformat(),
+            "booth": self.booth_id,
+            "issued_at": self.issued_at.isoformat(),
+            "issued_by": self.issued_by,
+            "stops": [s.to_json() for s in self.stops],
+            "route": {"type": "LineString", "coordinates": [[round(lon, 7), round(lat, 7)] for lat, lon in self.route]},
+        }
+
+
+@runtime_checkable
+class PlanSender(Protocol):
+    """Sends a unit its patrol plan (the MQTT bridge does; a notifier without it sends no plans)."""
+
+    def send_plan(self, unit_id: str, plan: PatrolPlan) -> None:
+        """Send ``plan`` to unit ``unit_id`` (at least once; the newest plan replaces the one before)."""
+        ...
 
 
 @runtime_checkable

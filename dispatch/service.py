@@ -34,6 +34,7 @@ from dispatch.domain import (
     CloseOutcome,
     Device,
     Unit,
+    UnitKind,
     UnitStatus,
 )
 from dispatch.errors import Conflict, NotFound
@@ -45,7 +46,7 @@ from dispatch.intake import UnitAck, UnitStatusReport
 from dispatch.leader import Leadership
 from dispatch.lifecycle import OPEN, DispatchPolicy
 from dispatch.outbox import Outbox
-from dispatch.ports import Ack, AlertUnitListener, Change, ChangeListener, Notifier, RejectReason
+from dispatch.ports import Ack, AlertUnitListener, Change, ChangeListener, Notifier, PatrolPlan, RejectReason
 from dispatch.recent import RecentAlerts
 from dispatch.signing import PressVerifier
 from dispatch.signing_store import stored_counters
@@ -532,6 +533,53 @@ class DispatchService:
             The status does not fit the unit's alert (none, another one, or a state that forbids it).
         """
         return self._dispatcher.set_unit_status(unit_id, status, actor=actor, alert_id=alert_id)
+
+    # patrol plans (issue 14) ---------------------------------------------------------------
+
+    def issue_plan(self, plans: Sequence[PatrolPlan], *, actor: str) -> dict[str, bool]:
+        """Issue a commander's patrol plan: each unit's route is audited (``plan_issued``), then sent.
+
+        Every unit must be registered, in service and able to walk a route (not a booth); nothing is
+        issued otherwise. Returns, per unit, whether the transport took its plan (False without an
+        MQTT bridge, or when sending failed: the handheld still shows it).
+
+        Raises
+        ------
+        NotFound
+            A unit is not registered.
+        ValueError
+            A unit is retired or a booth, or two patrols name the same unit.
+        """
+        units = [p.unit_id for p in plans]
+        if len(set(units)) != len(units):
+            msg = f"each unit walks one patrol of a plan; given {units}"
+            raise ValueError(msg)
+        for p in plans:
+            unit = self.get_unit(p.unit_id)
+            if unit.retired:
+                msg = f"unit {unit.id!r} is retired"
+                raise ValueError(msg)
+            if unit.kind is UnitKind.BOOTH:
+                msg = f"unit {unit.id!r} is a booth: a patrol route needs a foot or car unit"
+                raise ValueError(msg)
+        with self.store.transaction("record an issued patrol plan") as tx:
+            for p in plans:
+                tx.audit(
+                    "plan_issued",
+                    actor=actor,
+                    unit_id=p.unit_id,
+                    after={
+                        "plan_id": p.plan_id,
+                        "patrol": p.patrol_id,
+                        "shift": p.shift,
+                        "stops": len(p.stops),
+                        "shift_start": p.shift_start.isoformat(),
+                        "shift_end": p.shift_end.isoformat(),
+                    },
+                    only_changes=False,
+                )
+        log.info("plan %s issued by %s to %s", plans[0].plan_id if plans else "-", actor, ", ".join(units))
+        return {p.unit_id: self._outbox.send_plan(p.unit_id, p) for p in plans}
 
     # the unit's terminal (the handheld) ------------------------------------------------------
 

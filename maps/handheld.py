@@ -65,7 +65,7 @@ def render_handheld(
         ``web/locales/unit.<lang>.json``).
     config
         Handed to the script as ``window.QORGAU_UNIT``: ``unit`` (id, name, kind), ``urls``
-        (order, status, availability, position, events, streets, sw, login), ``transitions``,
+        (order, status, availability, position, plan, events, streets, sw, login), ``transitions``,
         ``utc_offset_s``, ``tz_label``, ``csrf_header``, ``center``, ``bounds`` and the position
         policy (``position_min_interval_s``, ``position_min_move_m``, ``position_keepalive_s``);
         ``labels`` and ``lang`` are filled in here.
@@ -123,6 +123,10 @@ def render_handheld(
     <div id="u-state"></div>
   </section>
   <section id="u-none">{e(t["no_order"])}</section>
+  <section id="u-plan" aria-label="{e(t["plan"])}" hidden>
+    <h2 id="u-plan-title"></h2>
+    <ol id="u-plan-stops"></ol>
+  </section>
   <div id="u-map" aria-label="{e(t["map"])}"></div>
   <section id="u-actions">
     <button type="button" data-action="ack" class="u-big u-ack">{e(t["action_ack"])}</button>

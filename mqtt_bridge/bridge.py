@@ -53,7 +53,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from dispatch import APP102_SENDER, Ack, AlertSource, DispatchService, Inbound, Order, StoreError
+from dispatch import APP102_SENDER, Ack, AlertSource, DispatchService, Inbound, Order, PatrolPlan, StoreError
 from dispatch.supervision import DeviceSupervisor
 from mqtt_bridge.broker import BrokerAddress, new_client, parse_mqtt_url
 from mqtt_bridge.topics import DEFAULT_TOPIC_ROOT, LANE_OF, Lane, Route, Topics
@@ -294,7 +294,8 @@ class _Connection:
 class MqttBridge:
     """Feeds MQTT messages to a :class:`~dispatch.DispatchService` and publishes its acks.
 
-    Implements :class:`dispatch.Notifier`; :meth:`start` attaches the bridge to the service.
+    Implements :class:`dispatch.Notifier` and :class:`dispatch.PlanSender`; :meth:`start` attaches
+    the bridge to the service.
 
     Parameters
     ----------
@@ -520,10 +521,22 @@ class MqttBridge:
         """
         self._publish(self._conns[Lane.SOS], self.topics.unit_orders(unit_id), order)
 
+    def send_plan(self, unit_id: str, plan: PatrolPlan) -> None:
+        """Publish ``plan`` to ``{root}/units/{unit_id}/plan`` at QoS 1, retained (implements
+        :class:`dispatch.PlanSender`): a unit that connects later still gets its current plan, and
+        the next plan issued to it replaces this one at the broker."""
+        self._publish(self._conns[Lane.UNITS], self.topics.unit_plan(unit_id), plan, retain=True)
+
     def _publish(
-        self, conn: _Connection, topic: str, message: Ack | Order, *, properties: Properties | None = None
+        self,
+        conn: _Connection,
+        topic: str,
+        message: Ack | Order | PatrolPlan,
+        *,
+        properties: Properties | None = None,
+        retain: bool = False,
     ) -> None:
-        info = conn.client.publish(topic, json.dumps(message.to_json()), qos=QOS, properties=properties)
+        info = conn.client.publish(topic, json.dumps(message.to_json()), qos=QOS, retain=retain, properties=properties)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("publishing to %s failed: %s", topic, mqtt.error_string(info.rc))
 

@@ -17,6 +17,8 @@ Out::
     {root}/app102/ack/...              the same ack, when a 102 report names it as its MQTT 5
                                        Response Topic (with Correlation Data echoed)
     {root}/units/{unit_id}/orders      an order: alert, location, route (GeoJSON LineString), deadline
+    {root}/units/{unit_id}/plan        the unit's patrol plan for a shift (retained: the newest replaces
+                                       the one before): stops with their times, route (GeoJSON LineString)
 """
 
 from __future__ import annotations
@@ -154,6 +156,9 @@ class Topics:
 
     def unit_orders(self, unit_id: str) -> str:
         return f"{self.root}/units/{_check_id(unit_id, what='unit id')}/orders"
+
+    def unit_plan(self, unit_id: str) -> str:
+        return f"{self.root}/units/{_check_id(unit_id, what='unit id')}/plan"
 
     def route(self, topic: str) -> tuple[Route, str | None] | None:
         """What ``topic`` carries and the device or unit id in it; None for any other topic."""

@@ -27,7 +27,19 @@ from web.hardening import HttpHardening, LoginThrottle, install_hardening
 from web.live_feed import LiveFeed
 from web.pages import MapOptions, StreetBasemap
 from web.plan_jobs import PlanJobs
-from web.routes import admin, alerts, devices, handheld, handheld_page, health, live_map, plans_page, reports, units
+from web.routes import (
+    admin,
+    alerts,
+    devices,
+    handheld,
+    handheld_page,
+    health,
+    live_map,
+    patrol_plans,
+    plans_page,
+    reports,
+    units,
+)
 from web.routes import auth as auth_routes
 from web.routes import plans as plan_routes
 from web.routes import sites as site_routes
@@ -146,6 +158,7 @@ def create_app(
     for routes in (health, auth_routes, alerts, units, handheld, reports, admin, live_map, devices):
         app.include_router(routes.router)
     app.include_router(handheld_page.router)
+    app.include_router(patrol_plans.router)  # a unit's current patrol plan, the live map's plan layer
     if plans is not None:
         app.include_router(plan_routes.router)
         app.include_router(plans_page.router)  # the commander's console: /plans

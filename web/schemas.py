@@ -308,6 +308,15 @@ class PlanRequest(RequestBody):
         return v
 
 
+class PlanIssueIn(RequestBody):
+    """Which unit walks which patrol; without ``units`` the patrols go to the registered foot units
+    in order of their ids (P01 to the first, ...)."""
+
+    units: dict[str, str] | None = Field(
+        None, description='patrol id -> unit id, every patrol of the plan, e.g. {"P01": "foot-1", "P02": "car-2"}'
+    )
+
+
 # -- the handheld (issue 12; web.routes.handheld) -------------------------------------------------
 
 

@@ -27,6 +27,7 @@
   const CLOSING = new Set(['closed', 'cancelled', 'false_alarm']);
   const KEY_QUEUE = 'qorgau.unit.' + C.unit.id + '.queue';
   const KEY_LAST = 'qorgau.unit.' + C.unit.id + '.last';
+  const KEY_PLAN = 'qorgau.unit.' + C.unit.id + '.plan';
 
   const $ = (sel) => document.querySelector(sel);
   const pad = (n) => String(n).padStart(2, '0');
@@ -195,6 +196,62 @@
       if (points.length > 1) map.fitBounds(L.latLngBounds(points), { padding: [24, 24], maxZoom: 17 });
       else map.setView([o.lat, o.lon], 16);
     }
+  }
+
+  // -- the patrol plan (issued by a commander: stops, their times, the route) -------------------
+
+  const planLayer = L.layerGroup().addTo(map);
+  let plan = null;
+
+  function planText(key, vars) {
+    let text = t(key);
+    for (const [k, v] of Object.entries(vars)) text = text.split('{' + k + '}').join(String(v));
+    return text;
+  }
+
+  function hm(iso) { return localTime(iso).slice(0, 5); }
+
+  function renderPlan() {
+    const section = document.getElementById('u-plan');
+    planLayer.clearLayers();
+    if (!plan) { section.hidden = true; document.body.dataset.plan = ''; return; }
+    section.hidden = false;
+    document.getElementById('u-plan-title').textContent = planText('plan_shift', { patrol: plan.patrol, shift: plan.shift });
+    const now = Date.now();
+    let next = null;
+    const items = plan.stops.map((s) => {
+      const li = document.createElement('li');
+      li.dataset.seq = String(s.seq);
+      const done = Date.parse(s.depart) <= now;
+      li.dataset.done = done ? '1' : '0';
+      if (!done && next === null) { next = s.seq; li.dataset.next = '1'; }
+      li.textContent = planText('plan_stop', { seq: s.seq, arrive: hm(s.arrive), depart: hm(s.depart), dwell: s.dwell_min, spot: s.hot_spot });
+      return li;
+    });
+    document.getElementById('u-plan-stops').replaceChildren(...items);
+    const line = (plan.route && plan.route.coordinates) || [];
+    L.polyline(line.map((c) => [c[1], c[0]]), { color: '#6a1b9a', weight: 4, opacity: 0.7, dashArray: '8 6' }).addTo(planLayer);
+    for (const s of plan.stops) {
+      L.circleMarker([s.lat, s.lon], { radius: 7, color: '#fff', weight: 2, fillColor: s.seq === next ? '#6a1b9a' : '#ba68c8', fillOpacity: 1 })
+        .bindTooltip(String(s.seq), { permanent: true, direction: 'center', className: 'u-plan-seq' })
+        .addTo(planLayer);
+    }
+    document.body.dataset.plan = plan.plan_id;
+    if (!state.order && line.length > 1) map.fitBounds(L.latLngBounds(line.map((c) => [c[1], c[0]])), { padding: [24, 24], maxZoom: 17 });
+  }
+
+  function applyPlan(p) {
+    plan = p && p.unit_id === C.unit.id ? p : null;
+    save(KEY_PLAN, plan);
+    renderPlan();
+  }
+
+  function loadPlan() {
+    if (!C.urls.plan) return Promise.resolve();
+    return fetch(C.urls.plan, { credentials: 'same-origin', cache: 'no-store' })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error('plan: HTTP ' + r.status))))
+      .then((body) => applyPlan(body.plan))
+      .catch(() => null); // offline: the plan kept from before stays shown
   }
 
   // -- the order -------------------------------------------------------------------------------
@@ -554,6 +611,7 @@
     source.addEventListener('open', () => {
       setConnection('live');
       refresh('refresh');
+      loadPlan();
       flush();
     });
     source.addEventListener('order', (e) => {
@@ -570,7 +628,12 @@
         withdraw(JSON.parse(e.data));
       } catch (err) { refresh('refresh'); }
     });
-    source.addEventListener('reset', () => refresh('refresh'));
+    source.addEventListener('plan', (e) => {
+      state.stats.events += 1;
+      if (e.lastEventId) state.lastEventId = e.lastEventId;
+      try { applyPlan(JSON.parse(e.data)); } catch (err) { loadPlan(); }
+    });
+    source.addEventListener('reset', () => { refresh('refresh'); loadPlan(); });
     source.addEventListener('error', () => {
       if (source.readyState === EventSource.CLOSED) {
         // The browser gave up (an HTTP error): find out whether we are still signed in, then retry.
@@ -699,6 +762,7 @@
     get queue() { return state.queue.slice(); },
     get connection() { return state.connection; },
     get fix() { return state.fix; },
+    get plan() { return plan; },
     get status() { return effectiveStatus(); },
     stats: state.stats,
     flush,
@@ -706,6 +770,9 @@
   };
 
   loadStreets();
+  plan = load(KEY_PLAN, null);
+  if (plan && (plan.unit_id !== C.unit.id || Date.parse(plan.shift_end) <= Date.now())) plan = null; // another unit's, or over
+  renderPlan();
   setConnection(navigator.onLine ? 'connecting' : 'offline');
   render();
   refresh('initial').then(() => {

@@ -144,6 +144,8 @@
   const devices = new Map(); // SOS buttons: id -> {d, marker}
   const filters = { status: new Set(OPEN), source: new Set(['sos', 'app102']), priority: new Set([1, 2, 3, 4, 5]), hours: 0 };
   let map, alertRenderer, unitRenderer, routeRenderer, alertLayer, patrolLayer, boothLayer, routeLayer, deviceLayer;
+  let planLayer, planRenderer;
+  const plan = { id: null, routes: 0, stops: 0, hotSpots: 0 };
   let selectedId = null;
   let detail = null; // GET /api/alerts/{id} of the selected alert (with orders)
   let routeShown = null; // {alertId, unitId}
@@ -552,6 +554,7 @@
     stats.snapshotApplyMs = performance.now() - applying; // draw every alert, unit and list entry
     stats.snapshotMs = performance.now() - asked; // the same plus the request
     lastEventId = snap.last_event_id;
+    loadPlan();
     connect();
   }
 
@@ -581,6 +584,7 @@
     source.addEventListener('alert', onEvent('alert'));
     source.addEventListener('unit', onEvent('unit'));
     source.addEventListener('device', onEvent('device'));
+    source.addEventListener('plan', (ev) => { lastEventId = ev.lastEventId || lastEventId; loadPlan(); });
     source.addEventListener('reset', () => {
       stats.resets += 1;
       resync();
@@ -805,6 +809,57 @@
     return copy;
   }
 
+  // -- the issued patrol plan (a layer of its own, on by default) ------------------------------
+
+  function fmt(key, vars) {
+    let text = t(key);
+    for (const [k, v] of Object.entries(vars)) text = text.split('{' + k + '}').join(String(v));
+    return text;
+  }
+
+  function hhmm(iso) { return local(iso, false).slice(0, 5); }
+
+  async function loadPlan() {
+    if (!C.urls.plan) return;
+    let resp;
+    try { resp = await fetch(C.urls.plan, { credentials: 'same-origin', cache: 'no-store' }); } catch (err) { return; }
+    if (!resp.ok) return;
+    const data = await resp.json();
+    planLayer.clearLayers();
+    plan.id = data.plan_id; plan.routes = 0; plan.stops = 0; plan.hotSpots = 0;
+    const tag = (layer, attrs) => {
+      layer.on('add', () => { const n = layer.getElement(); if (n) Object.assign(n.dataset, attrs); });
+      return layer;
+    };
+    for (const f of data.features) {
+      const p = f.properties;
+      if (p.kind === 'hot_spot') {
+        const c = f.geometry.coordinates;
+        const m = L.circleMarker([c[1], c[0]], { renderer: planRenderer, radius: 9, color: '#c62828', weight: 1.5, dashArray: '3 3', fill: false });
+        m.bindTooltip(esc(fmt('plan_hot_spot', { id: p.id })));
+        tag(m, { planHotSpot: String(p.id) }).addTo(planLayer);
+        plan.hotSpots += 1;
+      }
+    }
+    for (const f of data.features) {
+      const p = f.properties;
+      if (p.kind === 'route') {
+        const line = L.polyline(f.geometry.coordinates.map((c) => [c[1], c[0]]), { renderer: planRenderer, color: p.colour || '#6a1b9a', weight: 3, opacity: 0.75, dashArray: '8 5' });
+        line.bindTooltip(esc(fmt('plan_patrol', { patrol: p.patrol, unit: p.unit_id ? unitName(p.unit_id) : '-' })));
+        tag(line, { planRoute: p.patrol, planUnit: p.unit_id || '' }).addTo(planLayer);
+        plan.routes += 1;
+      } else if (p.kind === 'stop') {
+        const c = f.geometry.coordinates;
+        const m = L.circleMarker([c[1], c[0]], { renderer: planRenderer, radius: 5, color: '#fff', weight: 1.5, fillColor: p.colour || '#6a1b9a', fillOpacity: 1 });
+        m.bindTooltip(esc(fmt('plan_patrol', { patrol: p.patrol, unit: p.unit_id ? unitName(p.unit_id) : '-' })) + '<br>' +
+          esc(fmt('plan_stop', { seq: p.seq, arrive: hhmm(p.arrive), depart: hhmm(p.depart) })));
+        tag(m, { planStop: p.patrol + ':' + p.seq }).addTo(planLayer);
+        plan.stops += 1;
+      }
+    }
+    document.body.dataset.plan = plan.id || '';
+  }
+
   // -- streets ---------------------------------------------------------------------------------
 
   async function loadStreets() {
@@ -875,7 +930,7 @@
   function start() {
     map = window[C.map];
     map.getContainer().classList.toggle('q-no-tiles', !C.tiles);
-    const panes = { 'q-streets': 250, 'q-routes': 420, 'q-units': 430, 'q-alerts': 440 };
+    const panes = { 'q-streets': 250, 'q-plan': 410, 'q-routes': 420, 'q-units': 430, 'q-alerts': 440 };
     for (const [name, z] of Object.entries(panes)) map.createPane(name).style.zIndex = String(z);
     alertRenderer = L.svg({ pane: 'q-alerts', padding: 0.2 });
     unitRenderer = L.svg({ pane: 'q-units', padding: 0.2 });
@@ -885,7 +940,10 @@
     boothLayer = L.layerGroup().addTo(map); // booths are always drawn
     deviceLayer = L.layerGroup().addTo(map);
     routeLayer = L.layerGroup().addTo(map);
-    L.control.layers(null, { [t('layer_alerts')]: alertLayer, [t('layer_patrols')]: patrolLayer, [t('layer_devices')]: deviceLayer }, { collapsed: true }).addTo(map);
+    planRenderer = L.svg({ pane: 'q-plan' });
+    planLayer = L.layerGroup().addTo(map);
+    const overlays = { [t('layer_alerts')]: alertLayer, [t('layer_patrols')]: patrolLayer, [t('layer_devices')]: deviceLayer, [t('layer_plan')]: planLayer };
+    L.control.layers(null, overlays, { collapsed: true }).addTo(map);
     if (C.bounds) map.fitBounds(C.bounds, { padding: [10, 10] });
     document.querySelectorAll('input[data-filter], #q-window').forEach((node) => node.addEventListener('change', readFilters));
     $('#q-banner').addEventListener('click', (ev) => {
@@ -912,6 +970,8 @@
     get connection() { return $('#q-conn').dataset.state; },
     select,
     resync,
+    plan,
+    get planShown() { return map.hasLayer(planLayer); },
     streets: null,
   };
 

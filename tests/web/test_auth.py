@@ -25,9 +25,10 @@ OPEN_ROUTES = {
     "/unit/sw.js",
     "/unit/icon.svg",
     "/static/{name}",
+    "/plans",
 }
-"""Routes without a role guard: health, the logins, the map and handheld pages (which send strangers
-to /login: tests/web/test_map_live.py, tests/web/test_handheld_page.py), the handheld's manifest,
+"""Routes without a role guard: health, the logins, the map, handheld and plans pages (which send strangers
+to /login: tests/web/test_map_live.py, tests/web/test_handheld_page.py, tests/web/test_plans_console.py), the handheld's manifest,
 service worker and icon (no data in them) and Leaflet's files."""
 
 

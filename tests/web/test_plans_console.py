@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,9 @@ import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
-from support import PASSWORD, Running, add_user, report_payload, screenshot, sign_in
+from support import PASSWORD, Running, add_user, report_payload, screenshot, sign_in, sign_in_page
+
+from dispatch import Role
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -47,6 +49,41 @@ def shift_now() -> str:
     """A two-hour shift from this local hour: the hours the reports came in."""
     hour = datetime.now(ZoneInfo("Asia/Almaty")).hour
     return f"{hour:02d}:00-{(hour + 2) % 24:02d}:00"
+
+
+def wait_plan(client: httpx.Client, plan_id: str, timeout_s: float = 180.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            body = client.get(f"/api/plans/{plan_id}").json()
+        except httpx.ReadTimeout:  # the plan's thread holds the interpreter on a loaded machine
+            continue
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"plan {plan_id} did not finish in {timeout_s} s")
+
+
+def small_plan(running: Running, *, patrols: int = 2) -> str:
+    """A done plan from the alert history for tomorrow's shift at this hour; its id."""
+    history_reports(running)
+    tomorrow = datetime.now(ZoneInfo("Asia/Almaty")).date() + timedelta(days=1)
+    body = {
+        "history": {"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
+        "patrols": patrols,
+        "shift": shift_now(),
+        "date": tomorrow.isoformat(),
+        "iterations": 50,
+        "time_limit_s": 5,
+        "seed": 1,
+        "lang": "en",
+    }
+    commander = running.client(Role.COMMANDER)
+    r = commander.post("/api/plans", json=body)
+    assert r.status_code == 202, r.text
+    done = wait_plan(commander, r.json()["id"])
+    assert done["status"] == "done", done
+    return str(done["id"])
 
 
 def poll(page: Page, expression: str, *, timeout_s: float = 5.0) -> None:
@@ -129,6 +166,63 @@ def test_a_commander_makes_a_plan_from_the_alert_history_on_the_page_and_sees_it
         row.wait_for()
         assert row.get_attribute("data-status") == "done" and "dana" in row.inner_text()
         screenshot(page, "plans-console.png")
+
+        # Issue it, with a dispatcher's map and a unit's handheld open: both hear it live.
+        foot = sorted(u.id for u in running.service.service.units() if u.kind.value == "foot")
+        dispatcher = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+        phone = browser.new_context(viewport={"width": 360, "height": 640}, has_touch=True, is_mobile=True)
+        try:
+            map_page = dispatcher.new_page()
+            sign_in_page(map_page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
+            poll(map_page, "window.qorgau.plan.id === null")
+            unit_page = phone.new_page()
+            unit_page.goto(f"{running.service.base_url}/unit?lang=en")
+            unit_page.fill("#q-username", add_user(running.service, "officer", "unit", unit_id=foot[0]))
+            unit_page.fill("#q-password", PASSWORD)
+            unit_page.click("button[type=submit]")
+            unit_page.wait_for_url("**/unit?lang=*")
+            poll(unit_page, "window.qorgau && window.qorgau.connection === 'live'")
+            assert unit_page.locator("#u-plan").is_hidden()
+
+            page.click("#p-issue-button")
+            page.wait_for_selector("#p-issued[data-issued]")
+            assert f"P01 → {foot[0]}" in page.locator("#p-issued").inner_text()
+            page.wait_for_selector(f'#p-list tr[data-plan-id="{plan_id}"] .p-state[data-state="issued"]')
+
+            # The dispatcher's map gains the plan layer without a reload.
+            poll(map_page, f"window.qorgau.plan.id === '{plan_id}'", timeout_s=10)
+            map_page.wait_for_selector(f'path[data-plan-route="P01"][data-plan-unit="{foot[0]}"]', state="attached")
+            assert map_page.locator("path[data-plan-route]").count() == 2
+            assert map_page.locator("path[data-plan-stop]").count() == sum(
+                r["stops"] for r in record["summary"]["routes"]
+            )
+            assert map_page.locator("path[data-plan-hot-spot]").count() == record["summary"]["hotspots"]
+            assert map_page.evaluate("window.__sameDocument") is True
+            screenshot(map_page, "map-patrol-plan.png")
+            # ... and it can be turned off.
+            map_page.locator(".leaflet-control-layers").hover()
+            map_page.get_by_label("План патрулирования").uncheck()
+            assert map_page.evaluate("window.qorgau.planShown") is False
+            assert map_page.locator("path[data-plan-route]").count() == 0
+
+            # The unit's handheld shows its plan: stops with their times, the route on its map.
+            unit_page.wait_for_selector("#u-plan:not([hidden])", timeout=10_000)
+            mine = running.client(Role.UNIT, unit_id=foot[0]).get(f"/api/units/{foot[0]}/plan").json()["plan"]
+            items = unit_page.locator("#u-plan-stops li")
+            assert items.count() == len(mine["stops"]) > 0
+            first = mine["stops"][0]
+            arrive = (datetime.fromisoformat(first["arrive"]).astimezone(UTC) + timedelta(hours=5)).strftime("%H:%M")
+            assert items.first.inner_text().startswith(f"1. {arrive}")
+            assert "P01" in unit_page.locator("#u-plan-title").inner_text()
+            assert unit_page.evaluate("window.qorgau.plan.plan_id") == plan_id
+            screenshot(unit_page, "handheld-plan.png")
+            # A reload shows it again (from the API).
+            unit_page.reload()
+            unit_page.wait_for_selector("#u-plan:not([hidden])")
+            assert unit_page.locator("#u-plan-stops li").count() == len(mine["stops"])
+        finally:
+            dispatcher.close()
+            phone.close()
 
         # A period without alerts: a clear message, no plan.
         page.fill("#p-since", "2020-01-01T00:00")

@@ -65,6 +65,7 @@ def _config(service: DispatchService, unit: Unit) -> dict[str, Any]:
             "status": f"{base}/order/status",
             "availability": f"{base}/availability",
             "position": f"{base}/position",
+            "plan": f"{base}/plan",
             "events": _EVENTS,
             "streets": _STREETS,
             "sw": f"{PAGE}/sw.js",

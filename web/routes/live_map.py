@@ -9,6 +9,7 @@ Routes (roles)::
     GET  /map/events                Server-Sent Events: every committed alert, unit and button change (same)
     GET  /map/streets.geojson       the street basemap, built once and cached (same, and unit logins)
     GET  /map/alerts/{id}/route     ?unit_id= that unit's fastest route to the alert, GeoJSON (same)
+    GET  /map/plan                  the issued patrol plan's routes and hot spots (web.routes.patrol_plans)
     GET  /static/{name}             Leaflet and the page's own script and stylesheet (anyone)
 
 The session is the API's own JWT in an ``HttpOnly``, ``SameSite=Strict`` cookie (``Secure`` over
@@ -170,6 +171,7 @@ def _config(service: DispatchService, options: MapOptions, role: Role, username:
             "transition": "/api/alerts/{id}/transition",
             "recommend": "/api/alerts/{id}/recommend",
             "login": "/login",
+            "plan": "/map/plan",
         },
         "can_act": role is Role.DISPATCHER,
         "role": role.value,

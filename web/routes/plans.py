@@ -18,8 +18,10 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dispatch.domain import Alert
-from web.deps import Commander, MaybeServiceDep, PlansDep
-from web.schemas import PlanRequest
+from web.deps import Commander, FeedDep, MaybeServiceDep, PlansDep, ServiceDep
+from web.handheld import audience
+from web.plan_issue import issue_plan
+from web.schemas import PlanIssueIn, PlanRequest
 
 __all__ = ["MAX_INCIDENTS_BYTES", "router"]
 
@@ -72,12 +74,28 @@ def create_plan(req: PlanRequest, jobs: PlansDep, service: MaybeServiceDep, who:
 
 @router.get("")
 def list_plans(jobs: PlansDep, _: Commander, limit: int = 50) -> list[dict[str, Any]]:
-    """Plans, newest first (their status without the summary)."""
-    out = []
-    for plan_id in jobs.store.ids()[: max(1, min(limit, 500))]:
-        s = jobs.store.status(plan_id)
-        out.append({k: s.get(k) for k in ("id", "status", "requested_at", "requested_by", "request", "issued")})
-    return out
+    """Plans, newest first (their status without the summary; ``issued`` once issued)."""
+    records = [jobs.store.status(plan_id) for plan_id in jobs.store.ids()]
+    records.sort(key=lambda s: str(s.get("requested_at") or ""), reverse=True)
+    keys = ("id", "status", "requested_at", "requested_by", "request", "issued")
+    return [{k: s.get(k) for k in keys} for s in records[: max(1, min(limit, 500))]]
+
+
+@router.post("/{plan_id}/issue")
+def issue(
+    plan_id: str, jobs: PlansDep, service: ServiceDep, feed: FeedDep, who: Commander, body: PlanIssueIn | None = None
+) -> dict[str, Any]:
+    """Issue a done plan to the patrols: each patrol's route goes to its unit (MQTT
+    ``{root}/units/{unit_id}/plan``, the handheld), the live map shows it; audited as ``plan_issued``.
+
+    ``units`` maps patrols to units; without it the patrols go to the registered foot units in
+    order of their ids. 409 for a plan not done; 422 for a mapping that does not fit.
+    """
+    issued, plans = issue_plan(jobs.store, plan_id, service, units=body.units if body else None, actor=who.actor)
+    for p in plans:
+        feed.publish("plan", p.to_json(), audience=audience(p.unit_id))  # the unit's handheld
+    feed.publish("plan", {"plan_id": plan_id, "issued_at": issued["issued_at"]})  # the live map
+    return issued
 
 
 @router.get("/{plan_id}")
