@@ -243,6 +243,7 @@ def render(results: Path = RESULTS) -> str:
         ("map", lambda f: ". See `bench/map.py` for the method."),
         ("sites", lambda f: ". See `bench/sites.py` for the method."),
         ("chaos", lambda f: ". See `bench/chaos.py` for the method."),
+        ("chaos_replicas", lambda f: ". See `bench/chaos.py` (`ReplicaChaos`) for the method."),
         ("hostile", lambda f: "."),
         ("startup", lambda f: "."),
         ("replicas", lambda f: ". See `bench/replicas.py` for the method."),
@@ -251,7 +252,10 @@ def render(results: Path = RESULTS) -> str:
         if not part:
             continue
         m = part["machine"]
-        body = importlib.import_module(f"bench.{name}").render(part["figures"])
+        module, _, variant = name.partition("_")  # chaos_replicas: bench.chaos.render_replicas
+        body = getattr(importlib.import_module(f"bench.{module}"), f"render_{variant}" if variant else "render")(
+            part["figures"]
+        )
         lines += [
             body[0],
             "",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -42,7 +43,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +54,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-__all__ = ["ChaosConfig", "ChaosResult", "main", "run"]
+__all__ = ["ChaosConfig", "ChaosResult", "ReplicaChaosResult", "main", "run"]
 
 log = logging.getLogger("bench.chaos")
 
@@ -95,10 +96,18 @@ class ChaosConfig:
     seed: int = 1
     workdir: Path | None = None
     keep: bool = False
+    replicas: int = 0
+    """0: one unnamed service (the single-process run). N >= 1: N named replicas
+    (``serve --replica rN``) on PostgreSQL, each its own HTTP port, killed in turn (:class:`ReplicaChaos`)."""
+    ack_deadline_s: float = 3.0
+    """Replicas only: the units' acknowledgement deadline. Nobody acknowledges, so every order escalates."""
 
     def __post_init__(self) -> None:
         if self.db not in ("sqlite", "postgres"):
             msg = f"db must be 'sqlite' or 'postgres', got {self.db!r}"
+            raise ValueError(msg)
+        if self.replicas < 0 or (self.replicas and self.db != "postgres"):
+            msg = f"replicas need --db postgres (SQLite takes one replica per file), got {self.replicas} on {self.db}"
             raise ValueError(msg)
         if self.sent < 1 or self.rate <= 0 or self.buttons < 1:
             msg = f"sent, rate and buttons must be positive, got {self.sent}, {self.rate}, {self.buttons}"
@@ -403,6 +412,7 @@ _LOG_COUNTERS = {
     "redeliveries": re.compile(r"redelivery of event"),
     "rejections": re.compile(r"rejected message on"),
     "start_failures": re.compile(r"qorgau serve: error"),
+    "leader": re.compile(r"is now the leader"),
 }
 
 
@@ -510,6 +520,7 @@ class Buttons:
         self.device_ids = device_ids
         self.presses: dict[str, Press] = {}
         self.acks: dict[str, tuple[str, int | None]] = {}  # event id -> first (status, alert id)
+        self.acked_at: dict[str, float] = {}  # event id -> monotonic time of its first accepted ack
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.clients: dict[str, mqtt.Client] = {}
@@ -547,6 +558,7 @@ class Buttons:
             self.counts["subscribed"] += 1
 
     def _on_message(self, client: mqtt.Client, device_id: str, msg: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()
         try:
             body = json.loads(msg.payload)
             event_id, status, alert_id = body["event_id"], body["status"], body.get("alert_id")
@@ -558,6 +570,8 @@ class Buttons:
         with self._lock:
             self.counts["ack_messages"] += 1
             first = self.acks.setdefault(event_id, (status, alert_id))
+            if status == "accepted":
+                self.acked_at.setdefault(event_id, now)
             if status != "accepted":
                 self.counts["rejected_acks"] += 1
                 log.error("press %s rejected: %s", event_id, body)
@@ -734,7 +748,20 @@ class Chaos:
         self.broker = Broker(self.folder / "mosquitto")
         self.broker.start()
         self.db: Database = SqliteDb(self.folder) if c.db == "sqlite" else PostgresCluster(self.folder / "pg")
-        args = [
+        self.inputs = (osm, units, devices)
+        self.service = Service(self.serve_args(), _service_env(), self.folder / "service.log")
+        self.service.start()
+        if not self.service.ready.wait(120):
+            msg = f"the service did not come up within 120 s; see {self.service.log_path}"
+            raise RuntimeError(msg)
+        self.clock.mark(f"service up (pid {self.service.proc.pid if self.service.proc else '?'})")
+        self.buttons = Buttons(self.broker.url, self.device_ids, self.run_id, republish_after_s=c.republish_after_s)
+        self.buttons.connect()
+
+    def serve_args(self, *, port: int = 0) -> list[str]:
+        """``python -m qorgau serve`` on this run's city, database and broker."""
+        osm, units, devices = self.inputs
+        return [
             sys.executable,
             "-m",
             "qorgau",
@@ -754,18 +781,10 @@ class Chaos:
             "--client-id",
             CLIENT_ID,
             "--port",
-            "0",
+            str(port),
             "--log-level",
             "INFO",
         ]
-        self.service = Service(args, _service_env(), self.folder / "service.log")
-        self.service.start()
-        if not self.service.ready.wait(120):
-            msg = f"the service did not come up within 120 s; see {self.service.log_path}"
-            raise RuntimeError(msg)
-        self.clock.mark(f"service up (pid {self.service.proc.pid if self.service.proc else '?'})")
-        self.buttons = Buttons(self.broker.url, self.device_ids, self.run_id, republish_after_s=c.republish_after_s)
-        self.buttons.connect()
 
     def tear_down(self) -> None:
         for step in (
@@ -869,8 +888,16 @@ class Chaos:
 
     def _await_kills(self, n: int, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while self.service.counts["kills"] < n and not self.errors and time.monotonic() < deadline:
+        while self.service_counts()["kills"] < n and not self.errors and time.monotonic() < deadline:
             time.sleep(0.2)
+
+    def service_counts(self) -> Counter[str]:
+        """What the service's log and the harness counted (starts, kills, exits, store errors, ...)."""
+        return self.service.counts
+
+    def stop_services(self) -> None:
+        """A clean stop, so the last acks and PUBACKs go out."""
+        self.service.stop()
 
     # drain and count -------------------------------------------------------------------------
 
@@ -898,6 +925,7 @@ class Chaos:
     def count(self, send_s: float, drain_s: float) -> ChaosResult:
         sent = {p.event_id for p in self.buttons.presses.values() if confirmed(p)}
         tally = Tally.of(sent, stored_events(self.db.url, self.prefix), self.buttons.ack_alert_ids())
+        counts = self.service_counts()
         return ChaosResult(
             db=self.config.db,
             sent=len(sent),
@@ -912,14 +940,14 @@ class Chaos:
             publishes=self.buttons.counts["publishes"],
             republishes=self.buttons.counts["republishes"],
             ack_messages=self.buttons.counts["ack_messages"],
-            kills=self.service.counts["kills"],
-            service_starts=self.service.counts["starts"],
-            service_exits=self.service.counts["exits"],
+            kills=counts["kills"],
+            service_starts=counts["starts"],
+            service_exits=counts["exits"],
             broker_restarts=self.counts["broker_restarts"],
             db_outages=self.counts["db_outages"],
-            store_errors_logged=self.service.counts["store_errors"],
-            redeliveries_logged=self.service.counts["redeliveries"],
-            start_failures_logged=self.service.counts["start_failures"],
+            store_errors_logged=counts["store_errors"],
+            redeliveries_logged=counts["redeliveries"],
+            start_failures_logged=counts["start_failures"],
             bridge_keepalive_drops=self.broker.keepalive_drops(CLIENT_ID),
             send_s=round(send_s, 1),
             total_s=round(self.clock.now(), 1),
@@ -953,15 +981,520 @@ class Chaos:
             raise RuntimeError(f"a chaos thread failed: {self.errors[0]!r}") from self.errors[0]
         self.clock.mark("faults over: draining")
         drain_s = self.drain()
-        self.service.stop()  # a clean stop, so the last acks and PUBACKs go out
+        self.stop_services()
         time.sleep(1.0)
         return self.count(send_s, drain_s)
+
+
+# -- replicas -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of ``values`` by the nearest-rank method; None if there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """``(busy, total)`` CPU ticks of the whole machine so far (``/proc/stat``; idle and iowait are not busy)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return total - fields[3] - fields[4], total
+
+
+class CpuMeter:
+    """CPU seconds of the run's processes by role, and how busy the machine was, from ``/proc``.
+
+    A daemon thread reads every process's ``utime + stime`` each ``interval_s`` (less what it had
+    spent when :meth:`start` was called); a process counts for a role when it, or its nearest
+    ancestor among the roots, is one of that role's root pids (PostgreSQL's backends under its
+    postmaster, a killed replica under its pid at the time). A process that exits loses at most
+    its last interval. What the machine spent beyond that went to other processes (on a shared
+    machine, other people's work).
+    """
+
+    def __init__(self, roots: Callable[[], dict[str, list[int]]], *, interval_s: float = 1.0) -> None:
+        self.roots = roots
+        self.interval_s = interval_s
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.ticks: dict[tuple[str, int, int], int] = {}  # (role, pid, start time) -> utime + stime
+        self.before: dict[tuple[str, int, int], int] = {}  # the same at the start: spent before the run
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-cpu", daemon=True)
+        self._t0 = self._t1 = time.monotonic()
+        self._machine0 = self._machine1 = _machine_ticks()
+        self.load_start = self.load_end = os.getloadavg()
+
+    def start(self) -> CpuMeter:
+        self.sample()
+        self.before = dict(self.ticks)
+        self._t0, self._machine0 = self._t1, self._machine1
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling (after a last sample); the figures."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sample()
+        return self.summary()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sample()
+            except Exception:  # a broken sample must not end the run
+                log.exception("CPU sample failed")
+
+    def sample(self) -> None:
+        procs: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, start time, utime + stime)
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = Path(entry.path, "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            f = raw[raw.rindex(")") + 2 :].split()  # from field 3 (state) on: ppid is f[1], utime f[11], stime f[12]
+            procs[int(entry.name)] = (int(f[1]), int(f[19]), int(f[11]) + int(f[12]))
+        role_of = {pid: role for role, pids in self.roots().items() for pid in pids}
+        for pid, (_, start, ticks) in procs.items():
+            p, hops = pid, 0
+            while p not in role_of and p in procs and hops < 32:
+                p, hops = procs[p][0], hops + 1
+            if p in role_of:
+                self.ticks[(role_of[p], pid, start)] = ticks
+        self._t1, self._machine1, self.load_end = time.monotonic(), _machine_ticks(), os.getloadavg()
+
+    def summary(self) -> dict[str, Any]:
+        wall = max(self._t1 - self._t0, 1e-9)
+        cores = os.cpu_count() or 1
+        by_role: Counter[str] = Counter()
+        for key, ticks in self.ticks.items():
+            by_role[key[0]] += ticks - self.before.get(key, 0)
+        busy = self._machine1[0] - self._machine0[0]
+        total = max(self._machine1[1] - self._machine0[1], 1)
+        return {
+            "wall_s": round(wall, 1),
+            "cores": cores,
+            "cpu_s": {role: round(t / self.hz, 1) for role, t in sorted(by_role.items())},
+            "machine_busy": round(busy / total, 3),
+            "ours_of_machine": round(sum(by_role.values()) / self.hz / (wall * cores), 3),
+            "others_of_machine": round(max(0.0, busy / total - sum(by_role.values()) / self.hz / (wall * cores)), 3),
+            "load_start": [round(x, 2) for x in self.load_start],
+            "load_end": [round(x, 2) for x in self.load_end],
+        }
+
+
+def dispatch_checks(db_url: str) -> dict[str, int]:
+    """Orders and escalations issued once, from the database (the whole database is this run's).
+
+    ``orders`` rows in ``assignments``; ``*_twice`` and ``*_duplicated`` count repeats (0 is right):
+    an order for the same unit and alert twice, an alert with two orders unanswered at once, two
+    order (``auto_assign``/``assign``/``override``) or ``escalation`` audit entries for one order, two
+    ``ingest`` entries for one alert, a unit held by two alerts; ``*_mismatch`` compare counts that
+    must agree (escalation entries vs the alerts' ``escalations`` counters; orders marked missed vs
+    escalation + ``order_lapsed`` entries; orders vs their audit entries).
+    """
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            orders = conn.execute(
+                text(
+                    "SELECT id, alert_id, unit_id, missed_at IS NOT NULL, acknowledged_at IS NOT NULL FROM assignments"
+                )
+            ).all()
+            audits = conn.execute(
+                text(
+                    "SELECT action, alert_id, after FROM audit_log WHERE action IN "
+                    "('ingest', 'auto_assign', 'assign', 'override', 'escalation', 'order_lapsed')"
+                )
+            ).all()
+            escalation_counters = int(conn.execute(text("SELECT COALESCE(SUM(escalations), 0) FROM alerts")).scalar())
+            held = conn.execute(
+                text("SELECT assigned_unit_id FROM alerts WHERE assigned_unit_id IS NOT NULL AND closed_at IS NULL")
+            ).all()
+    finally:
+        engine.dispose()
+
+    def repeats(keys: list[Any]) -> int:
+        return sum(n - 1 for n in Counter(keys).values())
+
+    def order_id(after: str | None) -> Any:
+        return None if after is None else json.loads(after).get("order_id")
+
+    by_action: dict[str, list[tuple[Any, Any]]] = {}
+    for action, alert_id, after in audits:
+        by_action.setdefault(action, []).append((alert_id, after))
+    order_entries = [
+        order_id(after) for action in ("auto_assign", "assign", "override") for _, after in by_action.get(action, [])
+    ]
+    escalation_entries = [order_id(after) for _, after in by_action.get("escalation", [])]
+    lapsed = len(by_action.get("order_lapsed", []))
+    unanswered = Counter(alert_id for _, alert_id, _, missed, acked in orders if not missed and not acked)
+    return {
+        "orders": len(orders),
+        "auto_orders": len(by_action.get("auto_assign", [])),
+        "escalations": len(escalation_entries),
+        "orders_lapsed": lapsed,
+        "orders_same_unit_twice": repeats([(a, u) for _, a, u, _, _ in orders]),
+        "orders_unanswered_twice": sum(n - 1 for n in unanswered.values() if n > 1),
+        "order_audits_duplicated": repeats(order_entries),
+        "order_audit_mismatch": len({i for i, *_ in orders} ^ set(order_entries)),
+        "escalations_duplicated": repeats(escalation_entries),
+        "escalation_counter_mismatch": abs(escalation_counters - len(escalation_entries)),
+        "missed_mismatch": abs(sum(1 for *_, missed, _ in orders if missed) - len(escalation_entries) - lapsed),
+        "ingest_audits_duplicated": repeats([alert_id for alert_id, _ in by_action.get("ingest", [])]),
+        "units_double_booked": repeats([u for (u,) in held]),
+    }
+
+
+_CHECKS_THAT_MUST_BE_ZERO = (
+    "orders_same_unit_twice",
+    "orders_unanswered_twice",
+    "order_audits_duplicated",
+    "order_audit_mismatch",
+    "escalations_duplicated",
+    "escalation_counter_mismatch",
+    "missed_mismatch",
+    "ingest_audits_duplicated",
+    "units_double_booked",
+)
+
+
+def audit_verify(db_url: str) -> tuple[bool, str]:
+    """``qorgau audit verify`` as an operator runs it: whether it passed, and what it said."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "qorgau", "audit", "verify", "--db", db_url],
+        env=_service_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    said = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    return proc.returncode == 0, said[-1] if said else f"exit status {proc.returncode}"
+
+
+FAULT_WINDOW_S = 2.0
+"""Presses sent this long before a fault began until this long after it ended are 'around' it."""
+
+
+@dataclass
+class ReplicaChaosResult(ChaosResult):
+    """A replicas run's figures (``bench/results/chaos_replicas.json``): the single run's and these."""
+
+    replicas: int = 0
+    kills_by_replica: dict[str, int] = field(default_factory=dict)
+    kills_delayed: int = 0
+    """Kill slots that waited because no other replica was up (a kill never leaves none)."""
+    leader_takeovers: int = 0
+    kill_every_s: float = 0.0
+    ack_deadline_s: float = 0.0
+    ack_latency_ms: dict[str, Any] = field(default_factory=dict)
+    """Press (first publish) -> first accepted ack: n, p50, p99, max (ms)."""
+    fault_windows: list[dict[str, Any]] = field(default_factory=list)
+    """Per kill, broker restart and database restart: the largest press -> ack of the presses around it."""
+    checks: dict[str, int] = field(default_factory=dict)
+    audit_ok: bool = False
+    audit_output: str = ""
+    cpu: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dispatch_ok(self) -> bool:
+        """Orders and escalations happened, each once; the audit chain verifies."""
+        c = self.checks
+        return (
+            self.audit_ok
+            and c.get("orders", 0) > 0
+            and c.get("escalations", 0) > 0
+            and all(c.get(k, 1) == 0 for k in _CHECKS_THAT_MUST_BE_ZERO)
+        )
+
+    @property
+    def ok(self) -> bool:
+        return super().ok and self.dispatch_ok
+
+    def largest(self, what: str) -> float | None:
+        """The largest press -> ack (ms) around the faults whose name starts with ``what``."""
+        values = [w["max_ack_ms"] for w in self.fault_windows if w["what"].startswith(what) and w["max_ack_ms"]]
+        return max(values) if values else None
+
+    def summary(self) -> str:
+        lat = self.ack_latency_ms
+        c = self.checks
+        return "\n".join(
+            [
+                super().summary(),
+                f"press -> ack (first ack per press): p50 {lat.get('p50')} ms / p99 {lat.get('p99')} ms / "
+                f"max {lat.get('max')} ms over {lat.get('n')} presses",
+                *(
+                    f"  around {w['what']} at {w['at_s']:.1f} s: largest ack {w['max_ack_ms']} ms "
+                    f"({w['presses']} presses, {w['unacked']} never acknowledged)"
+                    for w in self.fault_windows
+                ),
+                f"orders {c.get('orders')} ({c.get('auto_orders')} automatic), escalations {c.get('escalations')}, "
+                f"lapsed {c.get('orders_lapsed')}; repeats: "
+                + ", ".join(f"{k} {c.get(k)}" for k in _CHECKS_THAT_MUST_BE_ZERO),
+                f"audit verify: {'OK' if self.audit_ok else 'FAILED'}: {self.audit_output}",
+                f"CPU: {self.cpu}",
+            ]
+        )
+
+
+class ReplicaChaos(Chaos):
+    """``replicas`` named replicas on one PostgreSQL: one is SIGKILLed every ``kill_every_s``.
+
+    The replicas share ``--db``, ``--mqtt``, ``--topic-root`` and ``--client-id`` and each has its
+    own ``--replica rN`` (so its own persistent MQTT sessions: every replica receives every press,
+    the database decides who commits, docs/scaling.md) and HTTP port. Kills go round robin, on the
+    fixed slots ``k * kill_every_s`` of the sending time line, to the next replica that is up, and
+    only while another one is up too. The broker restart and the PostgreSQL restart (stop, then
+    start: what a failover does to a press in flight) fall midway between two kill slots, and no
+    replica is killed while the database is down. P1 presses are assigned automatically and
+    nobody acknowledges an order, so every order escalates after ``ack_deadline_s``; with no
+    duplicate window every press is an alert of its own, so orders and escalations go on all
+    through the run.
+    """
+
+    def __init__(self, config: ChaosConfig, folder: Path) -> None:
+        super().__init__(config, folder)
+        self.replicas: dict[str, Service] = {}
+        self.fault_marks: list[tuple[str, float, float]] = []  # what, began, ended (monotonic)
+        self._victim = 0
+
+    def set_up(self) -> None:
+        from dispatch import Store
+
+        c = self.config
+        osm, units, devices, self.device_ids = write_city(
+            self.folder, nodes=c.city_nodes, buttons=c.buttons, seed=c.seed
+        )
+        self.inputs = (osm, units, devices)
+        self.broker = Broker(self.folder / "mosquitto")
+        self.broker.start()
+        self.db = PostgresCluster(self.folder / "pg")
+        Store(self.db.url).upgrade_schema().close()  # once, before the replicas race for it
+        env = _service_env()
+        env.update(
+            QORGAU_AUTO_ASSIGN_P1="true",
+            QORGAU_ACK_DEADLINE_S=f"{c.ack_deadline_s:g}",
+            QORGAU_DUPLICATE_WINDOW_S="0",
+        )
+        for i in range(1, c.replicas + 1):
+            name = f"r{i}"
+            args = [*self.serve_args(port=free_port()), "--replica", name]
+            self.replicas[name] = Service(args, env, self.folder / f"service-{name}.log")
+        for replica in self.replicas.values():
+            replica.start()
+        deadline = time.monotonic() + 300
+        while not all(r.ready.is_set() for r in self.replicas.values()):
+            if time.monotonic() > deadline:
+                late = [n for n, r in self.replicas.items() if not r.ready.is_set()]
+                msg = f"replicas {late} did not come up within 300 s; see {self.folder}/service-*.log"
+                raise RuntimeError(msg)
+            self.supervise()  # a start that exits by itself (e.g. no SUBACK in time on a busy machine) again
+            time.sleep(0.2)
+        self.clock.mark(
+            "replicas up: " + ", ".join(f"{n} (pid {r.proc.pid if r.proc else '?'})" for n, r in self.replicas.items())
+        )
+        self.service = next(iter(self.replicas.values()))  # for code that wants one; counts come from all
+        self.buttons = Buttons(self.broker.url, self.device_ids, self.run_id, republish_after_s=c.republish_after_s)
+        self.buttons.connect()
+
+    def tear_down(self) -> None:
+        for step in (
+            lambda: getattr(self, "buttons", None) and self.buttons.close(),
+            self._stop_all,
+            lambda: [r.close() for r in self.replicas.values()],
+            lambda: getattr(self, "broker", None) and self.broker.stop(),
+            lambda: getattr(self, "db", None) and self.db.close(),
+        ):
+            try:
+                step()
+            except Exception:  # tear down the rest anyway
+                log.exception("tear-down step failed")
+
+    def _stop_all(self) -> None:
+        """SIGTERM every replica at once and wait for all (a clean stop each)."""
+        threads = [threading.Thread(target=r.stop, name=f"chaos-stop-{n}") for n, r in self.replicas.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def stop_services(self) -> None:
+        self._stop_all()
+
+    def service_counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for replica in self.replicas.values():
+            total.update(replica.counts)
+        return total
+
+    def _up(self) -> list[str]:
+        return [n for n, r in self.replicas.items() if r.alive() and r.ready.is_set()]
+
+    def supervise(self) -> None:
+        """Start again every replica that exited by itself (e.g. started while the broker or database was down)."""
+        for name, replica in self.replicas.items():
+            if replica.proc is not None and not replica.alive():
+                replica.counts["exits"] += 1
+                self.clock.mark(
+                    f"replica {name} exited by itself (status {replica.proc.returncode}); starting it again"
+                )
+                replica.start()
+
+    def kill_loop(self) -> None:
+        """SIGKILL one replica on each slot ``k * kill_every_s``: the next one up, round robin, if another is up."""
+        period = self.config.kill_every_s
+        names = list(self.replicas)
+        slot = self.clock.t0 + period
+        delayed = False
+        while not self.stop_killing.is_set():
+            self.supervise()
+            if self.stop_killing.wait(min(0.2, max(0.0, slot - time.monotonic()))):
+                return
+            if time.monotonic() < slot:
+                continue
+            up = self._up()
+            order = [names[(self._victim + i) % len(names)] for i in range(len(names))]
+            victim = next((n for n in order if n in up), None)
+            if self.pause_killing.is_set() or victim is None or len(up) < 2:
+                if not delayed:
+                    self.counts["kills_delayed"] += 1
+                    delayed = True
+                continue
+            replica = self.replicas[victim]
+            replica.kill()
+            now = time.monotonic()
+            self.fault_marks.append((f"kill {victim}", now, now))
+            self.clock.mark(f"SIGKILL replica {victim} (kill {self.service_counts()['kills']}; up: {', '.join(up)})")
+            replica.start()
+            self._victim = names.index(victim) + 1
+            delayed = False
+            while slot <= time.monotonic():
+                slot += period
+
+    def faults(self) -> None:
+        """The broker restart and the database restart, each midway between two kill slots."""
+        c = self.config
+        period = c.kill_every_s
+
+        def midway(fraction: float) -> float:
+            return (math.floor(fraction * c.send_duration_s / period) + 0.5) * period
+
+        plan = sorted(
+            [(midway(c.broker_restart_at), self._restart_broker), (midway(c.db_outage_at), self._db_outage)],
+            key=lambda x: x[0],
+        )
+        for at, action in plan:
+            delay = at - self.clock.now()
+            if delay > 0:
+                time.sleep(delay)
+            action()
+
+    def _restart_broker(self) -> None:
+        began = time.monotonic()
+        super()._restart_broker()
+        self.fault_marks.append(("broker restart", began, time.monotonic()))
+
+    def _db_outage(self) -> None:
+        """PostgreSQL stopped (fast: sessions cut) and started again, with no kill meanwhile."""
+        self.pause_killing.set()
+        try:
+            deadline = time.monotonic() + 120
+            while not self._up() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            errors_before = self.service_counts()["store_errors"]
+            began = time.monotonic()
+            self.clock.mark(f"PostgreSQL: stop (down for at least {self.config.db_outage_s:g} s), then start")
+            self.db.outage(
+                self.config.db_outage_s, noticed=lambda: self.service_counts()["store_errors"] > errors_before
+            )
+            self.counts["db_outages"] += 1
+            self.fault_marks.append(("database restart", began, time.monotonic()))
+            self.clock.mark(f"PostgreSQL: up again after {time.monotonic() - began:.1f} s")
+        finally:
+            self.pause_killing.clear()
+
+    def run(self) -> ChaosResult:
+        self.cpu = CpuMeter(self._cpu_roots).start()
+        return super().run()
+
+    def _cpu_roots(self) -> dict[str, list[int]]:
+        roots: dict[str, list[int]] = {"harness": [os.getpid()]}
+        roots["replicas"] = [r.proc.pid for r in self.replicas.values() if r.proc is not None]
+        if self.broker.proc is not None:
+            roots["broker"] = [self.broker.proc.pid]
+        pid_file = getattr(self.db, "data", Path("/nonexistent")) / "postmaster.pid"
+        with suppress(OSError, ValueError, IndexError):  # stopped just now: no postmaster
+            roots["postgres"] = [int(pid_file.read_text().split()[0])]
+        return roots
+
+    def latencies(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Press -> first accepted ack over the run, and around each fault."""
+        presses = list(self.buttons.presses.values())
+        acked = self.buttons.acked_at
+        delays = [(acked[p.event_id] - p.first_sent) * 1000 for p in presses if p.event_id in acked]
+
+        def ms(x: float | None) -> float | None:
+            return None if x is None else round(x, 1)
+
+        overall = {
+            "n": len(delays),
+            "p50": ms(percentile(delays, 0.5)),
+            "p99": ms(percentile(delays, 0.99)),
+            "max": ms(max(delays, default=None)),
+        }
+        windows = []
+        for what, began, ended in self.fault_marks:
+            around = [p for p in presses if began - FAULT_WINDOW_S <= p.first_sent <= ended + FAULT_WINDOW_S]
+            waits = [(acked[p.event_id] - p.first_sent) * 1000 for p in around if p.event_id in acked]
+            windows.append(
+                {
+                    "what": what,
+                    "at_s": round(began - self.clock.t0, 1),
+                    "down_s": round(ended - began, 1),
+                    "presses": len(around),
+                    "unacked": len(around) - len(waits),
+                    "max_ack_ms": ms(max(waits, default=None)),
+                }
+            )
+        return overall, windows
+
+    def count(self, send_s: float, drain_s: float) -> ReplicaChaosResult:
+        base = super().count(send_s, drain_s)
+        cpu = self.cpu.stop()
+        overall, windows = self.latencies()
+        checks = dispatch_checks(self.db.url)
+        audit_ok, audit_output = audit_verify(self.db.url)
+        return ReplicaChaosResult(
+            **asdict(base),
+            replicas=len(self.replicas),
+            kills_by_replica={n: r.counts["kills"] for n, r in self.replicas.items()},
+            kills_delayed=self.counts["kills_delayed"],
+            leader_takeovers=self.service_counts()["leader"],
+            kill_every_s=self.config.kill_every_s,
+            ack_deadline_s=self.config.ack_deadline_s,
+            ack_latency_ms=overall,
+            fault_windows=windows,
+            checks=checks,
+            audit_ok=audit_ok,
+            audit_output=audit_output,
+            cpu=cpu,
+        )
 
 
 def run(config: ChaosConfig) -> ChaosResult:
     """Set up, run and tear down one chaos run."""
     with _workdir(config) as folder:
-        chaos = Chaos(config, folder)
+        chaos = ReplicaChaos(config, folder) if config.replicas else Chaos(config, folder)
         try:
             chaos.set_up()
             result = chaos.run()
@@ -1007,6 +1540,82 @@ def render(figures: dict[str, Any]) -> list[str]:
     ]
 
 
+REPLICA_KILL_EVERY_S = 10.0
+"""With ``--replicas``: one replica is SIGKILLed every this many seconds."""
+
+
+def render_replicas(figures: dict[str, Any]) -> list[str]:
+    """BENCHMARKS.md lines for a stored replicas run (the first line is the heading)."""
+    f = figures
+    lat, c, cpu = f["ack_latency_ms"], f["checks"], f["cpu"]
+    stored_ok = (
+        f["sent"] == f["stored"] == f["unique_stored"] == f["acknowledged"] and f["lost"] == f["duplicates"] == 0
+    )
+    repeats = sum(c.get(k, 1) for k in _CHECKS_THAT_MUST_BE_ZERO)
+    once_ok = repeats == 0 and c.get("orders", 0) > 0 and c.get("escalations", 0) > 0
+    kills = [w for w in f["fault_windows"] if w["what"].startswith("kill")]
+    others = [w for w in f["fault_windows"] if not w["what"].startswith("kill")]
+    kill_max = [w["max_ack_ms"] for w in kills if w["max_ack_ms"] is not None]
+
+    def s(ms: float | None) -> str:
+        return "n/a" if ms is None else f"{ms / 1000:.2f}"
+
+    p99, mx = lat.get("p99"), lat.get("max")
+    cpu_s = cpu.get("cpu_s", {})
+    return [
+        f"## Faults with {f['replicas']} replicas: nothing lost, nothing doubled, orders once (`make chaos`, `--replicas`)",
+        "",
+        "| db | replicas | sent | stored | acknowledged | duplicates | lost |",
+        "|---|---|---|---|---|---|---|",
+        f"| {f['db']} | {f['replicas']} | {f['sent']:,} | {f['stored']:,} | {f['acknowledged']:,} | {f['duplicates']} "
+        f"| {f['lost']} |",
+        "",
+        "| press -> first ack | p50 (s) | p99 (s) | max (s) |",
+        "|---|---|---|---|",
+        f"| all {lat.get('n', 0):,} presses | {s(lat.get('p50'))} | {s(p99)} | {s(mx)} |",
+        f"| around the {len(kills)} kills (largest of each: {', '.join(s(x) for x in kill_max) or 'n/a'}) | | | "
+        f"{s(max(kill_max, default=None))} |",
+        *(f"| around the {w['what']} (down {w['down_s']:.1f} s) | | | {s(w['max_ack_ms'])} |" for w in others),
+        "",
+        f"{f['buttons']} buttons at {f['rate_hz']:g} presses/s for {f['send_s']:.0f} s through {f['replicas']} "
+        f"replicas (`serve --replica rN`, one PostgreSQL, one Mosquitto; every replica subscribes with its own "
+        f"persistent session, docs/scaling.md). One replica was SIGKILLed every "
+        f"{f['kill_every_s']:g} s, round robin among those up and only while another "
+        f"was up ({f['kills']} kills: {', '.join(f'{n} {k}' for n, k in f['kills_by_replica'].items())}; "
+        f"{f['kills_delayed']} slots waited for a replica to come back; {f['service_starts']} starts, "
+        f"{f['service_exits']} ended by themselves), Mosquitto restarted {f['broker_restarts']} time(s), PostgreSQL "
+        f"stopped and started {f['db_outages']} time(s) ({f['store_errors_logged']} store errors logged, "
+        f"{f['leader_takeovers']} times a replica became the leader). The buttons published {f['publishes']:,} "
+        f"times ({f['republishes']} republished after no PUBACK) and received {f['ack_messages']:,} acks "
+        f"({f['ack_messages'] / max(f['sent'], 1):.2f} per press), {f['rejected_acks']} rejected, "
+        f"{f['ack_alert_id_mismatches']} naming another alert than the stored one. 'Around' a fault: the presses "
+        f"sent from {FAULT_WINDOW_S:g} s before it to {FAULT_WINDOW_S:g} s after it. Drained {f['drain_s']:.0f} s "
+        f"after the last fault; {f['total_s']:.0f} s in all.",
+        "",
+        f"Orders and escalations (P1 presses assigned automatically, nobody acknowledges, deadline "
+        f"{f['ack_deadline_s']:g} s, no duplicate window): {c.get('orders', 0):,} orders "
+        f"({c.get('auto_orders', 0):,} automatic), {c.get('escalations', 0):,} escalations, "
+        f"{c.get('orders_lapsed', 0)} lapsed; repeated in the database (the same unit ordered to an alert twice, "
+        f"two unanswered orders of one alert, two order, escalation or ingest audit entries for one thing, a "
+        f"unit held by two alerts, counters that disagree): {repeats}. `qorgau audit verify`: "
+        f"**{'passed' if f['audit_ok'] else 'FAILED'}** ({f['audit_output']}).",
+        "",
+        f"CPU over {cpu.get('wall_s', 0):.0f} s on {cpu.get('cores')} cores: the machine was "
+        f"{cpu.get('machine_busy', 0):.0%} busy: this run's processes {cpu.get('ours_of_machine', 0):.0%} of its "
+        f"capacity, other people's work on the shared machine {cpu.get('others_of_machine', 0):.0%} ("
+        + ", ".join(f"{role} {v:.0f} s" for role, v in cpu_s.items())
+        + f"; load average {cpu.get('load_start', ['?'])[0]} at the start, {cpu.get('load_end', ['?'])[0]} at the "
+        "end): the replicas, the broker, PostgreSQL and the buttons share two cores.",
+        "",
+        f"Targets (issue 11): every press stored once and acknowledged: **{'met' if stored_ok else 'not met'}**; "
+        f"orders and escalations once, audit chain intact: "
+        f"**{'met' if once_ok and f['audit_ok'] else 'not met'}**; press -> ack p99 under 1 s: "
+        f"**{'met' if p99 is not None and p99 < 1000 else 'not met'}** ({s(p99)} s); max under 5 s: "
+        f"**{'met' if mx is not None and mx < 5000 else 'not met'}** ({s(mx)} s).",
+        "",
+    ]
+
+
 def _parser() -> argparse.ArgumentParser:
     d = ChaosConfig()
     p = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.splitlines()[0])
@@ -1015,13 +1624,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", choices=("sqlite", "postgres"), default=d.db, help="database [sqlite]")
     p.add_argument("--buttons", type=int, default=d.buttons, help=f"simulated buttons [{d.buttons}]")
     p.add_argument(
-        "--kill-every", type=float, default=d.kill_every_s, help=f"mean seconds between SIGKILLs [{d.kill_every_s:g}]"
+        "--replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N named replicas (serve --replica rN) on PostgreSQL instead of one service; "
+        "one is SIGKILLed every --kill-every seconds, PostgreSQL is restarted once [0: one service]",
+    )
+    p.add_argument(
+        "--kill-every",
+        type=float,
+        default=None,
+        help=f"mean seconds between SIGKILLs; with --replicas the fixed period [{d.kill_every_s:g}; "
+        f"{REPLICA_KILL_EVERY_S:g} with --replicas]",
     )
     p.add_argument(
         "--db-outage",
         type=float,
-        default=d.db_outage_s,
-        help=f"seconds the database is away at least (and until the service notices) [{d.db_outage_s:g}]",
+        default=None,
+        help=f"seconds the database is away at least (and until the service notices) [{d.db_outage_s:g}; "
+        "0 with --replicas: a restart]",
+    )
+    p.add_argument(
+        "--ack-deadline",
+        type=float,
+        default=d.ack_deadline_s,
+        help=f"with --replicas: the units' acknowledgement deadline; every order escalates [{d.ack_deadline_s:g}]",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=d.drain_timeout_s,
+        help=f"seconds the backlog may take to drain after the last fault [{d.drain_timeout_s:g}]",
     )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
@@ -1033,6 +1667,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` tears the broker and service down too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    d = ChaosConfig()
+    replicas = args.replicas > 0
+    if args.kill_every is None:
+        args.kill_every = REPLICA_KILL_EVERY_S if replicas else d.kill_every_s
+    if args.db_outage is None:
+        args.db_outage = 0.0 if replicas else d.db_outage_s
+    if replicas and args.db != "postgres":
+        _parser().error("--replicas needs --db postgres")
     config = ChaosConfig(
         sent=args.sent,
         rate=args.rate,
@@ -1042,6 +1684,9 @@ def main(argv: list[str] | None = None) -> int:
         db_outage_s=args.db_outage,
         seed=args.seed,
         keep=args.keep,
+        replicas=args.replicas,
+        ack_deadline_s=args.ack_deadline,
+        drain_timeout_s=args.drain_timeout,
     )
     result = run(config)
     print("\n".join(result.timeline))
@@ -1055,10 +1700,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.__main__ import render as render_all
 
         command = "python -m bench.chaos " + shlex.join(sys.argv[1:] if argv is None else argv)
-        save("chaos", asdict(result), command)
+        part = "chaos_replicas" if replicas else "chaos"
+        save(part, asdict(result), command)
         (ROOT / "BENCHMARKS.md").write_text(render_all())
-        log.info("wrote %s and BENCHMARKS.md", RESULTS / "chaos.json")
-    print("OK: every press stored exactly once" if result.ok else "FAILED: see the figures above")
+        log.info("wrote %s and BENCHMARKS.md", RESULTS / f"{part}.json")
+    if result.ok:
+        print("OK: every press stored exactly once" + (", orders and escalations issued once" if replicas else ""))
+    else:
+        print("FAILED: see the figures above")
     return 0 if result.ok else 1
 
 
