@@ -111,26 +111,34 @@ class Fleet:
         """Merge the seed units with the units the store remembers, place them, store the merge.
 
         Returns how many units are available on the streets.
+
+        The stored units are read and the merge written back in one transaction, their rows locked
+        (PostgreSQL, in id order): a replica that starts while others assign and free units must
+        not write back a status or alert it read a moment before (chaos ``--replicas`` found a
+        unit held by two alerts that way).
         """
-        known = {u.id: u for u in self.store.list_units()}
-        units = []
-        seeded = set()
-        for seed in seed_units:
-            unit = seed.copy()
-            seeded.add(unit.id)
-            old = known.get(unit.id)
-            if old is not None:
-                unit.status, unit.retired, unit.alert_id = old.status, old.retired, old.alert_id
-                unit.staff_from, unit.staff_to = old.staff_from or unit.staff_from, old.staff_to or unit.staff_to
-                if old.position_ts is not None:  # measured after the seed file was written
-                    unit.lat, unit.lon, unit.position_ts = old.lat, old.lon, old.position_ts
-            units.append(unit)
-        units.extend(u for u in known.values() if u.id not in seeded)  # registered through the API
+        seeds = [seed.copy() for seed in seed_units]
+        ids = sorted({u.id for u in seeds} | {u.id for u in self.store.list_units()})
+        with self.store.transaction("merge the unit registry") as tx:
+            known = {uid: u for uid in ids if (u := tx.unit(uid)) is not None}
+            units = []
+            seeded = set()
+            for unit in seeds:
+                seeded.add(unit.id)
+                old = known.get(unit.id)
+                if old is not None:
+                    unit.status, unit.retired, unit.alert_id = old.status, old.retired, old.alert_id
+                    unit.staff_from, unit.staff_to = old.staff_from or unit.staff_from, old.staff_to or unit.staff_to
+                    if old.position_ts is not None:  # measured after the seed file was written
+                        unit.lat, unit.lon, unit.position_ts = old.lat, old.lon, old.position_ts
+                units.append(unit)
+            units.extend(u for u in known.values() if u.id not in seeded)  # registered through the API
+            for unit in units:
+                tx.save_unit(unit)
         self.opened_at = self.clock()
         with self._lock:
             self._units = {u.id: u for u in units}
             placed = sum(self._place(unit) for unit in units)
-        self.store.save_units(units)
         return placed
 
     def warm_up(self) -> None:
