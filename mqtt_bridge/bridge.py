@@ -257,6 +257,14 @@ class _Connection:
             self.client_id,
             "resumed" if flags.session_present else "new",
         )
+        if flags.session_present:
+            # A resumed session holds its subscriptions: they are in force now. The broker sends the
+            # session's backlog before the SUBACK of the SUBSCRIBE below, and a lane whose queue is
+            # full stops reading its socket, so waiting for that SUBACK could outlast start()'s
+            # timeout: a replica restarted with a backlog exited and restarted in a loop
+            # (chaos --replicas). The SUBSCRIBE still goes out (new filters of a new version);
+            # a refusal is still reported by _on_subscribe.
+            self.subscribed.set()
         result, mid = client.subscribe([(f, SubscribeOptions(qos=QOS)) for f in self.filters])
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.error("subscribing %r failed: %s", self, mqtt.error_string(result))

@@ -316,3 +316,44 @@ def test_signed_presses_in_one_batch_a_counter_twice_is_a_replay(
     ]
     assert acks[3].alert_id == acks[0].alert_id  # the same event again is a redelivery, not a replay
     assert sorted(al.device_counter for al in store.list_alerts(limit=10)) == [10, 11]
+
+
+def test_a_bridge_restarted_with_a_backlog_while_the_database_is_away_starts(
+    tmp_path, city: StreetNetwork, registry: Registry, mqtt_url: str, topic_root: str, probe: Probe
+) -> None:
+    """The resumed session's subscriptions are in force: start() does not wait behind the backlog for a SUBACK.
+
+    chaos --replicas found a replica restarted with a backlog exiting in a loop: the broker sends the
+    queued messages before the SUBACK, a lane whose queue is full stops reading its socket, and the
+    SUBACK never arrived within start()'s timeout.
+    """
+    path = tmp_path / "backlog.sqlite3"
+    store = Store(f"sqlite:///{path}").upgrade_schema()
+    service = DispatchService(store, Router(city), devices=registry.devices, units=registry.units).open()
+    client_id = f"qorgau-test-{uuid.uuid4().hex[:12]}"
+    MqttBridge(service, url=mqtt_url, topic_root=topic_root, client_id=client_id, session_expiry_s=60).start().stop()
+    device = registry.devices[_street_devices(registry)[0]]
+    for i in range(BACKLOG):
+        probe.publish(probe.topics.app102_report, report_payload(device.lat + (i % 50) * 1e-5, device.lon))
+    lock = _lock_sqlite(path)
+    bridge = MqttBridge(
+        service,
+        url=mqtt_url,
+        topic_root=topic_root,
+        client_id=client_id,
+        session_expiry_s=60,
+        queue_limit={Lane.APP102: 4},
+        store_retry_s=0.1,
+    )
+    try:
+        bridge.start(timeout_s=3)  # raised ConnectionError before: no SUBACK within 3 s
+        assert bridge.is_connected()
+        lock.rollback()  # type: ignore[attr-defined]
+        wait_for(lambda: store.count_alerts() == BACKLOG, timeout_s=60, what="the backlog stored")
+    finally:
+        lock.close()  # type: ignore[attr-defined]
+        bridge.stop(end_session=True)
+        store.close()
+
+
+BACKLOG = 400
