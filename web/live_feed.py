@@ -60,6 +60,7 @@ class _Event:
     seq: int  # the change's seq: the SSE id
     frame: str  # the whole SSE message
     audience: str | None = None  # None: the live map's streams
+    notice: bool = False  # not a change: sent to every stream open when it is filed, never replayed
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,18 +171,31 @@ class LiveFeed:
         items += [("device", dict(d)) for d in change.devices]
         self._file(change.seq, items, None)
 
-    def publish(self, kind: str, data: dict[str, Any], *, seq: int, audience: str | None = None) -> None:
-        """File an event that follows from change ``seq``; with ``audience``, only streams of that audience send it."""
-        self._file(seq, [(kind, data)], audience)
+    def publish(self, kind: str, data: dict[str, Any], *, seq: int | None = None, audience: str | None = None) -> None:
+        """File an event that follows from change ``seq``; with ``audience``, only streams of that audience send it.
 
-    def _file(self, seq: int, items: list[tuple[str, dict[str, Any]]], audience: str | None) -> None:
+        Without ``seq`` it is a local notice (e.g. a plan issued through this replica): its id is the
+        newest change heard, so it never moves a client's ``Last-Event-ID`` past a change it was not
+        sent; open streams send it, replay does not (the page reloads what it points to).
+        """
+        if seq is None:
+            with self._lock:
+                top = self._top
+            self._file(top, [(kind, data)], audience, notice=True)
+        else:
+            self._file(seq, [(kind, data)], audience)
+
+    def _file(
+        self, seq: int, items: list[tuple[str, dict[str, Any]]], audience: str | None, *, notice: bool = False
+    ) -> None:
         frames = [(kind, data, _frame(seq, kind, data)) for kind, data in items]
         with self._lock:
+            seq = max(seq, self._top) if notice else seq
             if seq < self._top:  # heard after a later one (never, in seq order): memory no longer replays across it
                 self._horizon = max(self._horizon, self._top)
             for kind, data, frame in frames:
                 self._pos += 1
-                self._events.append(_Event(self._pos, seq, frame, audience))
+                self._events.append(_Event(self._pos, seq, frame, audience, notice))
                 if kind == "device" and audience is None and "id" in data:
                     self._devices[str(data["id"])] = data
             self._top = max(self._top, seq)
@@ -293,7 +307,7 @@ class LiveFeed:
             new_pos = pos
             for event in itertools.islice(self._events, pos - first + 1, None):
                 new_pos = event.pos
-                if event.seq > after and event.audience == audience:
+                if (event.notice or event.seq > after) and event.audience == audience:
                     found.append(event)
                     if len(found) >= limit:
                         break
