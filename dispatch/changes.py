@@ -69,6 +69,8 @@ class ChangeStream:
         self.shared = store.engine.dialect.name == "postgresql"
         self.last_seq = 0
         self.remote_applied = 0
+        self._pending: list[Change] = []
+        """Local changes waiting for the remote ones before them (which could not be read yet)."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,21 +85,36 @@ class ChangeStream:
     # local commits ------------------------------------------------------------------------
 
     def _local(self, changes: list[Change]) -> None:
-        """This replica's committed changes (inside the store's commit lock), merged with unseen remote ones."""
+        """This replica's committed changes (inside the store's commit lock), merged with unseen remote ones.
+
+        When the remote ones before them cannot be read now, ours wait (:attr:`pending`) and the
+        poller hands both on in ``seq`` order: a listener never hears a change after a later one.
+        """
         with self._lock:
+            if self._pending:
+                self._pending.extend(changes)
+                return
             remote: list[Change] = []
+            last = self.last_seq
             if self.shared and changes[0].seq > self.last_seq + 1:
                 try:
-                    remote, _ = self.store.read_changes(self.last_seq, skip_origin=self.origin)
-                except StoreError as e:  # the poller catches up later; ours go out now
-                    log.warning("could not read remote changes before a local commit: %s", e)
+                    remote, last = self.store.read_changes(
+                        self.last_seq, limit=100_000, skip_origin=self.origin, until=changes[-1].seq
+                    )
+                except StoreError as e:
+                    log.warning("could not read remote changes before a local commit (they wait for the poller): %s", e)
+                    self._pending.extend(changes)
+                    return
+                if last < changes[-1].seq:  # more remote ones than one read takes: the poller merges
+                    self._pending.extend(changes)
+                    return
             local = {c.seq for c in changes}
             for change in sorted([*remote, *changes], key=lambda c: c.seq):
                 if change.seq in local:
                     self._hand_on(change, remote=False)
                 elif change.seq > self.last_seq:
                     self._hand_on(change, remote=True)
-            self.last_seq = max(self.last_seq, changes[-1].seq, *(c.seq for c in remote))
+            self.last_seq = max(self.last_seq, last, changes[-1].seq)
 
     # remote commits -----------------------------------------------------------------------
 
@@ -109,10 +126,15 @@ class ChangeStream:
         with self.store.commit_lock, self._lock:  # no local commit's hook can run meanwhile
             while True:
                 changes, last = self.store.read_changes(self.last_seq, limit=500, skip_origin=self.origin)
-                for change in changes:
-                    self._hand_on(change, remote=True)
+                ours = [c for c in self._pending if c.seq <= last]
+                self._pending = [c for c in self._pending if c.seq > last]
+                for change in sorted([*changes, *ours], key=lambda c: c.seq):
+                    self._hand_on(change, remote=change.origin != self.origin)
                 count += len(changes)
                 if last == self.last_seq:
+                    for change in self._pending:  # committed, so already read: only if the table lost them
+                        self._hand_on(change, remote=False)
+                    self._pending.clear()
                     return count
                 self.last_seq = last
 

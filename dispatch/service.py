@@ -227,13 +227,18 @@ class DispatchService:
         """Set who sends acks (the MQTT bridge attaches itself)."""
         self._outbox.notifier = notifier
 
-    def add_listener(self, listener: ChangeListener | AlertUnitListener) -> None:
-        """Tell ``listener`` about every committed alert and unit change from now on (the live map).
+    def add_listener(self, *listeners: ChangeListener | AlertUnitListener) -> int:
+        """Tell ``listeners`` about every committed alert and unit change from now on (the live map).
 
-        With ``change_committed`` it hears every change of the global stream, local or from another
-        replica, in ``seq`` order (see :class:`~dispatch.ports.ChangeListener`).
+        With ``change_committed`` a listener hears every change of the global stream, local or from
+        another replica, in ``seq`` order (see :class:`~dispatch.ports.ChangeListener`). Returns the
+        ``seq`` after which they hear every change: they are added under the store's commit lock, so
+        no change is half handed on meanwhile.
         """
-        self._outbox.add_listener(listener)
+        with self.store.commit_lock:
+            for listener in listeners:
+                self._outbox.add_listener(listener)
+            return self._stream.last_seq
 
     # replicas -----------------------------------------------------------------------------
 
@@ -260,15 +265,25 @@ class DispatchService:
         """The ``seq`` of the newest change this replica has handed on."""
         return self._stream.last_seq
 
-    def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
-        """The changes of the global stream after ``seq``, oldest first, each object in its current state.
+    def changes_since(self, seq: int, limit: int = 1000, *, until: int | None = None) -> list[Change]:
+        """The changes of the global stream after ``seq`` (up to ``until``), oldest first, each object in its current state.
 
         Raises
         ------
         StoreError
             If the database could not be reached.
         """
-        return self.store.changes_since(seq, limit)
+        return self.store.changes_since(seq, limit, until=until)
+
+    def change_bounds(self, after: int, until: int) -> tuple[int | None, int, int]:
+        """The oldest and newest ``seq`` the change table keeps and how many rows lie in ``(after, until]``.
+
+        Raises
+        ------
+        StoreError
+            If the database could not be reached.
+        """
+        return self.store.change_bounds(after, until)
 
     def _catch_up(self) -> None:
         """Before an ingest batch (PostgreSQL, once the stream runs): the other replicas' changes not seen yet."""

@@ -918,14 +918,17 @@ class Store:
     # the change stream --------------------------------------------------------------------
 
     def read_changes(
-        self, after: int, *, limit: int = 1000, skip_origin: str | None = None
+        self, after: int, *, limit: int = 1000, skip_origin: str | None = None, until: int | None = None
     ) -> tuple[list[Change], int]:
-        """Changes with ``seq > after`` (at most ``limit`` rows read), objects in their current state.
+        """Changes with ``seq > after`` (and ``<= until``; at most ``limit`` rows read), objects in their current state.
 
         Rows of ``skip_origin`` are read but not returned. Returns the changes and the last
         ``seq`` read (``after`` when there was none).
         """
-        stmt = select(ChangeRow).where(ChangeRow.seq > after).order_by(ChangeRow.seq).limit(limit)
+        stmt = select(ChangeRow).where(ChangeRow.seq > after)
+        if until is not None:
+            stmt = stmt.where(ChangeRow.seq <= until)
+        stmt = stmt.order_by(ChangeRow.seq).limit(limit)
         with self._reachable(f"read the changes after {after}"), self._sessions() as session:
             rows = list(session.scalars(stmt))
             last = rows[-1].seq if rows else after
@@ -955,14 +958,24 @@ class Store:
                 out.append(_change(r.seq, r.at, r.origin, ChangeKind(r.kind), obj))
         return out, last
 
-    def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
-        """The changes after ``seq``, oldest first, each object in its current state (replay)."""
-        return self.read_changes(seq, limit=limit)[0]
+    def changes_since(self, seq: int, limit: int = 1000, *, until: int | None = None) -> list[Change]:
+        """The changes after ``seq`` (up to ``until``), oldest first, each object in its current state (replay)."""
+        return self.read_changes(seq, limit=limit, until=until)[0]
 
     def last_change_seq(self) -> int:
         """The highest ``seq`` of the change stream (0 when empty)."""
         with self._reachable("read the newest change"), self._sessions() as session:
             return int(session.scalar(select(func.max(ChangeRow.seq))) or 0)
+
+    def change_bounds(self, after: int, until: int) -> tuple[int | None, int, int]:
+        """The oldest ``seq`` the table keeps (None when empty), its newest (0 when empty), and how
+        many rows lie in ``(after, until]``: what a replay after ``after`` can rely on."""
+        with self._reachable("read the change stream's bounds"), self._sessions() as session:
+            oldest, newest = session.execute(select(func.min(ChangeRow.seq), func.max(ChangeRow.seq))).one()
+            count = session.scalar(
+                select(func.count()).select_from(ChangeRow).where(ChangeRow.seq > after, ChangeRow.seq <= until)
+            )
+        return (None if oldest is None else int(oldest)), int(newest or 0), int(count or 0)
 
     def list_units(self) -> list[Unit]:
         """All units ever registered, by id."""

@@ -191,10 +191,9 @@ def _to_event(row: DeviceEventRow) -> DeviceEvent:
     )
 
 
-def _summary(event: DeviceEvent) -> dict[str, Any]:
-    """A device's supervision change on the change stream: its id, state and offline event."""
-    state = DeviceState.OFFLINE if event.back_at is None and event.closed_at is None else DeviceState.ONLINE
-    return {"id": event.device_id, "state": state.value, "event": event.to_json()}
+def _event_state(event: DeviceEvent) -> DeviceState:
+    """The state a button is in once ``event`` is written: offline until it is back or closed."""
+    return DeviceState.OFFLINE if event.back_at is None and event.closed_at is None else DeviceState.ONLINE
 
 
 @runtime_checkable
@@ -607,7 +606,7 @@ class DeviceSupervisor:
             tx.session.add(row)
             tx.session.flush()
             event = _to_event(row)
-            tx.note_change(ChangeKind.DEVICE, device_id, _summary(event))
+            tx.note_change(ChangeKind.DEVICE, device_id, self._change_view(event))
             tx.audit(
                 "device_offline", actor=SYSTEM, after={"device_id": device_id, **event.to_json()}, only_changes=False
             )
@@ -623,7 +622,7 @@ class DeviceSupervisor:
             for name in ("drops", "last_drop_at", "last_cause", "back_at", "closed_at"):
                 setattr(row, name, getattr(event, name))
             after = {**event.to_json(), **extra}
-            tx.note_change(ChangeKind.DEVICE, event.device_id, _summary(event))
+            tx.note_change(ChangeKind.DEVICE, event.device_id, self._change_view(event))
             tx.audit(
                 action,
                 actor=SYSTEM,
@@ -631,6 +630,13 @@ class DeviceSupervisor:
                 after={"device_id": event.device_id, **after},
                 only_changes=False,
             )
+
+    def _change_view(self, event: DeviceEvent) -> dict[str, Any]:
+        """The button on the change stream once ``event`` is written: as the live map shows it
+        (:meth:`_view`'s fields), so any replica's map can show it, and replay it from the table."""
+        tracked = self._tracked.get(event.device_id) or _Tracked()
+        shown = None if event.closed_at is not None else event  # a closed event is over, as devices_view shows it
+        return self._view(event.device_id, replace(tracked, state=_event_state(event), event=shown))
 
     def _count_store_error(self) -> None:
         with self._lock:

@@ -39,6 +39,7 @@ import itertools
 import json
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -711,6 +712,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below Linux's ephemeral range (32768-60999): a replica binds it seconds later, and a
+    port the kernel hands out to outgoing connections (to PostgreSQL, the broker) may be taken by then."""
+    for port in random.sample(range(20000, 32000), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 20000-32000")

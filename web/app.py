@@ -120,10 +120,9 @@ def create_app(
     options = map_options or MapOptions()
     hardening = hardening or HttpHardening()
     feed = LiveFeed(service, capacity=options.capacity)
-    service.add_listener(feed)
-    service.add_listener(HandheldFeed(service, feed))  # each unit's order and withdrawn events
-    if supervisor is not None:
-        supervisor.add_listener(feed)  # the map hears the buttons go offline and come back
+    # The change stream, with each unit's order and withdrawn events; buttons' supervision changes
+    # (offline, back) are changes of the stream too, from whichever replica supervises.
+    feed.attach(HandheldFeed(service, feed))
     scraped = [ServiceCollector(service.metrics, supervisor.metrics if supervisor is not None else None), *collectors]
 
     app = FastAPI(title=title, responses=ERROR_RESPONSES)

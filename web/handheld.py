@@ -2,14 +2,18 @@
 
 :func:`order_json` is the contract's ``Order`` (priority, source and site, the nearest street's
 name, distance, ETA, times, the acknowledgement deadline and the route on the city's streets).
-:class:`HandheldFeed` hears every committed change of the service (a
-:class:`~dispatch.ports.ChangeListener`) and files, in the live map's numbered feed
-(:class:`~web.live_feed.LiveFeed`, so ``Last-Event-ID`` replay is the map's own), events meant
-for one unit only:
+:class:`HandheldFeed` hears the global change stream (a :class:`~dispatch.ports.ChangeListener`
+with ``change_committed``, every change of every replica in ``seq`` order) and files, in the live
+map's feed (:class:`~web.live_feed.LiveFeed`), events meant for one unit only, each with the
+``seq`` of the change it follows from (so ``Last-Event-ID`` replay is the map's own, on any replica):
 
-- ``order``: a new order for the unit, or its order's status changed (data: the Order);
-- ``withdrawn``: the unit no longer holds the alert (data: ``alert_id``, ``order_id``,
-  ``reason``: ``reassigned`` | ``cancelled`` | ``closed``).
+- ``order``: an alert change that leaves the alert open and assigned to the unit: its new order,
+  or its order's status changed (data: the Order);
+- ``withdrawn``: a unit change that takes away the alert the unit held (data: ``alert_id``,
+  ``order_id``, ``reason``: ``reassigned`` | ``cancelled`` | ``closed``).
+
+Each is derived from the committed change alone (and the database), never from this replica's
+memory of the fleet, so every replica derives the same events for the same change.
 
 The route is ``GET /unit/events`` (:mod:`web.routes.handheld`).
 """
@@ -23,7 +27,8 @@ from typing import Any
 
 from dispatch.domain import Alert, AlertStatus, Unit
 from dispatch.lifecycle import CLOSING, OPEN
-from dispatch.service import DispatchService
+from dispatch.ports import Change
+from dispatch.service import DispatchService, NotFound
 from dispatch.terminal import CurrentOrder
 from geo import great_circle_m
 from web.live_feed import LiveFeed
@@ -99,19 +104,33 @@ class HandheldFeed:
         self._held: dict[str, int] = {u.id: u.alert_id for u in service.units() if u.alert_id is not None}
 
     def alert_changed(self, alert: Alert) -> None:
+        """Not called: this listener hears :meth:`change_committed`."""
+
+    def unit_changed(self, unit: Unit) -> None:
+        """Not called: this listener hears :meth:`change_committed`."""
+
+    def change_committed(self, change: Change) -> None:
+        for alert in change.alerts:
+            self._alert(change.seq, alert)
+        for unit in change.units:
+            self._unit(change.seq, unit)
+
+    def _alert(self, seq: int, alert: Alert) -> None:
         unit_id = alert.assigned_unit_id
         if unit_id is None or alert.id is None or alert.status not in OPEN:
             return
-        current = self._service.current_order(unit_id)
-        if current.alert is None or current.alert.id != alert.id:
-            return  # the unit does not hold it (yet): its unit change follows
+        try:
+            unit = self._service.get_unit(unit_id)
+        except NotFound:
+            return
         with self._lock:
             self._held[unit_id] = alert.id
-        order = order_json(self._service, current)
+        orders = [a for a in self._service.assignments(alert.id) if a.unit_id == unit_id]
+        order = order_json(self._service, CurrentOrder(unit, alert, orders[-1] if orders else None))
         if order is not None:
-            self._feed.publish("order", order, audience=audience(unit_id))
+            self._feed.publish("order", order, seq=seq, audience=audience(unit_id))
 
-    def unit_changed(self, unit: Unit) -> None:
+    def _unit(self, seq: int, unit: Unit) -> None:
         with self._lock:
             before = self._held.get(unit.id)
             if unit.alert_id is None:
@@ -131,5 +150,5 @@ class HandheldFeed:
             reason = "reassigned"
         orders = [a for a in self._service.assignments(before) if a.unit_id == unit.id]
         data = {"alert_id": before, "order_id": str(orders[-1].id) if orders else None, "reason": reason}
-        self._feed.publish("withdrawn", data, audience=audience(unit.id))
+        self._feed.publish("withdrawn", data, seq=seq, audience=audience(unit.id))
         log.info("order of alert %d withdrawn from unit %s (%s)", before, unit.id, reason)

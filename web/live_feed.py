@@ -1,24 +1,42 @@
-"""The live map's event feed: every committed alert, unit and button change, numbered, for SSE.
+"""The live map's event feed: every committed alert, unit and button change, numbered by the global change sequence.
 
-:class:`LiveFeed` hears every committed change from the
-:class:`~dispatch.service.DispatchService` (it is a :class:`~dispatch.ports.ChangeListener`) and
-the :class:`~dispatch.supervision.DeviceSupervisor`, numbers it (``<epoch>.<n>``; the epoch
-changes with every start of the service) and keeps the last ``capacity`` events. A client that
-reconnects sends the last id it saw (``Last-Event-ID``, or ``?after=``) and gets everything after
-it; when the feed cannot replay that (another epoch, or older than the buffer) it sends one
-``reset`` event and the client loads a fresh snapshot, so no alert is ever missing after a
-reconnect. The route is ``GET /map/events`` (:mod:`web.routes.live_map`).
+:class:`LiveFeed` hears the global change stream of the replicas (it is a
+:class:`~dispatch.ports.ChangeListener` with ``change_committed``: every change committed by this
+replica or another, in ``seq`` order) and keeps the last ``capacity`` events. **An event's SSE id
+is its change's ``seq``** (``changes.seq``, written in the same transaction as the change, in
+commit order across replicas), so an id means the same on every replica. A client that
+reconnects, to this replica or another, sends the last id it saw (``Last-Event-ID``, or
+``?after=``) and is sent every change after it (:meth:`LiveFeed.resume`):
 
-An event may be meant for one audience only (a unit's handheld, :mod:`web.handheld`): it is
-numbered in the same sequence, so replay works alike, but only that audience's stream sends it.
+- from memory when this process has heard every change after it and still holds them;
+- otherwise (the process started after it, or the buffer moved on) from the database
+  (:meth:`~dispatch.service.DispatchService.changes_since`, each object in its current state, once
+  per object), then live from memory, with nothing between the two lost;
+- an id this replica has not heard yet but the database has committed (another replica is ahead
+  by a few milliseconds) is resumed from: nothing at or before it is sent again.
+
+It sends one ``reset`` event, and the client loads a fresh snapshot, only when it truly cannot
+replay: an id that is not a number (``<epoch>.<n>`` from before) or beyond the newest committed
+change, older than what the ``changes`` table keeps, or more than ``max_replay`` changes behind (a
+snapshot is then cheaper). The route is ``GET /map/events`` (:mod:`web.routes.live_map`).
+
+Buttons' supervision changes (offline, back, event closed) are changes too: they are committed with
+a ``device`` row carrying the button as the map shows it, so they are numbered and replayed alike.
+
+Events that are not changes themselves but follow from one, meant for one audience only (a unit's
+handheld ``order`` and ``withdrawn``, :mod:`web.handheld`), carry the ``seq`` of the change they
+follow from. Every replica derives them from the same stream in the same order, and one change
+gives at most one such event per audience, so their ids are the map's: replayed from memory on any
+replica that holds them; where memory cannot, the unit's stream is reset with its current order
+(they are not kept in the database). Only the stream of that audience sends them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
-import secrets
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -26,20 +44,45 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatch.domain import Alert, Unit
+from dispatch.ports import Change, ChangeListener
 from dispatch.service import DispatchService
 from web.schemas import AlertOut, UnitOut
 
-__all__ = ["LiveFeed", "alert_json", "unit_json"]
+__all__ = ["LiveFeed", "Resume", "alert_json", "parse_event_id", "unit_json"]
 
 _RESET = "event: reset\ndata: {}\n\n"
+_MAX_ID_DIGITS = 18  # a BIGINT
 
 
 @dataclass(frozen=True, slots=True)
 class _Event:
-    seq: int
-    kind: str
+    pos: int  # this process's filing order
+    seq: int  # the change's seq: the SSE id
     frame: str  # the whole SSE message
     audience: str | None = None  # None: the live map's streams
+    notice: bool = False  # not a change: sent to every stream open when it is filed, never replayed
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where one event stream starts.
+
+    Parameters
+    ----------
+    after
+        The stream sends only events of changes after this ``seq``.
+    pos
+        ... filed in this process after this position.
+    replay
+        SSE frames read from the database (changes up to where ``pos`` was), sent first.
+    source
+        ``memory``, ``database`` or ``fresh`` (a new stream from now): for logs and tests.
+    """
+
+    after: int
+    pos: int
+    replay: str = ""
+    source: str = "memory"
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -52,46 +95,112 @@ def unit_json(unit: Unit, view: dict[str, Any]) -> dict[str, Any]:
     return UnitOut.of(unit, view).model_dump(mode="json")
 
 
-class LiveFeed:
-    """Numbered alert and unit changes for the live map's event streams (thread-safe).
+def parse_event_id(value: str | None) -> int | None:
+    """The ``seq`` an SSE id names, or None for none or garbage."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or not text.isascii() or not text.isdigit() or len(text) > _MAX_ID_DIGITS:
+        return None
+    return int(text)
 
-    The service calls :meth:`alert_changed` and :meth:`unit_changed` after each commit, from any
-    thread; event streams (asyncio) read :meth:`since` and wait to be woken.
+
+def _frame(seq: int, kind: str, data: dict[str, Any]) -> str:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {seq}\nevent: {kind}\ndata: {body}\n\n"
+
+
+class LiveFeed:
+    """The change stream's events for the live map's and the handhelds' event streams (thread-safe).
+
+    The change stream calls :meth:`change_committed` in ``seq`` order, from the committing thread or
+    the stream's poller; event streams (asyncio) read what was filed after their position and wait
+    to be woken. :meth:`attach` registers the feed (and the listeners that file into it) with the
+    service.
+
+    Parameters
+    ----------
+    service
+        The dispatch service whose change stream the feed hears.
+    capacity
+        Events kept in memory for replay.
+    max_replay
+        The most changes a reconnect is replayed from the database; beyond, it is reset (default
+        ``capacity``).
     """
 
-    def __init__(self, service: DispatchService, *, capacity: int = 20_000) -> None:
-        self.epoch = secrets.token_hex(4)
+    def __init__(self, service: DispatchService, *, capacity: int = 20_000, max_replay: int | None = None) -> None:
+        if capacity < 1:
+            msg = f"capacity must be positive, got {capacity!r}"
+            raise ValueError(msg)
         self._service = service
+        self.capacity = capacity
+        self.max_replay = capacity if max_replay is None else max_replay
         self._lock = threading.Lock()
-        self._events: deque[_Event] = deque(maxlen=capacity)
-        self._seq = 0
+        self._events: deque[_Event] = deque()
+        self._pos = 0
+        self._top = 0  # the newest seq filed (or the point the feed hears from)
+        self._horizon = 0  # memory replays every change after any seq >= this
+        self._devices: dict[str, dict[str, Any]] = {}  # each button's newest change
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.generation = 0
         self.closed = False
+        self.replays = {"memory": 0, "database": 0, "reset": 0}
+        """How reconnects were served since the start."""
+
+    def attach(self, *followers: ChangeListener) -> LiveFeed:
+        """Hear the service's change stream from now on, with ``followers`` (listeners that file into
+        this feed, e.g. the handhelds'), registered at the same point of the stream."""
+        floor = self._service.add_listener(self, *followers)
+        with self._lock:
+            self._horizon = max(self._horizon, floor)
+            self._top = max(self._top, floor)
+        return self
 
     # ChangeListener -----------------------------------------------------------------------
 
     def alert_changed(self, alert: Alert) -> None:
-        self._publish("alert", alert_json(alert))
+        """Not called: the feed hears :meth:`change_committed` (the protocol's other half)."""
 
     def unit_changed(self, unit: Unit) -> None:
-        self._publish("unit", unit_json(unit, self._service.unit_view(unit)))
+        """Not called: the feed hears :meth:`change_committed`."""
 
-    def device_changed(self, device: dict[str, Any]) -> None:
-        """A button went offline, came back or its offline event closed (:mod:`dispatch.supervision`)."""
-        self._publish("device", device)
+    def change_committed(self, change: Change) -> None:
+        items: list[tuple[str, dict[str, Any]]] = [("alert", alert_json(a)) for a in change.alerts]
+        items += [("unit", unit_json(u, self._service.unit_view(u))) for u in change.units]
+        items += [("device", dict(d)) for d in change.devices]
+        self._file(change.seq, items, None)
 
-    def _publish(self, kind: str, data: dict[str, Any]) -> None:
-        self.publish(kind, data)
+    def publish(self, kind: str, data: dict[str, Any], *, seq: int | None = None, audience: str | None = None) -> None:
+        """File an event that follows from change ``seq``; with ``audience``, only streams of that audience send it.
 
-    def publish(self, kind: str, data: dict[str, Any], *, audience: str | None = None) -> None:
-        """File an event; with ``audience``, only streams of that audience send it."""
-        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        Without ``seq`` it is a local notice (e.g. a plan issued through this replica): its id is the
+        newest change heard, so it never moves a client's ``Last-Event-ID`` past a change it was not
+        sent; open streams send it, replay does not (the page reloads what it points to).
+        """
+        if seq is None:
+            with self._lock:
+                top = self._top
+            self._file(top, [(kind, data)], audience, notice=True)
+        else:
+            self._file(seq, [(kind, data)], audience)
+
+    def _file(
+        self, seq: int, items: list[tuple[str, dict[str, Any]]], audience: str | None, *, notice: bool = False
+    ) -> None:
+        frames = [(kind, data, _frame(seq, kind, data)) for kind, data in items]
         with self._lock:
-            self._seq += 1
-            seq = self._seq
-            frame = f"id: {self.epoch}.{seq}\nevent: {kind}\ndata: {body}\n\n"
-            self._events.append(_Event(seq, kind, frame, audience))
+            seq = max(seq, self._top) if notice else seq
+            if seq < self._top:  # heard after a later one (never, in seq order): memory no longer replays across it
+                self._horizon = max(self._horizon, self._top)
+            for kind, data, frame in frames:
+                self._pos += 1
+                self._events.append(_Event(self._pos, seq, frame, audience, notice))
+                if kind == "device" and audience is None and "id" in data:
+                    self._devices[str(data["id"])] = data
+            self._top = max(self._top, seq)
+            while len(self._events) > self.capacity:
+                self._horizon = max(self._horizon, self._events.popleft().seq)
             waiters = list(self._waiters)
         self._wake(waiters)
 
@@ -105,37 +214,104 @@ class LiveFeed:
 
     @property
     def last_seq(self) -> int:
+        """The newest change filed: a snapshot read after this holds everything up to it."""
         with self._lock:
-            return self._seq
+            return self._top
 
-    def event_id(self, seq: int) -> str:
-        return f"{self.epoch}.{seq}"
-
-    def resume_point(self, last_event_id: str | None) -> int | None:
-        """The number to resume after, or None when the client needs a fresh snapshot."""
-        if not last_event_id:
-            return None
-        epoch, _, seq = last_event_id.strip().partition(".")
-        if epoch != self.epoch or not seq.isdigit():
-            return None
-        n = int(seq)
-        return n if n <= self.last_seq else None
-
-    def since(self, seq: int, *, limit: int = 5000, audience: str | None = None) -> list[_Event] | None:
-        """Events of ``audience`` after ``seq`` (oldest first, at most ``limit``); None when some were dropped."""
+    @property
+    def horizon(self) -> int:
+        """Memory replays every change after any ``seq`` at or above this."""
         with self._lock:
-            if seq >= self._seq:
-                return []
-            if not self._events or self._events[0].seq > seq + 1:
+            return self._horizon
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        """The button as its newest supervision change (from any replica) shows it, if one was heard."""
+        with self._lock:
+            return self._devices.get(device_id)
+
+    def now(self) -> Resume:
+        """A stream from now on (after a fresh snapshot)."""
+        with self._lock:
+            return Resume(self._top, self._pos, source="fresh")
+
+    def resume(self, last_event_id: str | None, *, audience: str | None = None) -> Resume | None:
+        """Where a stream that saw ``last_event_id`` resumes, or None when it needs a fresh snapshot.
+
+        Memory first; the live map's audience (None) from the database when memory cannot; a unit's
+        audience is reset then (its events are not in the database).
+
+        Raises
+        ------
+        StoreError
+            The database could not be reached when it was needed.
+        """
+        seq = parse_event_id(last_event_id)
+        if seq is None:
+            return self._count(None)
+        with self._lock:
+            top, horizon, pos = self._top, self._horizon, self._pos
+            memory = Resume(seq, self._position_after(seq)) if horizon <= seq <= top else None
+        if memory is not None:
+            return self._count(memory)
+        if seq > top:  # another replica may have committed it already: this one hears it within ms
+            _, newest, _ = self._service.change_bounds(seq, seq)
+            return self._count(Resume(seq, pos) if seq <= newest else None)
+        if audience is not None:
+            return self._count(None)
+        oldest, _, count = self._service.change_bounds(seq, top)
+        if oldest is None or seq + 1 < oldest or count > self.max_replay:
+            return self._count(None)
+        changes = self._service.changes_since(seq, count + 1, until=top) if count else []
+        return self._count(Resume(seq, pos, self._replay(changes), source="database"))
+
+    def _count(self, resume: Resume | None) -> Resume | None:
+        with self._lock:
+            self.replays["reset" if resume is None else resume.source] += 1
+        return resume
+
+    def _position_after(self, seq: int) -> int:
+        """The position after which every buffered event of a change after ``seq`` lies (lock held)."""
+        pos = self._pos
+        for event in reversed(self._events):
+            if event.seq <= seq:
+                break
+            pos = event.pos - 1
+        return pos
+
+    def _replay(self, changes: list[Change]) -> str:
+        """SSE frames for changes read from the database: each object once, at its newest change."""
+        newest: dict[tuple[str, str], tuple[int, str, dict[str, Any]]] = {}
+        for change in changes:
+            for alert in change.alerts:
+                newest.pop(("alert", str(alert.id)), None)
+                newest[("alert", str(alert.id))] = (change.seq, "alert", alert_json(alert))
+            for unit in change.units:
+                newest.pop(("unit", unit.id), None)
+                newest[("unit", unit.id)] = (change.seq, "unit", unit_json(unit, self._service.unit_view(unit)))
+            for device in change.devices:
+                key = ("device", str(device.get("id")))
+                newest.pop(key, None)
+                newest[key] = (change.seq, "device", dict(device))
+        return "".join(_frame(seq, kind, data) for seq, kind, data in newest.values())
+
+    def _after(self, pos: int, after: int, audience: str | None, limit: int = 5000) -> tuple[list[_Event], int] | None:
+        """Events of ``audience`` filed after ``pos`` of changes after ``after``, and the new position;
+        None when the buffer dropped some of them (the client reconnects and resumes)."""
+        with self._lock:
+            if not self._events or pos >= self._pos:
+                return [], max(pos, self._pos)
+            first = self._events[0].pos
+            if pos < first - 1:
                 return None
-            found = []
-            for event in reversed(self._events):
-                if event.seq <= seq:
-                    break
-                if event.audience == audience:
+            found: list[_Event] = []
+            new_pos = pos
+            for event in itertools.islice(self._events, pos - first + 1, None):
+                new_pos = event.pos
+                if (event.notice or event.seq > after) and event.audience == audience:
                     found.append(event)
-        found.reverse()
-        return found[:limit]
+                    if len(found) >= limit:
+                        break
+            return found, new_pos
 
     # streams ------------------------------------------------------------------------------
 
@@ -167,16 +343,18 @@ class LiveFeed:
 
     async def stream(
         self,
-        start: int | None,
+        start: Resume | None,
         *,
         heartbeat_s: float,
         retry_ms: int = 1000,
         audience: str | None = None,
         prelude: str = "",
     ) -> AsyncIterator[str]:
-        """The SSE frames for one client, from after ``start`` (None: tell it to reset).
+        """The SSE frames for one client from ``start`` (None: tell it to reset).
 
         ``audience`` picks whose events are sent (None: the live map's); ``prelude`` is sent first.
+        When the buffer drops events this client has not been sent yet (a very slow client), the
+        stream ends: the browser reconnects with its last id and is replayed from the database.
         """
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
@@ -189,19 +367,18 @@ class LiveFeed:
             if start is None:
                 yield _RESET
                 return
-            cursor = start
+            if start.replay:
+                yield start.replay
+            pos = start.pos
             while not self.closed and self.generation == generation:
                 wake.clear()
-                top = self.last_seq
-                batch = self.since(cursor, audience=audience)
-                if batch is None:
-                    yield _RESET
+                found = self._after(pos, start.after, audience)
+                if found is None:
                     return
+                batch, pos = found
                 if batch:
-                    cursor = batch[-1].seq
                     yield "".join(e.frame for e in batch)
                     continue
-                cursor = max(cursor, top)  # nothing of this audience up to there
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=heartbeat_s)
                 except TimeoutError:

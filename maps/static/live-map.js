@@ -1,10 +1,12 @@
 /* Qorgau: the dispatcher's live map.
  *
  * Loads a snapshot of open alerts and units (GET /map/snapshot), then follows the service's
- * Server-Sent Events (GET /map/events): every committed change of an alert or a unit arrives as
- * one event with an id. A dropped stream reconnects by itself and sends the last id it saw
- * (Last-Event-ID), so the service replays what was missed; if it cannot (restart, gap too old)
- * it answers "reset" and the page loads a fresh snapshot. Actions go through the same HTTP API
+ * Server-Sent Events (GET /map/events): every committed change of an alert, a unit or a button
+ * arrives as one event whose id is the change's global sequence number (the same on every
+ * replica; the page treats it as an opaque string). A dropped stream reconnects by itself and
+ * sends the last id it saw (Last-Event-ID), so whichever replica answers replays what was missed,
+ * from memory or its database; only if it cannot (the gap too old or too long) does it answer
+ * "reset", and the page loads a fresh snapshot. Actions go through the same HTTP API
  * as every other client (/api/alerts/{id}/assign ...), authenticated by the HttpOnly session
  * cookie plus the X-Qorgau-Request header that a cross-site page cannot send.
  *

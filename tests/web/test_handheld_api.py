@@ -221,7 +221,7 @@ def test_a_fresh_stream_starts_with_the_current_order_and_hears_its_changes(
         running.http.post(f"/api/alerts/{alert_id}/transition", json={"status": "cancelled", "reason": "called off"})
         gone = events.next()
     assert gone["event"] == "withdrawn" and json.loads(gone["data"])["reason"] == "cancelled"
-    with unit.stream("GET", "/unit/events", headers={"Last-Event-ID": "0000.1"}) as stale:
+    with unit.stream("GET", "/unit/events", headers={"Last-Event-ID": "0badc0de.1"}) as stale:
         [reset] = read_events(stale, 1)
     assert reset["event"] == "reset" and json.loads(reset["data"]) == {"order": None}
 

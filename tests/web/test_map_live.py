@@ -120,8 +120,7 @@ def test_event_stream_replays_what_a_reconnecting_client_missed(
     assert json.loads(first["data"])["id"] == probe.next_ack(probe.topics.sos_ack(street))["alert_id"]
     alert = json.loads(first["data"])
     assert alert["status"] == "recommended" and alert["device_id"] == street and alert["recommendations"]
-    epoch, _, seq = first["id"].partition(".")
-    assert epoch == snapshot["last_event_id"].split(".")[0] and int(seq) > 0
+    assert int(first["id"]) > int(snapshot["last_event_id"])  # the change's global seq
 
     # While nobody listens: two more alerts and a patrol moves.
     foot = next(u for u in registry.units if u.kind.value == "foot")
@@ -137,11 +136,13 @@ def test_event_stream_replays_what_a_reconnecting_client_missed(
     assert [e["event"] for e in replayed] == ["alert", "alert", "unit"]
     assert [json.loads(e["data"])["id"] for e in replayed[:2]] == missed
     assert json.loads(replayed[2]["data"])["id"] == foot.id
-    ids = [int(e["id"].split(".")[1]) for e in [first, *replayed]]
+    ids = [int(e["id"]) for e in [first, *replayed]]
     assert ids == sorted(ids) and len(set(ids)) == 4
+    stored = [c.seq for c in running.service.service.changes_since(int(first["id"]) - 1)]
+    assert set(ids) <= set(stored)  # each id is the seq of its row in the changes table
 
-    # An id from another run of the service (or one the buffer no longer holds): start from a snapshot.
-    for stale in ("0badc0de.3", "", f"{epoch}.999999"):
+    # An id of the old format, garbage, none, or beyond the newest committed change: a snapshot.
+    for stale in ("0badc0de.3", "", "abc", "-1", "999999"):
         with client.stream("GET", "/map/events", headers={"Last-Event-ID": stale} if stale else {}) as stream:
             assert read_events(stream, 1)[0]["event"] == "reset"
 

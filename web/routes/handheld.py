@@ -181,17 +181,19 @@ def unit_events(
     options: MapOptionsDep,
     who: UnitLogin,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: str | None = None,
 ) -> StreamingResponse:
     """The unit's own events; on a fresh connect (or one the feed cannot replay) the current order first."""
     if who.unit_id is None:
         raise HTTPException(403, detail="this unit login is bound to no unit")
     unit_id = who.unit_id
-    start = feed.resume_point(last_event_id)
+    last_event_id = last_event_id or after
+    start = feed.resume(last_event_id, audience=audience(unit_id)) if last_event_id else None
     prelude = ""
     if start is None:
-        start = feed.last_seq
+        start = feed.now()  # before reading the order: later changes follow in the stream
         order = order_of(service, unit_id)
-        event_id = feed.event_id(start)
+        event_id = str(start.after)
         if last_event_id:  # missed events are gone: tell the page what holds now
             data = json.dumps({"order": order}, separators=(",", ":"), ensure_ascii=False)
             prelude = f"id: {event_id}\nevent: reset\ndata: {data}\n\n"

@@ -50,7 +50,7 @@ from web.deps import (
     ThrottleDep,
     UnitReader,
 )
-from web.live_feed import alert_json, unit_json
+from web.live_feed import LiveFeed, alert_json, unit_json
 from web.pages import LANGS, MAP_ROLES, MapOptions, map_catalogue, utc_label
 from web.sign_in import Throttled, authenticate
 
@@ -231,12 +231,21 @@ def snapshot(
         alerts.setdefault(a.id, a)
     body = {
         "now": now.isoformat(),
-        "last_event_id": feed.event_id(seq),
+        "last_event_id": str(seq),
         "alerts": [alert_json(a) for a in alerts.values()],
         "units": [unit_json(u, service.unit_view(u)) for u in service.units() if not u.retired],
-        "devices": [] if supervisor is None else supervisor.devices_view(),
+        "devices": [] if supervisor is None else [_newest(feed, d) for d in supervisor.devices_view()],
     }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _newest(feed: LiveFeed, device: dict[str, Any]) -> dict[str, Any]:
+    """A button as this replica's supervisor knows it, with the state and offline event of its
+    newest supervision change from any replica (the leader supervises; every replica hears it)."""
+    changed = feed.device(device["id"])
+    if changed is None:
+        return device
+    return {**device, "state": changed["state"], "event": changed["event"]}
 
 
 @router.get("/map/events")
@@ -247,7 +256,9 @@ def events(
     after: str | None = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    start = feed.resume_point(last_event_id or after)
+    """Every change after the client's last id (``Last-Event-ID``, or ``?after=`` on a new connection),
+    from memory or the database, whichever replica committed it; ``reset`` when it cannot be replayed."""
+    start = feed.resume(last_event_id or after)
     return StreamingResponse(
         feed.stream(start, heartbeat_s=options.heartbeat_s),
         media_type="text/event-stream",

@@ -1,0 +1,269 @@
+"""The live feed's replay by the global change seq (issue 11), on SQLite and PostgreSQL, without HTTP.
+
+An event's id is the ``seq`` of its row in the ``changes`` table: a reconnect with the last id it
+saw is replayed every change after it, from memory when the feed holds them, otherwise from the
+table, and is reset only when neither can be trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+from support import FAR_DEVICE, Clock, Registry, ingest_press, wait_for
+
+from dispatch import DispatchService, Store
+from dispatch.store import StoreError
+from geo import Router, StreetNetwork
+from web.handheld import HandheldFeed, audience
+from web.live_feed import LiveFeed, Resume, parse_event_id
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url, replica="replica-a").upgrade_schema()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(store: Store, city: StreetNetwork, registry: Registry, clock: Clock) -> Iterator[DispatchService]:
+    svc = DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock).open()
+    yield svc
+    svc.close()
+
+
+def _device(registry: Registry, i: int = 0) -> str:
+    return [d for d in sorted(registry.devices) if d != FAR_DEVICE][i]
+
+
+def _events(
+    feed: LiveFeed, start: Resume | None, *, until: Callable[[list[dict]], bool], audience: str | None = None
+) -> list[dict]:
+    """Run one event stream until ``until(events)`` (or 3 s) and return its named events."""
+
+    async def run() -> list[dict]:
+        events: list[dict] = []
+        stream = feed.stream(start, heartbeat_s=0.05, audience=audience)
+        try:
+            async with asyncio.timeout(3.0):
+                async for chunk in stream:
+                    for block in chunk.split("\n\n"):
+                        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+                        if "event" in fields:
+                            events.append(fields)
+                    if until(events):
+                        break
+        except TimeoutError:
+            pass
+        finally:
+            await stream.aclose()
+        return events
+
+    return asyncio.run(run())
+
+
+def _ids(events: list[dict]) -> list[int]:
+    return [int(e["id"]) for e in events]
+
+
+def _alert_ids(events: list[dict]) -> list[int]:
+    return [json.loads(e["data"])["id"] for e in events if e["event"] == "alert"]
+
+
+def test_ids_are_the_change_seq_and_a_reconnect_is_replayed_from_memory(
+    service: DispatchService, registry: Registry, clock: Clock
+) -> None:
+    feed = LiveFeed(service).attach()
+    first = ingest_press(service, _device(registry), clock, "e-1")
+    seen = feed.last_seq
+    second = ingest_press(service, _device(registry, 1), clock, "e-2")
+    start = feed.resume(str(seen))
+    assert start is not None and start.source == "memory"
+    events = _events(feed, start, until=lambda ev: second in _alert_ids(ev))
+    assert second in _alert_ids(events) and first not in _alert_ids(events)
+    assert all(i > seen for i in _ids(events)) and _ids(events) == sorted(_ids(events))
+    table = {c.seq for c in service.changes_since(seen)}
+    assert set(_ids(events)) <= table  # each id is the seq of its row in the changes table
+    assert feed.last_seq == max(table) == service.last_change_seq
+
+
+def test_a_feed_that_did_not_hear_them_replays_from_the_table_then_goes_on_live(
+    service: DispatchService, registry: Registry, clock: Clock
+) -> None:
+    """A restarted process, or another replica: its memory starts now, the ids still mean the same."""
+    before = LiveFeed(service).attach()
+    ingest_press(service, _device(registry), clock, "e-1")
+    seen = before.last_seq
+    missed = ingest_press(service, _device(registry, 1), clock, "e-2")
+    unit_id = service.get_alert(missed).recommendations[0].unit_id
+    service.assign(missed, unit_id, actor="dispatcher-1")  # more changes of the same alert and a unit
+
+    after = LiveFeed(service).attach()  # hears from here on
+    assert after.horizon > seen
+    start = after.resume(str(seen))
+    assert start is not None and start.source == "database"
+    later: list[int] = []
+
+    def commit_later(events: list[dict]) -> bool:
+        if not later and _alert_ids(events):
+            later.append(ingest_press(service, _device(registry, 2), clock, "e-3"))
+        return bool(later) and later[0] in _alert_ids(events)
+
+    events = _events(after, start, until=commit_later)
+    assert [e["event"] for e in events].count("reset") == 0
+    alerts = [json.loads(e["data"]) for e in events if e["event"] == "alert"]
+    assert [a["id"] for a in alerts] == [missed, later[0]]  # each object once, in its current state
+    assert alerts[0]["status"] == "assigned" and alerts[0]["assigned_unit_id"] == unit_id
+    units = [json.loads(e["data"])["id"] for e in events if e["event"] == "unit"]
+    assert units.count(unit_id) == 1
+    assert _ids(events) == sorted(_ids(events)) and min(_ids(events)) > seen
+    assert after.replays["database"] == 1 and after.replays["reset"] == 0
+
+
+def test_a_reset_only_when_it_cannot_be_replayed(service: DispatchService, registry: Registry, clock: Clock) -> None:
+    feed = LiveFeed(service, max_replay=2).attach()
+    ingest_press(service, _device(registry), clock, "e-1")
+    for garbage in (None, "", "abc", "0badc0de.3", "-1", "1.5", "١٢", "9" * 30):
+        assert parse_event_id(garbage) is None
+        assert feed.resume(garbage) is None, garbage
+    assert feed.resume(str(service.last_change_seq + 1000)) is None  # beyond the newest committed change
+    assert [e["event"] for e in _events(feed, None, until=bool)] == ["reset"]
+
+    # A feed started later, asked for more changes than max_replay: a snapshot is cheaper.
+    late = LiveFeed(service, max_replay=2).attach()
+    ingest_press(service, _device(registry, 1), clock, "e-2")
+    assert service.last_change_seq > late.max_replay
+    assert late.resume("0") is None
+    assert late.resume(str(late.horizon)) is not None  # from memory it is replayed
+    assert late.replays["reset"] == 1
+
+
+def test_when_the_buffer_moves_on_the_table_replays_what_it_dropped(
+    service: DispatchService, registry: Registry, clock: Clock
+) -> None:
+    feed = LiveFeed(service, capacity=3, max_replay=1000).attach()
+    ingest_press(service, _device(registry), clock, "e-1")
+    seen = feed.last_seq
+    dropped = ingest_press(service, _device(registry, 1), clock, "e-2")
+    for i in range(3):
+        ingest_press(service, _device(registry, 2 + i), clock, f"e-{3 + i}")
+    assert feed.horizon > seen  # the buffer no longer holds everything after it
+    start = feed.resume(str(seen))
+    assert start is not None and start.source == "database"
+    events = _events(feed, start, until=lambda ev: len(_alert_ids(ev)) >= 4)
+    assert _alert_ids(events)[0] == dropped and len(set(_alert_ids(events))) == 4
+
+
+def test_a_units_events_carry_the_seq_of_their_change_and_replay_from_memory_only(
+    service: DispatchService, registry: Registry, clock: Clock
+) -> None:
+    feed = LiveFeed(service)
+    feed.attach(HandheldFeed(service, feed))
+    alert_id = ingest_press(service, _device(registry), clock, "e-1")
+    seen = feed.last_seq
+    unit_id = service.get_alert(alert_id).recommendations[0].unit_id
+    service.assign(alert_id, unit_id, actor="dispatcher-1")
+    start = feed.resume(str(seen), audience=audience(unit_id))
+    assert start is not None and start.source == "memory"
+    [order] = _events(feed, start, audience=audience(unit_id), until=bool)
+    assert order["event"] == "order" and json.loads(order["data"])["alert_id"] == alert_id
+    alert_changes = [c.seq for c in service.changes_since(seen) if c.alerts]
+    assert int(order["id"]) in alert_changes  # the id of the change it follows from
+    # the map's streams never carry it
+    assert "order" not in [e["event"] for e in _events(feed, feed.resume(str(seen)), until=lambda ev: len(ev) >= 2)]
+
+    later = LiveFeed(service)
+    later.attach(HandheldFeed(service, later))
+    assert later.resume(str(seen), audience=audience(unit_id)) is None  # not in the table: reset with the order
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_replicas_number_alike_and_either_replays_the_others_ids(
+    db_url: str, city: StreetNetwork, registry: Registry, clock: Clock
+) -> None:
+    made: list[DispatchService] = []
+    for name in ("replica-a", "replica-b"):
+        svc = DispatchService(
+            Store(db_url, replica=name).upgrade_schema(),
+            Router(city),
+            devices=registry.devices,
+            units=registry.units,
+            clock=clock,
+        ).open()
+        made.append(svc)
+    a, b = made
+    try:
+        b.start_change_stream()
+        feed_a, feed_b = LiveFeed(a).attach(), LiveFeed(b).attach()
+        ingest_press(a, _device(registry), clock, "e-1")
+        seen = feed_a.last_seq
+        wait_for(lambda: feed_b.last_seq >= seen, timeout_s=5, what="B hears A's first alert")
+        alert_id = ingest_press(a, _device(registry, 1), clock, "e-2")  # committed by A only
+        wait_for(lambda: feed_b.last_seq >= feed_a.last_seq, timeout_s=5, what="B hears A's second alert")
+        on_a = _events(feed_a, feed_a.resume(str(seen)), until=lambda ev: alert_id in _alert_ids(ev))
+        start = feed_b.resume(str(seen))  # the browser reconnects to B with the id A gave it
+        assert start is not None and start.source == "memory"
+        on_b = _events(feed_b, start, until=lambda ev: alert_id in _alert_ids(ev))
+        assert [(e["id"], e["event"]) for e in on_b] == [(e["id"], e["event"]) for e in on_a]
+
+        # A is ahead of B by a change B has not polled yet: B resumes after it, sends nothing twice.
+        b.close()
+        ahead = ingest_press(a, _device(registry, 2), clock, "e-3")
+        newest = feed_a.last_seq
+        assert feed_b.last_seq < newest
+        start = feed_b.resume(str(newest))
+        assert start is not None and start.after == newest
+        b.sync_changes()
+        after = ingest_press(a, _device(registry, 3), clock, "e-4")
+        b.sync_changes()
+        events = _events(feed_b, start, until=lambda ev: after in _alert_ids(ev))
+        assert ahead not in _alert_ids(events) and after in _alert_ids(events)
+        assert min(_ids(events)) > newest
+    finally:
+        for svc in made:
+            svc.close()
+            svc.store.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_when_the_remote_changes_cannot_be_read_a_local_commit_waits_for_them(
+    db_url: str, city: StreetNetwork, registry: Registry, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed's ids must only grow: B's own change waits until A's earlier one can be handed on first."""
+    made: list[DispatchService] = []
+    for name in ("replica-a", "replica-b"):
+        store = Store(db_url, replica=name).upgrade_schema()
+        made.append(DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock))
+    a, b = (svc.open() for svc in made)
+    try:
+        feed = LiveFeed(b).attach()
+        remote = ingest_press(a, _device(registry), clock, "e-1")  # B has not polled it
+        real = b.store.read_changes
+        failures = []
+
+        def flaky(*args: object, **kw: object) -> object:
+            if not failures:
+                failures.append(1)
+                raise StoreError("the database went away for a moment")
+            return real(*args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(b.store, "read_changes", flaky)
+        local = ingest_press(b, _device(registry, 1), clock, "e-2")
+        assert failures and feed.last_seq < a.last_change_seq  # B's change was committed but waits
+        b.sync_changes()
+        events = _events(feed, feed.resume(str(feed.horizon)), until=lambda ev: local in _alert_ids(ev))
+        assert _alert_ids(events)[0] == remote and local in _alert_ids(events)
+        assert _ids(events) == sorted(_ids(events))
+        assert feed.horizon < min(_ids(events))  # heard in seq order: memory still replays across both
+    finally:
+        for svc in made:
+            svc.close()
+            svc.store.close()
