@@ -1,11 +1,12 @@
 """The dose a plan's patrols delivered, measured from the unit positions the service kept (issue 14).
 
 A plan names its patrols ``P01``, ``P02``...; a patrol is walked by its *unit*. Which unit walks
-which patrol is :func:`patrol_units`, the one place that says it:
+which patrol is :func:`patrol_units`, the one place the dosage reads it from:
 
-- by default a patrol's unit is the unit of the same id (a unit registered as ``P01``);
-- a plan's ``status.json`` may hold ``"patrol_units": {"P01": "foot-3", ...}`` (patrol -> unit),
-  written when the plan is issued to its units; a patrol it leaves out keeps the default.
+- an issued plan: the units it was issued to (``POST /api/plans/{id}/issue`` keeps them in the
+  plan's status as ``"issued": {"units": {"P01": "foot-3", ...}}``, patrol -> unit);
+- a plan never issued: the unit of the same id as the patrol (a unit registered as ``P01``);
+  so does a patrol the issue left out.
 
 The measuring itself is :func:`patrol_planner.dosage.measure_dosage`; here the plan's folder and
 the store's position history (``unit_positions``) are read. When the shift is over the result is
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # the planner loads with the first dosage, not with the servi
     from patrol_planner.dosage import Dosage, PlanStops
 
 __all__ = [
-    "PATROL_UNITS_KEY",
     "DistrictDosage",
     "MeasuredPlan",
     "dosage_by_district",
@@ -38,8 +38,6 @@ __all__ = [
     "patrol_units",
 ]
 
-PATROL_UNITS_KEY = "patrol_units"
-"""The key of ``status.json`` with a plan's ``{patrol: unit}`` (see :func:`patrol_units`)."""
 
 SNAPSHOT = "dosage.json"
 MAX_GAP = timedelta(seconds=300)
@@ -47,8 +45,9 @@ MAX_GAP = timedelta(seconds=300)
 
 
 def patrol_units(patrols: list[str], status: Mapping[str, Any]) -> dict[str, str]:
-    """``{patrol: unit}`` of a plan: the unit of the same id, unless ``status["patrol_units"]`` says another."""
-    given = status.get(PATROL_UNITS_KEY) or {}
+    """``{patrol: unit}`` of a plan: the units it was issued to (``status["issued"]["units"]``), else
+    the unit of the patrol's own id."""
+    given = (status.get("issued") or {}).get("units") or {}
     return {p: str(given.get(p) or p) for p in patrols}
 
 

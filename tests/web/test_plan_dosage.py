@@ -25,7 +25,7 @@ from dispatch import Role, Unit, UnitKind
 from dispatch.registry import write_units
 from patrol_planner.dosage import PlannedStop, PlanStops, read_plan
 from qorgau.cli import main
-from web.plan_dosage import PATROL_UNITS_KEY, patrol_units
+from web.plan_dosage import patrol_units
 
 ALMATY = ZoneInfo("Asia/Almaty")
 STEP = timedelta(seconds=30)
@@ -200,10 +200,12 @@ def test_the_dose_a_plan_delivered_measured_from_the_positions_the_service_recei
     )
     assert (folder / "dosage.json").is_file()  # the shift is over: kept for the quarterly report
 
-    # The plan names which unit walked a patrol: X09 walked P02's other half.
+    # An issued plan names which unit walked a patrol (as POST /api/plans/{id}/issue keeps it):
+    # had it been issued with X09 for P02, X09 walked P02's other half.
     status_path = folder / "status.json"
     status = json.loads(status_path.read_text())
-    status_path.write_text(json.dumps({**status, PATROL_UNITS_KEY: {"P02": "X09"}}))
+    issued = {"units": {"P01": "P01", "P02": "X09", "P03": "P03"}}
+    status_path.write_text(json.dumps({**status, "issued": issued}))
     assert patrol_units(plan.patrols, json.loads(status_path.read_text())) == {"P01": "P01", "P02": "X09", "P03": "P03"}
     again = commander.get(f"/api/plans/{plan_id}/dosage").json()
     x = again["patrols"]["P02"]
