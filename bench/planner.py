@@ -251,6 +251,18 @@ def _before_after(quick: bool) -> dict:
     }
 
 
+def _before_after_or_why_not(quick: bool) -> dict:
+    """:func:`_before_after`, or why it could not run (a checkout without the baseline commit)."""
+    import subprocess
+
+    try:
+        return _before_after(quick)
+    except (subprocess.CalledProcessError, OSError) as e:
+        detail = getattr(e, "stderr", None) or str(e)
+        log.warning("planner: no before/after: %s", detail)
+        return {"error": f"the baseline {BASELINE_REV} could not be timed: {str(detail).strip()[:300]}"}
+
+
 def _toronto_quality(quick: bool) -> dict:
     from geo import Router, load_network
     from patrol_planner import Booth, WalkGraph, read_incidents, read_osm_bounds, within_area
@@ -276,7 +288,7 @@ def run(quick: bool) -> dict:
     return {
         "evaluation": _evaluation(quick),
         "city": _city(quick),
-        "before_after": _before_after(quick),
+        "before_after": _before_after_or_why_not(quick),
         "toronto_quality": _toronto_quality(quick),
         "quick": quick,
     }
@@ -294,6 +306,8 @@ def _fmt_quality(name: str, q: dict) -> list[str]:
 def _fmt_before_after(ba: dict | None) -> list[str]:
     if not ba:
         return []
+    if "error" in ba:
+        return ["### Before and after (issue 14)", "", f"Not measured: {ba['error']}.", ""]
     b, a = ba["before"], ba["after"]
     rows = [
         ("router and walking graph", "router"),
