@@ -159,6 +159,110 @@ def _city(quick: bool) -> dict:
     }
 
 
+# -- before and after, in one sitting ----------------------------------------------------------
+
+BASELINE_REV = os.environ.get("QORGAU_BENCH_PLANNER_BASELINE", "d6217a2")
+"""The commit whose planner is the baseline: main before issue 14's speed-up (the old way)."""
+
+_SPEED_SCRIPT = r"""
+import json, sys, tempfile, time
+from datetime import date
+import numpy as np
+n_nodes, n_inc, patrols, iterations = (int(a) for a in sys.argv[1:5])
+from geo import Router, generate_city
+from patrol_planner import Booth, WalkGraph
+from patrol_planner.planner import make_plan
+from patrol_planner.routes import SolverSettings
+from patrol_planner.shift import Shift
+from patrol_planner.synthetic import self_exciting_incidents
+from web.plan_outputs import write_plan_outputs
+net = generate_city(n_nodes, seed=1)
+inc = self_exciting_incidents(net, n_inc, seed=1, n_hotspots=60)
+rng = np.random.default_rng(3)
+booths = [Booth(f"b{i:02d}", float(inc.lat[j]), float(inc.lon[j])) for i, j in enumerate(rng.choice(len(inc), 20, replace=False))]
+shift = Shift.parse("22:00-06:00", on=date(2026, 1, 1), timezone="Asia/Almaty")
+settings = SolverSettings(iterations=iterations, time_limit_s=max(2.0, SolverSettings().time_limit_s * iterations / 3000))
+t0 = time.perf_counter()
+graph = WalkGraph(Router(net))
+t1 = time.perf_counter()
+bundle = make_plan(inc, graph, booths, shift, patrols=patrols, settings=settings)
+t2 = time.perf_counter()
+with tempfile.TemporaryDirectory() as tmp:
+    write_plan_outputs(bundle, tmp)
+t3 = time.perf_counter()
+print(json.dumps({"router": t1 - t0, "plan": t2 - t1, "files": t3 - t2, "total": t3 - t0,
+                  "solve": bundle.plan.solve_s, "iterations": bundle.plan.iterations,
+                  "risk_per_patrol_hour": bundle.plan.risk_per_patrol_hour}))
+"""
+
+
+def _timed_plan(tree: Path, args: list[str]) -> dict:
+    """One plan in a fresh interpreter on the code of ``tree`` (a first plan: imports included)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-c", _SPEED_SCRIPT, *args], cwd=tree, env=env, capture_output=True, text=True, check=True
+    )
+    figures: dict = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _before_after(quick: bool) -> dict:
+    """The plan of part 2 timed on the baseline commit's code and on this checkout, alternately.
+
+    Both run in fresh interpreters on the same machine in one sitting: a warm-up of each (numba
+    compiles into each tree's cache), then ``rounds`` runs of each, old and new in turn; the
+    fastest run of each counts (the least disturbed by other load)."""
+    import subprocess
+    import tarfile
+
+    args = ["3000", "5000", "2", "50"] if quick else ["100000", "200000", "20", "3000"]
+    rounds = 1 if quick else 2
+    with tempfile.TemporaryDirectory(prefix="qorgau-baseline-") as tmp:
+        archive = Path(tmp) / "base.tar"
+        subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), BASELINE_REV], check=True)
+        base = Path(tmp) / "tree"
+        with tarfile.open(archive) as tar:
+            tar.extractall(base, filter="data")
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", BASELINE_REV], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        warm = ["3000", "5000", "2", "50"]
+        _timed_plan(base, warm)
+        _timed_plan(ROOT, warm)
+        old, new = [], []
+        for _ in range(rounds):
+            old.append(_timed_plan(base, args))
+            new.append(_timed_plan(ROOT, args))
+            log.info("planner: before %.1f s, after %.1f s", old[-1]["total"], new[-1]["total"])
+    best = lambda runs: min(runs, key=lambda r: r["total"])  # noqa: E731
+    b, a = best(old), best(new)
+    return {
+        "baseline_rev": rev,
+        "rounds": rounds,
+        "before": {k: round(v, 3) if isinstance(v, float) else v for k, v in b.items()},
+        "after": {k: round(v, 3) if isinstance(v, float) else v for k, v in a.items()},
+        "before_runs_s": [round(r["total"], 2) for r in old],
+        "after_runs_s": [round(r["total"], 2) for r in new],
+        "speedup": round(b["total"] / a["total"], 2) if a["total"] else None,
+    }
+
+
+def _before_after_or_why_not(quick: bool) -> dict:
+    """:func:`_before_after`, or why it could not run (a checkout without the baseline commit)."""
+    import subprocess
+
+    try:
+        return _before_after(quick)
+    except (subprocess.CalledProcessError, OSError) as e:
+        detail = getattr(e, "stderr", None) or str(e)
+        log.warning("planner: no before/after: %s", detail)
+        return {"error": f"the baseline {BASELINE_REV} could not be timed: {str(detail).strip()[:300]}"}
+
+
 def _toronto_quality(quick: bool) -> dict:
     from geo import Router, load_network
     from patrol_planner import Booth, WalkGraph, read_incidents, read_osm_bounds, within_area
@@ -184,6 +288,7 @@ def run(quick: bool) -> dict:
     return {
         "evaluation": _evaluation(quick),
         "city": _city(quick),
+        "before_after": _before_after_or_why_not(quick),
         "toronto_quality": _toronto_quality(quick),
         "quick": quick,
     }
@@ -196,6 +301,41 @@ def _fmt_quality(name: str, q: dict) -> list[str]:
         f"| {name} | **PyVRP**, {p['iterations']:,} iterations (default) | {p['risk_per_patrol_hour']:.5f} | {p['risk_covered'] / q['total_risk']:.1%} | {p['seconds']:.1f} | {p['risk_per_patrol_hour'] / max(g['risk_per_patrol_hour'], 1e-12):.2f}x greedy |",
         f"| {name} | PyVRP ten times longer, {p10['iterations']:,} iterations | {p10['risk_per_patrol_hour']:.5f} | {p10['risk_covered'] / q['total_risk']:.1%} | {p10['seconds']:.1f} | default is {p['risk_per_patrol_hour'] / max(p10['risk_per_patrol_hour'], 1e-12):.1%} of it |",
     ]
+
+
+def _fmt_before_after(ba: dict | None) -> list[str]:
+    if not ba:
+        return []
+    if "error" in ba:
+        return ["### Before and after (issue 14)", "", f"Not measured: {ba['error']}.", ""]
+    b, a = ba["before"], ba["after"]
+    rows = [
+        ("router and walking graph", "router"),
+        ("plan (of which PyVRP)", "plan"),
+        ("files", "files"),
+    ]
+    lines = [
+        f"### Before and after (issue 14), one sitting: baseline `{ba['baseline_rev']}` beside this checkout",
+        "",
+        f"The same plan in a fresh interpreter each (a first plan: imports included), old and new in turn, "
+        f"{ba['rounds']} runs each after a warm-up; the fastest run of each. All runs: before "
+        f"{', '.join(f'{x:.1f}' for x in ba['before_runs_s'])} s, after {', '.join(f'{x:.1f}' for x in ba['after_runs_s'])} s.",
+        "",
+        "| step | before, s | after, s |",
+        "|---|---|---|",
+    ]
+    for label, key in rows:
+        extra_b = f" ({b['solve']:.1f})" if key == "plan" else ""
+        extra_a = f" ({a['solve']:.1f})" if key == "plan" else ""
+        lines.append(f"| {label} | {b[key]:.1f}{extra_b} | {a[key]:.1f}{extra_a} |")
+    lines += [
+        f"| **total** | **{b['total']:.1f}** | **{a['total']:.1f}** |",
+        f"| risk per patrol-hour | {b['risk_per_patrol_hour']:.5f} | {a['risk_per_patrol_hour']:.5f} |",
+        "",
+        f"Speed-up {ba['speedup']:.2f}x (target: 2x, **{'met' if ba['speedup'] >= 2 else 'not met'}**).",
+        "",
+    ]
+    return lines
 
 
 def render(figures: dict) -> list[str]:
@@ -250,6 +390,7 @@ def render(figures: dict) -> list[str]:
         f"({city['stops']} stops, {city['risk_covered_share']:.1%} of the shift's risk covered; generating the city and "
         f"incidents took another {city['generate_seconds']:.1f} s).",
         "",
+        *_fmt_before_after(figures.get("before_after")),
         "### Route quality: risk covered per patrol-hour",
         "",
         "Risk = expected incidents per shift at the visited (hot spot, 2-hour block) pairs; same hot spots, booths and rules for all.",

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -104,6 +104,7 @@ class Fleet:
         self.opened_at: datetime = clock()
         self._units: dict[str, Unit] = {}
         self._lock = threading.RLock()  # the units and the router: in-memory work only
+        self._positions_pruned_at: datetime | None = None
 
     # set-up -------------------------------------------------------------------------------
 
@@ -423,9 +424,16 @@ class Fleet:
     # positions ----------------------------------------------------------------------------
 
     def move(
-        self, newest: dict[str, tuple[int, UnitPosition]], *, superseded: int
+        self,
+        newest: dict[str, tuple[int, UnitPosition]],
+        *,
+        superseded: int,
+        track: dict[str, list[UnitPosition]] | None = None,
     ) -> tuple[list[Unit], list[tuple[int, Rejected, str]]]:
         """Apply the newest position of each unit of a batch in one write; the moved units and refusals.
+
+        ``track`` holds every accepted position of the batch per unit (the newest last); the moved
+        units' tracks are kept in the position history, pruned after ``policy.position_retention``.
 
         Raises
         ------
@@ -445,15 +453,41 @@ class Fleet:
                     rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), "units"))
             try:
                 if moved:
-                    self.store.save_positions(moved)
+                    self.store.save_positions(moved, track=self._tracks(moved, track or {}))
             except StoreError:
                 self.counters.store_error()
                 raise
+            self._maybe_prune_positions()
             with self._lock:
                 for unit in moved:
                     self._units[unit.id] = unit
             self.counters.positions(len(moved), superseded=superseded)
         return moved, rejections
+
+    def _tracks(
+        self, moved: list[Unit], track: dict[str, list[UnitPosition]]
+    ) -> dict[str, list[tuple[datetime, float, float]]]:
+        """The batch's positions of each moved unit that are not older than its known one."""
+        out: dict[str, list[tuple[datetime, float, float]]] = {}
+        for unit in moved:
+            known = self._units[unit.id].position_ts
+            points = [(p.ts, p.lat, p.lon) for p in track.get(unit.id, ()) if known is None or p.ts >= known]
+            if not points and unit.position_ts is not None:
+                points = [(unit.position_ts, unit.lat, unit.lon)]
+            out[unit.id] = points
+        return out
+
+    def _maybe_prune_positions(self, every: timedelta = timedelta(hours=1)) -> None:
+        """Prune the position history past its retention, at most once per ``every`` (caller holds ``writes``)."""
+        keep = self.policy.position_retention
+        now = self.clock()
+        if keep is None or (self._positions_pruned_at is not None and now - self._positions_pruned_at < every):
+            return
+        self._positions_pruned_at = now
+        try:
+            self.store.prune_positions(now - keep)
+        except StoreError:  # positions are committed; pruning waits for the next hour
+            log.warning("could not prune the position history", exc_info=True)
 
     def _moved_unit(self, unit_id: str, message: UnitPosition) -> Unit:
         """The unit at its new position, placed on the router (caller holds ``writes``); or Rejected."""

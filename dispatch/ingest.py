@@ -361,6 +361,7 @@ class Intake:
         now = self.clock()
         results: list[RejectReason | None] = [None] * len(messages)
         newest: dict[str, tuple[int, UnitPosition]] = {}
+        track: dict[str, list[UnitPosition]] = {}
         rejections: list[tuple[int, Rejected, str]] = []
         superseded = 0
         for i, (unit_id, payload) in enumerate(messages):
@@ -381,7 +382,8 @@ class Intake:
                 continue
             superseded += earlier is not None
             newest[unit_id] = (i, message)
-        moved, refused = self.fleet.move(newest, superseded=superseded)
+            track.setdefault(unit_id, []).append(message)  # superseded for ranking, kept for dosage
+        moved, refused = self.fleet.move(newest, superseded=superseded, track=track)
         for i, refusal, where in (*rejections, *refused):
             self.counters.reject(refusal, source=where)
             results[i] = refusal.reason

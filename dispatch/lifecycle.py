@@ -259,6 +259,8 @@ class DispatchPolicy:
         missed acknowledgement, to the next one).
     timezone
         The city's zone, for booth staffing hours and local-time reports.
+    position_retention
+        How long the position history (every accepted position, for dosage) is kept; None keeps it.
     """
 
     priority_by_category: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -271,6 +273,7 @@ class DispatchPolicy:
     ack_deadline: timedelta = timedelta(seconds=30)
     auto_assign_p1: bool = False
     timezone: str = "Asia/Almaty"
+    position_retention: timedelta | None = timedelta(days=120)
 
     def __post_init__(self) -> None:
         if self.ack_deadline <= timedelta(0):

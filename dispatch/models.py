@@ -35,6 +35,7 @@ __all__ = [
     "IdempotentRequestRow",
     "RecommendationRow",
     "UTCDateTime",
+    "UnitPositionRow",
     "UnitRow",
     "UserRow",
 ]
@@ -159,6 +160,23 @@ class UnitRow(Base):
     staff_from: Mapped[str | None] = mapped_column(String(5))
     staff_to: Mapped[str | None] = mapped_column(String(5))
     alert_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class UnitPositionRow(Base):
+    """One position a unit reported: the track kept for dosage (issue 14), pruned after the retention.
+
+    Every position the service accepted is kept, also those a newer one of the same batch
+    superseded for ranking; ``units`` keeps only the latest.
+    """
+
+    __tablename__ = "unit_positions"
+    __table_args__ = (Index("ix_unit_positions_unit_ts", "unit_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    unit_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
 
 
 class AssignmentRow(Base):

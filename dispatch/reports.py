@@ -235,11 +235,14 @@ def render_public_report(
     fmt: str = "html",
     districts: Districts | None = None,
     generated_at: datetime | None = None,
+    dosage: Sequence[tuple[str, int, float, float]] | None = None,
 ) -> str:
     """The quarterly public report: aggregates by district, priority and source; no personal data.
 
     No alert text, sender, device, position or unit appears: only counts and response-time
-    statistics of groups.
+    statistics of groups. ``dosage`` adds a section of rows ``(district, plans, planned minutes,
+    delivered minutes)``: the patrol minutes the quarter's plans gave their hot spots and those
+    delivered (issue 14); districts only, never a patrol or unit.
     """
     t = catalogue(lang)
     if fmt not in ("html", "md"):
@@ -270,6 +273,12 @@ def render_public_report(
         (t["by_priority"], table_rows(by_priority, priority_label)),
         (t["by_source"], table_rows(by_source, source_label)),
     ]
+    dosage_headers = [t[k] for k in ("dosage_district", "dosage_plans", "dosage_planned_min", "dosage_delivered_min",
+                                     "dosage_delivered_share")]  # fmt: skip
+    dosage_rows = [
+        [name, str(plans), f"{planned:.0f}", f"{delivered:.0f}", f"{100 * delivered / planned:.0f}" if planned else "—"]
+        for name, plans, planned, delivered in dosage or ()
+    ]
     chart_groups = by_district or by_priority
     chart = _svg_chart(chart_groups, title=t["chart_title"], median_label=t["median"], p90_label="p90", t=t)
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -280,6 +289,11 @@ def render_public_report(
         for heading, rows in sections:
             out += [f"## {heading}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
             out += ["| " + " | ".join(r) + " |" for r in rows]
+            out.append("")
+        if dosage_rows:
+            out += [f"## {t['dosage_by_district']}", "", t["dosage_intro"], ""]
+            out += ["| " + " | ".join(dosage_headers) + " |", "|" + "---|" * len(dosage_headers)]
+            out += ["| " + " | ".join(r) + " |" for r in dosage_rows]
             out.append("")
         out += [f"## {t['chart_title']}", "", chart, ""]
         out += [f"_{n}_  " for n in notes]
@@ -293,6 +307,14 @@ def render_public_report(
             + "</tr></thead><tbody>"
         )
         body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
+        body.append("</tbody></table>")
+    if dosage_rows:
+        body.append(
+            f"<h2>{esc(t['dosage_by_district'])}</h2><p>{esc(t['dosage_intro'])}</p><table><thead><tr>"
+            + "".join(f"<th>{esc(h)}</th>" for h in dosage_headers)
+            + "</tr></thead><tbody>"
+        )
+        body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in dosage_rows]
         body.append("</tbody></table>")
     body += [f"<h2>{esc(t['chart_title'])}</h2>", chart]
     body += [f"<p><small>{esc(n)}</small></p>" for n in notes]

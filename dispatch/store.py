@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import typing
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -21,7 +21,20 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, Table, bindparam, create_engine, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,7 +51,17 @@ from dispatch.domain import (
     UnitKind,
     User,
 )
-from dispatch.models import AlertRow, AssignmentRow, AuditRow, Base, ChangeRow, RecommendationRow, UnitRow, UserRow
+from dispatch.models import (
+    AlertRow,
+    AssignmentRow,
+    AuditRow,
+    Base,
+    ChangeRow,
+    RecommendationRow,
+    UnitPositionRow,
+    UnitRow,
+    UserRow,
+)
 from dispatch.ports import Change, ChangeKind
 from geo import Recommendation
 
@@ -893,15 +916,25 @@ class Store:
             for unit in units:
                 tx.save_unit(unit)
 
-    def save_positions(self, units: Sequence[Unit]) -> None:
+    def save_positions(
+        self, units: Sequence[Unit], *, track: Mapping[str, Sequence[tuple[datetime, float, float]]] | None = None
+    ) -> None:
         """Write the positions of ``units`` (lat, lon, position_ts only), in one transaction.
 
         Only the position columns change, and only where the stored position is not newer: a
         status another replica committed meanwhile is never written back, and a position another
-        replica stored after this one stays.
+        replica stored after this one stays. The position history (``unit_positions``) gains, per
+        unit, its ``track`` (``(ts, lat, lon)`` of every position of the batch) or else the new
+        position.
         """
         if not units:
             return
+        history = [
+            {"unit_id": u.id, "ts": ts, "lat": lat, "lon": lon}
+            for u in units
+            for ts, lat, lon in (track or {}).get(u.id, ((u.position_ts, u.lat, u.lon),))
+            if ts is not None
+        ]
         table = _table(UnitRow)
         stmt = (
             update(table)
@@ -912,8 +945,36 @@ class Store:
         rows = [{"b_id": u.id, "b_lat": u.lat, "b_lon": u.lon, "b_ts": u.position_ts} for u in units]
         with self.transaction(f"store {len(units)} unit positions") as tx:
             tx.session.connection().execute(stmt, rows)
+            if history:
+                tx.session.connection().execute(insert(_table(UnitPositionRow)), history)
             for unit in units:
                 tx.note_change(ChangeKind.UNIT, unit.id, unit.copy())
+
+    def positions_between(
+        self, start: datetime, end: datetime, *, units: Iterable[str] | None = None
+    ) -> list[tuple[str, datetime, float, float]]:
+        """Kept positions ``(unit_id, ts, lat, lon)`` with ``start <= ts < end``, by unit and time.
+
+        ``units`` keeps to those units (all when None).
+        """
+        stmt = (
+            select(UnitPositionRow.unit_id, UnitPositionRow.ts, UnitPositionRow.lat, UnitPositionRow.lon)
+            .where(UnitPositionRow.ts >= start, UnitPositionRow.ts < end)
+            .order_by(UnitPositionRow.unit_id, UnitPositionRow.ts, UnitPositionRow.id)
+        )
+        if units is not None:
+            stmt = stmt.where(UnitPositionRow.unit_id.in_(sorted(set(units))))
+        with self._reachable("read unit positions"), self._sessions() as session:
+            return [(str(u), ts, float(lat), float(lon)) for u, ts, lat, lon in session.execute(stmt)]
+
+    def prune_positions(self, before: datetime) -> int:
+        """Delete kept positions older than ``before``; how many went."""
+        with self.transaction("prune unit positions") as tx:
+            result = tx.session.execute(delete(UnitPositionRow).where(UnitPositionRow.ts < before))
+        removed = int(getattr(result, "rowcount", 0) or 0)
+        if removed:
+            log.info("pruned %d unit positions older than %s", removed, before.isoformat())
+        return removed
 
     # the change stream --------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ Public names::
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -72,8 +74,24 @@ def travel_times(
     uniq, inverse = np.unique(tgt, return_inverse=True)
     col = np.full(n, -1, dtype=np.int64)
     col[uniq] = np.arange(uniq.size)
-    out: NDArray[np.float64] = many_to_many(indptr, indices, wt, src, col, int(uniq.size), lim)
+    out = _in_threads(indptr, indices, wt, src, col, int(uniq.size), lim)
     return out if uniq.size == tgt.size and np.array_equal(uniq, tgt) else out[:, inverse.reshape(-1)]
+
+
+MIN_SOURCES_PER_THREAD = 16
+
+
+def _in_threads(indptr, indices, wt, src, col, n_cols: int, lim: float) -> NDArray[np.float64]:  # type: ignore[no-untyped-def]
+    """:func:`many_to_many` with the sources split over the cores (it releases the GIL; one
+    search per source, so the rows are the same however they are split)."""
+    workers = min(os.cpu_count() or 1, 8, src.size // MIN_SOURCES_PER_THREAD)
+    if workers <= 1:
+        one: NDArray[np.float64] = many_to_many(indptr, indices, wt, src, col, n_cols, lim)
+        return one
+    parts = np.array_split(src, workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="many-to-many") as pool:
+        rows = list(pool.map(lambda part: many_to_many(indptr, indices, wt, part, col, n_cols, lim), parts))
+    return np.vstack(rows)
 
 
 def reachable(

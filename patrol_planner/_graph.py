@@ -8,7 +8,9 @@ Built on the router's public walk graph (:meth:`geo.Router.graph`): segment arra
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,6 +55,11 @@ class WalkGraph:
         # fewer patrols, so a nested set of hot spots) is served from here without a search.
         self._matrices: list[tuple[NDArray[np.int64], float, NDArray[np.float64]]] = []
         self.matrix_hits = 0
+        # Snaps of recent point sets: a plan snaps its incidents to filter them by distance and
+        # again for the booths' coverage; the second is served from here.
+        self._snaps: list[tuple[bytes, SegmentSnaps]] = []
+        self._snaps_lock = threading.Lock()
+        self.snap_hits = 0
 
     @property
     def total_length_m(self) -> float:
@@ -61,8 +68,24 @@ class WalkGraph:
 
     # -- snapping ----------------------------------------------------------------------------
     def snap_xy(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> SegmentSnaps:
-        """Snap many metric points onto their nearest walk segment (geo's grid snapper)."""
-        return self.graph.snap_many(x, y)
+        """Snap many metric points onto their nearest walk segment (geo's grid snapper).
+
+        The snaps of the last few large point sets are kept (keyed by the points' bytes) and
+        handed out again for the same points; callers must not change them.
+        """
+        x, y = np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64)
+        if x.size < 10_000:
+            return self.graph.snap_many(x, y)
+        key = hashlib.blake2b(x.tobytes() + y.tobytes(), digest_size=16).digest()
+        with self._snaps_lock:
+            for k, snaps in self._snaps:
+                if k == key:
+                    self.snap_hits += 1
+                    return snaps
+        snaps = self.graph.snap_many(x, y)
+        with self._snaps_lock:
+            self._snaps = [(key, snaps), *self._snaps[:2]]
+        return snaps
 
     def nearest_node_xy(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.int64]:
         """The graph node nearest along the street to each point (the closer end of its segment)."""

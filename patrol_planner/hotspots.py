@@ -249,10 +249,22 @@ def _convolve(grid: Grid, hist: NDArray[np.float64], kernel: NDArray[np.float64]
     if kernel.shape == (1, 1):
         scaled: NDArray[np.float64] = hist * kernel[0, 0]
         return scaled
-    from scipy.signal import fftconvolve
-
-    out = fftconvolve(hist.reshape(grid.ny, grid.nx), kernel, mode="same").ravel()
+    out = _fftconvolve_same(hist.reshape(grid.ny, grid.nx), kernel).ravel()
     return np.maximum(out, 0.0)  # FFT round-off
+
+
+def _fftconvolve_same(a: NDArray[np.float64], k: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``scipy.signal.fftconvolve(a, k, mode="same")`` with scipy.fft alone: importing
+    scipy.signal (and the scipy.stats it pulls in) cost a first plan more than the convolution."""
+    from scipy import fft
+
+    full = tuple(int(m + n - 1) for m, n in zip(a.shape, k.shape, strict=True))
+    shape = tuple(fft.next_fast_len(n, real=True) for n in full)
+    spec = fft.rfftn(a, shape) * fft.rfftn(k, shape)
+    conv = fft.irfftn(spec, shape)[tuple(slice(0, n) for n in full)]
+    start = tuple((f - m) // 2 for f, m in zip(full, a.shape, strict=True))
+    out: NDArray[np.float64] = conv[tuple(slice(s, s + m) for s, m in zip(start, a.shape, strict=True))]
+    return np.ascontiguousarray(out)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -241,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--lang", choices=("kk", "ru", "en"), default="ru", help="language of the report [ru]")
     report.add_argument("--format", choices=("html", "md"), default="html", help="HTML or Markdown [html]")
     report.add_argument("--districts", type=Path, metavar="FILE", help="district polygons GeoJSON [QORGAU_DISTRICTS]")
+    report.add_argument(
+        "--plans-dir",
+        type=Path,
+        metavar="DIR",
+        help="the plans of POST /api/plans, for the patrol minutes at hot spots by district [QORGAU_PLANS_DIR]",
+    )
     report.add_argument(
         "--out", type=Path, metavar="FILE", help="where to write it [response-times-QUARTER.LANG.FORMAT]"
     )
@@ -711,25 +718,50 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from dispatch import Store
-    from dispatch.reports import Districts, quarter_bounds, render_public_report
+    from dispatch.reports import Districts, catalogue, quarter_bounds, render_public_report
     from qorgau.settings import Settings
 
-    settings = Settings.from_flags({"db_url": args.db, "districts": args.districts})
+    settings = Settings.from_flags({"db_url": args.db, "districts": args.districts, "plans_dir": args.plans_dir})
     start, end = quarter_bounds(args.quarter, settings.timezone)
     districts = Districts.from_geojson(settings.districts) if settings.districts else None
     store = Store(settings.db_url)
     try:
         alerts = store.alerts_received_between(start, end)
+        dosage = _quarter_dosage(settings, store, start, end, districts, catalogue(args.lang)["dosage_everywhere"])
     finally:
         store.close()
     text = render_public_report(
-        alerts, quarter=args.quarter.upper(), lang=args.lang, fmt=args.format, districts=districts
+        alerts, quarter=args.quarter.upper(), lang=args.lang, fmt=args.format, districts=districts, dosage=dosage
     )
     out: Path = args.out or Path(f"response-times-{args.quarter.upper()}.{args.lang}.{args.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(f"wrote {out}: {len(alerts)} alerts received {start.isoformat()} .. {end.isoformat()}")
     return 0
+
+
+def _quarter_dosage(
+    settings: Any, store: Any, start: datetime, end: datetime, districts: Any, everywhere: str
+) -> list[tuple[str, int, float, float]]:
+    """The report's patrol minutes at hot spots by district, from the done plans under ``settings.plans_dir``."""
+    if not Path(settings.plans_dir).is_dir():
+        return []
+    from web.plan_dosage import dosage_by_district
+    from web.plan_jobs import PlanStore
+
+    plans = PlanStore(settings.plans_dir)
+    done = [(plans.folder(i), s) for i in plans.ids() if (s := plans.status(i)).get("status") == "done"]
+    policy = settings.policy()
+    rows = dosage_by_district(
+        done,
+        store,
+        start,
+        end,
+        district_of=districts.name_of if districts is not None else (lambda lat, lon: everywhere),
+        now=datetime.now(UTC),
+        retention=policy.position_retention,
+    )
+    return [(r.district, r.plans, r.planned_min, r.delivered_min) for r in rows]
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="a position less accurate is not trusted: a 102 report is 'location unverified', "
         "a handheld's fix is flagged and not used for ranking",
     )
+    position_retention_days: float = Field(
+        120.0,
+        ge=0,
+        description="how long every unit position is kept for dosage reports (0 keeps them forever); "
+        "the quarterly report measures a quarter's plans from them",
+    )
     duplicate_radius_m: float = Field(100.0, ge=0, description="a new alert this close to an open one is linked to it")
     duplicate_window_s: float = Field(600.0, ge=0, description="... if it came within this many seconds")
     priority_by_category: dict[str, int] = Field(
@@ -323,6 +329,7 @@ class Settings(BaseSettings):
             ack_deadline=timedelta(seconds=self.ack_deadline_s),
             auto_assign_p1=self.auto_assign_p1,
             timezone=self.timezone,
+            position_retention=timedelta(days=self.position_retention_days) if self.position_retention_days else None,
         )
 
     def supervision_policy(self) -> SupervisionPolicy:

@@ -186,10 +186,10 @@ def start_service(
             topic_root=topic_root,
             client_id=client_id,
             session_expiry_s=60,
-            units=registry.units_path,
-            devices=registry.devices_path,
             host="127.0.0.1",
-            **{"port": 0, "jwt_secret": JWT_SECRET, **overrides},  # a restart may ask for the port it had
+            # a restart may ask for the port it had; a test may bring its own unit registry
+            **{"port": 0, "jwt_secret": JWT_SECRET, "units": registry.units_path, "devices": registry.devices_path}
+            | overrides,
         )
         service = QorgauService(settings, network=city).start()
         token = service.auth.issue(User("test-dispatcher", Role.DISPATCHER))

@@ -41,6 +41,7 @@ from web.routes import (
     units,
 )
 from web.routes import auth as auth_routes
+from web.routes import plan_dosage as plan_dosage_routes
 from web.routes import plans as plan_routes
 from web.routes import sites as site_routes
 from web.schemas import ERROR_RESPONSES
@@ -161,6 +162,7 @@ def create_app(
     if plans is not None:
         app.include_router(plan_routes.router)
         app.include_router(plans_page.router)  # the commander's console: /plans
+        app.include_router(plan_dosage_routes.router)
     if sites is not None:
         app.include_router(site_routes.router)
     return app

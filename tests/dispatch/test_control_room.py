@@ -254,3 +254,39 @@ def test_audit_verify_detects_an_edited_and_a_deleted_row(
         conn.execute(text("DELETE FROM audit_log WHERE action = 'recommend'"))
     report = store.verify_audit()
     assert not report.ok and "does not follow" in report.problem
+
+
+def test_every_accepted_position_is_kept_for_dosage_and_pruned_after_the_retention(
+    store: Store, city: StreetNetwork, registry: Registry, clock: Clock
+) -> None:
+    """Issue 14: the position history keeps a batch's superseded positions too, not stale or refused ones."""
+    service = _service(store, city, registry, clock, position_retention=timedelta(days=2))
+    patrol = next(u for u in registry.units if u.kind is not UnitKind.BOOTH)
+    booth = next(u for u in registry.units if u.kind is UnitKind.BOOTH)
+
+    def fix(seconds: float, dlat: float = 0.0) -> bytes:
+        ts = (clock.now + timedelta(seconds=seconds)).isoformat()
+        return json.dumps({"ts": ts, "lat": patrol.lat + dlat, "lon": patrol.lon}).encode()
+
+    batch = [(patrol.id, fix(-30)), (patrol.id, fix(-20, 0.0001)), (patrol.id, fix(-25)), (patrol.id, fix(-10, 0.0002))]
+    batch.append((booth.id, json.dumps({"ts": clock.now.isoformat(), "lat": booth.lat, "lon": booth.lon}).encode()))
+    results = service.update_unit_positions(batch)
+    assert results[:2] == [None, None] and results[2] is not None and results[3] is None  # -25 s came after -20 s
+    assert results[4] is not None  # a booth's position is fixed: not kept either
+    kept = store.positions_between(clock.now - timedelta(hours=1), clock.now + timedelta(hours=1))
+    assert [(u, round((ts - clock.now).total_seconds())) for u, ts, _, _ in kept] == [
+        (patrol.id, -30),
+        (patrol.id, -20),
+        (patrol.id, -10),
+    ]
+    assert kept[-1][2] == pytest.approx(patrol.lat + 0.0002)
+    assert service.get_unit(patrol.id).position_ts == clock.now - timedelta(seconds=10)  # ranking: the newest
+    assert service.update_unit_position(patrol.id, fix(-15)) is not None  # older than the known one: not kept
+    assert len(store.positions_between(clock.now - timedelta(hours=1), clock.now + timedelta(hours=1))) == 3
+    assert store.positions_between(clock.now - timedelta(hours=1), clock.now, units=["nobody"]) == []
+
+    clock.tick(3 * 86400)  # past the retention: the next position prunes the old ones (at most hourly)
+    assert service.update_unit_position(patrol.id, fix(0)) is None
+    assert [
+        ts for _, ts, _, _ in store.positions_between(clock.now - timedelta(days=10), clock.now + timedelta(1))
+    ] == [clock.now]

@@ -85,6 +85,23 @@ def test_travel_times_match_networkx_many_to_many(which: str, mode: str) -> None
         assert full[i, reached] == pytest.approx([want[n] for n in reached.tolist()], rel=1e-9, abs=1e-9)
 
 
+def test_travel_times_split_over_threads_are_the_one_thread_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Enough sources run on every core (issue 14): the rows are those of one search per source."""
+    import geo.travel
+
+    graph = _city().graph("walk")
+    oracle = _oracle("city", "walk")
+    nodes = np.array(sorted(oracle.nodes))
+    sources = np.random.default_rng(3).choice(nodes, 70, replace=False)
+    split = travel_times(graph, sources, sources, cutoff_s=600.0)
+    monkeypatch.setattr(geo.travel, "MIN_SOURCES_PER_THREAD", 10**9)
+    one = travel_times(graph, sources, sources, cutoff_s=600.0)
+    assert np.array_equal(split, one) and np.isfinite(split).sum() > 70
+    for i in (0, 35, 69):
+        want = _times(oracle, int(sources[i]))
+        assert split[i] == pytest.approx([w if (w := want.get(int(t), math.inf)) <= 600 else math.inf for t in sources])
+
+
 @pytest.mark.parametrize(("which", "mode"), CASES)
 def test_travel_times_cutoff_keeps_what_is_within_and_only_that(which: str, mode: str) -> None:
     router = _toronto() if which == "toronto" else _city()
