@@ -520,4 +520,5 @@ def test_simulated_buttons_send_heartbeats_and_say_offline_when_they_stop(
         lambda: all((d := _devices(running))[b.id]["state"] == "offline" for b in buttons) and d,
         what="the buttons offline after the simulator stopped",
     )
-    assert {gone[b.id]["event"]["cause"] for b in buttons} == {"disconnected"}
+    # the last will put them offline (an earlier drop of a loaded run may have opened the event)
+    assert {gone[b.id]["event"]["last_cause"] for b in buttons} == {"disconnected"}

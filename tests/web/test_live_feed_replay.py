@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support import FAR_DEVICE, Clock, Registry, ingest_press, wait_for
@@ -67,7 +68,10 @@ def _events(
             await stream.aclose()
         return events
 
-    return asyncio.run(run())
+    # on a thread of its own: after the browser tests the test thread holds a running event loop
+    # (Playwright's sync API), where asyncio.run() refuses to start
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=30)
 
 
 def _ids(events: list[dict]) -> list[int]:
