@@ -121,6 +121,7 @@ class Fleet:
         seeds = [seed.copy() for seed in seed_units]
         ids = sorted({u.id for u in seeds} | {u.id for u in self.store.list_units()})
         with self.store.transaction("merge the unit registry") as tx:
+            tx.serialise()  # replicas starting together on an empty database: one inserts, the next finds
             known = {uid: u for uid in ids if (u := tx.unit(uid)) is not None}
             units = []
             seeded = set()

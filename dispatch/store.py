@@ -396,6 +396,13 @@ class Tx:
             _PendingAudit(self.clock(), actor, action, alert_id, unit_id, canonical_json(before), canonical_json(after))
         )
 
+    def serialise(self) -> None:
+        """PostgreSQL: take now the lock that orders commits (held until commit): transactions that
+        insert rows another replica may insert at the same moment (the unit registry's merge at
+        start) run one after the other."""
+        if self.store.engine.dialect.name == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+
     def _flush(self) -> None:
         """Append the audit entries and the change-stream rows, under one lock held until commit."""
         if not self._audit and not self._changed:
