@@ -969,7 +969,7 @@
     filters,
     get lastEventId() { return lastEventId; },
     get selectedId() { return selectedId; },
-    get connection() { return $('#q-conn').dataset.state; },
+    get connection() { const node = $('#q-conn'); return node ? node.dataset.state : undefined; },
     select,
     resync,
     plan,
