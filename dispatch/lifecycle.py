@@ -261,6 +261,9 @@ class DispatchPolicy:
         The city's zone, for booth staffing hours and local-time reports.
     position_retention
         How long the position history (every accepted position, for dosage) is kept; None keeps it.
+    changes_retention
+        How long the change stream (table ``changes``: the live map's replay, the replicas' feed) is
+        kept; the leader prunes it every ten minutes. None keeps it.
     """
 
     priority_by_category: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -274,6 +277,7 @@ class DispatchPolicy:
     auto_assign_p1: bool = False
     timezone: str = "Asia/Almaty"
     position_retention: timedelta | None = timedelta(days=120)
+    changes_retention: timedelta | None = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         if self.ack_deadline <= timedelta(0):

@@ -84,6 +84,7 @@ class ChangeKind(StrEnum):
     ALERT = "alert"
     UNIT = "unit"
     DEVICE = "device"
+    PLAN = "plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,9 @@ class Change:
     alerts, units, devices
         The changed objects: alerts and units in their committed state (:meth:`DispatchService.changes_since`
         gives their current state), devices as ``GET /api/devices`` shows them.
+    plans
+        Patrol plans issued (:meth:`DispatchService.issue_plan`): ``{"plan_id", "issued_at", "units"}``,
+        so every replica's streams tell the units and the live map (the plan itself is the plan's files).
     """
 
     seq: int
@@ -109,6 +113,7 @@ class Change:
     alerts: tuple[Alert, ...] = ()
     units: tuple[Unit, ...] = ()
     devices: tuple[dict[str, Any], ...] = ()
+    plans: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,12 +46,22 @@ from dispatch.intake import UnitAck, UnitStatusReport
 from dispatch.leader import Leadership
 from dispatch.lifecycle import OPEN, DispatchPolicy
 from dispatch.outbox import Outbox
-from dispatch.ports import Ack, AlertUnitListener, Change, ChangeListener, Notifier, PatrolPlan, RejectReason
+from dispatch.ports import (
+    Ack,
+    AlertUnitListener,
+    Change,
+    ChangeKind,
+    ChangeListener,
+    Notifier,
+    PatrolPlan,
+    RejectReason,
+)
 from dispatch.recent import RecentAlerts
 from dispatch.signing import PressVerifier
 from dispatch.signing_store import stored_counters
-from dispatch.store import Store
+from dispatch.store import Store, StoreError
 from dispatch.terminal import CurrentOrder, FixResult, Terminal
+from dispatch.watcher import Watcher
 from geo import Router
 
 __all__ = ["Conflict", "DispatchService", "Inbound", "NotFound", "utc_now"]
@@ -179,6 +189,7 @@ class DispatchService:
         self._stream = ChangeStream(store, apply=self._apply_remote, deliver=self._outbox.deliver)
         self.leadership = Leadership(store)
         """Whether this replica runs the work done once (escalation, supervision): see :mod:`dispatch.leader`."""
+        self._housekeeping: Watcher | None = None
         self._terminal = Terminal(
             store,
             self._fleet,
@@ -495,10 +506,34 @@ class DispatchService:
         """
         self.leadership.start()
         self._escalator.start_watcher(interval_s=interval_s, when=lambda: self.leadership.is_leader)
+        if self._housekeeping is None and self.policy.changes_retention is not None:
+            self._housekeeping = Watcher(
+                self.prune_changes,
+                interval_s=self.HOUSEKEEPING_INTERVAL_S,
+                name="qorgau-housekeeping",
+                what="change stream pruning",
+                retry_on=(StoreError,),
+                when=lambda: self.leadership.is_leader,
+            )
+            self._housekeeping.start()
+
+    HOUSEKEEPING_INTERVAL_S = 600.0
+    """How often the leader prunes the change stream past ``policy.changes_retention``."""
+
+    def prune_changes(self) -> int:
+        """Delete the change stream's rows older than ``policy.changes_retention``; how many went.
+
+        A live map that reconnects with an older ``Last-Event-ID`` gets a fresh snapshot (``reset``).
+        """
+        keep = self.policy.changes_retention
+        return 0 if keep is None else self.store.prune_changes(self.clock() - keep)
 
     def close(self) -> None:
         """Stop the deadline watcher, the change stream and the leader election (a leader steps down)."""
         self._escalator.close()
+        if self._housekeeping is not None:
+            self._housekeeping.close()
+            self._housekeeping = None
         self._stream.close()
         self.leadership.close()
 
@@ -593,6 +628,13 @@ class DispatchService:
                     },
                     only_changes=False,
                 )
+            if plans:  # every replica's streams hear it (the handhelds and the live map reload the plan)
+                notice = {
+                    "plan_id": plans[0].plan_id,
+                    "issued_at": plans[0].issued_at.isoformat(),
+                    "units": units,
+                }
+                tx.note_change(ChangeKind.PLAN, plans[0].plan_id, notice)
         log.info("plan %s issued by %s to %s", plans[0].plan_id if plans else "-", actor, ", ".join(units))
         return {p.unit_id: self._outbox.send_plan(p.unit_id, p) for p in plans}
 

@@ -985,6 +985,23 @@ class Store:
 
     # the change stream --------------------------------------------------------------------
 
+    def prune_changes(self, before: datetime) -> int:
+        """Delete the change stream's rows committed before ``before``; how many went.
+
+        Only a prefix of the stream goes (every row up to the newest ``seq`` committed before
+        ``before``, even one a replica with a slow clock stamped later), so the oldest ``seq`` left
+        tells a replay what it can rely on (:meth:`change_bounds`): a client that saw less is reset.
+        """
+        with self.transaction("prune the change stream") as tx:
+            upto = tx.session.scalar(select(func.max(ChangeRow.seq)).where(ChangeRow.at < before))
+            if upto is None:
+                return 0
+            result = tx.session.execute(delete(ChangeRow).where(ChangeRow.seq <= upto))
+        removed = int(getattr(result, "rowcount", 0) or 0)
+        if removed:
+            log.info("pruned %d changes committed before %s (seq <= %d)", removed, before.isoformat(), upto)
+        return removed
+
     def read_changes(
         self, after: int, *, limit: int = 1000, skip_origin: str | None = None, until: int | None = None
     ) -> tuple[list[Change], int]:
@@ -1144,6 +1161,8 @@ def _change(seq: int, at: datetime, origin: str, kind: ChangeKind, obj: Alert | 
         assert isinstance(obj, Unit)
         return Change(seq, at, origin, units=(obj,))
     assert isinstance(obj, dict)
+    if kind is ChangeKind.PLAN:
+        return Change(seq, at, origin, plans=(obj,))
     return Change(seq, at, origin, devices=(obj,))
 
 

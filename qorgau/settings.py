@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         description="how long every unit position is kept for dosage reports (0 keeps them forever); "
         "the quarterly report measures a quarter's plans from them",
     )
+    changes_retention_h: float = Field(
+        24.0,
+        ge=0,
+        description="how long the change stream (the live map's replay after a reconnect, the replicas' feed) "
+        "is kept; the leader prunes it every ten minutes (0 keeps it forever)",
+    )
     duplicate_radius_m: float = Field(100.0, ge=0, description="a new alert this close to an open one is linked to it")
     duplicate_window_s: float = Field(600.0, ge=0, description="... if it came within this many seconds")
     priority_by_category: dict[str, int] = Field(
@@ -330,6 +336,7 @@ class Settings(BaseSettings):
             auto_assign_p1=self.auto_assign_p1,
             timezone=self.timezone,
             position_retention=timedelta(days=self.position_retention_days) if self.position_retention_days else None,
+            changes_retention=timedelta(hours=self.changes_retention_h) if self.changes_retention_h else None,
         )
 
     def supervision_policy(self) -> SupervisionPolicy:

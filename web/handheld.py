@@ -114,6 +114,10 @@ class HandheldFeed:
             self._alert(change.seq, alert)
         for unit in change.units:
             self._unit(change.seq, unit)
+        for plan in change.plans:  # the handheld reloads its plan (GET /api/units/{id}/plan)
+            for unit_id in plan.get("units", ()):
+                notice = {"plan_id": plan.get("plan_id"), "unit_id": unit_id, "issued_at": plan.get("issued_at")}
+                self._feed.publish("plan", notice, seq=change.seq, audience=audience(str(unit_id)))
 
     def _alert(self, seq: int, alert: Alert) -> None:
         unit_id = alert.assigned_unit_id

@@ -95,6 +95,11 @@ def unit_json(unit: Unit, view: dict[str, Any]) -> dict[str, Any]:
     return UnitOut.of(unit, view).model_dump(mode="json")
 
 
+def _plan_notice(plan: dict[str, Any]) -> dict[str, Any]:
+    """The live map's ``plan`` event: which plan was issued when (the page reloads ``/map/plan``)."""
+    return {"plan_id": plan.get("plan_id"), "issued_at": plan.get("issued_at")}
+
+
 def parse_event_id(value: str | None) -> int | None:
     """The ``seq`` an SSE id names, or None for none or garbage."""
     if value is None:
@@ -169,6 +174,7 @@ class LiveFeed:
         items: list[tuple[str, dict[str, Any]]] = [("alert", alert_json(a)) for a in change.alerts]
         items += [("unit", unit_json(u, self._service.unit_view(u))) for u in change.units]
         items += [("device", dict(d)) for d in change.devices]
+        items += [("plan", _plan_notice(p)) for p in change.plans]
         self._file(change.seq, items, None)
 
     def publish(self, kind: str, data: dict[str, Any], *, seq: int | None = None, audience: str | None = None) -> None:
@@ -292,6 +298,9 @@ class LiveFeed:
                 key = ("device", str(device.get("id")))
                 newest.pop(key, None)
                 newest[key] = (change.seq, "device", dict(device))
+            for plan in change.plans:  # the newest issue is what the map reloads
+                newest.pop(("plan", ""), None)
+                newest[("plan", "")] = (change.seq, "plan", _plan_notice(plan))
         return "".join(_frame(seq, kind, data) for seq, kind, data in newest.values())
 
     def _after(self, pos: int, after: int, audience: str | None, limit: int = 5000) -> tuple[list[_Event], int] | None:

@@ -631,7 +631,10 @@
     source.addEventListener('plan', (e) => {
       state.stats.events += 1;
       if (e.lastEventId) state.lastEventId = e.lastEventId;
-      try { applyPlan(JSON.parse(e.data)); } catch (err) { loadPlan(); }
+      // a notice of an issue (any replica's) carries no stops: the plan is fetched; a whole plan is shown as it is
+      let p = null;
+      try { p = JSON.parse(e.data); } catch (err) { p = null; }
+      if (p && Array.isArray(p.stops)) applyPlan(p); else loadPlan();
     });
     source.addEventListener('reset', () => { refresh('refresh'); loadPlan(); });
     source.addEventListener('error', () => {

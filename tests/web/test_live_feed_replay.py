@@ -11,11 +11,14 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from support import FAR_DEVICE, Clock, Registry, ingest_press, wait_for
 
 from dispatch import DispatchService, Store
+from dispatch.domain import UnitKind
+from dispatch.ports import PatrolPlan, PlanStop
 from dispatch.store import StoreError
 from geo import Router, StreetNetwork
 from web.handheld import HandheldFeed, audience
@@ -267,6 +270,78 @@ def test_when_the_remote_changes_cannot_be_read_a_local_commit_waits_for_them(
         assert _alert_ids(events)[0] == remote and local in _alert_ids(events)
         assert _ids(events) == sorted(_ids(events))
         assert feed.horizon < min(_ids(events))  # heard in seq order: memory still replays across both
+    finally:
+        for svc in made:
+            svc.close()
+            svc.store.close()
+
+
+def test_the_leader_prunes_the_change_stream_and_a_reconnect_before_it_is_reset(
+    service: DispatchService, registry: Registry, clock: Clock
+) -> None:
+    """``changes`` keeps ``policy.changes_retention`` (24 h); a reconnect older than what is kept gets a snapshot."""
+    seen_before = service.last_change_seq
+    ingest_press(service, _device(registry), clock, "e-1")
+    seen_old = service.last_change_seq
+    clock.tick(3600)
+    ingest_press(service, _device(registry, 1), clock, "e-2")
+    seen_mid = service.last_change_seq
+    clock.tick(24 * 3600 - 1800)  # e-1 is now older than a day, e-2 not
+    kept = ingest_press(service, _device(registry, 2), clock, "e-3")
+    oldest_before, newest, _ = service.store.change_bounds(0, service.last_change_seq)
+    assert oldest_before is not None and oldest_before <= seen_old
+
+    assert service.prune_changes() >= 1
+    oldest, newest_after, _ = service.store.change_bounds(0, newest)
+    assert oldest is not None and seen_old < oldest <= seen_mid + 1 and newest_after == newest
+    assert service.prune_changes() == 0  # nothing more is old enough
+
+    feed = LiveFeed(service).attach()  # a replica that started after the pruning: replay from the table
+    assert feed.resume(str(seen_before)) is None  # what came after it is gone: a fresh snapshot
+    assert feed.resume(str(seen_old)) is not None  # it missed nothing that was pruned
+    start = feed.resume(str(seen_mid))
+    assert start is not None and start.source == "database"
+    events = _events(feed, start, until=lambda ev: kept in _alert_ids(ev))
+    assert kept in _alert_ids(events) and "reset" not in [e["event"] for e in events]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_plan_issued_through_one_replica_reaches_the_other_replicas_handhelds_and_map(
+    db_url: str, city: StreetNetwork, registry: Registry, clock: Clock
+) -> None:
+    """Issue 14 with replicas: the handheld on B hears the plan A issued, the map on B too, replayable by id."""
+    made: list[DispatchService] = []
+    for name in ("replica-a", "replica-b"):
+        store = Store(db_url, replica=name).upgrade_schema()
+        made.append(DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock))
+    a, b = (svc.open() for svc in made)
+    try:
+        b.start_change_stream()
+        feed_b = LiveFeed(b)
+        feed_b.attach(HandheldFeed(b, feed_b))
+        start_map, start_unit = feed_b.now(), feed_b.now()
+        walker = next(u for u in a.units() if u.kind is UnitKind.FOOT)
+        t0 = clock.now
+        stop = PlanStop(1, 7, walker.lat, walker.lon, t0 + timedelta(minutes=5), t0 + timedelta(minutes=20), 15.0)
+        plan = PatrolPlan(
+            "plan-x", "P01", walker.id, "08:00-16:00", t0, t0 + timedelta(hours=8), "booth-1",
+            (stop,), ((walker.lat, walker.lon), (walker.lat, walker.lon)), t0, "commander-1",
+        )  # fmt: skip
+        a.issue_plan([plan], actor="commander-1")  # through A only: no publish on B's feed by hand
+
+        on_unit = _events(feed_b, start_unit, until=lambda ev: any(e["event"] == "plan" for e in ev),
+                          audience=audience(walker.id))  # fmt: skip
+        notices = [json.loads(e["data"]) for e in on_unit if e["event"] == "plan"]
+        assert notices == [{"plan_id": "plan-x", "unit_id": walker.id, "issued_at": t0.isoformat()}]
+        on_map = _events(feed_b, start_map, until=lambda ev: any(e["event"] == "plan" for e in ev))
+        plan_events = [e for e in on_map if e["event"] == "plan"]
+        assert [json.loads(e["data"])["plan_id"] for e in plan_events] == ["plan-x"]
+
+        # a map that reconnects to a replica that did not hear it live is replayed the issue from the table
+        late = LiveFeed(b).attach()
+        resumed = late.resume(str(int(plan_events[0]["id"]) - 1))
+        assert resumed is not None and resumed.source == "database"
+        assert '"plan_id":"plan-x"' in resumed.replay and "event: plan" in resumed.replay
     finally:
         for svc in made:
             svc.close()

@@ -18,8 +18,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dispatch.domain import Alert
-from web.deps import Commander, FeedDep, MaybeServiceDep, PlansDep, ServiceDep
-from web.handheld import audience
+from web.deps import Commander, MaybeServiceDep, PlansDep, ServiceDep
 from web.plan_issue import issue_plan
 from web.schemas import PlanIssueIn, PlanRequest
 
@@ -83,7 +82,7 @@ def list_plans(jobs: PlansDep, _: Commander, limit: int = 50) -> list[dict[str, 
 
 @router.post("/{plan_id}/issue")
 def issue(
-    plan_id: str, jobs: PlansDep, service: ServiceDep, feed: FeedDep, who: Commander, body: PlanIssueIn | None = None
+    plan_id: str, jobs: PlansDep, service: ServiceDep, who: Commander, body: PlanIssueIn | None = None
 ) -> dict[str, Any]:
     """Issue a done plan to the patrols: each patrol's route goes to its unit (MQTT
     ``{root}/units/{unit_id}/plan``, the handheld), the live map shows it; audited as ``plan_issued``.
@@ -91,10 +90,8 @@ def issue(
     ``units`` maps patrols to units; without it the patrols go to the registered foot units in
     order of their ids. 409 for a plan not done; 422 for a mapping that does not fit.
     """
-    issued, plans = issue_plan(jobs.store, plan_id, service, units=body.units if body else None, actor=who.actor)
-    for p in plans:
-        feed.publish("plan", p.to_json(), audience=audience(p.unit_id))  # the unit's handheld
-    feed.publish("plan", {"plan_id": plan_id, "issued_at": issued["issued_at"]})  # the live map
+    # Every replica's streams hear the issue from the change stream: each unit's handheld and the live map reload it.
+    issued, _ = issue_plan(jobs.store, plan_id, service, units=body.units if body else None, actor=who.actor)
     return issued
 
 
