@@ -28,9 +28,12 @@ RUN pip install --no-deps . \
     && qorgau --help >/dev/null
 
 # No root at run time; /app/var is where a relative sqlite URL or other state would go.
+# /var/lib/qorgau holds plans and sitings; docker-compose mounts one volume there for every replica
+# (a new named volume takes this directory's owner).
 RUN useradd --system --uid 10001 --home-dir /app --no-create-home qorgau \
-    && mkdir -p /app/var /data \
-    && chown qorgau:qorgau /app/var
+    && mkdir -p /app/var /data /var/lib/qorgau/plans /var/lib/qorgau/sites \
+    && chown qorgau:qorgau /app/var \
+    && chown -R qorgau:qorgau /var/lib/qorgau
 USER qorgau
 
 # Defaults for docker-compose; override with -e. Settings are read from QORGAU_* variables
