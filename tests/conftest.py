@@ -24,7 +24,18 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from dispatch import Device, DeviceSite, Role, Store, User, load_devices, load_units, write_devices, write_units
+from dispatch import (
+    Device,
+    DeviceSite,
+    DispatchService,
+    Role,
+    Store,
+    User,
+    load_devices,
+    load_units,
+    write_devices,
+    write_units,
+)
 from geo import Router, StreetNetwork, generate_city
 from mqtt_bridge import parse_mqtt_url
 from qorgau import QorgauService, Settings
@@ -40,6 +51,7 @@ from support import (  # noqa: E402
     FAR_DEVICE,
     HTTP_TIMEOUT_S,
     JWT_SECRET,
+    Clock,
     Probe,
     Registry,
     Replicas,
@@ -162,6 +174,30 @@ def registry(city: StreetNetwork, tmp_path_factory: pytest.TempPathFactory) -> R
     devices_path = write_devices(folder / "devices.geojson", devices)
     # Read back what the service will read (coordinates are rounded to 7 decimals in the files).
     return Registry(load_units(units_path), load_devices(devices_path), units_path, devices_path)
+
+
+# -- a dispatch service in this process, on a clock the test moves --------------------------
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """An empty store at the schema's head (replica ``replica-a``), on each database of ``db_url``."""
+    s = Store(db_url, replica="replica-a").upgrade_schema()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def service(store: Store, city: StreetNetwork, registry: Registry, clock: Clock) -> Iterator[DispatchService]:
+    """An open dispatch service (no HTTP, no MQTT) on ``store``, the test city and ``clock``."""
+    svc = DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock).open()
+    yield svc
+    svc.close()
 
 
 # -- the running service --------------------------------------------------------------------

@@ -47,7 +47,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -62,7 +63,7 @@ import shapely
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from dispatch import Authenticator, Device, DispatchService, Role, Unit, User
+from dispatch import Authenticator, Device, DispatchService, Role, Store, Unit, User
 from dispatch.auth import hash_password
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import Topics, new_client, parse_mqtt_url
@@ -380,6 +381,34 @@ class Clock:
     def tick(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+@contextmanager
+def replica_services(
+    db_url: str,
+    city: StreetNetwork,
+    registry: Registry,
+    clock: Clock,
+    *,
+    names: Sequence[str] = ("replica-a", "replica-b"),
+) -> Iterator[list[DispatchService]]:
+    """One open dispatch service per replica name, each with its own store on ``db_url``; closed after."""
+    made: list[DispatchService] = []
+    try:
+        for name in names:
+            store = Store(db_url, replica=name).upgrade_schema()
+            svc = DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock)
+            made.append(svc.open())
+        yield made
+    finally:
+        for svc in made:
+            svc.close()
+            svc.store.close()
+
+
+def device_of(registry: Registry, i: int = 0) -> str:
+    """The ``i``-th button of the test registry inside the city (never :data:`FAR_DEVICE`)."""
+    return [d for d in sorted(registry.devices) if d != FAR_DEVICE][i]
 
 
 def ingest_press(service: DispatchService, device_id: str, clock: Clock, event: str) -> int:

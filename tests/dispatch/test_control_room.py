@@ -15,18 +15,6 @@ from dispatch.reports import summarize
 from geo import Router, StreetNetwork
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(db_url: str) -> Store:
-    s = Store(db_url).upgrade_schema()
-    yield s
-    s.close()
-
-
 def _service(store: Store, city: StreetNetwork, registry: Registry, clock: Clock, **policy: object) -> DispatchService:
     return DispatchService(
         store,

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from support import FAR_DEVICE, Clock, Registry, ingest_press
+from support import Clock, Registry, device_of, ingest_press
 
-from dispatch import Alert, AlertStatus, DispatchService, Store, Unit, UnitKind
+from dispatch import Alert, AlertStatus, DispatchService, Unit, UnitKind
 from dispatch.ports import Change
-from geo import Router, StreetNetwork
 
 
 class Recorder:
@@ -43,36 +41,13 @@ class Legacy:
         self.units.append(unit)
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url, replica="replica-a").upgrade_schema()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(store: Store, city: StreetNetwork, registry: Registry, clock: Clock) -> Iterator[DispatchService]:
-    svc = DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock).open()
-    yield svc
-    svc.close()
-
-
-def _device(registry: Registry, i: int = 0) -> str:
-    return [d for d in sorted(registry.devices) if d != FAR_DEVICE][i]
-
-
 def test_every_commit_is_a_change_in_seq_order_with_its_origin(
     service: DispatchService, registry: Registry, clock: Clock
 ) -> None:
     recorder, legacy = Recorder(), Legacy()
     service.add_listener(recorder)
     service.add_listener(legacy)
-    alert_id = ingest_press(service, _device(registry), clock, "e-1")
+    alert_id = ingest_press(service, device_of(registry), clock, "e-1")
     alert = service.get_alert(alert_id)
     unit_id = alert.recommendations[0].unit_id
     service.assign(alert_id, unit_id, actor="dispatcher-1")
@@ -103,8 +78,8 @@ def test_changes_since_replays_the_current_state_from_the_table(
     recorder = Recorder()
     service.add_listener(recorder)
     start = service.last_change_seq
-    first = ingest_press(service, _device(registry, 0), clock, "e-1")
-    second = ingest_press(service, _device(registry, 1), clock, "e-2")
+    first = ingest_press(service, device_of(registry, 0), clock, "e-1")
+    second = ingest_press(service, device_of(registry, 1), clock, "e-2")
     service.transition(first, AlertStatus.CANCELLED, actor="dispatcher-1", reason="a test")
 
     replay = service.changes_since(start, limit=100)

@@ -17,13 +17,6 @@ T0 = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # 09:00 in Almaty
 
 
 @pytest.fixture
-def store(db_url: str) -> Store:
-    s = Store(db_url).upgrade_schema()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def service(store: Store, city: StreetNetwork, registry: Registry) -> DispatchService:
     return DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=lambda: T0).open()
 

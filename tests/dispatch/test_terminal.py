@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from support import FAR_DEVICE, Clock, Registry, ingest_press
@@ -13,18 +12,6 @@ from dispatch.domain import CloseOutcome
 from dispatch.idempotency import IdempotencyLedger, KeyReused, StoredAnswer, fingerprint
 from dispatch.terminal import NotYourOrder
 from geo import Router, StreetNetwork
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url).upgrade_schema()
-    yield s
-    s.close()
 
 
 @pytest.fixture

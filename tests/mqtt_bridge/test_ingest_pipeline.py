@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -26,13 +25,6 @@ from mqtt_bridge.bridge import _Item
 
 def _b(payload: dict) -> bytes:
     return json.dumps(payload).encode()
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url).upgrade_schema()
-    yield s
-    s.close()
 
 
 @pytest.fixture

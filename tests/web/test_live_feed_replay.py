@@ -9,43 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from support import FAR_DEVICE, Clock, Registry, ingest_press, wait_for
+from support import Clock, Registry, device_of, ingest_press, replica_services, wait_for
 
-from dispatch import DispatchService, Store
+from dispatch import DispatchService
 from dispatch.domain import UnitKind
 from dispatch.ports import PatrolPlan, PlanStop
 from dispatch.store import StoreError
-from geo import Router, StreetNetwork
+from geo import StreetNetwork
 from web.handheld import HandheldFeed, audience
 from web.live_feed import LiveFeed, Resume, parse_event_id
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url, replica="replica-a").upgrade_schema()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(store: Store, city: StreetNetwork, registry: Registry, clock: Clock) -> Iterator[DispatchService]:
-    svc = DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock).open()
-    yield svc
-    svc.close()
-
-
-def _device(registry: Registry, i: int = 0) -> str:
-    return [d for d in sorted(registry.devices) if d != FAR_DEVICE][i]
 
 
 def _events(
@@ -89,9 +66,9 @@ def test_ids_are_the_change_seq_and_a_reconnect_is_replayed_from_memory(
     service: DispatchService, registry: Registry, clock: Clock
 ) -> None:
     feed = LiveFeed(service).attach()
-    first = ingest_press(service, _device(registry), clock, "e-1")
+    first = ingest_press(service, device_of(registry), clock, "e-1")
     seen = feed.last_seq
-    second = ingest_press(service, _device(registry, 1), clock, "e-2")
+    second = ingest_press(service, device_of(registry, 1), clock, "e-2")
     start = feed.resume(str(seen))
     assert start is not None and start.source == "memory"
     events = _events(feed, start, until=lambda ev: second in _alert_ids(ev))
@@ -107,9 +84,9 @@ def test_a_feed_that_did_not_hear_them_replays_from_the_table_then_goes_on_live(
 ) -> None:
     """A restarted process, or another replica: its memory starts now, the ids still mean the same."""
     before = LiveFeed(service).attach()
-    ingest_press(service, _device(registry), clock, "e-1")
+    ingest_press(service, device_of(registry), clock, "e-1")
     seen = before.last_seq
-    missed = ingest_press(service, _device(registry, 1), clock, "e-2")
+    missed = ingest_press(service, device_of(registry, 1), clock, "e-2")
     unit_id = service.get_alert(missed).recommendations[0].unit_id
     service.assign(missed, unit_id, actor="dispatcher-1")  # more changes of the same alert and a unit
 
@@ -121,7 +98,7 @@ def test_a_feed_that_did_not_hear_them_replays_from_the_table_then_goes_on_live(
 
     def commit_later(events: list[dict]) -> bool:
         if not later and _alert_ids(events):
-            later.append(ingest_press(service, _device(registry, 2), clock, "e-3"))
+            later.append(ingest_press(service, device_of(registry, 2), clock, "e-3"))
         return bool(later) and later[0] in _alert_ids(events)
 
     events = _events(after, start, until=commit_later)
@@ -137,7 +114,7 @@ def test_a_feed_that_did_not_hear_them_replays_from_the_table_then_goes_on_live(
 
 def test_a_reset_only_when_it_cannot_be_replayed(service: DispatchService, registry: Registry, clock: Clock) -> None:
     feed = LiveFeed(service, max_replay=2).attach()
-    ingest_press(service, _device(registry), clock, "e-1")
+    ingest_press(service, device_of(registry), clock, "e-1")
     for garbage in (None, "", "abc", "0badc0de.3", "-1", "1.5", "١٢", "9" * 30):
         assert parse_event_id(garbage) is None
         assert feed.resume(garbage) is None, garbage
@@ -146,7 +123,7 @@ def test_a_reset_only_when_it_cannot_be_replayed(service: DispatchService, regis
 
     # A feed started later, asked for more changes than max_replay: a snapshot is cheaper.
     late = LiveFeed(service, max_replay=2).attach()
-    ingest_press(service, _device(registry, 1), clock, "e-2")
+    ingest_press(service, device_of(registry, 1), clock, "e-2")
     assert service.last_change_seq > late.max_replay
     assert late.resume("0") is None
     assert late.resume(str(late.horizon)) is not None  # from memory it is replayed
@@ -157,11 +134,11 @@ def test_when_the_buffer_moves_on_the_table_replays_what_it_dropped(
     service: DispatchService, registry: Registry, clock: Clock
 ) -> None:
     feed = LiveFeed(service, capacity=3, max_replay=1000).attach()
-    ingest_press(service, _device(registry), clock, "e-1")
+    ingest_press(service, device_of(registry), clock, "e-1")
     seen = feed.last_seq
-    dropped = ingest_press(service, _device(registry, 1), clock, "e-2")
+    dropped = ingest_press(service, device_of(registry, 1), clock, "e-2")
     for i in range(3):
-        ingest_press(service, _device(registry, 2 + i), clock, f"e-{3 + i}")
+        ingest_press(service, device_of(registry, 2 + i), clock, f"e-{3 + i}")
     assert feed.horizon > seen  # the buffer no longer holds everything after it
     start = feed.resume(str(seen))
     assert start is not None and start.source == "database"
@@ -174,7 +151,7 @@ def test_a_units_events_carry_the_seq_of_their_change_and_replay_from_memory_onl
 ) -> None:
     feed = LiveFeed(service)
     feed.attach(HandheldFeed(service, feed))
-    alert_id = ingest_press(service, _device(registry), clock, "e-1")
+    alert_id = ingest_press(service, device_of(registry), clock, "e-1")
     seen = feed.last_seq
     unit_id = service.get_alert(alert_id).recommendations[0].unit_id
     service.assign(alert_id, unit_id, actor="dispatcher-1")
@@ -196,24 +173,13 @@ def test_a_units_events_carry_the_seq_of_their_change_and_replay_from_memory_onl
 def test_two_replicas_number_alike_and_either_replays_the_others_ids(
     db_url: str, city: StreetNetwork, registry: Registry, clock: Clock
 ) -> None:
-    made: list[DispatchService] = []
-    for name in ("replica-a", "replica-b"):
-        svc = DispatchService(
-            Store(db_url, replica=name).upgrade_schema(),
-            Router(city),
-            devices=registry.devices,
-            units=registry.units,
-            clock=clock,
-        ).open()
-        made.append(svc)
-    a, b = made
-    try:
+    with replica_services(db_url, city, registry, clock) as (a, b):
         b.start_change_stream()
         feed_a, feed_b = LiveFeed(a).attach(), LiveFeed(b).attach()
-        ingest_press(a, _device(registry), clock, "e-1")
+        ingest_press(a, device_of(registry), clock, "e-1")
         seen = feed_a.last_seq
         wait_for(lambda: feed_b.last_seq >= seen, timeout_s=5, what="B hears A's first alert")
-        alert_id = ingest_press(a, _device(registry, 1), clock, "e-2")  # committed by A only
+        alert_id = ingest_press(a, device_of(registry, 1), clock, "e-2")  # committed by A only
         wait_for(lambda: feed_b.last_seq >= feed_a.last_seq, timeout_s=5, what="B hears A's second alert")
         on_a = _events(feed_a, feed_a.resume(str(seen)), until=lambda ev: alert_id in _alert_ids(ev))
         start = feed_b.resume(str(seen))  # the browser reconnects to B with the id A gave it
@@ -223,21 +189,17 @@ def test_two_replicas_number_alike_and_either_replays_the_others_ids(
 
         # A is ahead of B by a change B has not polled yet: B resumes after it, sends nothing twice.
         b.close()
-        ahead = ingest_press(a, _device(registry, 2), clock, "e-3")
+        ahead = ingest_press(a, device_of(registry, 2), clock, "e-3")
         newest = feed_a.last_seq
         assert feed_b.last_seq < newest
         start = feed_b.resume(str(newest))
         assert start is not None and start.after == newest
         b.sync_changes()
-        after = ingest_press(a, _device(registry, 3), clock, "e-4")
+        after = ingest_press(a, device_of(registry, 3), clock, "e-4")
         b.sync_changes()
         events = _events(feed_b, start, until=lambda ev: after in _alert_ids(ev))
         assert ahead not in _alert_ids(events) and after in _alert_ids(events)
         assert min(_ids(events)) > newest
-    finally:
-        for svc in made:
-            svc.close()
-            svc.store.close()
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -245,14 +207,9 @@ def test_when_the_remote_changes_cannot_be_read_a_local_commit_waits_for_them(
     db_url: str, city: StreetNetwork, registry: Registry, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The feed's ids must only grow: B's own change waits until A's earlier one can be handed on first."""
-    made: list[DispatchService] = []
-    for name in ("replica-a", "replica-b"):
-        store = Store(db_url, replica=name).upgrade_schema()
-        made.append(DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock))
-    a, b = (svc.open() for svc in made)
-    try:
+    with replica_services(db_url, city, registry, clock) as (a, b):
         feed = LiveFeed(b).attach()
-        remote = ingest_press(a, _device(registry), clock, "e-1")  # B has not polled it
+        remote = ingest_press(a, device_of(registry), clock, "e-1")  # B has not polled it
         real = b.store.read_changes
         failures = []
 
@@ -263,17 +220,13 @@ def test_when_the_remote_changes_cannot_be_read_a_local_commit_waits_for_them(
             return real(*args, **kw)  # type: ignore[arg-type]
 
         monkeypatch.setattr(b.store, "read_changes", flaky)
-        local = ingest_press(b, _device(registry, 1), clock, "e-2")
+        local = ingest_press(b, device_of(registry, 1), clock, "e-2")
         assert failures and feed.last_seq < a.last_change_seq  # B's change was committed but waits
         b.sync_changes()
         events = _events(feed, feed.resume(str(feed.horizon)), until=lambda ev: local in _alert_ids(ev))
         assert _alert_ids(events)[0] == remote and local in _alert_ids(events)
         assert _ids(events) == sorted(_ids(events))
         assert feed.horizon < min(_ids(events))  # heard in seq order: memory still replays across both
-    finally:
-        for svc in made:
-            svc.close()
-            svc.store.close()
 
 
 def test_the_leader_prunes_the_change_stream_and_a_reconnect_before_it_is_reset(
@@ -281,13 +234,13 @@ def test_the_leader_prunes_the_change_stream_and_a_reconnect_before_it_is_reset(
 ) -> None:
     """``changes`` keeps ``policy.changes_retention`` (24 h); a reconnect older than what is kept gets a snapshot."""
     seen_before = service.last_change_seq
-    ingest_press(service, _device(registry), clock, "e-1")
+    ingest_press(service, device_of(registry), clock, "e-1")
     seen_old = service.last_change_seq
     clock.tick(3600)
-    ingest_press(service, _device(registry, 1), clock, "e-2")
+    ingest_press(service, device_of(registry, 1), clock, "e-2")
     seen_mid = service.last_change_seq
     clock.tick(24 * 3600 - 1800)  # e-1 is now older than a day, e-2 not
-    kept = ingest_press(service, _device(registry, 2), clock, "e-3")
+    kept = ingest_press(service, device_of(registry, 2), clock, "e-3")
     oldest_before, newest, _ = service.store.change_bounds(0, service.last_change_seq)
     assert oldest_before is not None and oldest_before <= seen_old
 
@@ -310,12 +263,7 @@ def test_a_plan_issued_through_one_replica_reaches_the_other_replicas_handhelds_
     db_url: str, city: StreetNetwork, registry: Registry, clock: Clock
 ) -> None:
     """Issue 14 with replicas: the handheld on B hears the plan A issued, the map on B too, replayable by id."""
-    made: list[DispatchService] = []
-    for name in ("replica-a", "replica-b"):
-        store = Store(db_url, replica=name).upgrade_schema()
-        made.append(DispatchService(store, Router(city), devices=registry.devices, units=registry.units, clock=clock))
-    a, b = (svc.open() for svc in made)
-    try:
+    with replica_services(db_url, city, registry, clock) as (a, b):
         b.start_change_stream()
         feed_b = LiveFeed(b)
         feed_b.attach(HandheldFeed(b, feed_b))
@@ -342,7 +290,3 @@ def test_a_plan_issued_through_one_replica_reaches_the_other_replicas_handhelds_
         resumed = late.resume(str(int(plan_events[0]["id"]) - 1))
         assert resumed is not None and resumed.source == "database"
         assert '"plan_id":"plan-x"' in resumed.replay and "event: plan" in resumed.replay
-    finally:
-        for svc in made:
-            svc.close()
-            svc.store.close()
