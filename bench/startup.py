@@ -37,6 +37,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -115,12 +116,15 @@ def start_once(
     eager: bool,
     numba_cache: Path | str | None = None,
     database: Path | None = None,
+    db_url: str | None = None,
+    replica: str | None = None,
 ) -> dict:
     """One ``serve`` from exec to a healthy ``/healthz`` (then it is stopped): ``s``, ``cpu_s``, ``steps``.
 
     ``numba_cache`` overrides where numba caches (else ``<cache_dir>/numba``, as ``serve`` sets it;
     ``""``: numba's default, ``__pycache__`` beside the sources). ``database``: an SQLite file to start
-    on (copied), else a new empty one.
+    on (copied), else a new empty one. ``db_url``: start on that database instead (PostgreSQL), as
+    replica ``replica`` of the group.
     """
     run = work / uuid.uuid4().hex[:8]
     run.mkdir()
@@ -136,8 +140,10 @@ def start_once(
     if numba_cache is not None:
         env["NUMBA_CACHE_DIR"] = str(numba_cache)
     argv = [sys.executable, "-c", _SERVE.format(eager=EAGER if eager else ""), "serve", "--network", str(network)]
-    argv += ["--db", f"sqlite:///{run / 'q.sqlite3'}", "--mqtt", mqtt_url, "--port", str(port)]
+    argv += ["--db", db_url or f"sqlite:///{run / 'q.sqlite3'}", "--mqtt", mqtt_url, "--port", str(port)]
     argv += ["--topic-root", f"bench-startup/{run.name}/v1", "--client-id", f"bench-startup-{run.name}"]
+    if replica is not None:
+        argv += ["--replica", replica]
     argv += ["--cache-dir", "none" if cache_dir is None else str(cache_dir), "--log-level", "INFO"]
     log = run / "serve.log"
     with open(log, "wb") as out:
@@ -199,16 +205,16 @@ def run(mqtt_url: str, quick: bool, runs: int | None = None) -> dict:
         # --quick keeps numba's default cache (warm from the tests): a compile takes minutes on a busy machine
         numba: str | None = "" if quick else None
         start_once(network, mqtt_url, work, cache_dir=warm_cache, eager=False, numba_cache=numba)  # primes
-        starts: dict[str, list[dict]] = {"baseline": [], "cold": [], "warm": []}
-        for i in range(runs):  # interleaved, so that a change of machine load hits every way alike
-            starts["baseline"].append(start_once(network, mqtt_url, work, cache_dir=None, eager=True))
-            cold = work / f"cold-{i}"
-            starts["cold"].append(start_once(network, mqtt_url, work, cache_dir=cold, eager=False, numba_cache=numba))
-            starts["warm"].append(
-                start_once(
-                    network, mqtt_url, work, cache_dir=warm_cache, eager=False, numba_cache=numba, database=at_head
-                )
-            )
+        starts: dict[str, list[dict]] = {"baseline": [], "cold": [], "warm": [], "warm_pg": []}
+        pg = None if quick else _postgres(work)
+        try:
+            for i in range(runs):  # interleaved, so that a change of machine load hits every way alike
+                _start_each_way(network, mqtt_url, work, warm_cache, at_head, numba, starts, i, pg)
+        finally:
+            if pg is not None:
+                pg.close()
+    if not starts["warm_pg"]:
+        del starts["warm_pg"]
     return {
         "network": network.name,
         "broker": mqtt_url,
@@ -217,6 +223,41 @@ def run(mqtt_url: str, quick: bool, runs: int | None = None) -> dict:
         **{way: _stats(t) for way, t in starts.items()},
         "load_average_at_end": list(os.getloadavg()),
     }
+
+
+def _postgres(work: Path) -> Any:
+    """A throwaway PostgreSQL cluster (bench.chaos) with the schema at its head: what a replica restarts on."""
+    from bench.chaos import PostgresCluster
+    from dispatch import Store
+
+    pg = PostgresCluster(work / "pg")
+    store = Store(pg.url)
+    try:
+        store.upgrade_schema("head")
+    finally:
+        store.close()
+    return pg
+
+
+def _start_each_way(
+    network: Path,
+    mqtt_url: str,
+    work: Path,
+    warm_cache: Path,
+    at_head: Path,
+    numba: str | None,
+    starts: dict[str, list[dict]],
+    i: int,
+    pg: Any,
+) -> None:
+    """One start of each way, in turn."""
+    starts["baseline"].append(start_once(network, mqtt_url, work, cache_dir=None, eager=True))
+    cold = work / f"cold-{i}"
+    starts["cold"].append(start_once(network, mqtt_url, work, cache_dir=cold, eager=False, numba_cache=numba))
+    warm = {"cache_dir": warm_cache, "eager": False, "numba_cache": numba}
+    starts["warm"].append(start_once(network, mqtt_url, work, **warm, database=at_head))
+    if pg is not None:  # a replica's restart: PostgreSQL already at the head, the other replicas' state kept
+        starts["warm_pg"].append(start_once(network, mqtt_url, work, **warm, db_url=pg.url, replica="r1"))
 
 
 _STEPS = {
@@ -268,6 +309,11 @@ def render(figures: dict) -> list[str]:
         row("baseline: no cache, eager imports (the old path)", b),
         row("cold cache: parse + cache the extract, numba compiles, empty database", c),
         row("warm: network from its .npz, numba from its cache, database at head", w),
+        *(
+            [row("warm, a replica on PostgreSQL (`--replica r1`, schema at head)", figures["warm_pg"])]
+            if "warm_pg" in figures
+            else []
+        ),
         "",
         f"Warm start vs baseline: {b['median_s'] / w['median_s']:.1f}x faster (median); target under "
         f"{figures['target_s']:.0f} s: **{'met' if met else 'not met'} here** "
