@@ -14,38 +14,18 @@ import math
 import re
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any, cast
+from typing import Any
 
 import folium
-from branca.element import Element, Figure, MacroElement
+from branca.element import Element, MacroElement
 from jinja2 import Template
 
-from maps.assets import leaflet_assets
+from maps.assets import assert_offline
+from maps.folium_page import add_streets, offline_map
 
-__all__ = ["leaflet_assets", "render_plan_map"]
+__all__ = ["render_plan_map"]
 
 _JQUERY = re.compile(r"=\s*\$\(")
-_EXTERNAL = re.compile(r"""<(?:script|link)\b[^>]*(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
-
-
-def _bounds(collections: list[dict[str, Any]]) -> list[list[float]] | None:
-    lats: list[float] = []
-    lons: list[float] = []
-
-    def walk(c: object) -> None:
-        if isinstance(c, list) and c and isinstance(c[0], (int, float)):
-            lons.append(float(c[0]))
-            lats.append(float(c[1]))
-        elif isinstance(c, list):
-            for x in c:
-                walk(x)
-
-    for col in collections:
-        for f in col.get("features", []):
-            walk((f.get("geometry") or {}).get("coordinates", []))
-    if not lats:
-        return None
-    return [[min(lats), min(lons)], [max(lats), max(lons)]]
 
 
 class _Points(MacroElement):
@@ -158,39 +138,17 @@ def render_plan_map(
     RuntimeError
         If the page would still load a script or stylesheet from the internet.
     """
-    box = _bounds([routes, booths, hotspots]) or _bounds([streets or {}]) or [[0.0, 0.0], [0.0, 0.0]]
-    centre = [(box[0][0] + box[1][0]) / 2, (box[0][1] + box[1][1]) / 2]
-    m = folium.Map(location=centre, zoom_start=15, tiles=None, control_scale=True, prefer_canvas=True)
-    # Offline: no CDN links; Leaflet itself is inlined below.
-    m.default_js = []
-    m.default_css = []
-    js, css = leaflet_assets()
-    # A Map sits in a Figure (folium.Map adds itself to one); branca types get_root() as any Element.
-    root = cast(Figure, m.get_root())
-    root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css_inline")
-    root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js_inline")
-    root.header.add_child(
-        Element(
-            "<style>.q-stop{border-radius:50%;color:#fff;font:bold 11px/18px sans-serif;text-align:center;"
-            "width:18px;height:18px;border:1px solid #fff;box-shadow:0 0 2px #000}"
-            ".q-arrow{font:14px/14px sans-serif;text-shadow:0 0 2px #fff}"
-            ".q-booth{background:#1a237e;color:#fff;font:bold 12px/20px sans-serif;text-align:center;"
-            "width:20px;height:20px;border:2px solid #fff;box-shadow:0 0 3px #000}"
-            ".q-legend{position:fixed;bottom:24px;right:10px;z-index:1000;background:#fff;padding:6px 9px;"
-            "font:12px sans-serif;border:1px solid #999;border-radius:4px;max-width:320px}</style>"
-        ),
-        name="qorgau_css",
+    css = (
+        "<style>.q-stop{border-radius:50%;color:#fff;font:bold 11px/18px sans-serif;text-align:center;"
+        "width:18px;height:18px;border:1px solid #fff;box-shadow:0 0 2px #000}"
+        ".q-arrow{font:14px/14px sans-serif;text-shadow:0 0 2px #fff}"
+        ".q-booth{background:#1a237e;color:#fff;font:bold 12px/20px sans-serif;text-align:center;"
+        "width:20px;height:20px;border:2px solid #fff;box-shadow:0 0 3px #000}"
+        ".q-legend{position:fixed;bottom:24px;right:10px;z-index:1000;background:#fff;padding:6px 9px;"
+        "font:12px sans-serif;border:1px solid #999;border-radius:4px;max-width:320px}</style>"
     )
-    if title:
-        root.header.add_child(Element(f"<title>{html.escape(title)}</title>"), name="title")
-
-    if streets and streets.get("features"):
-        folium.GeoJson(
-            streets,
-            name=labels["layer_streets"],
-            style_function=lambda _f: {"color": "#9e9e9e", "weight": 1.2, "opacity": 0.9},
-            interactive=False,
-        ).add_to(m)
+    m, root, box = offline_map([routes, booths, hotspots], streets, zoom_start=15, css=css, title=title)
+    add_streets(m, streets, labels["layer_streets"])
     if risk_cells and risk_cells.get("features"):
         folium.GeoJson(
             risk_cells,
@@ -298,10 +256,7 @@ def render_plan_map(
     )
     root.html.add_child(Element(legend))
     page = root.render()
-    bad = _EXTERNAL.search(page)
-    if bad:
-        msg = f"the plan map would load a resource from the internet: {bad.group(0)!r}"
-        raise RuntimeError(msg)
+    assert_offline(page, what="plan map")
     if _JQUERY.search(page):
         msg = "the plan map uses jQuery ($), which the offline page does not carry"
         raise RuntimeError(msg)

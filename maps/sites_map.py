@@ -9,13 +9,13 @@ nothing itself.
 from __future__ import annotations
 
 import html
-from typing import Any, cast
+from typing import Any
 
 import folium
-from branca.element import Element, Figure
+from branca.element import Element
 
-from maps.assets import assert_offline, leaflet_assets
-from maps.plan_map import _bounds
+from maps.assets import assert_offline
+from maps.folium_page import add_streets, offline_map
 
 __all__ = ["SITES_MAP_LABEL_KEYS", "render_sites_map"]
 
@@ -103,26 +103,8 @@ def render_sites_map(
     RuntimeError
         If the page would load a script, stylesheet or image from the internet.
     """
-    box = _bounds([existing, added, uncovered or {}]) or _bounds([streets or {}]) or [[0.0, 0.0], [0.0, 0.0]]
-    centre = [(box[0][0] + box[1][0]) / 2, (box[0][1] + box[1][1]) / 2]
-    m = folium.Map(location=centre, zoom_start=13, tiles=None, control_scale=True, prefer_canvas=True)
-    m.default_js = []
-    m.default_css = []
-    js, css = leaflet_assets()
-    root = cast(Figure, m.get_root())
-    root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css_inline")
-    root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js_inline")
-    root.header.add_child(Element(_CSS), name="qorgau_css")
-    if title:
-        root.header.add_child(Element(f"<title>{html.escape(title)}</title>"), name="title")
-
-    if streets and streets.get("features"):
-        folium.GeoJson(
-            streets,
-            name=labels["layer_streets"],
-            style_function=lambda _f: {"color": "#9e9e9e", "weight": 1.2, "opacity": 0.9},
-            interactive=False,
-        ).add_to(m)
+    m, root, box = offline_map([existing, added, uncovered or {}], streets, zoom_start=13, css=_CSS, title=title)
+    add_streets(m, streets, labels["layer_streets"])
     if districts and districts.get("features"):
         has_share = all("covered_share" in (f.get("properties") or {}) for f in districts["features"])
         tip = (
