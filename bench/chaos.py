@@ -428,6 +428,7 @@ class Service:
         self.counts: Counter[str] = Counter()
         self._log = log_path.open("a")
         self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
 
     def start(self) -> None:
         self.ready.clear()
@@ -442,20 +443,23 @@ class Service:
             bufsize=1,
         )
         self.counts["starts"] += 1
-        threading.Thread(target=self._read, args=(self.proc,), name="chaos-service-log", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), name="chaos-service-log", daemon=True)
+        self._reader.start()
 
     def _read(self, proc: subprocess.Popen) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             with self._lock:
-                self._log.write(line)
+                if not self._log.closed:  # close() may have come first: the process is gone, its last lines too
+                    self._log.write(line)
             for name, pattern in _LOG_COUNTERS.items():
                 if pattern.search(line):
                     self.counts[name] += 1
                     if name == "ready" and proc is self.proc:
                         self.ready.set()
         with self._lock:
-            self._log.flush()
+            if not self._log.closed:
+                self._log.flush()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -473,11 +477,16 @@ class Service:
             self.ready.clear()
             stop_process(self.proc, timeout_s=20)
         with self._lock:
-            self._log.flush()
+            if not self._log.closed:
+                self._log.flush()
 
     def close(self) -> None:
+        """Stop the process, let its reader write the last lines, then close the log."""
         self.stop()
-        self._log.close()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        with self._lock:
+            self._log.close()
 
 
 # -- the buttons ----------------------------------------------------------------------------

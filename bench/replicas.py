@@ -514,7 +514,6 @@ class Bench:
             *(s.stop for s in reversed(self.replicas)),
             *([self.broker.stop] if self.broker else []),
             *([self.pg.close] if self.pg else []),
-            lambda: time.sleep(0.5),  # Service's log reader must reach EOF before its file is closed
             *(s.close for s in [*self.retired, *self.replicas]),
         ):
             try:
