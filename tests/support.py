@@ -779,3 +779,18 @@ def clear_retained(url: str, topics: list[str]) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def walk_until(
+    clock: Any, walkers: Any, when: datetime, stored: Callable[[], list[Any]], timeout_s: float = 20.0
+) -> list[Any]:
+    """Move the clock shared by a service and its simulated patrols (``qorgau.patrols``) to ``when``, let the
+    patrols send every fix due by then, and wait until the service kept them all (``stored()``: its rows)."""
+    clock.set(when)
+    assert walkers.settled(when, timeout_s=30), f"the patrols did not catch up with {when}"
+    sent = walkers.report.positions
+    deadline = time.monotonic() + timeout_s
+    while len(rows := stored()) != sent:
+        assert time.monotonic() < deadline, f"the service kept {len(rows)} of the {sent} fixes sent"
+        time.sleep(0.05)
+    return rows

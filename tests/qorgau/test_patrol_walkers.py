@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from support import (
     clustered_incidents_csv,
     wait_for,
     wait_plan_done,
+    walk_until,
 )
 
 from dispatch import Role
@@ -106,18 +106,12 @@ def test_issued_plans_are_walked_and_the_dosage_says_what_each_patrol_delivered(
             return store.positions_between(plan.shift_start - STEP, plan.shift_end + STEP, units=mine)
 
         def walk_to(when: datetime) -> list[tuple[str, datetime, float, float]]:
-            """Move the shared clock, let the patrols send what is due, wait until the service kept it all."""
-            clock.set(when)
-            assert walkers.settled(when, timeout_s=30), f"the patrols did not catch up with {when}"
-            n = walkers.report.positions
-            deadline = time.monotonic() + 20
-            while len(rows := stored()) != n:
-                assert time.monotonic() < deadline, f"the service kept {len(rows)} of the {n} fixes sent"
-                time.sleep(0.05)
-            return rows
+            return walk_until(clock, walkers, when, stored)
 
         # Before the shift: nobody reports.
         assert walk_to(plan.shift_start - timedelta(minutes=1)) == []
+        before = commander.get(f"/api/plans/{plan_id}/dosage").json()
+        assert before["state"] == "before" and before["fixes"] == 0 and before["delivered_min"] == 0
 
         # Halfway through the shift, foot-3's officer is sent to an alert for ten minutes, during its second stop.
         order_at = stops["P03"][1].arrive + timedelta(minutes=2)
@@ -138,7 +132,7 @@ def test_issued_plans_are_walked_and_the_dosage_says_what_each_patrol_delivered(
                 duty.on_order.clear()
             if so_far is None and t >= plan.shift_start + timedelta(minutes=60):
                 so_far = commander.get(f"/api/plans/{plan_id}/dosage").json()
-                assert so_far["fixes"] == len(rows)
+                assert so_far["fixes"] == len(rows) and so_far["state"] == "running"
         assert walkers.walking() == {}  # every patrol is back at its booth
         assert walkers.report.finished == 3 and walkers.report.resumed == 1 and walkers.report.held_back > 0
 
@@ -161,7 +155,7 @@ def test_issued_plans_are_walked_and_the_dosage_says_what_each_patrol_delivered(
         assert 0 < so_far["patrols"]["P01"]["delivered_min"] < so_far["patrols"]["P01"]["planned_min"]
         d = commander.get(f"/api/plans/{plan_id}/dosage").json()
         p1, p2, p3 = (d["patrols"][p] for p in ("P01", "P02", "P03"))
-        assert d["patrol_units"] == units and d["unmatched_units"] == []
+        assert d["patrol_units"] == units and d["unmatched_units"] == [] and d["state"] == "over"
         assert p1["delivered_min"] >= 0.95 * p1["planned_min"]
         assert p1["koper_visits"] == len(stops["P01"])
         kept = sum((s.depart - s.arrive).total_seconds() for s in stops["P02"][::2]) / 60
