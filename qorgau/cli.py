@@ -616,6 +616,8 @@ def _demo_secret(data_dir: Path) -> tuple[Path, bool]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
+    from zoneinfo import ZoneInfo
+
     from pydantic import SecretStr
 
     from dispatch import Role, UnitKind, User, load_devices, load_units
@@ -675,6 +677,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     units = load_units(settings.units)
     devices = list(load_devices(settings.devices).values())
 
+    incidents = None
+    if args.walk_plans:  # something to make a plan from at once (the demo's own alerts are minutes old)
+        from qorgau.demo import DEMO_INCIDENTS, write_demo_incidents
+
+        incidents = data_dir / DEMO_INCIDENTS
+        if not incidents.exists():
+            today = datetime.now(ZoneInfo(settings.timezone)).date()
+            area = ALMATY_CENTRE_BBOX if almaty else None
+            write_demo_incidents(network, incidents, today=today, seed=args.seed, area=area)
     service = QorgauService(settings, network=network).start()
     stop = threading.Event()
     sim = Simulator(
@@ -739,6 +750,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Dispatcher map: {url}/map  ({_demo_map_login(service)})")
     print(f"Handheld (open on a phone or a narrow window): {url}/unit  ({unit_login})")
     print(f"Plans console (commander): {url}/plans  ({_demo_commander_login(service)}); plans in {settings.plans_dir}")
+    if incidents is not None:
+        hour = datetime.now(ZoneInfo(settings.timezone)).hour
+        print(
+            f"  to plan from: {incidents} (synthetic incidents of the last 90 days, not real): upload it as the "
+            f"file on /plans, with today's date and a shift that has begun (e.g. {hour:02d}:00-{(hour + 2) % 24:02d}:00)"
+        )
     if walkers is not None:
         print(
             f"  issued plans are walked by {len(walkers.foot)} simulated foot patrols during their shift (times UTC+5: "
