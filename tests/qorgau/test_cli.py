@@ -197,6 +197,8 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
     assert (tmp_path / "demo" / "devices.geojson").exists()
     assert (tmp_path / "demo" / "demo.sqlite3").exists()
     assert (tmp_path / "demo" / "plans").is_dir()  # the demo's plans beside its database
+    assert "synthetic incidents of the last 90 days, not real" in out
+    assert (tmp_path / "demo" / "incidents-synthetic.csv").read_text().startswith("lat,lon,occurred_at,category\n")
     assert "JWT secret: " in out and "(made by this run;" in out
     assert (tmp_path / "demo" / "jwt-secret").stat().st_mode & 0o077 == 0  # the owner's only
 

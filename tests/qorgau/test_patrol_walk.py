@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from support import Registry
 
 from geo import great_circle_m
 from patrol_planner.dosage import PlannedStop as DosageStop
@@ -172,3 +173,15 @@ def test_a_manual_clock_only_goes_forward() -> None:
     assert clock() == START and clock.advance(30) == START + timedelta(seconds=30)
     with pytest.raises(ValueError, match="does not go back"):
         clock.set(START)
+
+
+def test_simulate_walk_plans_needs_units_and_shares_between_0_and_1(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qorgau.cli import main
+
+    assert main(["simulate", "--devices", str(registry.devices_path), "--walk-plans"]) == 2
+    assert "--walk-plans needs --units" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--units", str(registry.units_path), "--walk-plans", "--skip-share", "1.5"])
+    assert "expected a share between 0 and 1, got '1.5'" in capsys.readouterr().err
