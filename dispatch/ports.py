@@ -239,9 +239,12 @@ class PatrolPlan:
     route: tuple[tuple[float, float], ...]
     issued_at: datetime
     issued_by: str
+    walk_speed_mps: float | None = None
+    """The walking speed the plan's times were computed at (None: not known)."""
 
     def to_json(self) -> dict[str, Any]:
         """The wire form of ``{root}/units/{unit_id}/plan`` (README, topic table)."""
+        speed = {} if self.walk_speed_mps is None else {"walk_speed_mps": round(self.walk_speed_mps, 3)}
         return {
             "plan_id": self.plan_id,
             "patrol": self.patrol_id,
@@ -254,6 +257,7 @@ class PatrolPlan:
             "issued_by": self.issued_by,
             "stops": [s.to_json() for s in self.stops],
             "route": {"type": "LineString", "coordinates": [[round(lon, 7), round(lat, 7)] for lat, lon in self.route]},
+            **speed,
         }
 
 

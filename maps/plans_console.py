@@ -1,4 +1,5 @@
-"""The commander's plans console (``/plans``): make a patrol plan in the browser, see it, issue it.
+"""The commander's plans console (``/plans``): make a patrol plan in the browser, see it, issue it,
+and follow the dose its patrols deliver.
 
 Like the live map it renders what it is handed: every text comes in ``labels`` (the reader's
 language), what the script needs comes in ``config`` and is handed to ``maps/static/plans.js`` as
@@ -48,7 +49,8 @@ def render_plans_console(
     config
         Handed to the script as ``window.QORGAU_PLANS``: ``urls`` (plans, streets, login),
         ``booths`` (``id``, ``name``, ``lat``, ``lon``), ``defaults`` (the form's initial values),
-        ``utc_offset_s``, ``tz_label``, ``csrf_header``, ``center``, ``bounds``; ``labels``,
+        ``utc_offset_s``, ``tz_label``, ``csrf_header``, ``center``, ``bounds``, ``dosage_refresh_s``
+        (how often an issued plan's dose is asked for again while its shift is not over); ``labels``,
         ``lang`` and ``downloads`` are filled in here.
 
     Raises
@@ -132,6 +134,25 @@ def render_plans_console(
     <span class="p-hint">{e(t["issue_hint"])}</span>
     <div id="p-issued" role="status"></div>
   </div>
+  <section id="p-dosage" data-state="" hidden>
+    <h2>{e(t["dose_title"])}</h2>
+    <p id="p-dosage-state" role="status"></p>
+    <p id="p-dosage-total"></p>
+    <p id="p-dosage-inside"></p>
+    <p id="p-dosage-nothing"></p>
+    <h3>{e(t["dose_patrols"])}</h3>
+    <table id="p-dosage-patrols" class="p-dose"><thead><tr><th>{e(t["dose_col_patrol"])}</th>
+      <th>{e(t["dose_col_unit"])}</th><th>{e(t["dose_col_planned"])}</th><th>{e(t["dose_col_delivered"])}</th>
+      <th>{e(t["dose_col_share"])}</th><th>{e(t["dose_col_visits"])}</th><th>{e(t["dose_col_koper"])}</th>
+      <th>{e(t["dose_col_long"])}</th></tr></thead><tbody></tbody></table>
+    <h3>{e(t["dose_hot_spots"])}</h3>
+    <table id="p-dosage-spots" class="p-dose"><thead><tr><th>{e(t["dose_col_hot_spot"])}</th>
+      <th>{e(t["dose_col_planned"])}</th><th>{e(t["dose_col_delivered"])}</th><th>{e(t["dose_col_share"])}</th>
+      <th>{e(t["dose_col_visits"])}</th><th>{e(t["dose_col_koper"])}</th></tr></thead><tbody></tbody></table>
+    <p id="p-dosage-definition" class="p-hint"></p>
+    <p id="p-dosage-files"><a id="p-dosage-md" download>{e(t["dose_md"])}</a>
+      <a id="p-dosage-csv" download>{e(t["dose_csv"])}</a></p>
+  </section>
   <ul id="p-downloads" hidden></ul>
   <iframe id="p-map" title="{e(t["plan_map"])}" hidden></iframe>
   <h2>{e(t["past_plans"])}</h2>

@@ -162,6 +162,40 @@ def _add_responder_flags(
         )
 
 
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        msg = f"expected a share between 0 and 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return share
+
+
+def _add_walker_flags(p: argparse.ArgumentParser, *, default_on: bool = False) -> None:
+    """Simulated patrols (qorgau/patrols.py): foot units that walk the plans issued to them."""
+    g = p.add_argument_group("simulated patrols")
+    if default_on:
+        g.add_argument(
+            "--no-walk-plans", dest="walk_plans", action="store_false", help="no simulated patrol walks an issued plan"
+        )
+    else:
+        g.add_argument(
+            "--walk-plans",
+            action="store_true",
+            help="simulated foot patrols walk the plans a commander issues (MQTT units/+/plan), reporting their "
+            "positions over MQTT every 5 s during the shift (needs --units; with --respond an order comes first)",
+        )
+    g.add_argument(
+        "--late-share", type=_share, default=0.25, help="share of a plan's patrols that leave their booth late [0.25]"
+    )
+    g.add_argument("--late-by", type=float, default=20.0, metavar="MIN", help="how late, minutes [20]")
+    g.add_argument(
+        "--skip-share", type=_share, default=0.25, help="share of a plan's patrols that skip every second stop [0.25]"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qorgau", description="SOS-button dispatch for city police.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -195,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "last will and sends heartbeats every QORGAU_HEARTBEAT_INTERVAL_S)",
     )
     _add_responder_flags(sim)
+    _add_walker_flags(sim)
     sim.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser(
@@ -213,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     # that a newcomer sees alerts reach 'closed' within minutes and the open ones level off at about
     # seven (README, "Ten minutes of the demo"); the flags give the real pace back
     _add_responder_flags(demo, default_on=True, close_after=(30.0, 90.0), time_scale=3.0)
+    _add_walker_flags(demo, default_on=True)  # a plan issued on /plans is walked at its shift's real times
     demo.add_argument(
         "--data-dir", type=Path, default=Path("var/demo"), help="where seed GeoJSON and the demo database go [var/demo]"
     )
@@ -369,6 +405,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from dispatch import load_devices, load_units
     from geo import Router, load_network
+    from mqtt_bridge import parse_mqtt_url
     from mqtt_bridge.provision import load_credentials
     from qorgau.simulate import Simulator
 
@@ -405,6 +442,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         dispatcher = SimulatedDispatcher(ApiClient(args.api, token)).start() if args.dispatch and token else None
         if args.kind == "test":
             print("note: 'test' presses get no orders; pass --kind press for responders to act", flush=True)
+    walkers = None
+    if args.walk_plans:
+        if not units:
+            print("qorgau simulate: --walk-plans needs --units (the foot units walk their plans)", file=sys.stderr)
+            return 2
+        credentials = load_credentials(args.credentials) if args.credentials else None
+        logins = None
+        if credentials is not None:  # each tracker on its own broker login, subscribed to its own plan
+            base = parse_mqtt_url(settings.mqtt_url)
+            logins = {uid: a.address(base) for uid, a in credentials.units.items()}
+        walkers = _walkers(args, settings.mqtt_url, settings.topic_root, units, responders, logins).start()
+        print(f"simulated patrols: {len(walkers.foot)} foot units walk the plans issued to them", flush=True)
     if router is None:
         print("no --network: publishing SOS presses only (102 reports are drawn on streets)", flush=True)
     sim = Simulator(
@@ -423,13 +472,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     try:
         report = sim.run(args.count or None)
-        if responders is not None and args.count:  # let the officers finish what they were sent to
-            print("presses sent; responders keep answering orders until Ctrl-C", flush=True)
+        if (responders is not None or walkers is not None) and args.count:  # let them finish their work
+            print("presses sent; responders and patrols keep going until Ctrl-C", flush=True)
             while True:
                 time.sleep(1.0)
     except KeyboardInterrupt:
         return 130
     finally:
+        if walkers is not None:
+            walkers.stop()
+            print(_walkers_summary(walkers), flush=True)
         if dispatcher is not None:
             dispatcher.stop()
         if responders is not None:
@@ -459,6 +511,27 @@ def _responders(args: argparse.Namespace, url: str, topic_root: str, units: Sequ
     return Responders(url=url, topic_root=topic_root, units=units, officers=officers, policy=policy, seed=args.seed)
 
 
+def _walkers(
+    args: argparse.Namespace, url: str, topic_root: str, units: Sequence[Any], duty: Any, logins: Any = None
+) -> Any:
+    """Simulated patrols configured by ``--late-share``, ``--late-by``, ``--skip-share``; ``duty``: the responders."""
+    from qorgau.patrols import PatrolWalkers, WalkPolicy
+
+    policy = WalkPolicy(late_share=args.late_share, skip_share=args.skip_share, late_min=args.late_by)
+    return PatrolWalkers(
+        url=url, topic_root=topic_root, units=units, policy=policy, seed=args.seed, duty=duty, logins=logins
+    )
+
+
+def _walkers_summary(walkers: Any) -> str:
+    r = walkers.report
+    kinds = {b: sum(v == b for v in r.behaviours.values()) for b in ("on_time", "late", "skip")}
+    return (
+        f"patrols: {r.plans} plans walked ({kinds['on_time']} on time, {kinds['late']} late, {kinds['skip']} "
+        f"skipping stops), {r.finished} finished, {r.positions} positions, {r.held_back} held back while on an order"
+    )
+
+
 def _responders_summary(responders: Any) -> str:
     r = responders.report
     return (
@@ -477,6 +550,18 @@ def _demo_map_login(service: QorgauService) -> str:
     password = secrets.token_urlsafe(9)
     service.store.add_user(User("dispatcher", Role.DISPATCHER), hash_password(password), actor="demo")
     return f"sign in as 'dispatcher', password {password}"
+
+
+def _demo_commander_login(service: QorgauService) -> str:
+    """A ``commander`` user for the demo's plans console, with a fresh password the first time."""
+    from dispatch import Role, User
+    from dispatch.auth import hash_password
+
+    if service.store.get_user("commander") is not None:
+        return "sign in as 'commander' with the password printed by the first demo on this database"
+    password = secrets.token_urlsafe(9)
+    service.store.add_user(User("commander", Role.COMMANDER), hash_password(password), actor="demo")
+    return f"sign in as 'commander', password {password}"
 
 
 def _demo_unit_login(service: QorgauService, units: Sequence[Any]) -> str:
@@ -531,6 +616,8 @@ def _demo_secret(data_dir: Path) -> tuple[Path, bool]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
+    from zoneinfo import ZoneInfo
+
     from pydantic import SecretStr
 
     from dispatch import Role, UnitKind, User, load_devices, load_units
@@ -553,6 +640,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         update["topic_root"] = DEMO_TOPIC_ROOT
     if args.client_id is None:
         update["client_id"] = DEMO_CLIENT_ID
+    if "plans_dir" not in settings.model_fields_set:  # the demo's plans beside the history they learn from
+        update["plans_dir"] = data_dir / "plans"
     almaty = settings.network is None and args.city == "almaty"
     if almaty:
         from qorgau.demo_city import almaty_extract
@@ -588,6 +677,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     units = load_units(settings.units)
     devices = list(load_devices(settings.devices).values())
 
+    incidents = None
+    if args.walk_plans:  # something to make a plan from at once (the demo's own alerts are minutes old)
+        from qorgau.demo import DEMO_INCIDENTS, write_demo_incidents
+
+        incidents = data_dir / DEMO_INCIDENTS
+        if not incidents.exists():
+            today = datetime.now(ZoneInfo(settings.timezone)).date()
+            area = ALMATY_CENTRE_BBOX if almaty else None
+            write_demo_incidents(network, incidents, today=today, seed=args.seed, area=area)
     service = QorgauService(settings, network=network).start()
     stop = threading.Event()
     sim = Simulator(
@@ -599,7 +697,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rate_per_s=args.rate,
         sos_share=args.sos_share,
         kind="press",
-        move_units=not args.respond,  # responders move the patrols along their routes instead
+        # responders move the patrols along their routes instead, and the simulated patrols along their plans
+        move_units=not args.respond and not args.walk_plans,
         seed=args.seed,
         heartbeat_s=settings.heartbeat_interval_s,
         report_area=area_circle(ALMATY_CENTRE_BBOX) if almaty else None,  # 102 reports where the units are
@@ -612,6 +711,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             args, settings.mqtt_url, settings.topic_root, units, _demo_officers(service, units)
         ).start()
         dispatcher = SimulatedDispatcher(api).start()
+    walkers = None
+    if args.walk_plans:  # an order comes first: the responders say who is on one
+        walkers = _walkers(args, settings.mqtt_url, settings.topic_root, units, responders).start()
     sim_thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, name="qorgau-sim", daemon=True)
     sim_thread.start()
     counts = {kind: sum(u.kind is kind for u in units) for kind in UnitKind}
@@ -647,6 +749,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  e.g. curl -H 'Authorization: Bearer <dispatcher token>' {url}/api/alerts")
     print(f"Dispatcher map: {url}/map  ({_demo_map_login(service)})")
     print(f"Handheld (open on a phone or a narrow window): {url}/unit  ({unit_login})")
+    print(f"Plans console (commander): {url}/plans  ({_demo_commander_login(service)}); plans in {settings.plans_dir}")
+    if incidents is not None:
+        hour = datetime.now(ZoneInfo(settings.timezone)).hour
+        print(
+            f"  to plan from: {incidents} (synthetic incidents of the last 90 days, not real): upload it as the "
+            f"file on /plans, with today's date and a shift that has begun (e.g. {hour:02d}:00-{(hour + 2) % 24:02d}:00)"
+        )
+    if walkers is not None:
+        print(
+            f"  issued plans are walked by {len(walkers.foot)} simulated foot patrols during their shift (times UTC+5: "
+            f"issue one for a shift that has begun to see it walked now; {args.late_share:.0%} leave "
+            f"{args.late_by:g} min late, {args.skip_share:.0%} skip every second stop, an order comes first); "
+            "the console shows each issued plan's dose delivered as it is walked"
+        )
+    else:
+        print("  issued plans reach the units (MQTT, handheld, map); nobody walks them (--no-walk-plans)")
     print("Press Ctrl-C to stop." if args.duration is None else f"Stopping after {args.duration:g} s.", flush=True)
     try:
         if args.duration is None:
@@ -661,6 +779,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         sim_thread.join(timeout=10)
+        if walkers is not None:
+            walkers.stop()
+            print(_walkers_summary(walkers), flush=True)
         if dispatcher is not None:
             dispatcher.stop()
         if responders is not None:

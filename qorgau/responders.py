@@ -394,6 +394,7 @@ class Responders:
         """order id -> the plan drawn for it."""
         self._rng = random.Random(seed)
         self._current: dict[str, int] = {}  # unit id -> order id it works on
+        self._last_fix: dict[str, tuple[float, float]] = {}  # unit id -> its last position on its order
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -480,6 +481,7 @@ class Responders:
             plan = plan_order(self.policy, self.seed, order_id=order_id, alert_id=alert_id, unit_id=unit_id)
             self.plans[order_id] = plan
             self._current[unit_id] = order_id
+            self._last_fix.pop(unit_id, None)
             self.report.orders += 1
             if plan.missed:
                 self.report.missed += 1
@@ -545,6 +547,8 @@ class Responders:
             log.info("responders: position of %s refused: %s", unit_id, e)
             return
         self.report.positions += 1
+        with self._cond:
+            self._last_fix[unit_id] = (lat, lon)
 
     def _arrive(self, unit_id: str, order_id: int, alert_id: int, plan: OrderPlan) -> None:
         if self._move(unit_id, order_id, alert_id, "on_scene") is None:
@@ -569,6 +573,20 @@ class Responders:
                 self.officers[unit_id].set_availability(unit_id, "available")
             except (ApiError, OSError) as e:
                 log.info("responders: %s could not say available: %s", unit_id, e)
+
+    # what the simulated patrols ask (qorgau.patrols.OrderDuty): an order comes before the plan --
+
+    def busy(self, unit_id: str) -> bool:
+        """Whether the unit's officer works on an order: from reading it until it is closed (or the
+        service refuses a step); an order missed on purpose was never read, so it keeps nobody busy."""
+        with self._cond:
+            order_id = self._current.get(unit_id)
+            return order_id is not None and not self.plans[order_id].missed
+
+    def last_fix(self, unit_id: str) -> tuple[float, float] | None:
+        """Where the officer last reported the unit on its current (or last) order; None: nowhere yet."""
+        with self._cond:
+            return self._last_fix.get(unit_id)
 
     # machinery ----------------------------------------------------------------------------
 

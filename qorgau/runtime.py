@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from dispatch import Authenticator, DispatchService, PressVerifier, Store, UnitKind, load_devices, load_units
 from dispatch import auth as dispatch_auth
 from dispatch.reports import Districts
+from dispatch.service import utc_now
 from dispatch.supervision import DeviceSupervisor
 from geo import Router, StreetNetwork, load_network
 from mqtt_bridge import MqttBridge
@@ -97,6 +98,10 @@ class QorgauService:
         Where the network, registries, database and broker are.
     network
         An already loaded (or generated) street network; else ``settings.network`` is loaded.
+    clock
+        The service's clock (UTC, timezone-aware): what "now" is for freshness, deadlines, issued
+        plans and the dosage so far. None: the real time. A test or a simulation may pass its own
+        (``qorgau.patrols.ManualClock``) and share it with the simulated patrols.
 
     Raises
     ------
@@ -112,7 +117,13 @@ class QorgauService:
     startup: dict[str, float]
     """Seconds each step of the start took (``network``, ``router``, ... ``http``), filled as it goes."""
 
-    def __init__(self, settings: Settings, *, network: StreetNetwork | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        network: StreetNetwork | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         phases = self._phases = _Phases()
         self.startup = phases.took
@@ -145,6 +156,7 @@ class QorgauService:
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
             policy=settings.policy(),
             press_verifier=_press_verifier(settings, devices),
+            clock=clock or utc_now,
         )
         self.supervisor = DeviceSupervisor(
             self.store,

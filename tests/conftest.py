@@ -14,6 +14,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -210,11 +211,13 @@ def start_service(
     """Start the service (bridge + API in this process); call again after ``stop()`` to restart it.
 
     Every start uses the same database, topic root and MQTT client id, as a restarted process would.
+    ``clock=`` gives the service a clock of the test's own (e.g. ``qorgau.patrols.ManualClock``); the
+    other keywords are settings.
     """
     client_id = f"qorgau-test-{uuid.uuid4().hex[:12]}"
     started: list[Running] = []
 
-    def start(**overrides: object) -> Running:
+    def start(*, clock: Callable[[], datetime] | None = None, **overrides: object) -> Running:
         settings = Settings(
             admin_token=ADMIN_TOKEN,
             db_url=db_url,
@@ -227,7 +230,7 @@ def start_service(
             **{"port": 0, "jwt_secret": JWT_SECRET, "units": registry.units_path, "devices": registry.devices_path}
             | overrides,
         )
-        service = QorgauService(settings, network=city).start()
+        service = QorgauService(settings, network=city, clock=clock).start()
         token = service.auth.issue(User("test-dispatcher", Role.DISPATCHER))
         http = httpx.Client(
             base_url=service.base_url, timeout=HTTP_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"}

@@ -751,3 +751,75 @@ def _free_port() -> int:
                 continue
             return port
     raise AssertionError("no free port in 20000-32000")
+
+
+# -- plans walked by the simulated patrols (issue 14) ------------------------------------------
+
+WALK_SHIFT = "10:00-12:00"
+"""The shift of the walked plans' tests: two hours, tomorrow (local time)."""
+
+
+def clustered_incidents_csv(net: StreetNetwork, on: date, *, centres: int = 6, seed: int = 14) -> str:
+    """Incidents around ``centres`` nodes at least 400 m apart, in :data:`WALK_SHIFT`'s hours over the
+    60 days before ``on`` (Almaty time): a plan for that shift gets hot spots there."""
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for node in rng.permutation(net.n_nodes):
+        la, lo = float(net.node_lat[node]), float(net.node_lon[node])
+        if all(np.hypot((la - net.node_lat[c]) * 111_000, (lo - net.node_lon[c]) * 81_000) > 400 for c in picked):
+            picked.append(int(node))
+        if len(picked) == centres:
+            break
+    rows = ["lat,lon,occurred_at,category"]
+    for k, c in enumerate(picked):
+        for _ in range(40 - 4 * k):
+            day = on - timedelta(days=int(rng.integers(1, 60)))
+            minute = int(rng.integers(0, 120))
+            la, lo = net.node_lat[c] + rng.normal(0, 0.0002), net.node_lon[c] + rng.normal(0, 0.0002)
+            rows.append(f"{la:.6f},{lo:.6f},{day.isoformat()}T{10 + minute // 60:02d}:{minute % 60:02d}:00+05:00,theft")
+    return "\n".join(rows) + "\n"
+
+
+def wait_plan_done(client: httpx.Client, plan_id: str, timeout_s: float = 180.0) -> dict[str, Any]:
+    """``GET /api/plans/{id}`` until the plan is done or failed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            body: dict[str, Any] = client.get(f"/api/plans/{plan_id}").json()
+        except httpx.ReadTimeout:  # the plan's thread holds the interpreter on a loaded machine
+            continue
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"plan {plan_id} did not finish in {timeout_s} s")
+
+
+def clear_retained(url: str, topics: list[str]) -> None:
+    """Publish an empty retained message on each topic: the broker forgets what a test left there."""
+    address = parse_mqtt_url(url)
+    client = new_client(address, client_id=f"cleaner-{uuid.uuid4().hex[:8]}")
+    client.connect(address.host, address.port, clean_start=True)
+    client.loop_start()
+    try:
+        for topic in topics:
+            info = client.publish(topic, b"", qos=1, retain=True)
+            info.wait_for_publish(timeout=5)
+            assert info.rc == mqtt.MQTT_ERR_SUCCESS, topic
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def walk_until(
+    clock: Any, walkers: Any, when: datetime, stored: Callable[[], list[Any]], timeout_s: float = 20.0
+) -> list[Any]:
+    """Move the clock shared by a service and its simulated patrols (``qorgau.patrols``) to ``when``, let the
+    patrols send every fix due by then, and wait until the service kept them all (``stored()``: its rows)."""
+    clock.set(when)
+    assert walkers.settled(when, timeout_s=30), f"the patrols did not catch up with {when}"
+    sent = walkers.report.positions
+    deadline = time.monotonic() + timeout_s
+    while len(rows := stored()) != sent:
+        assert time.monotonic() < deadline, f"the service kept {len(rows)} of the {sent} fixes sent"
+        time.sleep(0.05)
+    return rows

@@ -118,6 +118,8 @@ def issue_plan(
         end = max(ends, default=start)
     now = service.clock()
     shift = (record.get("summary") or {}).get("shift", "")
+    # the plan's times were walked at the request's speed, else at the service's (PlanJobs.graph_for)
+    speed = (record.get("request") or {}).get("walk_speed_mps") or service.router.walk_speed_mps
     plans = []
     for patrol, parts in patrols.items():
         route = parts["route"]
@@ -146,6 +148,7 @@ def issue_plan(
                 route=tuple((float(c[1]), float(c[0])) for c in route["geometry"]["coordinates"]),
                 issued_at=now,
                 issued_by=actor,
+                walk_speed_mps=float(speed),
             )
         )
     try:

@@ -4,7 +4,10 @@
  * history over a period, or from a file read here and sent as text), then polls
  * GET /api/plans/{id} until the plan is done or failed, showing how long it has run. A done plan
  * shows its summary, its own map (GET /api/plans/{id}/map, in a frame), its files and the button
- * that issues it to the patrols (POST /api/plans/{id}/issue). Every request carries the HttpOnly
+ * that issues it to the patrols (POST /api/plans/{id}/issue); an issued plan shows the dose its patrols
+ * delivered (GET /api/plans/{id}/dosage: per patrol and per hot spot, the hot spots that got nothing,
+ * the minutes in hot spots, the Koper-window visits), asked again every C.dosage_refresh_s seconds
+ * until the shift is over. Every request carries the HttpOnly
  * session cookie and the X-Qorgau-Request header, so the API's roles and audit trail apply.
  * Booths are picked on a Leaflet map over the city's own streets: no request leaves the origin.
  */
@@ -245,7 +248,8 @@
   }
 
   function hidePlan() {
-    for (const id of ['#p-summary', '#p-issue', '#p-downloads', '#p-map']) $(id).hidden = true;
+    stopDosage();
+    for (const id of ['#p-summary', '#p-issue', '#p-downloads', '#p-map', '#p-dosage']) $(id).hidden = true;
     $('#p-map').removeAttribute('src');
     document.body.dataset.plan = '';
   }
@@ -290,6 +294,7 @@
     $('#p-issue-button').disabled = false;
     showIssued(rec.issued);
     document.body.dataset.plan = rec.id;
+    if (rec.issued) loadDosage(rec.id);
   }
 
   function showIssued(issued) {
@@ -315,6 +320,81 @@
     }
     showIssued(r.body);
     refreshList();
+    loadDosage(current);
+  }
+
+  // -- the dose delivered (an issued plan) -----------------------------------------------------
+
+  let dosageTimer = null;
+
+  function stopDosage() { clearTimeout(dosageTimer); dosageTimer = null; }
+
+  const minutes = (x) => String(Math.round((x || 0) * 10) / 10);
+  const percent = (x) => String(Math.round((x || 0) * 1000) / 10);
+
+  function doseCell(key, value, text) {
+    return el('td', { 'data-k': key, 'data-value': value }, text === undefined ? value : text);
+  }
+
+  function doseRow(attrs, first, t0) {
+    return el('tr', attrs, ...first,
+      doseCell('planned', t0.planned_min, minutes(t0.planned_min)),
+      doseCell('delivered', t0.delivered_min, minutes(t0.delivered_min)),
+      doseCell('share', t0.delivered_share, percent(t0.delivered_share)),
+      doseCell('visits', t0.visits),
+      doseCell('koper', t0.koper_visits));
+  }
+
+  /** The dose of plan ``id`` (GET /api/plans/{id}/dosage), asked again every dosage_refresh_s until the shift is over. */
+  async function loadDosage(id) {
+    stopDosage();
+    if (current !== id) return;
+    const box = $('#p-dosage');
+    if (box.hidden) { $('#p-dosage-state').textContent = t('dose_loading'); box.hidden = false; }
+    const r = await api('GET', C.urls.plans + '/' + id + '/dosage?lang=' + encodeURIComponent(C.lang));
+    if (current !== id) return;
+    const again = () => { dosageTimer = setTimeout(() => loadDosage(id), C.dosage_refresh_s * 1000); };
+    if (!r.ok) {
+      box.dataset.state = 'failed';
+      $('#p-dosage-state').textContent = t('dose_failed') + ': ' + detailText(r.body);
+      again();
+      return;
+    }
+    showDosage(id, r.body);
+    if (r.body.state !== 'over') again();
+  }
+
+  function showDosage(id, d) {
+    const box = $('#p-dosage');
+    const span = { start: local(d.shift_start), end: local(d.shift_end).slice(11), time: local(d.measured_at).slice(11), s: C.dosage_refresh_s };
+    $('#p-dosage-state').textContent = t('dose_state_' + d.state, span);
+    $('#p-dosage-total').textContent = t('dose_total', {
+      delivered: minutes(d.delivered_min), planned: minutes(d.planned_min), share: percent(d.delivered_share),
+      visits: d.visits, koper: d.koper_visits,
+    });
+    $('#p-dosage-inside').textContent = t('dose_inside', {
+      inside: minutes(d.in_hot_spots_min), tracked: minutes(d.tracked_min), share: percent(d.in_hot_spots_share),
+    });
+    const nothing = d.hot_spots_with_nothing || [];
+    $('#p-dosage-nothing').textContent = t('dose_nothing', { spots: nothing.length ? nothing.map((h) => '#' + h).join(', ') : t('dose_none') });
+    $('#p-dosage-nothing').dataset.spots = nothing.join(',');
+    const units = d.patrol_units || {};
+    $('#p-dosage-patrols tbody').replaceChildren(...Object.entries(d.patrols || {}).map(([p, v]) => {
+      const row = doseRow({ 'data-patrol': p, 'data-unit': units[p] || '' }, [el('td', {}, p), el('td', {}, units[p] || '')], v);
+      row.append(doseCell('long', v.long_visits));
+      return row;
+    }));
+    const spots = Object.entries(d.hot_spots || {}).sort((a, b) => b[1].planned_min - a[1].planned_min || Number(a[0]) - Number(b[0]));
+    $('#p-dosage-spots tbody').replaceChildren(...spots.map(([h, v]) =>
+      doseRow({ 'data-hot-spot': h, 'data-nothing': nothing.includes(h) ? '1' : '0' }, [el('td', {}, '#' + h)], v)));
+    $('#p-dosage-definition').textContent = t('dose_definition', { radius: d.radius_m });
+    const base = C.urls.plans + '/' + id + '/dosage?lang=' + encodeURIComponent(C.lang);
+    $('#p-dosage-md').href = base + '&format=md';
+    $('#p-dosage-csv').href = base + '&format=csv';
+    Object.assign(box.dataset, {
+      state: d.state, plan: id, measuredAt: d.measured_at, deliveredShare: String(d.delivered_share), fixes: String(d.fixes),
+    });
+    box.hidden = false;
   }
 
   // -- past plans ------------------------------------------------------------------------------
@@ -353,6 +433,6 @@
     refreshList();
   }
 
-  window.qorgauPlans = { get current() { return current; }, booths, refreshList };
+  window.qorgauPlans = { get current() { return current; }, booths, refreshList, loadDosage };
   window.addEventListener('DOMContentLoaded', start);
 })();

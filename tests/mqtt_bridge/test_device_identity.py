@@ -308,6 +308,13 @@ def test_a_unit_reports_only_its_own_position_and_reads_only_its_own_orders(
         assert service.publish(broker.topics.unit_orders(unit_id), {"unit_id": unit_id}) == 0
     got = unit.drain(wait_s=0.7)
     assert [body["unit_id"] for _, body in got] == [mine]
+    # its patrol plan too (issue 14): the service may send every unit's, a unit reads only its own
+    unit.subscribe(broker.topics.unit_plan(mine))
+    unit.subscribe(broker.topics.unit_plan(other))
+    for unit_id in (other, mine):
+        assert service.publish(broker.topics.unit_plan(unit_id), {"unit_id": unit_id, "plan_id": "p"}) == 0
+    got = unit.drain(wait_s=0.7)
+    assert [(topic, body["unit_id"]) for topic, body in got] == [(broker.topics.unit_plan(mine), mine)]
     # a unit is not a button: no SOS device has its id, and it cannot post as one that exists
     assert unit.publish(broker.topics.sos_alert(_devices(registry)[0]), {"kind": "press"}) == NOT_AUTHORIZED
 

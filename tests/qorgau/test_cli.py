@@ -171,16 +171,34 @@ def test_demo_runs_a_generated_city_and_prints_its_url(
     unit_headers = {"Authorization": f"Bearer {issued.json()['access_token']}"}
     assert httpx.get(f"{match.group(1)}/api/units/{unit_id}", headers=unit_headers).json()["id"] == unit_id
     assert httpx.get(f"{match.group(1)}/api/units/car-2", headers=unit_headers).status_code == 403
+    while "Plans console" not in out and thread.is_alive() and time.monotonic() < deadline:
+        out += capsys.readouterr().out
+        time.sleep(0.05)
+    out += capsys.readouterr().out
+    plans = re.search(r"Plans console \(commander\): (\S+)/plans  \(sign in as 'commander', password (\S+)\)", out)
+    assert plans and plans.group(1) == match.group(1), out
+    console = httpx.Client(base_url=plans.group(1), timeout=30)
+    try:
+        signed = console.post("/login", data={"username": "commander", "password": plans.group(2), "next": "/plans"})
+        assert signed.status_code == 303 and signed.headers["location"].startswith("/plans")
+        assert console.get("/plans").status_code == 200
+    finally:
+        console.close()
+    assert "issued plans are walked by 12 simulated foot patrols during their shift" in out, out
     thread.join(timeout=20)
     out += capsys.readouterr().out
     assert result == [0]
     assert "city: a generated city, not a real place (generated city (synthetic" in out
     assert "simulated officers acknowledge after 5-25 s" in out
     assert re.search(r"responders: \d+ orders", out), out
+    assert re.search(r"patrols: 0 plans walked", out), out  # nobody issued one
     assert re.search(r"demo stopped: [1-9]\d* alerts accepted, 0 messages rejected", out), out
     assert (tmp_path / "demo" / "units.geojson").exists()
     assert (tmp_path / "demo" / "devices.geojson").exists()
     assert (tmp_path / "demo" / "demo.sqlite3").exists()
+    assert (tmp_path / "demo" / "plans").is_dir()  # the demo's plans beside its database
+    assert "synthetic incidents of the last 90 days, not real" in out
+    assert (tmp_path / "demo" / "incidents-synthetic.csv").read_text().startswith("lat,lon,occurred_at,category\n")
     assert "JWT secret: " in out and "(made by this run;" in out
     assert (tmp_path / "demo" / "jwt-secret").stat().st_mode & 0o077 == 0  # the owner's only
 

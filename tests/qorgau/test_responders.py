@@ -87,7 +87,10 @@ def test_every_order_is_acknowledged_or_escalates_and_alerts_close_lawfully(
             alert_ids.append(ack["alert_id"])
             time.sleep(0.3)
 
+        busy_seen: set[str] = set()  # the officers on an order, as the simulated patrols ask (qorgau.patrols)
+
         def all_closed() -> list[dict] | None:
+            busy_seen.update(u.id for u in registry.units if responders.busy(u.id))
             alerts = [running.http.get(f"/api/alerts/{i}").json() for i in alert_ids]
             return alerts if all(AlertStatus(a["status"]) in CLOSING for a in alerts) else None
 
@@ -131,6 +134,12 @@ def test_every_order_is_acknowledged_or_escalates_and_alerts_close_lawfully(
         assert next(e for e in steps if e["after"]["status"] == "closed")["actor"] == f"sim-officer-{closer}"
     assert report.closed == len(alert_ids) and report.false_alarms == outcomes["false_alarm"] >= 1
     assert report.positions > 0
+    # busy while working on an order, not for one missed on purpose, nobody once all are closed
+    read = {o["unit_id"] for o in orders if not responders.plans[o["order_id"]].missed}
+    assert busy_seen and busy_seen <= read, (busy_seen, read)
+    assert not any(responders.busy(u.id) for u in registry.units)
+    moved_by = {u for u in read if responders.last_fix(u) is not None}
+    assert moved_by, "the officers' last fixes on their orders are known"
     units = running.http.get("/api/units").json()
     assert all(u["status"] == "available" and u["alert_id"] is None for u in units), units
     moved = {u["id"] for u in units if u["kind"] != "booth"} & {o["unit_id"] for o in orders if o["acknowledged_at"]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta, timezone
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, status
@@ -46,7 +46,8 @@ def get_dosage(
 ) -> Any:
     """Per patrol and per hot spot: minutes present within 50 m, visits, Koper-window visits,
     delivered against planned minutes; the hot spots that got nothing; the share of patrol
-    minutes inside any hot spot."""
+    minutes inside any hot spot. The JSON also says when it was measured (``measured_at``, the
+    service's clock) and whether the shift is ``before``, ``running`` (the dose so far) or ``over``."""
     s = jobs.store.status(plan_id)
     if s.get("status") != "done":
         raise HTTPException(
@@ -55,7 +56,8 @@ def get_dosage(
     from patrol_planner.dosage import dosage_csv_rows, dosage_markdown
     from patrol_planner.i18n import messages
 
-    measured = measure_plan(jobs.store.folder(plan_id), s, service.store, now=service.clock())
+    now = service.clock()
+    measured = measure_plan(jobs.store.folder(plan_id), s, service.store, now=now)
     m = messages(lang)
     name = f"dosage-{plan_id[:8]}"
     if format == "md":
@@ -73,6 +75,7 @@ def get_dosage(
             headers={"Content-Disposition": f'attachment; filename="{name}.{lang}.csv"'},
         )
     tz = timezone(timedelta(hours=LOCAL_OFFSET_H))
+    start, end = measured.plan.shift_start, measured.plan.shift_end
     return {
         "id": plan_id,
         **measured.dosage.as_dict(),
@@ -81,4 +84,6 @@ def get_dosage(
         "patrol_units": measured.units,
         "fixes": measured.fixes,
         "title": m("dosage_title"),
+        "measured_at": now.astimezone(UTC).isoformat(),
+        "state": "before" if now < start else "running" if now <= end else "over",
     }

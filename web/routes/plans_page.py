@@ -1,7 +1,7 @@
 """The commander's plans console: ``GET /plans`` (commander; others refused, strangers to /login).
 
 The page makes plans through the plans API (``POST /api/plans``, ``GET /api/plans/{id}``, its map
-and files, ``POST /api/plans/{id}/issue``) with the session cookie and the ``X-Qorgau-Request``
+and files, ``POST /api/plans/{id}/issue``, an issued plan's ``GET /api/plans/{id}/dosage``) with the session cookie and the ``X-Qorgau-Request``
 header, like the live map: the same roles and audit trail apply, the commander is the actor.
 The app includes this router when it keeps plans (:func:`web.create_app`, ``plans=``). Not in the
 OpenAPI document.
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import html
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import maps
@@ -37,7 +37,11 @@ def _lang(lang: str | None, options: MapOptions) -> str:
     return lang if lang in LANGS else options.lang
 
 
-def _config(service: DispatchService) -> dict[str, Any]:
+DOSAGE_REFRESH_S = 30.0
+"""An issued plan's dose is asked for again this often (seconds) until its shift is over; ``?refresh=`` sets it."""
+
+
+def _config(service: DispatchService, *, refresh_s: float = DOSAGE_REFRESH_S) -> dict[str, Any]:
     zone = ZoneInfo(service.policy.timezone)
     now = datetime.now(zone)
     offset = now.utcoffset() or timedelta(0)
@@ -68,11 +72,18 @@ def _config(service: DispatchService) -> dict[str, Any]:
         "csrf_header": CSRF_HEADER,
         "center": list(network.center),
         "bounds": [[min_lat, min_lon], [max_lat, max_lon]],
+        "dosage_refresh_s": refresh_s,
     }
 
 
 @router.get(PAGE, response_class=HTMLResponse)
-def plans_console(service: ServiceDep, options: MapOptionsDep, who: SessionDep, lang: str | None = None) -> Response:
+def plans_console(
+    service: ServiceDep,
+    options: MapOptionsDep,
+    who: SessionDep,
+    lang: str | None = None,
+    refresh: Annotated[float, Query(ge=2, le=600)] = DOSAGE_REFRESH_S,
+) -> Response:
     code = _lang(lang, options)
     if who is None:
         return RedirectResponse(f"/login?lang={code}&next={quote(PAGE, safe='/')}", status_code=303)
@@ -80,6 +91,11 @@ def plans_console(service: ServiceDep, options: MapOptionsDep, who: SessionDep, 
     if who.role is not Role.COMMANDER:
         return HTMLResponse(f"<!DOCTYPE html><p>{html.escape(labels['no_plans_role'])}</p>", status_code=403)
     page = maps.render_plans_console(
-        labels=labels, config=_config(service), lang=code, langs=LANGS, user=who.username, page_url=PAGE
+        labels=labels,
+        config=_config(service, refresh_s=refresh),
+        lang=code,
+        langs=LANGS,
+        user=who.username,
+        page_url=PAGE,
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
