@@ -220,6 +220,12 @@ def wait_for(check: Callable[[], T | None], *, timeout_s: float = 2.0, what: str
         time.sleep(0.02)
 
 
+def page_until(page: Any, expression: str, *, timeout_s: float = 10.0) -> Any:
+    """Poll a page until JavaScript ``expression`` is truthy (``page.evaluate``: no string is eval'd
+    inside the page, so it works under the page's CSP); its value."""
+    return wait_for(lambda: page.evaluate(expression), timeout_s=timeout_s, what=expression)
+
+
 # -- MQTT probe -------------------------------------------------------------------------------
 
 

@@ -5,12 +5,11 @@ The service runs with the real Mosquitto and SQLite. Screenshots go to ``test-ar
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
-from support import PASSWORD, Registry, Running, add_user, screenshot
+from support import PASSWORD, Registry, Running, add_user, page_until, screenshot
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -36,15 +35,6 @@ def phone(browser: Browser, registry: Registry) -> Iterator[BrowserContext]:
     context.close()
 
 
-def _poll(page: Page, expression: str, *, timeout_s: float = 5.0) -> None:
-    """Wait for ``expression`` to be truthy without evaluating a string inside the page (CSP-safe)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
-        time.sleep(0.05)
-
-
 def _sign_in(page: Page, base_url: str, username: str, *, lang: str = "ru") -> None:
     page.goto(f"{base_url}/unit?lang={lang}")
     assert "/login" in page.url  # not signed in yet
@@ -52,7 +42,7 @@ def _sign_in(page: Page, base_url: str, username: str, *, lang: str = "ru") -> N
     page.fill("#q-password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url("**/unit?lang=*")
-    _poll(page, "window.qorgau !== undefined")
+    page_until(page, "window.qorgau !== undefined")
 
 
 def test_the_handheld_opens_on_a_phone_under_its_csp_with_the_streets_and_a_service_worker(
@@ -66,7 +56,7 @@ def test_the_handheld_opens_on_a_phone_under_its_csp_with_the_streets_and_a_serv
     unit_id = _unit(registry, "foot")
     _sign_in(page, running.service.base_url, add_user(running.service, "officer", "unit", unit_id=unit_id), lang="en")
     assert page.title() == "Qorgau · officer's handheld"
-    _poll(page, "Number(document.body.dataset.streets) > 3000")  # the whole test city's streets, offline
+    page_until(page, "Number(document.body.dataset.streets) > 3000")  # the whole test city's streets, offline
     actions = page.eval_on_selector_all("#u-actions button[data-action]", "els => els.map(e => e.dataset.action)")
     assert actions == ["ack", "en_route", "on_scene", "close", "available", "off_duty"]
     for action in ("available", "off_duty"):  # big enough for a thumb, on a 360 px screen
@@ -74,7 +64,7 @@ def test_the_handheld_opens_on_a_phone_under_its_csp_with_the_streets_and_a_serv
         assert box is not None and box["height"] >= 44 and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
     assert page.locator("#u-none").is_visible()  # no order yet
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing overflows sideways
-    _poll(page, "navigator.serviceWorker.controller !== null || undefined", timeout_s=10)
+    page_until(page, "navigator.serviceWorker.controller !== null || undefined", timeout_s=10)
     scope = page.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
     assert scope == f"{running.service.base_url}/unit"
     cached = page.evaluate(

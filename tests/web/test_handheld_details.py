@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page
-from support import PASSWORD, Registry, Running, add_user, report_payload
+from support import PASSWORD, Registry, Running, add_user, report_payload, wait_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -31,15 +30,7 @@ RECORD_VIBRATIONS = """
 """
 
 
-def _poll(check: Callable[[], object], *, timeout_s: float = 5.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
+_poll = partial(wait_for, timeout_s=5.0)  # the page and the service answer within 5 s
 
 
 def test_an_order_alarms_counts_down_and_closes_with_an_outcome_and_a_bad_fix_is_flagged(

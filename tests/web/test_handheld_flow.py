@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
-from support import PASSWORD, Registry, Running, add_user, report_payload, sign_in_page
+from support import PASSWORD, Registry, Running, add_user, report_payload, sign_in_page, wait_for
 
 from dispatch import Role
 
@@ -23,15 +24,7 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 PHONE = {"width": 360, "height": 640}
 
 
-def _poll(check: Callable[[], object], *, timeout_s: float = 5.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
+_poll = partial(wait_for, timeout_s=5.0)  # the page and the service answer within 5 s
 
 
 @pytest.fixture

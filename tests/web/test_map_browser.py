@@ -13,7 +13,18 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page
-from support import PASSWORD, Probe, Registry, Running, add_user, report_payload, screenshot, sign_in_page, sos_payload
+from support import (
+    PASSWORD,
+    Probe,
+    Registry,
+    Running,
+    add_user,
+    page_until,
+    report_payload,
+    screenshot,
+    sign_in_page,
+    sos_payload,
+)
 
 # The browser tests need one database, not both: the server side runs on both in test_map_live.py.
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -208,15 +219,6 @@ def test_viewer_sees_p1_flash_filters_in_kazakh_but_cannot_act(
     assert "Тек қарау" in page.locator("#q-details").inner_text()  # read-only, in Kazakh
 
 
-def _poll(page: Page, expression: str, *, timeout_s: float = 5.0) -> None:
-    """Wait for ``expression`` to be truthy without evaluating a string inside the page (CSP-safe)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
-        time.sleep(0.05)
-
-
 def test_the_page_works_under_its_content_security_policy(
     running: Running, probe: Probe, registry: Registry, browser: Browser
 ) -> None:
@@ -237,8 +239,8 @@ def test_the_page_works_under_its_content_security_policy(
             page.click("button[type=submit]")
         csp = map_response.value.headers["content-security-policy"]
         assert "script-src 'self' 'sha256-" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
-        _poll(page, "window.qorgau && window.qorgau.connection === 'live'")
-        _poll(page, "Number(document.body.dataset.streets) > 0")
+        page_until(page, "window.qorgau && window.qorgau.connection === 'live'")
+        page_until(page, "Number(document.body.dataset.streets) > 0")
         street = _device(registry, "street")
         probe.sos(street, sos_payload())
         alert_id = probe.next_ack(probe.topics.sos_ack(street))["alert_id"]

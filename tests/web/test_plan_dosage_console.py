@@ -6,7 +6,6 @@ shows the dose delivered, refreshed while the shift runs, under the page's own C
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from support import (
     add_user,
     clear_retained,
     clustered_incidents_csv,
+    page_until,
     screenshot,
     wait_for,
     walk_until,
@@ -31,15 +31,6 @@ from dispatch import Role
 from patrol_planner.dosage import read_plan
 from qorgau.patrols import ManualClock, PatrolWalkers
 from web.pages import plans_catalogue
-
-
-def poll(page: Page, expression: str, *, timeout_s: float = 10.0) -> None:
-    """Wait for ``expression`` to be truthy without evaluating a string inside the page (CSP-safe)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
-        time.sleep(0.1)
 
 
 def dose(page: Page) -> dict[str, str]:
@@ -89,14 +80,14 @@ def test_the_console_shows_what_the_patrols_of_an_issued_plan_delivered(
         page.fill("#p-time_limit", "5")
         page.fill("#p-seed", "4")
         page.click("#p-make")
-        poll(page, "document.body.dataset.plan || document.querySelector('#p-status').dataset.state === 'failed'",
+        page_until(page, "document.body.dataset.plan || document.querySelector('#p-status').dataset.state === 'failed'",
              timeout_s=180)  # fmt: skip
         assert page.locator("#p-status").get_attribute("data-state") == "done", page.locator("#p-error").inner_text()
         plan_id = str(page.evaluate("document.body.dataset.plan"))
         assert page.locator("#p-dosage").is_hidden()  # not issued: nothing walks it
         page.click("#p-issue-button")
         page.wait_for_selector("#p-issued[data-issued]")
-        poll(page, "document.querySelector('#p-dosage').dataset.state === 'before'")
+        page_until(page, "document.querySelector('#p-dosage').dataset.state === 'before'")
         assert "has not begun" in page.locator("#p-dosage-state").inner_text()
         assert wait_for(lambda: len(walkers.walking()) == 2, timeout_s=5, what="both patrols walking")
 
@@ -112,7 +103,7 @@ def test_the_console_shows_what_the_patrols_of_an_issued_plan_delivered(
         # An hour into the shift: the dose so far, without a reload.
         for minutes in (-1, 20, 40, 60):
             rows = walk_until(clock, walkers, plan.shift_start + timedelta(minutes=minutes), stored)
-        poll(page, f"document.querySelector('#p-dosage').dataset.fixes === '{len(rows)}'")
+        page_until(page, f"document.querySelector('#p-dosage').dataset.fixes === '{len(rows)}'")
         so_far = commander.get(f"/api/plans/{plan_id}/dosage").json()
         assert dose(page)["state"] == "running" and so_far["state"] == "running"
         assert 0 < cell(page, 'tr[data-patrol="P01"]', "delivered") < cell(page, 'tr[data-patrol="P01"]', "planned")
@@ -128,7 +119,7 @@ def test_the_console_shows_what_the_patrols_of_an_issued_plan_delivered(
         while t < end:
             t = min(end, t + timedelta(minutes=20))
             rows = walk_until(clock, walkers, t, stored)
-        poll(page, "document.querySelector('#p-dosage').dataset.state === 'over'")
+        page_until(page, "document.querySelector('#p-dosage').dataset.state === 'over'")
         d = commander.get(f"/api/plans/{plan_id}/dosage").json()
         assert dose(page)["fixes"] == str(d["fixes"]) == str(len(rows))
         assert page.evaluate("window.__sameDocument") is True  # refreshed in place

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
-from support import PASSWORD, Running, add_user, report_payload, screenshot, sign_in, sign_in_page
+from support import PASSWORD, Running, add_user, page_until, report_payload, screenshot, sign_in, sign_in_page
 
 from dispatch import Role
 
@@ -86,15 +86,6 @@ def small_plan(running: Running, *, patrols: int = 2) -> str:
     return str(done["id"])
 
 
-def poll(page: Page, expression: str, *, timeout_s: float = 5.0) -> None:
-    """Wait for ``expression`` to be truthy without evaluating a string inside the page (CSP-safe)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
-        time.sleep(0.1)
-
-
 def open_console(page: Page, base_url: str, username: str, *, lang: str = "en") -> None:
     page.goto(f"{base_url}/plans?lang={lang}")
     assert "/login" in page.url  # not signed in yet
@@ -113,7 +104,7 @@ def make_plan_on_page(page: Page, *, patrols: int = 1, timeout_s: float = 180.0)
     page.fill("#p-time_limit", "5")
     page.fill("#p-seed", "3")
     page.click("#p-make")
-    poll(
+    page_until(
         page,
         "document.body.dataset.plan || document.querySelector('#p-status').dataset.state === 'failed'",
         timeout_s=timeout_s,
@@ -135,7 +126,7 @@ def test_a_commander_makes_a_plan_from_the_alert_history_on_the_page_and_sees_it
     page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         open_console(page, running.service.base_url, add_user(running.service, "dana", "commander"))
-        poll(page, "document.body.dataset.streets === '1'")
+        page_until(page, "document.body.dataset.streets === '1'")
         booths = [u for u in running.service.service.units() if u.kind.value == "booth"]
         assert page.locator("path[data-booth-id]").count() == len(booths)
         # Leave one booth out on the map: the plan starts from the others only.
@@ -174,14 +165,14 @@ def test_a_commander_makes_a_plan_from_the_alert_history_on_the_page_and_sees_it
         try:
             map_page = dispatcher.new_page()
             sign_in_page(map_page, running.service.base_url, add_user(running.service, "aigerim", "dispatcher"))
-            poll(map_page, "window.qorgau.plan.id === null")
+            page_until(map_page, "window.qorgau.plan.id === null")
             unit_page = phone.new_page()
             unit_page.goto(f"{running.service.base_url}/unit?lang=en")
             unit_page.fill("#q-username", add_user(running.service, "officer", "unit", unit_id=foot[0]))
             unit_page.fill("#q-password", PASSWORD)
             unit_page.click("button[type=submit]")
             unit_page.wait_for_url("**/unit?lang=*")
-            poll(unit_page, "window.qorgau && window.qorgau.connection === 'live'")
+            page_until(unit_page, "window.qorgau && window.qorgau.connection === 'live'")
             assert unit_page.locator("#u-plan").is_hidden()
 
             page.click("#p-issue-button")
@@ -190,7 +181,7 @@ def test_a_commander_makes_a_plan_from_the_alert_history_on_the_page_and_sees_it
             page.wait_for_selector(f'#p-list tr[data-plan-id="{plan_id}"] .p-state[data-state="issued"]')
 
             # The dispatcher's map gains the plan layer without a reload.
-            poll(map_page, f"window.qorgau.plan.id === '{plan_id}'", timeout_s=10)
+            page_until(map_page, f"window.qorgau.plan.id === '{plan_id}'", timeout_s=10)
             map_page.wait_for_selector(f'path[data-plan-route="P01"][data-plan-unit="{foot[0]}"]', state="attached")
             assert map_page.locator("path[data-plan-route]").count() == 2
             assert map_page.locator("path[data-plan-stop]").count() == sum(
@@ -260,7 +251,7 @@ def test_a_plan_from_an_uploaded_file_in_kazakh(
     page.fill("#p-patrols", "1")
     page.fill("#p-time_limit", "5")
     page.click("#p-make")
-    poll(
+    page_until(
         page,
         "document.body.dataset.plan || document.querySelector('#p-status').dataset.state === 'failed'",
         timeout_s=180,
