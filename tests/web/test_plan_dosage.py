@@ -10,16 +10,14 @@ import io
 import itertools
 import json
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import numpy as np
 import pytest
-from support import Registry, Running
+from support import Registry, Running, wait_plan_done
 
 from dispatch import Role, Unit, UnitKind
 from dispatch.registry import write_units
@@ -30,19 +28,6 @@ from web.plan_dosage import patrol_units
 ALMATY = ZoneInfo("Asia/Almaty")
 STEP = timedelta(seconds=30)
 Fix = tuple[datetime, float, float]
-
-
-def _wait(client: httpx.Client, plan_id: str, timeout_s: float = 240.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            body = client.get(f"/api/plans/{plan_id}").json()
-        except httpx.ReadTimeout:  # the plan's thread holds the interpreter on a loaded machine
-            continue
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"plan {plan_id} did not finish in {timeout_s} s")
 
 
 def _stops(plan: PlanStops, patrol: str) -> list[PlannedStop]:
@@ -148,7 +133,7 @@ def test_the_dose_a_plan_delivered_measured_from_the_positions_the_service_recei
     r = commander.post("/api/plans", json=body)
     assert r.status_code == 202, r.text
     plan_id = r.json()["id"]
-    done = _wait(commander, plan_id)
+    done = wait_plan_done(commander, plan_id, timeout_s=240.0)
     assert done["status"] == "done", done
     folder = tmp_path / "plans" / plan_id
     plan = read_plan(folder)

@@ -5,31 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import numpy as np
-from support import FAR_DEVICE, Registry, Running, report_payload, sos_payload
+from support import FAR_DEVICE, Registry, Running, report_payload, sos_payload, wait_plan_done
 
 from dispatch import Role
 from dispatch.domain import AlertStatus
-
-
-def _wait(client: httpx.Client, plan_id: str, timeout_s: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            body = client.get(f"/api/plans/{plan_id}").json()
-        except httpx.ReadTimeout:  # the plan's thread holds the interpreter on a loaded machine
-            continue
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"plan {plan_id} did not finish in {timeout_s} s")
 
 
 def test_a_commander_plans_from_the_alert_history(
@@ -77,7 +62,7 @@ def test_a_commander_plans_from_the_alert_history(
     }
     r = commander.post("/api/plans", json=body)
     assert r.status_code == 202, r.text
-    done = _wait(commander, r.json()["id"])
+    done = wait_plan_done(commander, r.json()["id"])
     assert done["status"] == "done", done
     assert done["summary"]["incidents"]["kept"] == len(ids)
     assert done["summary"]["training"]["public"] == len(ids) and done["summary"]["training"]["officer_discovered"] == 0

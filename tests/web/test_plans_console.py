@@ -7,7 +7,6 @@ dispatcher is refused. Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,17 @@ import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
-from support import PASSWORD, Running, add_user, page_until, report_payload, screenshot, sign_in, sign_in_page
+from support import (
+    PASSWORD,
+    Running,
+    add_user,
+    page_until,
+    report_payload,
+    screenshot,
+    sign_in,
+    sign_in_page,
+    wait_plan_done,
+)
 
 from dispatch import Role
 
@@ -51,19 +60,6 @@ def shift_now() -> str:
     return f"{hour:02d}:00-{(hour + 2) % 24:02d}:00"
 
 
-def wait_plan(client: httpx.Client, plan_id: str, timeout_s: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            body = client.get(f"/api/plans/{plan_id}").json()
-        except httpx.ReadTimeout:  # the plan's thread holds the interpreter on a loaded machine
-            continue
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"plan {plan_id} did not finish in {timeout_s} s")
-
-
 def small_plan(running: Running, *, patrols: int = 2) -> str:
     """A done plan from the alert history for tomorrow's shift at this hour; its id."""
     history_reports(running)
@@ -81,7 +77,7 @@ def small_plan(running: Running, *, patrols: int = 2) -> str:
     commander = running.client(Role.COMMANDER)
     r = commander.post("/api/plans", json=body)
     assert r.status_code == 202, r.text
-    done = wait_plan(commander, r.json()["id"])
+    done = wait_plan_done(commander, r.json()["id"])
     assert done["status"] == "done", done
     return str(done["id"])
 
