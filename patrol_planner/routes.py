@@ -209,13 +209,15 @@ def _problem(
     if settings.leg_limit_s is None or settings.leg_limit_s >= half:
         times = graph.time_matrix(nodes, limit_s=half)
     else:
-        # From the booths as far as half the shift; between hot spots only up to the leg limit
-        # (bounded searches, a neighbourhood each). Walking is two-way: a column is its row.
+        # From the booths that send patrols as far as half the shift (the others stay inf: no
+        # route starts there); between hot spots only up to the leg limit (bounded searches, a
+        # neighbourhood each). Walking is two-way: a column is its row.
         times = np.full((nodes.size, nodes.size), np.inf)
         times[nb:, nb:] = graph.time_matrix(spot_nodes, limit_s=settings.leg_limit_s)
-        rows = graph.times_from(booth_nodes, nodes, limit_s=half)
-        times[:nb, :] = rows
-        times[:, :nb] = rows.T
+        used = np.array(sorted(set(patrol_booth)), dtype=np.int64)
+        rows = graph.times_from(booth_nodes[used], nodes, limit_s=half)
+        times[used, :] = rows
+        times[:, used] = rows.T
     times[:nb, :] += leg[:, None]
     times[:, :nb] += leg[None, :]
     np.fill_diagonal(times, 0.0)
