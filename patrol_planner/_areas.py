@@ -13,7 +13,7 @@ is taken first, on a model that is cheap to evaluate:
    visit per ``slot`` (the dwell plus the typical walk between the area's hot spots). In each
    revisit block the area's patrols make as many visits as their time in it allows, and take the
    block's highest prizes: the value is the sum of those (linear between whole visits). It is
-   concave in the patrols added, the model of a fluid team, optimistic by about 10 %.
+   concave in the patrols added, the model of a fluid team (optimistic: by 6-9 % on the bench city).
 3. **Assignment**: patrols are given one at a time where they add most; then a patrol moves to
    another area while that gains. A patrol that adds nothing anywhere stays free.
 

@@ -20,16 +20,18 @@ phases :math:`\varphi_i \in [0, 0.4T]` are spread over the hot spots (and drawn 
 seed), so some window is always open.
 
 Each (hot spot, block) is an optional PyVRP client with a prize; each booth a depot with its
-patrols as vehicles. PyVRP (Wouda, Lan and Kool 2024; an iterated local search since 0.11) runs
+patrols as vehicles. PyVRP (Wouda, Lan and Kool 2024; 0.14 is an iterated local search) runs
 for a fixed number of iterations, with a wall-clock cap: the same seed gives the same plan unless
 the cap binds. A greedy baseline ("walk to the nearest unvisited hot spot") is kept for comparison.
 
 The start decides most of the plan (:mod:`patrol_planner._areas`): the hot spots are grouped
-into areas a short walk across, each patrol is given an area on a fluid model of what patrols
-yield there, and the routes walked area by area are PyVRP's initial solution. From PyVRP's own
+into areas (linked by walks of at most 10 minutes), each patrol is given an area on a fluid
+model of what patrols yield there, and the routes walked area by area are PyVRP's initial
+solution. From PyVRP's own
 random start the local search rarely moves a patrol between distant clusters, so the outcome
-varied with the seed by a fifth; from the areas' start a few hundred iterations reach what
-ten times as many do (``SolverSettings.start = "random"`` is the method before).
+hung on the seed (0.095 to 0.114 risk per patrol-hour over seeds 0-4 on the bench's 100,000-node
+city); from the areas' start 500 iterations give 0.128 and ten times as many 0.129
+(``SolverSettings(start="random", leg_limit_s=None)`` is the method before).
 
 Walking times between two hot spots are searched only up to ``leg_limit_s`` (an hour): a patrol
 never walks longer than that from one stop to the next (from its booth, as far as the shift
