@@ -60,6 +60,8 @@ class WalkGraph:
         self._snaps: list[tuple[bytes, SegmentSnaps]] = []
         self._snaps_lock = threading.Lock()
         self.snap_hits = 0
+        self._seg_keys: NDArray[np.int64] | None = None
+        self._seg_lengths: NDArray[np.float64] | None = None
 
     @property
     def total_length_m(self) -> float:
@@ -133,6 +135,47 @@ class WalkGraph:
         self._matrices = [(nodes.copy(), limit_s, out.copy()), *self._matrices[:3]]
         return out
 
+    def times_from(
+        self, sources: NDArray[np.int64], targets: NDArray[np.int64], *, limit_s: float = math.inf
+    ) -> NDArray[np.float64]:
+        """Walking times (s) from each of ``sources`` to each of ``targets``; ``inf`` beyond ``limit_s``."""
+        return travel_times(self.graph, sources, targets, cutoff_s=limit_s)
+
     def paths(self, pairs: list[tuple[int, int]]) -> list[list[int]]:
         """Shortest walking paths (node lists) for ``(from, to)`` pairs."""
         return shortest_paths(self.graph, pairs)
+
+    def path_lengths_m(self, paths: list[list[int]]) -> list[float]:
+        """Length (m) of each walk along consecutive nodes (the shortest segment between each pair)."""
+        steps = [len(p) - 1 for p in paths if len(p) > 1]
+        out = [0.0] * len(paths)
+        if not steps:
+            return out
+        keys, lengths = self._segment_lengths()
+        a = np.concatenate([np.asarray(p[:-1], dtype=np.int64) for p in paths if len(p) > 1])
+        b = np.concatenate([np.asarray(p[1:], dtype=np.int64) for p in paths if len(p) > 1])
+        want = a * self.n_nodes + b
+        pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+        if np.any(keys[pos] != want):
+            msg = "a path steps between nodes that no walk segment joins"
+            raise ValueError(msg)
+        step = lengths[pos].tolist()
+        at = 0
+        for i, p in enumerate(paths):
+            if len(p) > 1:
+                n = len(p) - 1
+                out[i] = float(sum(step[at : at + n]))  # summed in order, as a loop over the steps would
+                at += n
+        return out
+
+    def _segment_lengths(self) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Sorted keys ``from * n + to`` of every walk step (both ways) and its shortest length."""
+        if self._seg_keys is None:
+            n = self.n_nodes
+            keys = np.concatenate([self.u * n + self.v, self.v * n + self.u])
+            lengths = np.concatenate([self.length_m, self.length_m])
+            order = np.lexsort((lengths, keys))
+            keys, lengths = keys[order], lengths[order]
+            first = np.concatenate([[True], keys[1:] != keys[:-1]])
+            self._seg_keys, self._seg_lengths = keys[first], lengths[first]
+        return self._seg_keys, self._seg_lengths  # type: ignore[return-value]

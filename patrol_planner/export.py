@@ -405,14 +405,13 @@ def streets_geojson(bundle: PlanBundle, *, margin_m: float = 300.0, max_segments
     On a large city only the ``max_segments`` longest segments in that box are kept.
     """
     net = bundle.network
-    lats = [b.lat for b in bundle.booths] + [s.lat for s in bundle.risk.hotspots]
-    lons = [b.lon for b in bundle.booths] + [s.lon for s in bundle.risk.hotspots]
-    for r in bundle.plan.routes:
-        lats += [float(net.node_lat[n]) for n in r.path]
-        lons += [float(net.node_lon[n]) for n in r.path]
+    path = np.array([n for r in bundle.plan.routes for n in r.path], dtype=np.int64)
+    lats = np.concatenate([[b.lat for b in bundle.booths], [s.lat for s in bundle.risk.hotspots], net.node_lat[path]])
+    lons = np.concatenate([[b.lon for b in bundle.booths], [s.lon for s in bundle.risk.hotspots], net.node_lon[path]])
     dlat = margin_m / 111_320.0
     dlon = margin_m / (111_320.0 * math.cos(math.radians(float(np.mean(lats)))))
-    lo_lat, hi_lat, lo_lon, hi_lon = min(lats) - dlat, max(lats) + dlat, min(lons) - dlon, max(lons) + dlon
+    lo_lat, hi_lat = float(lats.min()) - dlat, float(lats.max()) + dlat
+    lo_lon, hi_lon = float(lons.min()) - dlon, float(lons.max()) + dlon
     u, v = net.seg_u, net.seg_v
     inside = net.seg_walk & (
         (net.node_lat[u] >= lo_lat)
@@ -423,18 +422,12 @@ def streets_geojson(bundle: PlanBundle, *, margin_m: float = 300.0, max_segments
     idx = np.flatnonzero(inside)
     if idx.size > max_segments:
         idx = idx[np.argsort(-net.seg_length_m[idx], kind="stable")[:max_segments]]
+    # Rounded in one pass (numpy), then plain lists: one list per segment is all that is left.
+    ends = np.round(
+        np.stack([net.node_lon[u[idx]], net.node_lat[u[idx]], net.node_lon[v[idx]], net.node_lat[v[idx]]], axis=1), 6
+    )
     features = [
-        {
-            "type": "Feature",
-            "geometry": {
-                "type": "LineString",
-                "coordinates": [
-                    [round(float(net.node_lon[u[i]]), 6), round(float(net.node_lat[u[i]]), 6)],
-                    [round(float(net.node_lon[v[i]]), 6), round(float(net.node_lat[v[i]]), 6)],
-                ],
-            },
-            "properties": {},
-        }
-        for i in idx.tolist()
+        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[x0, y0], [x1, y1]]}, "properties": {}}
+        for x0, y0, x1, y1 in ends.tolist()
     ]
     return {"type": "FeatureCollection", "features": features}

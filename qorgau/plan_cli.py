@@ -78,7 +78,9 @@ def add_plan_commands(sub: argparse._SubParsersAction) -> None:
     plan.add_argument(
         "--revisit-min", type=float, default=120.0, help="revisit block of the hottest spots, minutes [120]"
     )
-    plan.add_argument("--iterations", type=int, default=3000, help="solver iterations (deterministic) [3000]")
+    plan.add_argument(
+        "--iterations", type=int, default=500, help="PyVRP iterations after the areas' start (deterministic) [500]"
+    )
     plan.add_argument("--time-limit", type=float, default=30.0, help="cap on each solver run, seconds [30]")
     plan.set_defaults(func=cmd_plan)
     inner = plan.add_subparsers(dest="plan_command", metavar="{evaluate,dosage}")

@@ -284,7 +284,7 @@ class PlanRequest(RequestBody):
     walk_speed_mps: float | None = Field(
         None, ge=0.5, le=2.5, description="walking speed of the patrols, m/s [the service's, 1.4]"
     )
-    iterations: int = Field(3000, ge=10, le=100_000)
+    iterations: int = Field(500, ge=10, le=100_000)  # patrol_planner.routes.SolverSettings().iterations
     time_limit_s: float = Field(30.0, gt=0, le=600)
 
     @field_validator("estimator")

@@ -127,7 +127,12 @@ def test_the_dose_a_plan_delivered_measured_from_the_positions_the_service_recei
         "date": (today - timedelta(days=1)).isoformat(),  # the shift is over
         "iterations": 200,
         "time_limit_s": 10,
-        "seed": 2,
+        # The tracks' expectations below (the skipper delivers about half, some hot spot gets
+        # nothing) need a plan whose P02 does not revisit its kept hot spots or pass close to the
+        # skipped ones: dosage counts minutes per hot spot (within 50 m), so the skipping track's
+        # long stays also deliver a kept hot spot's later visit. Seed 2 gave such a plan before
+        # issue 14's areas' start (most seeds now revisit); seed 1 does now.
+        "seed": 1,
         "lang": "en",
     }
     r = commander.post("/api/plans", json=body)
