@@ -159,14 +159,20 @@ class Intake:
             # Signed presses: the counters of the new presses are held until the batch commits
             # (a failed commit frees them, so the redelivery passes).
             with ExitStack() as held:
-                stored_before = self.store.find_alerts((m.source, m.sender, v[0].event_id) for _, m, *v in valid)
-                fresh, redelivered = self._prepare(valid, stored_before, now, rejections, held)
+                # One query before any ranking: the events (and counters) already committed, by
+                # another replica (every replica receives every press) or before a redelivery.
+                stored_before, used_counters = self.store.stored_events(
+                    ((m.source, m.sender, v[0].event_id) for _, m, *v in valid),
+                    ((m.sender, v[2].counter) for _, m, *v in valid if v[2] is not None and v[2].counter is not None),
+                )
+                fresh, redelivered = self._prepare(valid, stored_before, used_counters, now, rejections, held)
                 committed = self.store.add_alerts([alert for _, alert in fresh])
         except StoreError:
             self.counters.store_error()
             raise
         first_ack: dict[_Key, Ack] = {}
         replayed: dict[_Key, Rejected] = {}
+        lost = 0
         for (i, _), (stored, created) in zip(fresh, committed, strict=True):
             if stored.id is None:  # its counter was committed a moment ago by another replica
                 msg = f"counter {stored.device_counter} of device {stored.sender!r} was already used: a replayed press"
@@ -175,20 +181,27 @@ class Intake:
                 rejections.append((i, refusal, f"sos/{stored.sender}"))
                 continue
             _log_committed(stored, created)
-            if created:
-                self.recent.add(stored)
+            self.recent.add(stored)  # open, it is a duplicate candidate (another replica's too: the stream may lag)
+            lost += not created
             acks[i] = first_ack[(stored.source, stored.sender, stored.event_id)] = self._accepted_ack(
                 stored, created=created
             )
+        if lost:
+            self.counters.lost_to_another_commit(lost)
+            log.info("%d of a batch of %d new events were committed meanwhile by another replica", lost, len(fresh))
+        found = 0
         for i, key in redelivered:
             earlier = stored_before.get(key)
             if earlier is not None:
+                found += 1
                 acks[i] = self._accepted_ack(earlier, created=False)
             elif key in replayed:
                 rejections.append((i, replayed[key], f"sos/{key[1]}"))
             else:  # twice in this batch: the first one's ack, counted as a duplicate
                 self.counters.duplicate(key[0].value)
                 acks[i] = first_ack[key]
+        if found:
+            self.counters.found_stored(found)
         for i, refusal, where in rejections:
             acks[i] = self.counters.reject(refusal, source=where)
         for m, ack in zip(messages, acks, strict=True):
@@ -220,14 +233,19 @@ class Intake:
         self,
         valid: list[_Valid],
         stored_before: Mapping[_Key, Alert],
+        used_counters: Mapping[tuple[str, int], Alert],
         now: datetime,
         rejections: list[tuple[int, Rejected, str]],
         held: ExitStack,
     ) -> tuple[list[tuple[int, Alert]], list[tuple[int, _Key]]]:
         """Rank the batch's new events; ``(index, alert)`` to store and ``(index, key)`` of redeliveries.
 
-        The counter of each new signed press is taken into ``held`` (in order, so a counter twice
-        in one batch is a replay) and stays held until ``held`` closes after the commit.
+        An event in ``stored_before`` is not ranked: it is answered from the stored alert (and,
+        when open, is a duplicate candidate for the rest of the batch). A signed press whose
+        counter is refused (``used_counters``: stored with another event; or by the anti-replay
+        window) is rejected before it is ranked. The counter of each new signed press is taken
+        into ``held`` (in order, so a counter twice in one batch is a replay) and stays held
+        until ``held`` closes after the commit.
 
         A later alert of the batch may be linked as a duplicate of an earlier one: its
         ``duplicate_of`` is then ``-(position in the returned list) - 1`` (see :meth:`Store.add_alerts`).
@@ -236,12 +254,29 @@ class Intake:
         redelivered: list[tuple[int, _Key]] = []
         seen: set[_Key] = set()
         provisional: list[Alert] = []  # copies of ``fresh`` with the ids -1, -2, ... for duplicate links
+        for stored in stored_before.values():
+            self.recent.add(stored)  # committed elsewhere a moment ago: a candidate for the batch's other presses
         exclusions = self.fleet.exclusions(now)
         for i, m, message, device, press in valid:
             key = (m.source, m.sender, message.event_id)
             if key in stored_before or key in seen:
                 redelivered.append((i, key))
                 continue
+            if press is not None and press.counter is not None:
+                other = used_counters.get((m.sender, press.counter))
+                refusal = (
+                    self.press_verifier.check(press)
+                    if other is None
+                    else Rejected(
+                        RejectReason.REPLAYED,
+                        f"counter {press.counter} of device {m.sender!r} was already used "
+                        f"(event {other.event_id!r}, alert {other.id}): a replayed press",
+                        event_id=message.event_id,
+                    )
+                )
+                if refusal is not None:
+                    rejections.append((i, refusal, _where(m)))
+                    continue
             try:
                 fields: dict[str, Any]
                 if device is not None:
