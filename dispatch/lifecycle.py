@@ -261,6 +261,11 @@ class DispatchPolicy:
         The city's zone, for booth staffing hours and local-time reports.
     position_retention
         How long the position history (every accepted position, for dosage) is kept; None keeps it.
+    follower_hold
+        Replicas (PostgreSQL): how long at most a replica that is not the leader waits, from
+        receipt, for the leader to commit a press it also received (it answers with the leader's
+        alert), while the leader lives; what is not committed then it ranks and commits itself.
+        Zero: every replica ranks every press at once.
     """
 
     priority_by_category: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -274,10 +279,14 @@ class DispatchPolicy:
     auto_assign_p1: bool = False
     timezone: str = "Asia/Almaty"
     position_retention: timedelta | None = timedelta(days=120)
+    follower_hold: timedelta = timedelta(seconds=2)
 
     def __post_init__(self) -> None:
         if self.ack_deadline <= timedelta(0):
             msg = f"ack_deadline must be positive, got {self.ack_deadline}"
+            raise ValueError(msg)
+        if self.follower_hold < timedelta(0):
+            msg = f"follower_hold must not be negative, got {self.follower_hold}"
             raise ValueError(msg)
         bad = {k: v for k, v in self.priority_by_category.items() if not (isinstance(v, int) and 1 <= v <= 5)}
         if bad:

@@ -662,9 +662,9 @@ class MqttBridge:
 
     def _ingest_alerts(self, items: list[_Item]) -> None:
         inbound = [
-            Inbound(AlertSource.SOS, item.ident or "", item.payload)
+            Inbound(AlertSource.SOS, item.ident or "", item.payload, item.received)
             if item.route is Route.SOS_ALERT
-            else Inbound(AlertSource.APP102, APP102_SENDER, item.payload)
+            else Inbound(AlertSource.APP102, APP102_SENDER, item.payload, item.received)
             for item in items
         ]
         acks = self.service.ingest_many(inbound)  # SOS acks are sent by the service itself

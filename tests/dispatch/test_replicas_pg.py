@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -241,6 +242,36 @@ def test_a_replica_behind_answers_presses_another_committed_from_the_store_witho
     assert b.metrics()["ingest_found_stored"] == 20 and b.metrics()["ingest_lost_races"] == 0
     assert b.metrics()["accepted"] == {}
     assert a.store.count_alerts() == 20
+
+
+def test_a_follower_waits_for_the_leaders_commit_instead_of_ranking_and_ranks_itself_when_none_comes(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    """``follower_hold``: the replica that is not the leader answers with the leader's alert, not its own ranking."""
+    a = replicas("a", policy=DispatchPolicy(follower_hold=timedelta(seconds=10)))
+    a.leadership.start()
+    assert a.is_leader
+    b = replicas("b", policy=DispatchPolicy(follower_hold=timedelta(seconds=10)))
+    b.leadership.start()
+    assert b.leadership.another_leads and not b.is_leader
+    devices = _devices(registry)
+
+    def batch(prefix: str) -> list[Inbound]:
+        body = lambda i: json.dumps({"event_id": f"{prefix}-{i}", "ts": _now(), "kind": "press"}).encode()  # noqa: E731
+        return [Inbound(AlertSource.SOS, devices[i % 5], body(i), time.monotonic()) for i in range(20)]
+
+    for r in range(3):  # fan-out: both take the same batch at the same moment
+        presses = batch(f"hold{r}")
+        on_a, on_b = _together([lambda p=presses: a.ingest_many(p), lambda p=presses: b.ingest_many(p)])
+        assert [x.alert_id for x in on_a] == [x.alert_id for x in on_b]  # type: ignore[attr-defined]
+    assert b.metrics()["ingest_lost_races"] == 0 and b.metrics()["accepted"] == {}  # b ranked nothing
+    assert b.metrics()["ingest_found_stored"] == 60 and a.metrics()["accepted"] == {"sos": 60}
+
+    b.policy = replace(b.policy, follower_hold=timedelta(seconds=0.2))
+    alone = [ack.alert_id for ack in b.ingest_many(batch("leader-silent"))]  # a never takes these
+    assert all(alone) and b.metrics()["accepted"] == {"sos": 20}
+    assert a.store.batch_fallbacks == b.store.batch_fallbacks == 0
+    assert a.store.verify_audit().ok
 
 
 def test_a_signed_press_replayed_on_b_after_a_accepted_it_is_rejected(
