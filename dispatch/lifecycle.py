@@ -13,6 +13,7 @@ a dispatcher may re-assign an alert that is recommended, assigned or acknowledge
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -20,6 +21,7 @@ from enum import StrEnum
 
 from dispatch.domain import Alert, AlertSource, AlertStatus, Unit, UnitKind, UnitStatus, parse_hhmm
 from geo import Recommendation, great_circle_m
+from geo.distance import EARTH_RADIUS_M
 
 __all__ = [
     "CLOSING",
@@ -130,12 +132,23 @@ def find_duplicate(
     The earliest such alert wins, and an alert that is itself a duplicate points at its original.
     """
     best: Alert | None = None
+    # Lower bounds of the great-circle distance, to skip most candidates without it (a batch of a
+    # burst compares each press with every earlier one): |dlat| * R, and from the haversine's
+    # a >= cos(lat1) cos(lat2) sin^2(dlon / 2).
+    max_dlat = radius_m / EARTH_RADIUS_M
+    cos_lat = math.cos(math.radians(alert.lat))
+    sin_half = math.sin(min(max_dlat, math.pi) / 2)
     for other in candidates:
         if other.id is None or other.id == alert.id or other.source is not alert.source:
             continue
         if other.status not in OPEN or alert.received_at - other.received_at > window:
             continue
         if other.received_at > alert.received_at:
+            continue
+        if abs(math.radians(other.lat - alert.lat)) > max_dlat:
+            continue
+        lon_bound = cos_lat * math.cos(math.radians(other.lat)) * math.sin(math.radians(other.lon - alert.lon) / 2) ** 2
+        if lon_bound > sin_half**2:
             continue
         if great_circle_m(alert.lat, alert.lon, other.lat, other.lon) > radius_m:
             continue
