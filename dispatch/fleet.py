@@ -114,13 +114,18 @@ class Fleet:
         Returns how many units are available on the streets.
 
         The stored units are read and the merge written back in one transaction, their rows locked
-        (PostgreSQL, in id order): a replica that starts while others assign and free units must
+        (PostgreSQL, in id order, before the commit lock): a replica that starts while others assign and free units must
         not write back a status or alert it read a moment before (chaos ``--replicas`` found a
         unit held by two alerts that way).
         """
         seeds = [seed.copy() for seed in seed_units]
         ids = sorted({u.id for u in seeds} | {u.id for u in self.store.list_units()})
         with self.store.transaction("merge the unit registry") as tx:
+            # The stored rows first (in id order), then the commit lock: an assignment holds its
+            # unit's row until it takes that lock to commit, so holding the lock while waiting for
+            # the row deadlocked a replica starting during dispatch (chaos --replicas).
+            for uid in ids:
+                tx.unit(uid)
             tx.serialise()  # replicas starting together on an empty database: one inserts, the next finds
             known = {uid: u for uid in ids if (u := tx.unit(uid)) is not None}
             units = []

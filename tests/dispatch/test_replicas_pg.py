@@ -274,6 +274,32 @@ def test_a_follower_waits_for_the_leaders_commit_instead_of_ranking_and_ranks_it
     assert a.store.verify_audit().ok
 
 
+def test_a_replica_starting_while_another_holds_a_units_row_to_commit_waits_instead_of_deadlocking(
+    pg: str, city: StreetNetwork, registry: Registry, replicas: Callable[..., DispatchService]
+) -> None:
+    """An assignment holds its unit's row until it takes the commit lock; the start-up merge takes
+    the rows before that lock (before, it held the lock and waited for the row: deadlock)."""
+    a = replicas("a")
+    unit = registry.units[0].id
+    started: list[object] = []
+    with a.store.transaction("hold a unit's row, then commit with an audit entry") as tx:
+        assert tx.unit(unit) is not None  # FOR UPDATE: held until commit
+        tx.audit("test_hold", actor="test", unit_id=unit)
+        opener = threading.Thread(target=lambda: started.append(replicas("b")))
+        opener.start()
+        with a.store.session("watch the locks") as session:
+            wait_for(
+                lambda: (
+                    session.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one() > 0 or None
+                ),
+                timeout_s=20,
+                what="B's start waits for the row",
+            )
+    opener.join(timeout=30)  # the commit above took the commit lock while B waited for the row
+    assert len(started) == 1 and isinstance(started[0], DispatchService), started
+    assert a.store.verify_audit().ok
+
+
 def test_a_signed_press_replayed_on_b_after_a_accepted_it_is_rejected(
     pg: str, city: StreetNetwork, registry: Registry, replicas: Callable[..., DispatchService]
 ) -> None:
