@@ -84,6 +84,10 @@ class StoreError(RuntimeError):
     """The database could not be reached or refused a write; nothing was stored."""
 
 
+class _AlreadyStored(Exception):
+    """The event or counter of an alert to add is stored already (rolls its transaction back)."""
+
+
 class CounterReplayed(ValueError):
     """A signed press's counter is already stored with another event of its device (a replay)."""
 
@@ -638,11 +642,14 @@ class Store:
         StoreError
             If the database could not be reached; nothing was stored.
         """
-        # No look-up first (the service has just made one): the unique (source, sender, event_id)
-        # constraint decides, and a redelivery racing in pays the IntegrityError below.
+        # As add_alerts: the lock first, then what is stored, then the insert of what is not (an
+        # insert meeting a stored row that another transaction updates would wait for it).
         try:
             with self.transaction(f"store alert {alert.event_id!r} from {alert.sender!r}") as tx:
-                tx.serialise()  # as add_alerts: the lock first, then the rows (no lock-order cycle)
+                tx.serialise()
+                counters = [] if alert.device_counter is None else [(alert.sender, alert.device_counter)]
+                if _stored(tx.session, [(alert.source, alert.sender, alert.event_id)], counters):
+                    raise _AlreadyStored
                 row = _to_row(alert)
                 tx.session.add(row)
                 tx.session.flush()
@@ -650,7 +657,7 @@ class Store:
                 tx.note_change(ChangeKind.ALERT, str(stored.id), stored)
                 self._audit_ingest(tx, stored, actor=actor)
             return stored, True
-        except IntegrityError:  # the same event committed meanwhile by another thread or process
+        except (IntegrityError, _AlreadyStored):  # the same event (or counter) committed before
             pass
         existing = self.find_alert(alert.source, alert.sender, alert.event_id)
         if existing is None and alert.device_counter is not None:
@@ -665,11 +672,11 @@ class Store:
         """Commit many new alerts in ONE transaction (group commit); as :meth:`add_alert` for each.
 
         One commit, one audit-chain read and Core inserts instead of an ORM flush per alert: the
-        ingest path of a burst pays the transaction once per batch, not per alert. The batch is
-        inserted with ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` under the lock that orders
-        commits (:meth:`Tx.serialise`), so an event another replica committed a moment ago is
-        skipped, not an error: the skipped ones are then read back with one query and the rest of
-        the batch commits as it is (no rollback, no alert stored one by one).
+        ingest path of a burst pays the transaction once per batch, not per alert. Under the lock
+        that orders commits (:meth:`Tx.serialise`) one query reads which of the batch's events and
+        counters another replica committed a moment ago; the rest is inserted with ``INSERT ... ON
+        CONFLICT DO NOTHING RETURNING`` (which also skips a counter twice in the batch) and commits
+        as it is: no rollback, no alert stored one by one.
 
         A negative ``duplicate_of`` links an alert to another alert of the same batch: ``-1`` is
         ``alerts[0]``, ``-2`` is ``alerts[1]`` (that alert must come earlier in ``alerts``). When
@@ -713,7 +720,7 @@ class Store:
         return out
 
     def _insert_alerts(self, tx: Tx, alerts: Sequence[Alert], *, actor: str) -> list[tuple[Alert, bool]]:
-        """Insert a batch with one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``; read the skipped back.
+        """Read what of a batch is stored, insert the rest with one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``.
 
         Links to alerts of the same batch are set by one UPDATE once their ids are known. Only the
         alerts inserted here get recommendations, audit entries and change-stream rows.
@@ -727,13 +734,30 @@ class Store:
                 values["duplicate_of"] = None  # set below, once the batch's ids are known
             rows.append(values)
         conn = tx.session.connection()
-        stmt = self._insert_new(table).returning(table.c.id, table.c.source, table.c.sender, table.c.event_id)
-        inserted = {(AlertSource(r.source), r.sender, r.event_id): int(r.id) for r in conn.execute(stmt, rows)}
         first: dict[EventKey, int] = {}  # the batch's own repeats of an event get its first alert
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        skipped = {key for i, key in enumerate(keys) if key not in inserted or first[key] != i}
-        found = _stored_by_key(tx.session, [k for k in skipped if k not in inserted]) if skipped else {}
+        # What another replica committed is read first, under the commit lock, and not inserted
+        # again: an INSERT that meets a stored row another transaction is updating waits for that
+        # transaction, which (an assignment of that alert) waits for the lock held here: deadlock.
+        counters = [(a.sender, a.device_counter) for a in alerts if a.device_counter is not None]
+        stored = _stored(tx.session, list(first), counters)
+        found = {(a.source, a.sender, a.event_id): a for a in stored}
+        used = {(a.sender, a.device_counter) for a in stored if a.device_counter is not None}
+        todo = [
+            i
+            for i, (alert, key) in enumerate(zip(alerts, keys, strict=True))
+            if first[key] == i and key not in found and (alert.sender, alert.device_counter) not in used
+        ]
+        stmt = self._insert_new(table).returning(table.c.id, table.c.source, table.c.sender, table.c.event_id)
+        inserted: dict[EventKey, int] = {}
+        if todo:
+            for r in conn.execute(stmt, [rows[i] for i in todo]):
+                inserted[(AlertSource(r.source), r.sender, r.event_id)] = int(r.id)
+        # ON CONFLICT skipped only a counter twice in the batch; anything else (none expected) is read back
+        missed = [keys[i] for i in todo if keys[i] not in inserted and alerts[i].device_counter is None]
+        if missed:
+            found.update(_stored_by_key(tx.session, missed))
         out: list[tuple[Alert, bool]] = []
         for i, (alert, key) in enumerate(zip(alerts, keys, strict=True)):
             if key in inserted and first[key] == i:

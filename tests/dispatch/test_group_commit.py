@@ -153,3 +153,33 @@ def test_a_batch_meeting_stored_events_and_counters_is_answered_without_a_fallba
     assert counters[("sos-1", 8)].event_id == "x2" and ("sos-1", 99) not in counters
     assert sa.count_alerts() == 4
     assert sa.verify_audit().ok
+
+
+def test_a_batch_meeting_an_alert_that_another_transaction_is_changing_commits_without_waiting_for_it(
+    pg_url: str,
+) -> None:
+    """A stored event arrives again (another replica's batch) while an assignment changes its alert and
+    waits to commit: the batch reads it under the commit lock and does not insert it again (an insert
+    would wait for that transaction, and it for the lock: deadlock)."""
+    sa, sb = Store(pg_url, replica="a"), Store(pg_url, replica="b")  # PostgreSQL: SQLite runs one writer at a time
+    sa.drop_schema()
+    sa.upgrade_schema()
+    (stored, _), _ = sa.add_alerts([_alert("busy", 41), _alert("other", 42)])
+    done: list[object] = []
+    with sa.transaction("change the alert, commit later") as tx:
+        alert = tx.alert(int(stored.id or 0))  # FOR UPDATE
+        assert alert is not None
+        alert.priority = 2
+        tx.save_alert(alert)
+        tx.session.flush()  # the UPDATE is sent: the row's new version belongs to this open transaction
+        tx.audit("test_change", actor="test", alert_id=alert.id)  # its commit takes the commit lock
+        batch = threading.Thread(target=lambda: done.append(sb.add_alerts([_alert("busy", 41), _alert("new", 43)])))
+        batch.start()
+        batch.join(timeout=30)
+        assert done, "the batch waited for the open transaction"
+    out = done[0]
+    assert isinstance(out, list)
+    assert [(s.id, c) for s, c in out][0] == (stored.id, False) and out[1][1]
+    assert sb.batch_fallbacks == 0 and sa.verify_audit().ok
+    sa.close()
+    sb.close()
