@@ -179,7 +179,7 @@ def test_a_batch_meeting_an_alert_that_another_transaction_is_changing_commits_w
         assert done, "the batch waited for the open transaction"
     out = done[0]
     assert isinstance(out, list)
-    assert [(s.id, c) for s, c in out][0] == (stored.id, False) and out[1][1]
+    assert (out[0][0].id, out[0][1]) == (stored.id, False) and out[1][1]
     assert sb.batch_fallbacks == 0 and sa.verify_audit().ok
     sa.close()
     sb.close()
