@@ -67,7 +67,16 @@ from dispatch.models import (
 from dispatch.ports import Change, ChangeKind
 from geo import Recommendation
 
-__all__ = ["CounterReplayed", "EventKey", "Store", "StoreError", "Tx", "alert_snapshot", "unit_snapshot"]
+__all__ = [
+    "CounterReplayed",
+    "EventKey",
+    "Store",
+    "StoreError",
+    "Tx",
+    "alert_snapshot",
+    "deadlocked",
+    "unit_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,15 @@ _IN_CHUNK = 500
 
 class StoreError(RuntimeError):
     """The database could not be reached or refused a write; nothing was stored."""
+
+
+def deadlocked(error: BaseException) -> bool:
+    """Whether ``error`` (a :class:`StoreError` or a driver error) is PostgreSQL breaking a deadlock (40P01)."""
+    while error is not None:
+        if getattr(error, "sqlstate", None) == "40P01":
+            return True
+        error = getattr(error, "orig", None) or error.__cause__  # type: ignore[assignment]
+    return False
 
 
 class _AlreadyStored(Exception):

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from dispatch import Alert, AlertSource, DeviceSite, Store
+from dispatch import Alert, AlertSource, DeviceSite, Store, StoreError
 from dispatch.models import AlertRow, ChangeRow
+from dispatch.store import deadlocked
 from geo import Recommendation
 
 T = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -181,5 +182,32 @@ def test_a_batch_meeting_an_alert_that_another_transaction_is_changing_commits_w
     assert isinstance(out, list)
     assert (out[0][0].id, out[0][1]) == (stored.id, False) and out[1][1]
     assert sb.batch_fallbacks == 0 and sa.verify_audit().ok
+    sa.close()
+    sb.close()
+
+
+def test_deadlocked_names_postgresql_breaking_a_deadlock_and_nothing_else(pg_url: str) -> None:
+    """What Fleet.open retries on (replicas starting together): a real deadlock, turned into StoreError."""
+    sa, sb = Store(pg_url, replica="a"), Store(pg_url, replica="b")
+    sa.drop_schema()
+    sa.upgrade_schema()
+    (first, _), (second, _) = sa.add_alerts([_alert("lock-1"), _alert("lock-2")])
+    both = threading.Barrier(2)
+
+    def cross(store: Store, mine: int, theirs: int) -> object:
+        try:
+            with store.transaction("lock two alerts in the other order") as tx:
+                tx.alert(mine)
+                both.wait()
+                tx.alert(theirs)
+        except StoreError as e:
+            return e
+        return None
+
+    ids = (int(first.id or 0), int(second.id or 0))
+    results = _together(lambda: cross(sa, ids[0], ids[1]), lambda: cross(sb, ids[1], ids[0]))
+    errors = [r for r in results if isinstance(r, StoreError)]
+    assert len(errors) == 1 and deadlocked(errors[0]), results  # PostgreSQL chose one victim
+    assert not deadlocked(StoreError("could not reach the database"))
     sa.close()
     sb.close()
