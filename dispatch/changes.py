@@ -72,6 +72,9 @@ class ChangeStream:
         self._pending: list[Change] = []
         """Local changes waiting for the remote ones before them (which could not be read yet)."""
         self._lock = threading.RLock()
+        self._heard = threading.Condition()
+        self.remote_alerts_heard = 0
+        """How many times remote alert changes were handed on (a generation: see :meth:`wait_remote`)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -146,6 +149,17 @@ class ChangeStream:
             self.deliver(change, remote)
         except Exception:
             log.exception("could not hand on change %d from %r", change.seq, change.origin)
+        if remote and change.alerts:
+            with self._heard:
+                self.remote_alerts_heard += 1
+                self._heard.notify_all()
+
+    def wait_remote(self, heard: int, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` until a remote alert change is handed on after :attr:`remote_alerts_heard`
+        was ``heard``; the generation then (unchanged on a timeout)."""
+        with self._heard:
+            self._heard.wait_for(lambda: self.remote_alerts_heard != heard, timeout=max(0.0, timeout_s))
+            return self.remote_alerts_heard
 
     # the thread ---------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ class ServiceCounters:
         self._flagged_positions = 0
         self._store_errors = 0
         self._escalations = 0
+        self._found_stored = 0
+        self._lost_races = 0
 
     def accepted(self, source: str, *, created: bool) -> None:
         """One alert accepted: new (``created``) or a duplicate delivery of a stored one."""
@@ -41,6 +43,17 @@ class ServiceCounters:
     def duplicate(self, source: str) -> None:
         with self._lock:
             self._duplicates[source] += 1
+
+    def found_stored(self, n: int) -> None:
+        """``n`` presses or reports of a batch were stored already (by another replica, or a
+        redelivery): answered from the stored alert, not ranked."""
+        with self._lock:
+            self._found_stored += n
+
+    def lost_to_another_commit(self, n: int) -> None:
+        """``n`` new events of a batch were ranked here but committed first by another replica."""
+        with self._lock:
+            self._lost_races += n
 
     def reject(self, rejection: Rejected, *, source: str) -> Ack:
         """Count and log a refused message; the ack that tells its sender why."""
@@ -86,4 +99,6 @@ class ServiceCounters:
                 "positions_flagged": self._flagged_positions,
                 "store_errors": self._store_errors,
                 "escalations": self._escalations,
+                "ingest_found_stored": self._found_stored,
+                "ingest_lost_races": self._lost_races,
             }

@@ -46,12 +46,15 @@ from dispatch.lifecycle import (
 )
 from dispatch.outbox import Outbox
 from dispatch.ports import RejectReason
-from dispatch.store import Store, StoreError, Tx, unit_snapshot
+from dispatch.store import Store, StoreError, Tx, deadlocked, unit_snapshot
 from geo import OutsideServiceArea, Recommendation, Router
 
 __all__ = ["Exclusions", "Fleet"]
 
 log = logging.getLogger(__name__)
+
+_MERGE_ATTEMPTS = 3
+"""How often a replica's start merges the unit registry again after PostgreSQL broke a deadlock there."""
 
 Exclusions = tuple[set[str], set[str]]
 """Units that are stale and units outside their staffing hours at one moment."""
@@ -114,13 +117,31 @@ class Fleet:
         Returns how many units are available on the streets.
 
         The stored units are read and the merge written back in one transaction, their rows locked
-        (PostgreSQL, in id order): a replica that starts while others assign and free units must
+        (PostgreSQL, in id order, before the commit lock): a replica that starts while others assign and free units must
         not write back a status or alert it read a moment before (chaos ``--replicas`` found a
         unit held by two alerts that way).
         """
-        seeds = [seed.copy() for seed in seed_units]
+        seeds = list(seed_units)
+        for attempt in range(1, _MERGE_ATTEMPTS + 1):
+            try:
+                return self._open([seed.copy() for seed in seeds])
+            except StoreError as e:
+                if attempt == _MERGE_ATTEMPTS or not deadlocked(e):
+                    raise
+                # Replicas starting together: one locked the rows another had just inserted while
+                # this one waited for the lock; PostgreSQL broke the cycle here: merge again.
+                log.warning("merging the unit registry met a deadlock (attempt %d), merging again", attempt)
+        msg = "unreachable"  # the loop returns or raises
+        raise AssertionError(msg)
+
+    def _open(self, seeds: list[Unit]) -> int:
         ids = sorted({u.id for u in seeds} | {u.id for u in self.store.list_units()})
         with self.store.transaction("merge the unit registry") as tx:
+            # The stored rows first (in id order), then the commit lock: an assignment holds its
+            # unit's row until it takes that lock to commit, so holding the lock while waiting for
+            # the row deadlocked a replica starting during dispatch (chaos --replicas).
+            for uid in ids:
+                tx.unit(uid)
             tx.serialise()  # replicas starting together on an empty database: one inserts, the next finds
             known = {uid: u for uid in ids if (u := tx.unit(uid)) is not None}
             units = []

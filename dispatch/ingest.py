@@ -9,6 +9,7 @@ It holds no lock across the database: ranking takes the fleet's in-memory lock o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=Message)
 
+_RECHECK_S = 0.1
+"""While a follower waits for the leader's commits, it checks this often that a leader still lives."""
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
@@ -54,11 +58,15 @@ class Inbound:
         :data:`~dispatch.domain.APP102_SENDER`.
     payload
         The raw message body.
+    received
+        When the transport received it (``time.monotonic()``), None when unknown: a replica that is
+        not the leader waits for the leader's commit from then on (``DispatchPolicy.follower_hold``).
     """
 
     source: AlertSource
     sender: str
     payload: bytes
+    received: float | None = None
 
 
 _Valid = tuple[int, Inbound, Any, "Device | None", "VerifiedPress | None"]
@@ -104,6 +112,12 @@ class Intake:
         Called before each batch is ranked: applies the other replicas' changes not yet seen (the
         duplicate grid, positions, replay windows), so a press on this replica meets an alert
         another replica committed a moment ago.
+    hold
+        Seconds this replica waits, from a press's receipt, for another replica to commit it before
+        it ranks the press itself (0: it ranks at once; non-zero on a follower while a leader lives).
+    heard, await_heard
+        The generation of remote alert commits heard, and a wait for the next one
+        (``await_heard(generation, timeout_s)``), for the hold.
     """
 
     def __init__(
@@ -122,6 +136,9 @@ class Intake:
         max_payload_bytes: int,
         max_clock_skew: timedelta,
         catch_up: Callable[[], object] = lambda: None,
+        hold: Callable[[], float] = lambda: 0.0,
+        heard: Callable[[], int] = lambda: 0,
+        await_heard: Callable[[int, float], int] | None = None,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -136,6 +153,9 @@ class Intake:
         self.max_payload_bytes = max_payload_bytes
         self.max_clock_skew = max_clock_skew
         self.catch_up = catch_up
+        self.hold = hold
+        self.heard = heard
+        self.await_heard = await_heard or _sleep_for
 
     # alerts -------------------------------------------------------------------------------
 
@@ -159,14 +179,21 @@ class Intake:
             # Signed presses: the counters of the new presses are held until the batch commits
             # (a failed commit frees them, so the redelivery passes).
             with ExitStack() as held:
-                stored_before = self.store.find_alerts((m.source, m.sender, v[0].event_id) for _, m, *v in valid)
-                fresh, redelivered = self._prepare(valid, stored_before, now, rejections, held)
+                # One query before any ranking: the events (and counters) already committed, by
+                # another replica (every replica receives every press) or before a redelivery.
+                heard = self.heard()
+                stored_before, used_counters = _look_up(self.store, valid)
+                hold = self.hold() if valid else 0.0
+                if hold > 0:
+                    self._wait_for_others(valid, stored_before, used_counters, hold, heard)
+                fresh, redelivered = self._prepare(valid, stored_before, used_counters, now, rejections, held)
                 committed = self.store.add_alerts([alert for _, alert in fresh])
         except StoreError:
             self.counters.store_error()
             raise
         first_ack: dict[_Key, Ack] = {}
         replayed: dict[_Key, Rejected] = {}
+        lost = 0
         for (i, _), (stored, created) in zip(fresh, committed, strict=True):
             if stored.id is None:  # its counter was committed a moment ago by another replica
                 msg = f"counter {stored.device_counter} of device {stored.sender!r} was already used: a replayed press"
@@ -175,20 +202,27 @@ class Intake:
                 rejections.append((i, refusal, f"sos/{stored.sender}"))
                 continue
             _log_committed(stored, created)
-            if created:
-                self.recent.add(stored)
+            self.recent.add(stored)  # open, it is a duplicate candidate (another replica's too: the stream may lag)
+            lost += not created
             acks[i] = first_ack[(stored.source, stored.sender, stored.event_id)] = self._accepted_ack(
                 stored, created=created
             )
+        if lost:
+            self.counters.lost_to_another_commit(lost)
+            log.info("%d of a batch of %d new events were committed meanwhile by another replica", lost, len(fresh))
+        found = 0
         for i, key in redelivered:
             earlier = stored_before.get(key)
             if earlier is not None:
+                found += 1
                 acks[i] = self._accepted_ack(earlier, created=False)
             elif key in replayed:
                 rejections.append((i, replayed[key], f"sos/{key[1]}"))
             else:  # twice in this batch: the first one's ack, counted as a duplicate
                 self.counters.duplicate(key[0].value)
                 acks[i] = first_ack[key]
+        if found:
+            self.counters.found_stored(found)
         for i, refusal, where in rejections:
             acks[i] = self.counters.reject(refusal, source=where)
         for m, ack in zip(messages, acks, strict=True):
@@ -198,6 +232,57 @@ class Intake:
             if created:
                 self._after_ingest(stored)
         return [ack for ack in acks if ack is not None]
+
+    def _wait_for_others(
+        self,
+        valid: list[_Valid],
+        stored_before: dict[_Key, Alert],
+        used_counters: dict[tuple[str, int], Alert],
+        hold: float,
+        heard: int,
+    ) -> None:
+        """A follower: wait for the leader to commit the batch's presses that are not stored yet,
+        looking them up again after each remote commit heard.
+
+        The wait lasts while another replica leads (``self.hold()`` stays non-zero: the leader's
+        lock is held, see :class:`~dispatch.leader.Leadership`), at most ``hold`` seconds from the
+        receipt of the oldest waiting press. Every replica receives every press; ranking one the
+        leader commits a moment later is work in vain (and was most of a follower's CPU). What is
+        committed meanwhile is answered from the stored alert; what is still not stored when the
+        wait ends (the leader died, or is more than ``hold`` behind) is ranked and committed here,
+        as without a hold.
+        """
+        waiting = [v for v in valid if (v[1].source, v[1].sender, v[2].event_id) not in stored_before]
+        if not waiting:
+            return
+        received = [m.received for _, m, *_ in waiting if m.received is not None]
+        deadline = (min(received) if received else time.monotonic()) + hold
+        rounds = 0
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            now_heard = self.await_heard(heard, min(left, _RECHECK_S))
+            if now_heard != heard:
+                heard, rounds = now_heard, rounds + 1
+                found, counters = _look_up(self.store, waiting)
+                stored_before.update(found)
+                used_counters.update(counters)
+                waiting = [
+                    v
+                    for v in waiting
+                    if (v[1].source, v[1].sender, v[2].event_id) not in stored_before
+                    and (v[4] is None or v[4].counter is None or (v[1].sender, v[4].counter) not in used_counters)
+                ]
+            if self.hold() <= 0:
+                break  # no other leader any more (it died, or this replica took over): rank the rest now
+        log.debug(
+            "follower hold: %d of %d presses committed by another replica after %d look-ups, %d left to rank here",
+            len(valid) - len(waiting),
+            len(valid),
+            rounds + 1,
+            len(waiting),
+        )
 
     def _parse_alert(self, m: Inbound, now: datetime) -> tuple[Any, Device | None, VerifiedPress | None]:
         """Validate one alert payload: its message and, for an SOS button, its registry entry and
@@ -220,14 +305,19 @@ class Intake:
         self,
         valid: list[_Valid],
         stored_before: Mapping[_Key, Alert],
+        used_counters: Mapping[tuple[str, int], Alert],
         now: datetime,
         rejections: list[tuple[int, Rejected, str]],
         held: ExitStack,
     ) -> tuple[list[tuple[int, Alert]], list[tuple[int, _Key]]]:
         """Rank the batch's new events; ``(index, alert)`` to store and ``(index, key)`` of redeliveries.
 
-        The counter of each new signed press is taken into ``held`` (in order, so a counter twice
-        in one batch is a replay) and stays held until ``held`` closes after the commit.
+        An event in ``stored_before`` is not ranked: it is answered from the stored alert (and,
+        when open, is a duplicate candidate for the rest of the batch). A signed press whose
+        counter is refused (``used_counters``: stored with another event; or by the anti-replay
+        window) is rejected before it is ranked. The counter of each new signed press is taken
+        into ``held`` (in order, so a counter twice in one batch is a replay) and stays held
+        until ``held`` closes after the commit.
 
         A later alert of the batch may be linked as a duplicate of an earlier one: its
         ``duplicate_of`` is then ``-(position in the returned list) - 1`` (see :meth:`Store.add_alerts`).
@@ -236,12 +326,29 @@ class Intake:
         redelivered: list[tuple[int, _Key]] = []
         seen: set[_Key] = set()
         provisional: list[Alert] = []  # copies of ``fresh`` with the ids -1, -2, ... for duplicate links
+        for stored in stored_before.values():
+            self.recent.add(stored)  # committed elsewhere a moment ago: a candidate for the batch's other presses
         exclusions = self.fleet.exclusions(now)
         for i, m, message, device, press in valid:
             key = (m.source, m.sender, message.event_id)
             if key in stored_before or key in seen:
                 redelivered.append((i, key))
                 continue
+            if press is not None and press.counter is not None:
+                other = used_counters.get((m.sender, press.counter))
+                refusal = (
+                    self.press_verifier.check(press)
+                    if other is None
+                    else Rejected(
+                        RejectReason.REPLAYED,
+                        f"counter {press.counter} of device {m.sender!r} was already used "
+                        f"(event {other.event_id!r}, alert {other.id}): a replayed press",
+                        event_id=message.event_id,
+                    )
+                )
+                if refusal is not None:
+                    rejections.append((i, refusal, _where(m)))
+                    continue
             try:
                 fields: dict[str, Any]
                 if device is not None:
@@ -415,6 +522,20 @@ class Intake:
             log.exception("internal error on a message of unit %r", unit_id)
             self.counters.reject(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), source="units")
             return RejectReason.INTERNAL_ERROR
+
+
+def _look_up(store: Store, valid: Sequence[_Valid]) -> tuple[dict[_Key, Alert], dict[tuple[str, int], Alert]]:
+    """The events (and signed presses' counters) of ``valid`` already stored: one query."""
+    return store.stored_events(
+        ((m.source, m.sender, v[0].event_id) for _, m, *v in valid),
+        ((m.sender, v[2].counter) for _, m, *v in valid if v[2] is not None and v[2].counter is not None),
+    )
+
+
+def _sleep_for(heard: int, timeout_s: float) -> int:
+    """No change stream to wait on: wait a little, then look again (``heard`` + 1)."""
+    time.sleep(min(timeout_s, 0.02))
+    return heard + 1
 
 
 def _log_committed(stored: Alert, created: bool) -> None:

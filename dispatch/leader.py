@@ -52,6 +52,7 @@ class Leadership:
         self.retry_s = retry_s
         self.shared = store.engine.dialect.name == "postgresql"
         self._leader = not self.shared
+        self._other_leads = False  # the last try found the lock held by another replica
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Any = None
@@ -61,6 +62,12 @@ class Leadership:
     def is_leader(self) -> bool:
         """Whether this replica runs the work done once (always True on SQLite)."""
         return self._leader
+
+    @property
+    def another_leads(self) -> bool:
+        """Whether another replica held the lock at this replica's last try (PostgreSQL; False
+        before :meth:`start`, after :meth:`close` and while the database cannot be reached)."""
+        return self._other_leads and not self._leader
 
     def wait(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` to become the leader; whether it is."""
@@ -102,6 +109,7 @@ class Leadership:
                 conn.close()
             except Exception as e:  # closing a broken connection
                 log.debug("closing the leader connection: %s", e)
+        self._other_leads = False
         if self.shared:
             self._set(False)
 
@@ -121,7 +129,9 @@ class Leadership:
                 self._conn.execute("SELECT 1")  # still holding it while the session lives
                 return
             row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()
-            self._set(bool(row and row[0]))
+            leader = bool(row and row[0])
+            self._other_leads = not leader
+            self._set(leader)
         except psycopg.Error as e:
             log.warning("leader election on %r failed (%s): not the leader until it reconnects", self.store, e)
             self._drop()

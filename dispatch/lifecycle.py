@@ -13,6 +13,7 @@ a dispatcher may re-assign an alert that is recommended, assigned or acknowledge
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -20,6 +21,7 @@ from enum import StrEnum
 
 from dispatch.domain import Alert, AlertSource, AlertStatus, Unit, UnitKind, UnitStatus, parse_hhmm
 from geo import Recommendation, great_circle_m
+from geo.distance import EARTH_RADIUS_M
 
 __all__ = [
     "CLOSING",
@@ -130,12 +132,23 @@ def find_duplicate(
     The earliest such alert wins, and an alert that is itself a duplicate points at its original.
     """
     best: Alert | None = None
+    # Lower bounds of the great-circle distance, to skip most candidates without it (a batch of a
+    # burst compares each press with every earlier one): |dlat| * R, and from the haversine's
+    # a >= cos(lat1) cos(lat2) sin^2(dlon / 2).
+    max_dlat = radius_m / EARTH_RADIUS_M
+    cos_lat = math.cos(math.radians(alert.lat))
+    sin_half = math.sin(min(max_dlat, math.pi) / 2)
     for other in candidates:
         if other.id is None or other.id == alert.id or other.source is not alert.source:
             continue
         if other.status not in OPEN or alert.received_at - other.received_at > window:
             continue
         if other.received_at > alert.received_at:
+            continue
+        if abs(math.radians(other.lat - alert.lat)) > max_dlat:
+            continue
+        lon_bound = cos_lat * math.cos(math.radians(other.lat)) * math.sin(math.radians(other.lon - alert.lon) / 2) ** 2
+        if lon_bound > sin_half**2:
             continue
         if great_circle_m(alert.lat, alert.lon, other.lat, other.lon) > radius_m:
             continue
@@ -264,6 +277,11 @@ class DispatchPolicy:
     changes_retention
         How long the change stream (table ``changes``: the live map's replay, the replicas' feed) is
         kept; the leader prunes it every ten minutes. None keeps it.
+    follower_hold
+        Replicas (PostgreSQL): how long at most a replica that is not the leader waits, from
+        receipt, for the leader to commit a press it also received (it answers with the leader's
+        alert), while the leader lives; what is not committed then it ranks and commits itself.
+        Zero: every replica ranks every press at once.
     """
 
     priority_by_category: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -278,10 +296,14 @@ class DispatchPolicy:
     timezone: str = "Asia/Almaty"
     position_retention: timedelta | None = timedelta(days=120)
     changes_retention: timedelta | None = timedelta(hours=24)
+    follower_hold: timedelta = timedelta(seconds=2)
 
     def __post_init__(self) -> None:
         if self.ack_deadline <= timedelta(0):
             msg = f"ack_deadline must be positive, got {self.ack_deadline}"
+            raise ValueError(msg)
+        if self.follower_hold < timedelta(0):
+            msg = f"follower_hold must not be negative, got {self.follower_hold}"
             raise ValueError(msg)
         bad = {k: v for k, v in self.priority_by_category.items() if not (isinstance(v, int) and 1 <= v <= 5)}
         if bad:

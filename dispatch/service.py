@@ -185,6 +185,9 @@ class DispatchService:
             max_payload_bytes=max_payload_bytes,
             max_clock_skew=max_clock_skew,
             catch_up=self._catch_up,
+            hold=self._follower_hold,
+            heard=lambda: self._stream.remote_alerts_heard,
+            await_heard=lambda heard, timeout_s: self._stream.wait_remote(heard, timeout_s),
         )
         self._stream = ChangeStream(store, apply=self._apply_remote, deliver=self._outbox.deliver)
         self.leadership = Leadership(store)
@@ -300,6 +303,13 @@ class DispatchService:
         """Before an ingest batch (PostgreSQL, once the stream runs): the other replicas' changes not seen yet."""
         if self._stream.running:
             self._stream.poll()
+
+    def _follower_hold(self) -> float:
+        """Seconds a batch waits for the leader's commit: the policy's hold while another replica
+        leads and its commits reach this one (the change stream runs), else 0."""
+        if self._stream.running and self.leadership.another_leads:
+            return self.policy.follower_hold.total_seconds()
+        return 0.0
 
     def _apply_remote(self, change: Change) -> None:
         """Another replica's committed change into this one's memory: units, the duplicate grid, counters."""

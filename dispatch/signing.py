@@ -320,6 +320,29 @@ class PressVerifier:
 
     # step 3: the counter ------------------------------------------------------------------
 
+    def check(self, press: VerifiedPress) -> Rejected | None:
+        """Why ``press``'s counter would be refused now (``replayed``, ``counter_too_old``), or None.
+
+        Holds nothing: a batch asks before it ranks a press, and :meth:`counting` checks again.
+        """
+        if press.counter is None:
+            return None
+        with self._lock:
+            window = self._windows.get(press.device_id)
+            pending = self._pending.get(press.device_id, set())
+            if press.counter in pending:
+                reason: RejectReason | None = RejectReason.REPLAYED
+            else:
+                reason = None if window is None else window.check(press.counter)
+            if reason is None:
+                return None
+            return self._refusal(press, reason, window)
+
+    def _refusal(self, press: VerifiedPress, reason: RejectReason, window: ReplayWindow | None) -> Rejected:
+        behind = "" if window is None or window.top is None else f" (highest seen {window.top}, window {self.window})"
+        msg = f"counter {press.counter} of device {press.device_id!r} {_WHY[reason]}{behind}"
+        return Rejected(reason, msg, event_id=press.event_id)
+
     @contextmanager
     def counting(self, press: VerifiedPress) -> Iterator[None]:
         """Hold ``press``'s counter while its alert is committed inside the ``with`` block.
@@ -343,9 +366,7 @@ class PressVerifier:
             pending = self._pending.setdefault(device_id, set())
             reason = RejectReason.REPLAYED if counter in pending else window.check(counter)
             if reason is not None:
-                behind = "" if window.top is None else f" (highest seen {window.top}, window {self.window})"
-                msg = f"counter {counter} of device {device_id!r} {_WHY[reason]}{behind}"
-                raise Rejected(reason, msg, event_id=press.event_id)
+                raise self._refusal(press, reason, window)
             pending.add(counter)
         try:
             yield

@@ -33,11 +33,13 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from dispatch import schema
 from dispatch.audit import GENESIS_HASH, AuditEntry, ChainReport, canonical_json, entry_hash, verify_chain
@@ -65,15 +67,43 @@ from dispatch.models import (
 from dispatch.ports import Change, ChangeKind
 from geo import Recommendation
 
-__all__ = ["CounterReplayed", "Store", "StoreError", "Tx", "alert_snapshot", "unit_snapshot"]
+__all__ = [
+    "CounterReplayed",
+    "EventKey",
+    "Store",
+    "StoreError",
+    "Tx",
+    "alert_snapshot",
+    "deadlocked",
+    "unit_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
 _D = TypeVar("_D")
 
+EventKey = tuple[AlertSource, str, str]
+"""An event: ``(source, sender, event_id)``, unique among the stored alerts."""
+
+_IN_CHUNK = 500
+"""Keys per look-up query (a batch of presses is 128 at most; a longer list is split)."""
+
 
 class StoreError(RuntimeError):
     """The database could not be reached or refused a write; nothing was stored."""
+
+
+def deadlocked(error: BaseException) -> bool:
+    """Whether ``error`` (a :class:`StoreError` or a driver error) is PostgreSQL breaking a deadlock (40P01)."""
+    while error is not None:
+        if getattr(error, "sqlstate", None) == "40P01":
+            return True
+        error = getattr(error, "orig", None) or error.__cause__  # type: ignore[assignment]
+    return False
+
+
+class _AlreadyStored(Exception):
+    """The event or counter of an alert to add is stored already (rolls its transaction back)."""
 
 
 class CounterReplayed(ValueError):
@@ -290,6 +320,7 @@ class Tx:
         self.clock = clock
         self._audit: list[_PendingAudit] = []
         self._changed: dict[tuple[ChangeKind, str], Alert | Unit | dict[str, Any]] = {}
+        self._holds_commit_lock = False  # taken by serialise() (PostgreSQL), released after commit or rollback
         self.changes: list[Change] = []
         """The changes this transaction committed, with their ``seq`` (set once it has committed)."""
 
@@ -400,8 +431,16 @@ class Tx:
         """PostgreSQL: take now the lock that orders commits (held until commit): transactions that
         insert rows another replica may insert at the same moment (the unit registry's merge at
         start) run one after the other."""
-        if self.store.engine.dialect.name == "postgresql":
-            self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+        if self.store.engine.dialect.name != "postgresql":
+            return  # SQLite: the transaction holds the process's commit lock from its start
+        if not self._holds_commit_lock:
+            # This process's commit lock first, as every commit takes it before the advisory lock
+            # (Store.transaction): taken the other way round, a transaction of another thread
+            # holding the commit lock while it waits for the advisory lock held here would wait for
+            # this one, and this one for it at its commit.
+            self.store.commit_lock.acquire()
+            self._holds_commit_lock = True
+        self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
 
     def _flush(self) -> None:
         """Append the audit entries and the change-stream rows, under one lock held until commit."""
@@ -485,6 +524,10 @@ class Store:
         self._audit_lock = threading.RLock()  # one chain writer per process (PostgreSQL adds an advisory lock)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.replica = replica or default_replica()
+        self._stats_lock = threading.Lock()
+        self.batch_fallbacks = 0
+        """Batches of alerts that failed a constraint and were stored one by one (none is expected:
+        events and counters committed by another replica are skipped by ``ON CONFLICT``)."""
         self.on_commit: Callable[[list[Change]], None] | None = None
         """Called with each transaction's changes right after it commits, inside :attr:`commit_lock`
         (so in ``seq`` order within this process): the change stream hooks in here."""
@@ -594,6 +637,10 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
+            finally:
+                if tx._holds_commit_lock:  # noqa: SLF001 - Store and Tx are one unit of this module
+                    tx._holds_commit_lock = False  # noqa: SLF001
+                    self._audit_lock.release()
 
     # alerts -------------------------------------------------------------------------------
 
@@ -613,10 +660,14 @@ class Store:
         StoreError
             If the database could not be reached; nothing was stored.
         """
-        # No look-up first (the service has just made one): the unique (source, sender, event_id)
-        # constraint decides, and a redelivery racing in pays the IntegrityError below.
+        # As add_alerts: the lock first, then what is stored, then the insert of what is not (an
+        # insert meeting a stored row that another transaction updates would wait for it).
         try:
             with self.transaction(f"store alert {alert.event_id!r} from {alert.sender!r}") as tx:
+                tx.serialise()
+                counters = [] if alert.device_counter is None else [(alert.sender, alert.device_counter)]
+                if _stored(tx.session, [(alert.source, alert.sender, alert.event_id)], counters):
+                    raise _AlreadyStored
                 row = _to_row(alert)
                 tx.session.add(row)
                 tx.session.flush()
@@ -624,7 +675,7 @@ class Store:
                 tx.note_change(ChangeKind.ALERT, str(stored.id), stored)
                 self._audit_ingest(tx, stored, actor=actor)
             return stored, True
-        except IntegrityError:  # the same event committed meanwhile by another thread or process
+        except (IntegrityError, _AlreadyStored):  # the same event (or counter) committed before
             pass
         existing = self.find_alert(alert.source, alert.sender, alert.event_id)
         if existing is None and alert.device_counter is not None:
@@ -639,17 +690,24 @@ class Store:
         """Commit many new alerts in ONE transaction (group commit); as :meth:`add_alert` for each.
 
         One commit, one audit-chain read and Core inserts instead of an ORM flush per alert: the
-        ingest path of a burst pays the transaction once per batch, not per alert.
+        ingest path of a burst pays the transaction once per batch, not per alert. Under the lock
+        that orders commits (:meth:`Tx.serialise`) one query reads which of the batch's events and
+        counters another replica committed a moment ago; the rest is inserted with ``INSERT ... ON
+        CONFLICT DO NOTHING RETURNING`` (which also skips a counter twice in the batch) and commits
+        as it is: no rollback, no alert stored one by one.
 
         A negative ``duplicate_of`` links an alert to another alert of the same batch: ``-1`` is
-        ``alerts[0]``, ``-2`` is ``alerts[1]`` (that alert must come earlier in ``alerts``).
+        ``alerts[0]``, ``-2`` is ``alerts[1]`` (that alert must come earlier in ``alerts``). When
+        that alert was committed meanwhile by another replica, the link goes to the stored one
+        (to its original, if it is itself a duplicate).
 
         Returns
         -------
         ``(stored alert, created)`` per alert, in order; ``created`` is False for an event that was
-        already stored (its first alert is returned), e.g. committed meanwhile by another process.
-        A signed press whose counter another event already carries (committed by another replica
-        a moment ago) comes back uncreated with ``id`` None: a replay, nothing stored.
+        already stored (its first alert is returned, without recommendations), e.g. committed
+        meanwhile by another process. A signed press whose counter another event already carries
+        (committed by another replica a moment ago) comes back uncreated with ``id`` None: a
+        replay, nothing stored.
 
         Raises
         ------
@@ -660,10 +718,12 @@ class Store:
             return []
         try:
             with self.transaction(f"store {len(alerts)} alerts") as tx:
-                stored = self._insert_alerts(tx, alerts, actor=actor)
-            return [(alert, True) for alert in stored]
-        except IntegrityError:  # an event of the batch committed meanwhile elsewhere: one by one
-            log.info("a batch of %d alerts met an already stored event; storing them one by one", len(alerts))
+                tx.serialise()  # a concurrent batch of another replica commits wholly before or after this one
+                return self._insert_alerts(tx, alerts, actor=actor)
+        except IntegrityError as e:  # no unique constraint can raise here (ON CONFLICT): a bug, not a race
+            with self._stats_lock:
+                self.batch_fallbacks += 1
+            log.warning("a batch of %d alerts failed a constraint, storing them one by one: %s", len(alerts), e)
         out: list[tuple[Alert, bool]] = []
         for alert in alerts:
             if alert.duplicate_of is not None and alert.duplicate_of < 0:
@@ -677,12 +737,14 @@ class Store:
                 out.append((replace(alert, id=None), False))
         return out
 
-    def _insert_alerts(self, tx: Tx, alerts: Sequence[Alert], *, actor: str) -> list[Alert]:
-        """Insert a batch with one multi-row INSERT ... RETURNING each for alerts and recommendations.
+    def _insert_alerts(self, tx: Tx, alerts: Sequence[Alert], *, actor: str) -> list[tuple[Alert, bool]]:
+        """Read what of a batch is stored, insert the rest with one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``.
 
-        Links to alerts of the same batch are set by an UPDATE once their ids are known.
+        Links to alerts of the same batch are set by one UPDATE once their ids are known. Only the
+        alerts inserted here get recommendations, audit entries and change-stream rows.
         """
         table, recs = _table(AlertRow), _table(RecommendationRow)
+        keys = [(a.source, a.sender, a.event_id) for a in alerts]
         rows = []
         for alert in alerts:
             values = _row_values(alert, AlertRow, skip=("id",))
@@ -690,15 +752,65 @@ class Store:
                 values["duplicate_of"] = None  # set below, once the batch's ids are known
             rows.append(values)
         conn = tx.session.connection()
-        result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-        ids = [int(row[0]) for row in result]
-        stored = []
-        for alert, alert_id in zip(alerts, ids, strict=True):
-            if alert.duplicate_of is not None and alert.duplicate_of < 0:
-                link = _resolve_link(alert.duplicate_of, ids)
-                conn.execute(update(table).where(table.c.id == alert_id).values(duplicate_of=link))
-                alert = replace(alert, duplicate_of=link)
-            stored.append(replace(alert, id=alert_id))
+        first: dict[EventKey, int] = {}  # the batch's own repeats of an event get its first alert
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        # What another replica committed is read first, under the commit lock, and not inserted
+        # again: an INSERT that meets a stored row another transaction is updating waits for that
+        # transaction, which (an assignment of that alert) waits for the lock held here: deadlock.
+        counters = [(a.sender, a.device_counter) for a in alerts if a.device_counter is not None]
+        stored = _stored(tx.session, list(first), counters)
+        found = {(a.source, a.sender, a.event_id): a for a in stored}
+        used = {(a.sender, a.device_counter) for a in stored if a.device_counter is not None}
+        todo = [
+            i
+            for i, (alert, key) in enumerate(zip(alerts, keys, strict=True))
+            if first[key] == i and key not in found and (alert.sender, alert.device_counter) not in used
+        ]
+        stmt = self._insert_new(table).returning(table.c.id, table.c.source, table.c.sender, table.c.event_id)
+        inserted: dict[EventKey, int] = {}
+        if todo:
+            for r in conn.execute(stmt, [rows[i] for i in todo]):
+                inserted[(AlertSource(r.source), r.sender, r.event_id)] = int(r.id)
+        # ON CONFLICT skipped only a counter twice in the batch; anything else (none expected) is read back
+        missed = [keys[i] for i in todo if keys[i] not in inserted and alerts[i].device_counter is None]
+        if missed:
+            found.update(_stored_by_key(tx.session, missed))
+        out: list[tuple[Alert, bool]] = []
+        for i, (alert, key) in enumerate(zip(alerts, keys, strict=True)):
+            if key in inserted and first[key] == i:
+                out.append((replace(alert, id=inserted[key]), True))
+            elif key in inserted:  # twice in the batch: the first one's alert
+                out.append((out[first[key]][0], False))
+            elif key in found:  # committed meanwhile by another replica (or thread)
+                out.append((found[key], False))
+            elif alert.device_counter is not None:  # its counter is stored with another event: a replay
+                log.warning(
+                    "counter %d of device %r is already stored with another event: a replay, not stored",
+                    alert.device_counter,
+                    alert.sender,
+                )
+                out.append((replace(alert, id=None), False))
+            else:
+                msg = f"alert {alert.event_id!r} from {alert.sender!r} violated a constraint but is not stored"
+                raise StoreError(msg)
+        links = []
+        for i, (alert, created) in enumerate(out):
+            if not created or alert.duplicate_of is None or alert.duplicate_of >= 0:
+                continue
+            target = -alert.duplicate_of - 1
+            if not 0 <= target < len(out):
+                msg = f"duplicate_of={alert.duplicate_of} must name an earlier alert of the same batch"
+                raise ValueError(msg)
+            original = out[target][0]
+            link = None if original.id is None else original.duplicate_of or original.id
+            links.append({"b_id": alert.id, "b_link": link})
+            out[i] = (replace(alert, duplicate_of=link), True)
+        if links:
+            conn.execute(
+                update(table).where(table.c.id == bindparam("b_id")).values(duplicate_of=bindparam("b_link")), links
+            )
+        stored = [alert for alert, created in out if created]
         for alert in stored:
             tx.note_change(ChangeKind.ALERT, str(alert.id), alert)
         rec_rows = [
@@ -717,7 +829,12 @@ class Store:
             conn.execute(insert(recs), rec_rows)
         for alert in stored:
             self._audit_ingest(tx, alert, actor=actor)
-        return stored
+        return out
+
+    def _insert_new(self, table: Table) -> Any:
+        """``INSERT INTO table ... ON CONFLICT DO NOTHING`` in this database's dialect (any unique constraint)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
 
     @staticmethod
     def _audit_ingest(tx: Tx, stored: Alert, *, actor: str) -> None:
@@ -751,24 +868,55 @@ class Store:
                 after={"duplicate_of": stored.duplicate_of},
             )
 
-    def find_alerts(self, keys: Iterable[tuple[AlertSource, str, str]]) -> dict[tuple[AlertSource, str, str], Alert]:
-        """The stored alerts among ``(source, sender, event_id)`` keys, by key (one query per batch)."""
-        wanted = set(keys)
-        if not wanted:
-            return {}
-        event_ids = sorted({k[2] for k in wanted})
-        found: dict[tuple[AlertSource, str, str], Alert] = {}
+    def find_alerts(self, keys: Iterable[EventKey]) -> dict[EventKey, Alert]:
+        """The stored alerts among ``(source, sender, event_id)`` keys, whole, by key (one query per 500 keys)."""
+        wanted = sorted(set(keys), key=lambda k: (k[0].value, k[1], k[2]))
+        found: dict[EventKey, Alert] = {}
         with self._reachable(f"look up {len(wanted)} events"), self._sessions() as session:
-            for start in range(0, len(event_ids), 500):
-                chunk = event_ids[start : start + 500]
-                stmt = select(AlertRow.id, AlertRow.source, AlertRow.sender, AlertRow.event_id).where(
-                    AlertRow.event_id.in_(chunk)
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = [(s.value, sender, e) for s, sender, e in wanted[start : start + _IN_CHUNK]]
+                stmt = (
+                    select(AlertRow)
+                    .options(joinedload(AlertRow.recommendations))
+                    .where(tuple_(AlertRow.source, AlertRow.sender, AlertRow.event_id).in_(chunk))
                 )
-                for row in session.execute(stmt):
-                    key = (AlertSource(row.source), row.sender, row.event_id)
-                    if key in wanted:
-                        found[key] = _to_alert(session.get_one(AlertRow, row.id))
+                for row in session.scalars(stmt).unique():
+                    found[(AlertSource(row.source), row.sender, row.event_id)] = _to_alert(row)
         return found
+
+    def stored_events(
+        self, keys: Iterable[EventKey], counters: Iterable[tuple[str, int]] = ()
+    ) -> tuple[dict[EventKey, Alert], dict[tuple[str, int], Alert]]:
+        """Which of a batch's events, and of its signed presses' ``(sender, counter)``, are stored already.
+
+        One query (per 500 of each): the ingest path asks it before it ranks a batch, so an event
+        another replica committed is answered from the stored alert and never ranked again, and a
+        counter another event carries is a replay. The alerts come with what an ack and duplicate
+        linking need (no recommendations, texts or times of the lifecycle).
+
+        Returns
+        -------
+        The stored alerts by event key, and by ``(sender, counter)`` the stored alerts that carry
+        one of ``counters`` (the same event or another).
+        """
+        wanted = sorted(set(keys), key=lambda k: (k[0].value, k[1], k[2]))
+        wanted_set = set(wanted)
+        pairs = sorted(set(counters))
+        by_key: dict[EventKey, Alert] = {}
+        by_counter: dict[tuple[str, int], Alert] = {}
+        if not wanted and not pairs:
+            return by_key, by_counter
+        with self._reachable(f"look up {len(wanted)} events"), self._sessions() as session:
+            for start in range(0, max(len(wanted), len(pairs)), _IN_CHUNK):
+                key_chunk = wanted[start : start + _IN_CHUNK]
+                counter_chunk = pairs[start : start + _IN_CHUNK]
+                for alert in _stored(session, key_chunk, counter_chunk):
+                    key = (alert.source, alert.sender, alert.event_id)
+                    if key in wanted_set:
+                        by_key[key] = alert
+                    if alert.device_counter is not None:
+                        by_counter[(alert.sender, alert.device_counter)] = alert
+        return by_key, {pair: by_counter[pair] for pair in pairs if pair in by_counter}
 
     def find_alert(self, source: AlertSource, sender: str, event_id: str) -> Alert | None:
         """The alert stored for this sender's event, if any."""
@@ -1164,6 +1312,66 @@ def _change(seq: int, at: datetime, origin: str, kind: ChangeKind, obj: Alert | 
     if kind is ChangeKind.PLAN:
         return Change(seq, at, origin, plans=(obj,))
     return Change(seq, at, origin, devices=(obj,))
+
+
+_STORED_COLUMNS = (
+    AlertRow.id,
+    AlertRow.source,
+    AlertRow.sender,
+    AlertRow.event_id,
+    AlertRow.event_ts,
+    AlertRow.received_at,
+    AlertRow.lat,
+    AlertRow.lon,
+    AlertRow.status,
+    AlertRow.priority,
+    AlertRow.duplicate_of,
+    AlertRow.device_counter,
+)
+"""What an ack of a stored event and duplicate linking need of an alert."""
+
+
+def _stored(session: Session, keys: Sequence[EventKey], counters: Sequence[tuple[str, int]] = ()) -> list[Alert]:
+    """The stored alerts of ``keys`` or carrying one of ``counters`` (``(sender, counter)``), in one query,
+    with :data:`_STORED_COLUMNS` only."""
+    where = []
+    if keys:
+        triples = [(s.value, sender, e) for s, sender, e in keys]
+        where.append(tuple_(AlertRow.source, AlertRow.sender, AlertRow.event_id).in_(triples))
+    if counters:
+        where.append(tuple_(AlertRow.sender, AlertRow.device_counter).in_(list(counters)))
+    if not where:
+        return []
+    return [
+        Alert(
+            id=r.id,
+            source=AlertSource(r.source),
+            sender=r.sender,
+            event_id=r.event_id,
+            event_ts=r.event_ts,
+            received_at=r.received_at,
+            lat=r.lat,
+            lon=r.lon,
+            status=AlertStatus(r.status),
+            priority=r.priority,
+            duplicate_of=r.duplicate_of,
+            device_counter=r.device_counter,
+        )
+        for r in session.execute(select(*_STORED_COLUMNS).where(or_(*where)))
+    ]
+
+
+def _stored_by_key(session: Session, keys: Sequence[EventKey]) -> dict[EventKey, Alert]:
+    """The stored alerts of ``keys`` (see :func:`_stored`), by key."""
+    wanted = set(keys)
+    found: dict[EventKey, Alert] = {}
+    ordered = sorted(wanted, key=lambda k: (k[0].value, k[1], k[2]))
+    for start in range(0, len(ordered), _IN_CHUNK):
+        for alert in _stored(session, ordered[start : start + _IN_CHUNK]):
+            key = (alert.source, alert.sender, alert.event_id)
+            if key in wanted:
+                found[key] = alert
+    return found
 
 
 def _resolve_link(link: int, ids: Sequence[int | None]) -> int:

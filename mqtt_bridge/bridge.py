@@ -69,6 +69,10 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 _DEFAULT_RECEIVE_MAXIMUM = {Lane.SOS: 256, Lane.UNITS: 512, Lane.APP102: 256, Lane.DEVICES: 512}
 _REPLICA_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_RESTART_RETRY_S = 0.5
+_RESTART_RETRY_MAX_S = 5.0
+"""A shed lane whose reconnect failed tries again after 0.5 s, doubling up to 5 s."""
+
 _DEFAULT_BATCH = {Lane.SOS: 128, Lane.UNITS: 256, Lane.APP102: 8, Lane.DEVICES: 256}
 """A 102 batch is small: an SOS press arriving meanwhile waits for at most one such batch."""
 
@@ -405,6 +409,7 @@ class MqttBridge:
         self._turn = 0  # rotates the other lanes when no SOS press waits
         self._worker: threading.Thread | None = None
         self._stats_lock = threading.Lock()
+        self._restart_lock = threading.Lock()  # one reconnect of a shed lane at a time (worker or retry timer)
         self._received: Counter[str] = Counter()
         self._acknowledged = 0
         self._unacked_reconnect = 0
@@ -602,25 +607,41 @@ class MqttBridge:
                 return
             self._resume_shed(lane)
 
-    def _resume_shed(self, lane: Lane) -> None:
+    def _resume_shed(self, lane: Lane, retry_s: float = _RESTART_RETRY_S) -> None:
         """Once a lane that had to leave messages to the broker has drained, reconnect it."""
+        if not self._restart_lock.acquire(blocking=False):
+            return  # a reconnect is under way (the retry timer's): it takes what was shed
+        try:
+            reconnected = self._reconnect_shed(lane, retry_s)
+        finally:
+            self._restart_lock.release()
+        if reconnected:
+            with self._stats_lock:
+                self._restarts += 1
+
+    def _reconnect_shed(self, lane: Lane, retry_s: float) -> bool:
         conn = self._conns[lane]
         with self._wake:
             if not conn.shed or self._queues[lane] or self._stopping.is_set():
-                return
+                return False
             shed, conn.shed = conn.shed, 0
         log.info(
             "%r: %d messages were left to the broker while its queue was full; reconnecting to get them", conn, shed
         )
         try:
             conn.restart()
-        except ConnectionError as e:  # paho's own loop is gone: try again after the next batch
-            log.error("could not reconnect %r: %s", conn, e)
+        except ConnectionError as e:
+            # paho's own loop is gone with the failed reconnect, and a lane without a connection
+            # gets no batch that would try again: a timer does (chaos --replicas: an SOS lane shed
+            # just before a broker restart stayed down for 17 s, until another lane's batch).
+            log.error("could not reconnect %r, trying again in %.1f s: %s", conn, retry_s, e)
             with self._wake:
                 conn.shed += shed
-            return
-        with self._stats_lock:
-            self._restarts += 1
+            timer = threading.Timer(retry_s, self._resume_shed, args=(lane, min(2 * retry_s, _RESTART_RETRY_MAX_S)))
+            timer.daemon = True
+            timer.start()
+            return False
+        return True
 
     def _take(self) -> tuple[Lane, list[_Item]] | None:
         """The next batch: SOS first; otherwise the units and 102 lanes in turn. None when stopping."""
@@ -662,9 +683,9 @@ class MqttBridge:
 
     def _ingest_alerts(self, items: list[_Item]) -> None:
         inbound = [
-            Inbound(AlertSource.SOS, item.ident or "", item.payload)
+            Inbound(AlertSource.SOS, item.ident or "", item.payload, item.received)
             if item.route is Route.SOS_ALERT
-            else Inbound(AlertSource.APP102, APP102_SENDER, item.payload)
+            else Inbound(AlertSource.APP102, APP102_SENDER, item.payload, item.received)
             for item in items
         ]
         acks = self.service.ingest_many(inbound)  # SOS acks are sent by the service itself

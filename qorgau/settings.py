@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     # issue 3: the control room
     ack_deadline_s: float = Field(30.0, gt=0, description="a unit must acknowledge its order within this")
     auto_assign_p1: bool = Field(False, description="assign P1 SOS alerts to the top recommendation at once")
+    follower_hold_s: float = Field(
+        2.0,
+        ge=0,
+        le=10,
+        description="replicas: a replica that is not the leader waits at most this long from receipt, while the "
+        "leader lives, for the leader to commit a press before it ranks and commits the press itself "
+        "(0: every replica ranks every press at once)",
+    )
     stale_after_s: float = Field(120.0, gt=0, description="a patrol whose last position is older is stale")
     stale_policy: Literal["penalty", "exclude"] = Field(
         "penalty", description="rank stale patrols with a penalty or not at all"
@@ -334,6 +342,7 @@ class Settings(BaseSettings):
             stale_penalty_s=self.stale_penalty_s,
             ack_deadline=timedelta(seconds=self.ack_deadline_s),
             auto_assign_p1=self.auto_assign_p1,
+            follower_hold=timedelta(seconds=self.follower_hold_s),
             timezone=self.timezone,
             position_retention=timedelta(days=self.position_retention_days) if self.position_retention_days else None,
             changes_retention=timedelta(hours=self.changes_retention_h) if self.changes_retention_h else None,

@@ -14,6 +14,9 @@ Metrics (all prefixed ``qorgau_``)::
     unit_positions_flagged_total           handheld fixes less accurate than the limit (not used)
     store_errors_total                     failed commits (the message waits and is retried)
     escalations_total                      missed acknowledgements escalated
+    ingest_found_stored_total              presses and reports already stored (another replica's, a
+                                           redelivery): answered from the store before ranking
+    ingest_lost_races_total                ranked here, but committed first by another replica
     device_heartbeats_total                heartbeats of SOS buttons
     device_events_opened_total             device-offline events raised
     devices{state}                         SOS buttons by supervision state
@@ -77,6 +80,16 @@ class ServiceCollector(Collector):
         )
         yield _counter("qorgau_store_errors", "Commits that failed; the message is retried.", m["store_errors"])
         yield _counter("qorgau_escalations", "Missed acknowledgements escalated.", m["escalations"])
+        yield _counter(
+            "qorgau_ingest_found_stored",
+            "Alert messages already stored (by another replica, or redelivered): answered before ranking.",
+            m["ingest_found_stored"],
+        )
+        yield _counter(
+            "qorgau_ingest_lost_races",
+            "Alert messages ranked here but committed first by another replica (work in vain).",
+            m["ingest_lost_races"],
+        )
         if s is not None:
             yield _counter("qorgau_device_heartbeats", "Heartbeats of SOS buttons.", s["heartbeats"])
             yield _counter("qorgau_device_events_opened", "Device-offline events raised.", s["events_opened"])

@@ -194,10 +194,15 @@ def _replicas(f: dict[str, Any]) -> None:
             _non_negative(p, "cpu_s.broker", "cpu_s.bench_client")
             assert sum(p["cpu_s"].values()) <= f["cores"] * p["window_s"] + 0.01 * len(p["cpu_s"]) + 0.05, p
             assert 0 < p["machine_busy_share"] <= 1
-            # read from the replicas' logs: a batch that met another replica's commit, stored one by one
-            assert sorted(p["batch_fallbacks"]) == names, p["batch_fallbacks"]
+            # read from the replicas' logs: presses answered with another replica's alert (of them ranked
+            # in vain), and batches stored one by one (none: ON CONFLICT skips another's commit)
+            for kind in ("answered_stored", "lost_races", "batch_fallbacks"):
+                assert sorted(p[kind]) == names, p[kind]
+            assert all(x == {"batches": 0, "alerts": 0} for x in p["batch_fallbacks"].values()), p
+            lost = sum(x["alerts"] for x in p["lost_races"].values())
+            assert lost <= sum(x["alerts"] for x in p["answered_stored"].values()), p
             if n == 1:  # nobody else commits
-                assert all(x == {"batches": 0, "alerts": 0} for x in p["batch_fallbacks"].values()), p
+                assert all(x == {"batches": 0, "alerts": 0} for x in p["lost_races"].values()), p
         _positive(s, "burst.throughput_first_ack_hz", "burst.throughput_all_acks_hz")
         assert s["burst"]["throughput_all_acks_hz"] <= s["burst"]["throughput_first_ack_hz"]
         # no first ack comes before its press: the burst cannot finish faster than it was published

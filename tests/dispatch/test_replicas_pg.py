@@ -11,18 +11,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from support import FAR_DEVICE, Registry, wait_for
 
 from dispatch import (
+    AlertSource,
     AlertStatus,
     Conflict,
     DeviceKey,
     DispatchPolicy,
     DispatchService,
+    Inbound,
     PressVerifier,
     Store,
     UnitKind,
@@ -171,6 +175,129 @@ def test_the_same_event_through_a_and_b_is_stored_once_and_presses_link_across_r
     assert all(x.duplicate_of == original for x in alerts if x.id != original)
     again = _press(b, device, "again-on-b")
     assert b.get_alert(again).duplicate_of == original
+
+
+def test_two_replicas_ingesting_overlapping_batches_at_once_commit_each_press_once_with_one_alert_id(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    """Fan-out: both replicas get (partly) the same presses in one batch each, at the same moment."""
+    policy = DispatchPolicy(auto_assign_p1=True)
+    a, b = replicas("a", policy=policy), replicas("b", policy=policy)
+    devices = _devices(registry)
+
+    def inbound(event: str, i: int) -> Inbound:
+        body = {"event_id": event, "ts": _now(), "kind": "press"}
+        return Inbound(AlertSource.SOS, devices[i % len(devices)], json.dumps(body).encode())
+
+    events: set[str] = set()
+    for r in range(3):
+        presses = [inbound(f"fan{r}-{i}", i) for i in range(36)]
+        events |= {f"fan{r}-{i}" for i in range(36)}
+        acks = _together([lambda p=presses: a.ingest_many(p[:24]), lambda p=presses: b.ingest_many(p[12:])])
+        assert all(isinstance(x, list) for x in acks), acks
+        on_a, on_b = ({ack.event_id: ack for ack in x} for x in acks)  # type: ignore[attr-defined]
+        assert len(on_a) == len(on_b) == 24 and all(x.accepted for x in [*on_a.values(), *on_b.values()])
+        for event in set(on_a) & set(on_b):  # the loser answered with the winner's alert
+            assert on_a[event].alert_id == on_b[event].alert_id
+    stored = a.store.list_alerts(limit=1000)
+    assert sorted(x.event_id for x in stored) == sorted(events)  # nothing lost, nothing doubled
+    ma, mb = a.metrics(), b.metrics()
+    created = ma["accepted"].get("sos", 0) + mb["accepted"].get("sos", 0)
+    assert created == len(events)
+    # every shared press was created by one replica and answered by the other from the stored alert:
+    # found before ranking, or lost at the insert to the other's commit a moment earlier
+    others = ma["ingest_found_stored"] + ma["ingest_lost_races"] + mb["ingest_found_stored"] + mb["ingest_lost_races"]
+    assert others == 3 * 12
+    assert ma["duplicates"].get("sos", 0) + mb["duplicates"].get("sos", 0) == 3 * 12
+    assert a.store.batch_fallbacks == b.store.batch_fallbacks == 0  # no alert stored one by one
+    orders = [o for x in stored for o in a.store.assignments(x.id)]
+    assert len({o.alert_id for o in orders}) == len(orders)  # an alert ordered at most once
+    entries = a.store.audit_entries()
+    assert sorted(e.alert_id for e in entries if e.action == "ingest") == sorted(x.id for x in stored)
+    assert orders, "P1 presses are auto-assigned: the once-check needs some"
+    assert sum(e.action == "auto_assign" for e in entries) == len(orders)
+    with a.store.session("origins") as session:
+        noted = session.execute(text("SELECT count(*) FROM changes WHERE kind = 'alert'")).scalar_one()
+    assert noted == created + len(orders)  # a change per alert created (and order), by its creator only
+    assert a.store.verify_audit().ok
+
+
+def test_a_replica_behind_answers_presses_another_committed_from_the_store_without_ranking(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    """A restarted (or slow) replica meets a backlog the others committed: one look-up, no ranking."""
+    a, b = replicas("a"), replicas("b")
+    devices = _devices(registry)
+    presses = [
+        Inbound(
+            AlertSource.SOS,
+            devices[i % 4],
+            json.dumps({"event_id": f"old-{i}", "ts": _now(), "kind": "press"}).encode(),
+        )
+        for i in range(20)
+    ]
+    first = {ack.event_id: ack.alert_id for ack in a.ingest_many(presses)}
+    late = {ack.event_id: ack.alert_id for ack in b.ingest_many(presses)}
+    assert late == first
+    assert b.metrics()["ingest_found_stored"] == 20 and b.metrics()["ingest_lost_races"] == 0
+    assert b.metrics()["accepted"] == {}
+    assert a.store.count_alerts() == 20
+
+
+def test_a_follower_waits_for_the_leaders_commit_instead_of_ranking_and_ranks_itself_when_none_comes(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    """``follower_hold``: the replica that is not the leader answers with the leader's alert, not its own ranking."""
+    a = replicas("a", policy=DispatchPolicy(follower_hold=timedelta(seconds=10)))
+    a.leadership.start()
+    assert a.is_leader
+    b = replicas("b", policy=DispatchPolicy(follower_hold=timedelta(seconds=10)))
+    b.leadership.start()
+    assert b.leadership.another_leads and not b.is_leader
+    devices = _devices(registry)
+
+    def batch(prefix: str) -> list[Inbound]:
+        body = lambda i: json.dumps({"event_id": f"{prefix}-{i}", "ts": _now(), "kind": "press"}).encode()  # noqa: E731
+        return [Inbound(AlertSource.SOS, devices[i % 5], body(i), time.monotonic()) for i in range(20)]
+
+    for r in range(3):  # fan-out: both take the same batch at the same moment
+        presses = batch(f"hold{r}")
+        on_a, on_b = _together([lambda p=presses: a.ingest_many(p), lambda p=presses: b.ingest_many(p)])
+        assert [x.alert_id for x in on_a] == [x.alert_id for x in on_b]  # type: ignore[attr-defined]
+    assert b.metrics()["ingest_lost_races"] == 0 and b.metrics()["accepted"] == {}  # b ranked nothing
+    assert b.metrics()["ingest_found_stored"] == 60 and a.metrics()["accepted"] == {"sos": 60}
+
+    b.policy = replace(b.policy, follower_hold=timedelta(seconds=0.2))
+    alone = [ack.alert_id for ack in b.ingest_many(batch("leader-silent"))]  # a never takes these
+    assert all(alone) and b.metrics()["accepted"] == {"sos": 20}
+    assert a.store.batch_fallbacks == b.store.batch_fallbacks == 0
+    assert a.store.verify_audit().ok
+
+
+def test_a_replica_starting_while_another_holds_a_units_row_to_commit_waits_instead_of_deadlocking(
+    pg: str, city: StreetNetwork, registry: Registry, replicas: Callable[..., DispatchService]
+) -> None:
+    """An assignment holds its unit's row until it takes the commit lock; the start-up merge takes
+    the rows before that lock (before, it held the lock and waited for the row: deadlock)."""
+    a = replicas("a")
+    unit = registry.units[0].id
+    started: list[object] = []
+    with a.store.transaction("hold a unit's row, then commit with an audit entry") as tx:
+        assert tx.unit(unit) is not None  # FOR UPDATE: held until commit
+        tx.audit("test_hold", actor="test", unit_id=unit)
+        opener = threading.Thread(target=lambda: started.append(replicas("b")))
+        opener.start()
+        with a.store.session("watch the locks") as session:
+            wait_for(
+                lambda: (
+                    session.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one() > 0 or None
+                ),
+                timeout_s=20,
+                what="B's start waits for the row",
+            )
+    opener.join(timeout=30)  # the commit above took the commit lock while B waited for the row
+    assert len(started) == 1 and isinstance(started[0], DispatchService), started
+    assert a.store.verify_audit().ok
 
 
 def test_a_signed_press_replayed_on_b_after_a_accepted_it_is_rejected(

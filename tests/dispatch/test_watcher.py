@@ -155,7 +155,7 @@ def test_the_deadline_watcher_escalates_a_missed_order_and_stops_on_close(
         service.start_deadline_watcher(interval_s=0.02)
         assert any(t.name == "qorgau-deadlines" for t in threading.enumerate())
         assert _wait_for(lambda: service.get_alert(alert.id).escalations == 1)
-        assert service.metrics()["escalations"] == 1
+        assert _wait_for(lambda: service.metrics()["escalations"] == 1)  # counted just after the commit
     finally:
         service.close()
         store.close()
