@@ -220,6 +220,26 @@ def wait_for(check: Callable[[], T | None], *, timeout_s: float = 2.0, what: str
         time.sleep(0.02)
 
 
+def together(calls: Sequence[Callable[[], object]]) -> list[object]:
+    """Run ``calls`` on threads of their own, released at the same moment; each one's result or exception."""
+    results: list[object] = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = calls[i]()
+        except Exception as e:  # collected for the caller's assertions
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
 def page_until(page: Any, expression: str, *, timeout_s: float = 10.0) -> Any:
     """Poll a page until JavaScript ``expression`` is truthy (``page.evaluate``: no string is eval'd
     inside the page, so it works under the page's CSP); its value."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
+from support import together
 
 from dispatch import Alert, AlertSource, DeviceSite, Store, StoreError
 from dispatch.models import AlertRow, ChangeRow
@@ -71,25 +72,6 @@ def _batches(r: int) -> tuple[list[Alert], list[Alert]]:
     return a, b
 
 
-def _together(*calls: object) -> list[object]:
-    results: list[object] = [None] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = calls[i]()  # type: ignore[operator]
-        except Exception as e:  # collected for the assertions
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
 def test_overlapping_batches_committed_at_once_store_each_event_once_and_agree_on_every_id(
     stores: tuple[Store, Store],
 ) -> None:
@@ -97,7 +79,7 @@ def test_overlapping_batches_committed_at_once_store_each_event_once_and_agree_o
     created_by = {"a": 0, "b": 0}
     for r in range(4):
         a, b = _batches(r)
-        ra, rb = _together(lambda a=a: sa.add_alerts(a), lambda b=b: sb.add_alerts(b))
+        ra, rb = together((lambda a=a: sa.add_alerts(a), lambda b=b: sb.add_alerts(b)))
         assert isinstance(ra, list) and isinstance(rb, list), (ra, rb)
         ids = {}
         for alert, (stored, created) in [*zip(a, ra, strict=True), *zip(b, rb, strict=True)]:
@@ -205,7 +187,7 @@ def test_deadlocked_names_postgresql_breaking_a_deadlock_and_nothing_else(pg_url
         return None
 
     ids = (int(first.id or 0), int(second.id or 0))
-    results = _together(lambda: cross(sa, ids[0], ids[1]), lambda: cross(sb, ids[1], ids[0]))
+    results = together((lambda: cross(sa, ids[0], ids[1]), lambda: cross(sb, ids[1], ids[0])))
     errors = [r for r in results if isinstance(r, StoreError)]
     assert len(errors) == 1 and deadlocked(errors[0]), results  # PostgreSQL chose one victim
     assert not deadlocked(StoreError("could not reach the database"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from support import FAR_DEVICE, Registry, wait_for
+from support import FAR_DEVICE, Registry, together, wait_for
 
 from dispatch import (
     AlertSource,
@@ -80,26 +80,6 @@ def _press(service: DispatchService, device: str, event: str) -> int:
     return int(ack.alert_id)
 
 
-def _together(calls: list[Callable[[], object]]) -> list[object]:
-    """Run the calls on threads released at once; each one's result or exception."""
-    results: list[object] = [None] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = calls[i]()
-        except Exception as e:  # collected for the assertions
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
 def test_a_position_ingested_by_a_is_used_by_bs_ranking_within_1_s(
     replicas: Callable[..., DispatchService], registry: Registry
 ) -> None:
@@ -133,7 +113,7 @@ def test_two_dispatchers_on_two_replicas_take_one_unit_one_wins_the_other_confli
     for round_ in range(8):
         first = _press(a, devices[0], f"r{round_}-a")
         second = _press(b, devices[3], f"r{round_}-b")
-        results = _together(
+        results = together(
             [
                 lambda f=first: a.assign(f, unit, actor="dispatcher-a", reason="race"),
                 lambda s=second: b.assign(s, unit, actor="dispatcher-b", reason="race"),
@@ -165,7 +145,7 @@ def test_the_same_event_through_a_and_b_is_stored_once_and_presses_link_across_r
     device = _devices(registry)[1]
     for i in range(10):
         payload = json.dumps({"event_id": f"same-{i}", "ts": _now(), "kind": "press"}).encode()
-        acks = _together([lambda p=payload: a.ingest_sos(device, p), lambda p=payload: b.ingest_sos(device, p)])
+        acks = together([lambda p=payload: a.ingest_sos(device, p), lambda p=payload: b.ingest_sos(device, p)])
         assert all(not isinstance(x, Exception) and x.accepted for x in acks), acks
         assert len({x.alert_id for x in acks}) == 1, acks
     alerts = a.store.list_alerts(limit=100)
@@ -193,7 +173,7 @@ def test_two_replicas_ingesting_overlapping_batches_at_once_commit_each_press_on
     for r in range(3):
         presses = [inbound(f"fan{r}-{i}", i) for i in range(36)]
         events |= {f"fan{r}-{i}" for i in range(36)}
-        acks = _together([lambda p=presses: a.ingest_many(p[:24]), lambda p=presses: b.ingest_many(p[12:])])
+        acks = together([lambda p=presses: a.ingest_many(p[:24]), lambda p=presses: b.ingest_many(p[12:])])
         assert all(isinstance(x, list) for x in acks), acks
         on_a, on_b = ({ack.event_id: ack for ack in x} for x in acks)  # type: ignore[attr-defined]
         assert len(on_a) == len(on_b) == 24 and all(x.accepted for x in [*on_a.values(), *on_b.values()])
@@ -262,7 +242,7 @@ def test_a_follower_waits_for_the_leaders_commit_instead_of_ranking_and_ranks_it
 
     for r in range(3):  # fan-out: both take the same batch at the same moment
         presses = batch(f"hold{r}")
-        on_a, on_b = _together([lambda p=presses: a.ingest_many(p), lambda p=presses: b.ingest_many(p)])
+        on_a, on_b = together([lambda p=presses: a.ingest_many(p), lambda p=presses: b.ingest_many(p)])
         assert [x.alert_id for x in on_a] == [x.alert_id for x in on_b]  # type: ignore[attr-defined]
     assert b.metrics()["ingest_lost_races"] == 0 and b.metrics()["accepted"] == {}  # b ranked nothing
     assert b.metrics()["ingest_found_stored"] == 60 and a.metrics()["accepted"] == {"sos": 60}
@@ -332,7 +312,7 @@ def test_one_counter_pressed_through_a_and_b_at_the_same_moment_is_stored_once(
             json.dumps(sign_press({"event_id": f"{r}-{ctr}", "ts": _now(), "kind": "press", "ctr": ctr}, key)).encode()
             for r in ("a", "b")
         ]
-        acks = _together([lambda x=bodies[0]: a.ingest_sos(device, x), lambda y=bodies[1]: b.ingest_sos(device, y)])
+        acks = together([lambda x=bodies[0]: a.ingest_sos(device, x), lambda y=bodies[1]: b.ingest_sos(device, y)])
         reasons = sorted("accepted" if x.accepted else x.reason.value for x in acks)  # type: ignore[union-attr]
         assert reasons == ["accepted", "replayed"], acks
     counters = [x.device_counter for x in a.store.list_alerts(limit=100)]
@@ -355,7 +335,7 @@ def test_the_audit_chain_stays_unbroken_with_three_concurrent_writers(
 
         return run
 
-    results = _together([writer(i, s) for i, s in enumerate(services)])
+    results = together([writer(i, s) for i, s in enumerate(services)])
     assert results == [None, None, None]
     report = services[0].store.verify_audit()
     assert report.ok, report

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import FAR_DEVICE, Registry
+from support import FAR_DEVICE, Registry, together
 
 from dispatch import Conflict, DispatchService, Store, UnitKind, UnitStatus
 from geo import Router, StreetNetwork
@@ -32,32 +31,12 @@ def _alerts(service: DispatchService, registry: Registry, n: int) -> list[int]:
     return ids
 
 
-def _together(calls: list[Callable[[], object]]) -> list[object]:
-    """Run the calls on threads released at once; each one's result or exception."""
-    results: list[object] = [None] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = calls[i]()
-        except Exception as e:  # collected for the assertions
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
 def test_one_unit_ordered_to_several_alerts_at_once_takes_exactly_one(
     service: DispatchService, store: Store, registry: Registry
 ) -> None:
     alert_ids = _alerts(service, registry, 4)
     unit_id = next(u.id for u in service.units() if u.kind is UnitKind.CAR and u.status is UnitStatus.AVAILABLE)
-    results = _together([lambda a=a: service.assign(a, unit_id, actor="disp-1") for a in alert_ids])
+    results = together([lambda a=a: service.assign(a, unit_id, actor="disp-1") for a in alert_ids])
     won = [a for a, r in zip(alert_ids, results, strict=True) if not isinstance(r, Exception)]
     assert len(won) == 1, results
     assert all(isinstance(r, Conflict) for r in results if isinstance(r, Exception)), results
@@ -80,7 +59,7 @@ def test_positions_racing_an_assignment_never_undo_it(
         ts = (T0 - timedelta(seconds=60) + timedelta(seconds=k)).isoformat()
         return service.update_unit_position(car.id, json.dumps({"ts": ts, "lat": car.lat, "lon": car.lon}).encode())
 
-    results = _together(
+    results = together(
         [lambda: service.assign(alert_id, car.id, actor="disp-1"), *(lambda k=k: position(k) for k in range(6))]
     )
     assert not isinstance(results[0], Exception), results[0]
@@ -106,7 +85,7 @@ def test_alerts_ingested_while_units_are_assigned_are_all_committed_and_counted(
         lambda a=a, c=c: service.assign(a, c, actor="disp-1") for a, c in zip(alert_ids, cars, strict=True)
     ]
     calls += [lambda k=k: press(k) for k in range(6)]
-    results = _together(calls)
+    results = together(calls)
     assert not [r for r in results if isinstance(r, Exception)], results
     assert all(r.accepted for r in results[len(cars) :])  # type: ignore[union-attr]
     assert service.metrics()["accepted"] == {"sos": 3 + 6}
