@@ -406,7 +406,9 @@ class DeviceSupervisor:
                     message.seq,
                 )
             tracked.seq = message.seq
-        self.seen(device_id, now, via="heartbeat")
+        # Received late (a loaded bridge, a redelivery), a heartbeat sent before the button went
+        # offline must not bring it back (the silence still counts from its receipt).
+        self.seen(device_id, now, via="heartbeat", sent_at=message.ts)
         return None
 
     def report_status(self, device_id: str, payload: bytes) -> RejectReason | None:
@@ -444,7 +446,7 @@ class DeviceSupervisor:
                 at.isoformat(),
             )
             return None
-        self.seen(device_id, now, via="status")
+        self.seen(device_id, now, via="status", sent_at=message.ts)
         return None
 
     def _known(self, device_id: str) -> None:
@@ -472,8 +474,11 @@ class DeviceSupervisor:
 
     # the rules ----------------------------------------------------------------------------
 
-    def seen(self, device_id: str, at: datetime, *, via: str) -> None:
+    def seen(self, device_id: str, at: datetime, *, via: str, sent_at: datetime | None = None) -> None:
         """Record a sign of life; an offline button comes back online (written and audited).
+
+        ``sent_at`` is when the message says it was sent: one sent before the button's drop was
+        received, is no return (it was queued behind the drop).
 
         Raises
         ------
@@ -488,6 +493,17 @@ class DeviceSupervisor:
             if tracked.last_seen is None or at > tracked.last_seen:
                 tracked.last_seen, tracked.seen_via = at, via
             if tracked.state is DeviceState.ONLINE:
+                return
+            dropped = tracked.event.last_drop_at if tracked.event is not None else None
+            if (
+                tracked.state is DeviceState.OFFLINE
+                and dropped is not None
+                and sent_at is not None
+                and sent_at <= dropped
+            ):
+                log.info(
+                    "device %r: a %s sent %s predates its drop: still offline", device_id, via, sent_at.isoformat()
+                )
                 return
             if not self.leading():  # a follower records the sign of life; the leader writes a return
                 if tracked.state is DeviceState.UNKNOWN:

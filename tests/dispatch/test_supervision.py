@@ -309,6 +309,26 @@ def test_a_stale_retained_online_status_is_no_sign_of_life(supervised: tuple[Dev
     assert supervisor.state(STREET) is DeviceState.OFFLINE
 
 
+def test_a_heartbeat_sent_before_the_drop_and_received_after_it_is_no_return(
+    supervised: tuple[DeviceSupervisor, _Clock],
+) -> None:
+    supervisor, clock = supervised
+    _beat(supervisor, clock, STREET)
+    sent = clock.now.isoformat()  # sent now, queued behind the last will by a loaded bridge
+    clock.advance(1)
+    assert supervisor.report_status(STREET, b'{"state": "offline"}') is None
+    clock.advance(1)
+    assert supervisor.heartbeat(STREET, json.dumps({"ts": sent}).encode()) is None
+    assert supervisor.state(STREET) is DeviceState.OFFLINE
+    [event] = supervisor.events(device_id=STREET)
+    assert (event.last_cause, event.back_at) == ("disconnected", None)
+
+    _beat(supervisor, clock, STREET)  # sent after the drop: back
+    assert supervisor.state(STREET) is DeviceState.ONLINE
+    [event] = supervisor.events(device_id=STREET)
+    assert event.back_at == clock.now
+
+
 # -- self-tests ---------------------------------------------------------------------------------
 
 
