@@ -1,12 +1,16 @@
 """Work done once across replicas: the leader, by a PostgreSQL session advisory lock.
 
 Escalation deadlines and device supervision must run on one replica only. Each replica's
-:class:`Leadership` tries ``pg_try_advisory_lock`` on a dedicated connection (not the pool's)
-every ``retry_s``; the one that gets it is the leader for as long as that connection lives. When
-the leader dies (even by SIGKILL) the kernel closes its socket, PostgreSQL ends the session and
-frees the lock, and the next try of another replica takes it: a takeover within about
-``retry_s`` plus the time the server needs to see the socket closed. The leader checks its
-connection every ``retry_s`` and steps down when it is gone.
+:class:`Leadership` tries ``pg_try_advisory_lock`` on a dedicated connection (not the pool's); the
+one that gets it is the leader for as long as that connection lives. A replica that finds the lock
+held (a follower: :attr:`Leadership.another_leads`) then waits for it in ``pg_advisory_lock`` on
+that connection, so PostgreSQL grants it the lock the moment the leader's session ends. When the
+leader dies (even by SIGKILL) the kernel closes its socket, PostgreSQL ends the session and frees
+the lock, and one waiting follower is the leader within milliseconds, not at its next try (it was
+a try every ``retry_s``, one second, and a press in flight to a dead leader waited that long: the
+chaos run's largest ack delays around a kill). TCP keepalives end a wait on a connection that
+died silently. The leader checks its connection every ``retry_s`` and steps down when it is gone;
+a replica that cannot reach the database tries again every ``retry_s``.
 
 On SQLite there is one process, always the leader.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from dispatch.store import Store
@@ -90,8 +95,21 @@ class Leadership:
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+            deadline = time.monotonic() + 5
+            while thread.is_alive() and time.monotonic() < deadline:
+                self._cancel_wait()  # again until it ends: the thread may enter the wait after a cancel
+                thread.join(timeout=0.2)
         self._drop()
+
+    def _cancel_wait(self) -> None:
+        """End a follower's wait in ``pg_advisory_lock`` (from another thread)."""
+        conn = self._conn
+        if conn is None or not self._other_leads:
+            return
+        try:
+            conn.cancel_safe(timeout=2)
+        except Exception as e:  # the connection is already gone: nothing to cancel
+            log.debug("cancelling the wait for the leader lock: %s", e)
 
     def _set(self, leader: bool) -> None:
         if leader != self._leader:
@@ -124,6 +142,10 @@ class Leadership:
                     autocommit=True,
                     connect_timeout=2,
                     application_name=f"qorgau-leader:{self.store.replica}"[:63],
+                    keepalives=1,  # a follower waits on this connection: a dead link must end the wait
+                    keepalives_idle=5,
+                    keepalives_interval=2,
+                    keepalives_count=3,
                 )
             if self._leader:
                 self._conn.execute("SELECT 1")  # still holding it while the session lives
@@ -136,6 +158,35 @@ class Leadership:
             log.warning("leader election on %r failed (%s): not the leader until it reconnects", self.store, e)
             self._drop()
 
+    def _await_lock(self) -> None:
+        """A follower: wait in ``pg_advisory_lock`` until the leader's session ends, then lead.
+
+        :meth:`close` cancels the wait; a broken connection ends it, and the next try reconnects.
+        """
+        import psycopg  # PostgreSQL only
+
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (LEADER_LOCK_KEY,))
+        except psycopg.errors.QueryCanceled:
+            return  # close() asked (the connection is dropped there)
+        except psycopg.Error as e:
+            if not self._stop.is_set():
+                log.warning("waiting for the leader lock on %r failed (%s): trying again", self.store, e)
+                self._drop()
+            return
+        if self._stop.is_set():
+            return  # close() came as the lock was granted: it drops the connection and the lock
+        self._other_leads = False
+        self._set(True)
+
     def _run(self) -> None:
-        while not self._stop.wait(self.retry_s):
+        while not self._stop.is_set():
+            if self._other_leads and not self._leader:
+                self._await_lock()
+                continue
+            if self._stop.wait(self.retry_s):
+                break
             self._try()

@@ -32,6 +32,7 @@ from dispatch import (
     UnitKind,
     sign_press,
 )
+from dispatch.leader import Leadership
 from geo import Router, StreetNetwork
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -386,6 +387,53 @@ def test_the_leader_is_killed_another_replica_takes_over_within_5_s_and_escalate
         entries = [e for e in b.store.audit_entries(alert_id=alert) if e.action == "escalation"]
         assert len(entries) == 1
     finally:
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait(timeout=5)
+
+
+def test_a_follower_waiting_for_the_lock_leads_the_moment_the_leader_dies_not_at_its_next_try(pg: str) -> None:
+    """The follower tries only every 30 s here; it still leads well within a second of the SIGKILL,
+    because it waits in ``pg_advisory_lock`` and PostgreSQL grants it the freed lock at once. And
+    closing a follower that waits ends the wait (no thread left blocked in the database)."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", _LEADER_SCRIPT, pg], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    stores = [Store(pg, replica=name) for name in ("b", "c")]
+    followers = [Leadership(store, retry_s=30.0) for store in stores]
+    try:
+        assert doomed.stdout is not None and doomed.stdout.readline().strip() == "leader"
+        for leadership in followers:
+            leadership.start()
+        assert all(f.another_leads and not f.is_leader for f in followers)
+
+        killed = time.monotonic()
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=5)
+        wait_for(lambda: any(f.is_leader for f in followers) or None, timeout_s=5, what="a new leader")
+        took = time.monotonic() - killed
+        assert took < 1.0, f"took over after {took:.2f} s"
+        time.sleep(0.3)
+        assert sum(f.is_leader for f in followers) == 1
+
+        waiting = next(f for f in followers if not f.is_leader)
+        assert waiting.another_leads
+        began = time.monotonic()
+        waiting.close()
+        assert time.monotonic() - began < 2.0
+        assert not waiting.is_leader and not waiting.another_leads
+        with stores[0].engine.connect() as conn:
+            waiters = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'qorgau-leader:' || :r"),
+                {"r": waiting.store.replica},
+            ).scalar_one()
+        assert waiters == 0
+    finally:
+        for leadership in followers:
+            leadership.close()
+        for store in stores:
+            store.close()
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait(timeout=5)
