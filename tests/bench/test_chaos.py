@@ -305,3 +305,12 @@ def test_benchmarks_md_renders_a_stored_replicas_run(tmp_path: Path, monkeypatch
     assert "p99 under 1 s: **not met** (1.50 s)" in "\n".join(late)
     twice = render_replicas({**figures, "checks": {**figures["checks"], "escalations_duplicated": 1}})
     assert "audit chain intact: **not met**" in "\n".join(twice)
+    up = {"n": 19700, "p50": 35.0, "p99": 700.0, "max": 3100.0}
+    outage = "\n".join(
+        render_replicas(
+            {**figures, "ack_latency_ms": {"n": 20000, "p50": 40.0, "p99": 1500.0, "max": 9000.0, "broker_up": up}}
+        )
+    )
+    assert "| the 19,700 not made while the broker was down | 0.04 | 0.70 | 3.10 |" in outage
+    assert "p99 under 1 s: **not met** (1.50 s)" in outage
+    assert "while the broker was down: p99 **met** (0.70 s), max **met** (3.10 s)." in outage
