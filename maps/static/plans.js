@@ -7,7 +7,7 @@
  * that issues it to the patrols (POST /api/plans/{id}/issue); an issued plan shows the dose its patrols
  * delivered (GET /api/plans/{id}/dosage: per patrol and per hot spot, the hot spots that got nothing,
  * the minutes in hot spots, the Koper-window visits), asked again every C.dosage_refresh_s seconds
- * until the shift is over. Every request carries the HttpOnly
+ * until it is final (five minutes after the shift's end: late fixes still count). Every request carries the HttpOnly
  * session cookie and the X-Qorgau-Request header, so the API's roles and audit trail apply.
  * Booths are picked on a Leaflet map over the city's own streets: no request leaves the origin.
  */
@@ -345,7 +345,7 @@
       doseCell('koper', t0.koper_visits));
   }
 
-  /** The dose of plan ``id`` (GET /api/plans/{id}/dosage), asked again every dosage_refresh_s until the shift is over. */
+  /** The dose of plan ``id`` (GET /api/plans/{id}/dosage), asked again every dosage_refresh_s until it is final. */
   async function loadDosage(id) {
     stopDosage();
     if (current !== id) return;
@@ -361,7 +361,7 @@
       return;
     }
     showDosage(id, r.body);
-    if (r.body.state !== 'over') again();
+    if (!r.body.final) again(); // after the end, late fixes still count for MAX_GAP (5 min)
   }
 
   function showDosage(id, d) {
@@ -392,7 +392,7 @@
     $('#p-dosage-md').href = base + '&format=md';
     $('#p-dosage-csv').href = base + '&format=csv';
     Object.assign(box.dataset, {
-      state: d.state, plan: id, measuredAt: d.measured_at, deliveredShare: String(d.delivered_share), fixes: String(d.fixes),
+      state: d.state, final: d.final ? '1' : '0', plan: id, measuredAt: d.measured_at, deliveredShare: String(d.delivered_share), fixes: String(d.fixes),
     });
     box.hidden = false;
   }

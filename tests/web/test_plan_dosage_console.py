@@ -6,6 +6,7 @@ shows the dose delivered, refreshed while the shift runs, under the page's own C
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_the_console_shows_what_the_patrols_of_an_issued_plan_delivered(
     page = context.new_page()
     errors: list[str] = []
     blocked: list[str] = []
+    dosage_requests: list[str] = []
+    page.on("request", lambda r: dosage_requests.append(r.url) if "/dosage?" in r.url else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     try:
@@ -113,15 +116,24 @@ def test_the_console_shows_what_the_patrols_of_an_issued_plan_delivered(
         assert "under way" in state and local in state and now_local in state, state  # times in UTC+5
         assert page.evaluate("window.__sameDocument = true")
 
-        # The shift is over: the dose delivered, and the page stops asking.
-        end = plan.shift_end + timedelta(minutes=6)
+        # The shift is over, but fixes sent late still count for five minutes: the page goes on asking,
+        # so the last fixes, stored after the clock passed the end, are in the dose it shows.
+        over = plan.shift_end + timedelta(minutes=4)
         t = plan.shift_start + timedelta(minutes=60)
-        while t < end:
-            t = min(end, t + timedelta(minutes=20))
+        while t < over:
+            t = min(over, t + timedelta(minutes=20))
             rows = walk_until(clock, walkers, t, stored)
-        page_until(page, "document.querySelector('#p-dosage').dataset.state === 'over'")
+        page_until(page, f"document.querySelector('#p-dosage').dataset.fixes === '{len(rows)}'")
+        assert dose(page)["state"] == "over" and dose(page)["final"] == "0"
+        # Then the dose is final, and the page stops asking.
+        rows = walk_until(clock, walkers, plan.shift_end + timedelta(minutes=6), stored)
+        page_until(page, "document.querySelector('#p-dosage').dataset.final === '1'")
         d = commander.get(f"/api/plans/{plan_id}/dosage").json()
+        assert d["final"] is True
         assert dose(page)["fixes"] == str(d["fixes"]) == str(len(rows))
+        asked = len(dosage_requests)
+        time.sleep(3.0)  # longer than the page's refresh (2 s)
+        assert len(dosage_requests) == asked
         assert page.evaluate("window.__sameDocument") is True  # refreshed in place
         p1, p2 = 'tr[data-patrol="P01"]', 'tr[data-patrol="P02"]'
         assert cell(page, p1, "share") >= 0.95 and cell(page, p1, "koper") == d["patrols"]["P01"]["koper_visits"] > 0

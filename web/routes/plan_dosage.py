@@ -2,7 +2,8 @@
 
 Measured from the unit positions the service kept during the plan's shift (:mod:`web.plan_dosage`
 says which unit walks which patrol); json, or ``?format=md|csv`` in kk, ru or en (times UTC+5).
-Asked during the shift it gives the dose so far.
+Asked during the shift it gives the dose so far; ``final`` says whether fixes can still come in
+(until five minutes after the shift's end).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import PlainTextResponse
 
 from web.deps import Commander, PlansDep, ServiceDep
-from web.plan_dosage import measure_plan
+from web.plan_dosage import MAX_GAP, measure_plan
 
 __all__ = ["LOCAL_OFFSET_H", "router"]
 
@@ -86,4 +87,7 @@ def get_dosage(
         "title": m("dosage_title"),
         "measured_at": now.astimezone(UTC).isoformat(),
         "state": "before" if now < start else "running" if now <= end else "over",
+        # Fixes up to MAX_GAP past the end still count (a handheld that was out of coverage sends
+        # its track late): until then the dose may still grow, after it it is kept (dosage.json).
+        "final": now > end + MAX_GAP,
     }
