@@ -18,6 +18,8 @@ LOCK        := requirements.lock
 # The platform the lock is resolved for: CI, the dev machines and the Docker image.
 LOCK_FLAGS  := --extra test --extra lint --extra bench --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (each test file stays on one worker; 0: one process).
+TEST_WORKERS ?= 2
 DEMO_ARGS   ?=
 BENCH_ARGS  ?=
 CHAOS_ARGS  ?=
@@ -161,8 +163,8 @@ lint: install
 # --- Run -------------------------------------------------------------------------------------
 
 test: install lint services browser
-	@echo "==> pytest $(strip $(PYTEST_ARGS))"
-	@$(VPY) -m pytest $(PYTEST_ARGS)
+	@echo "==> pytest -n $(TEST_WORKERS) --dist loadfile $(strip $(PYTEST_ARGS))"
+	@$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: install services
 	$(VENV)/bin/qorgau demo $(DEMO_ARGS)

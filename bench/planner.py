@@ -260,9 +260,10 @@ def _before_after(quick: bool) -> dict:
         rev = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", BASELINE_REV], capture_output=True, text=True, check=True
         ).stdout.strip()
-        warm = ["3000", "5000", "2", "50"]
-        _timed_plan(base, warm)
-        _timed_plan(ROOT, warm)
+        if not quick:  # the quick form checks that both trees plan, it measures nothing: no warm-up
+            warm = ["3000", "5000", "2", "50"]
+            _timed_plan(base, warm)
+            _timed_plan(ROOT, warm)
         old, new = [], []
         for _ in range(rounds):
             old.append(_timed_plan(base, args))
