@@ -977,20 +977,8 @@ class Store:
         come with only what duplicate linking needs (no recommendations, texts or times); ``limit``
         keeps the earliest ones (a button pressed again and again must not slow its own ingest).
         """
-        cols = (
-            AlertRow.id,
-            AlertRow.sender,
-            AlertRow.event_id,
-            AlertRow.event_ts,
-            AlertRow.received_at,
-            AlertRow.lat,
-            AlertRow.lon,
-            AlertRow.status,
-            AlertRow.priority,
-            AlertRow.duplicate_of,
-        )
         stmt = (
-            select(*cols)
+            select(*_STORED_COLUMNS)
             .where(AlertRow.source == source.value, AlertRow.received_at >= since)
             .where(AlertRow.status.in_([s.value for s in statuses]))
             .order_by(AlertRow.received_at, AlertRow.id)
@@ -1005,22 +993,7 @@ class Store:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._reachable("look up recent alerts"), self._sessions() as session:
-            return [
-                Alert(
-                    id=r.id,
-                    source=source,
-                    sender=r.sender,
-                    event_id=r.event_id,
-                    event_ts=r.event_ts,
-                    received_at=r.received_at,
-                    lat=r.lat,
-                    lon=r.lon,
-                    status=AlertStatus(r.status),
-                    priority=r.priority,
-                    duplicate_of=r.duplicate_of,
-                )
-                for r in session.execute(stmt)
-            ]
+            return [_slim_alert(r) for r in session.execute(stmt)]
 
     def alerts_received_between(self, start: datetime, end: datetime) -> list[Alert]:
         """Alerts received in ``[start, end)``, test presses left out (for response-time reports)."""
@@ -1328,7 +1301,7 @@ _STORED_COLUMNS = (
     AlertRow.duplicate_of,
     AlertRow.device_counter,
 )
-"""What an ack of a stored event and duplicate linking need of an alert."""
+"""What an ack of a stored event and duplicate linking need of an alert (:func:`_slim_alert`)."""
 
 
 def _stored(session: Session, keys: Sequence[EventKey], counters: Sequence[tuple[str, int]] = ()) -> list[Alert]:
@@ -1342,23 +1315,25 @@ def _stored(session: Session, keys: Sequence[EventKey], counters: Sequence[tuple
         where.append(tuple_(AlertRow.sender, AlertRow.device_counter).in_(list(counters)))
     if not where:
         return []
-    return [
-        Alert(
-            id=r.id,
-            source=AlertSource(r.source),
-            sender=r.sender,
-            event_id=r.event_id,
-            event_ts=r.event_ts,
-            received_at=r.received_at,
-            lat=r.lat,
-            lon=r.lon,
-            status=AlertStatus(r.status),
-            priority=r.priority,
-            duplicate_of=r.duplicate_of,
-            device_counter=r.device_counter,
-        )
-        for r in session.execute(select(*_STORED_COLUMNS).where(or_(*where)))
-    ]
+    return [_slim_alert(r) for r in session.execute(select(*_STORED_COLUMNS).where(or_(*where)))]
+
+
+def _slim_alert(r: Any) -> Alert:
+    """An alert of a :data:`_STORED_COLUMNS` row (no recommendations, texts or later times)."""
+    return Alert(
+        id=r.id,
+        source=AlertSource(r.source),
+        sender=r.sender,
+        event_id=r.event_id,
+        event_ts=r.event_ts,
+        received_at=r.received_at,
+        lat=r.lat,
+        lon=r.lon,
+        status=AlertStatus(r.status),
+        priority=r.priority,
+        duplicate_of=r.duplicate_of,
+        device_counter=r.device_counter,
+    )
 
 
 def _stored_by_key(session: Session, keys: Sequence[EventKey]) -> dict[EventKey, Alert]:
