@@ -40,7 +40,8 @@ class Leadership:
     store
         The shared store (its URL and replica name).
     retry_s
-        How often a follower tries the lock, and the leader checks its connection.
+        How often the leader checks its connection, and a replica without a database connection
+        tries again (a follower with one waits for the lock instead of trying).
 
     Examples
     --------
