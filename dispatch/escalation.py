@@ -92,6 +92,14 @@ class Escalator:
         with self.fleet.writes:  # the unit that missed is freed: see dispatch.fleet
             with self.store.transaction(f"escalate alert {a.alert_id}") as tx:
                 alert = locked_alert(tx, a.alert_id)
+                # The order as committed, read under the alert's lock: another escalator (a leader
+                # that has not yet seen it lost its lock, e.g. across a database restart) may have
+                # escalated it since ``overdue_assignments`` was read, or the unit acknowledged it.
+                settled = next((x for x in tx.assignments(a.alert_id) if x.id == a.id), None)
+                if settled is None or settled.missed_at is not None or settled.acknowledged_at is not None:
+                    msg = f"order {a.id} of alert {a.alert_id} was settled meanwhile"
+                    raise Conflict(msg)
+                a = settled
                 a.missed_at = now
                 tx.save_assignment(a)
                 if alert.status is not AlertStatus.ASSIGNED or alert.assigned_unit_id != a.unit_id:

@@ -439,6 +439,30 @@ def test_a_follower_waiting_for_the_lock_leads_the_moment_the_leader_dies_not_at
             doomed.wait(timeout=5)
 
 
+def test_two_replicas_escalating_the_same_overdue_orders_at_once_escalate_each_once(
+    replicas: Callable[..., DispatchService], registry: Registry
+) -> None:
+    """Work done once must hold even when two replicas both think they lead for a moment (a leader
+    that has not yet noticed its lock is gone): the order is read again under the alert's lock."""
+    policy = DispatchPolicy(ack_deadline=timedelta(seconds=0.5))
+    a, b = (replicas(name, policy=policy) for name in ("a", "b"))
+    alerts = []
+    for i, device in enumerate(_devices(registry)[:4]):
+        alert = _press(a, device, f"overdue-{i}")
+        a.assign(alert, a.get_alert(alert).recommendations[0].unit_id, actor="dispatcher-a")
+        alerts.append(alert)
+    time.sleep(0.7)  # every deadline passed; nobody escalated yet
+    for _ in range(2):
+        together([a.escalate_overdue, b.escalate_overdue])
+    for alert in alerts:
+        assert a.get_alert(alert).escalations == 1
+        actions = [e.action for e in a.store.audit_entries(alert_id=alert)]
+        assert actions.count("escalation") == 1 and "order_lapsed" not in actions, actions
+        missed = [o for o in a.assignments(alert) if o.missed_at is not None]
+        assert len(missed) == 1
+    assert a.store.verify_audit().ok
+
+
 class _Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
