@@ -609,6 +609,18 @@ class DeviceSupervisor:
 
     def _write_new(self, device_id: str, cause: OfflineCause, now: datetime) -> DeviceEvent:
         with self.store.transaction(f"open an offline event of device {device_id!r}") as tx:
+            # Under the lock that orders commits: two replicas that both act as the leader for a
+            # moment (one has not yet noticed its lock is gone) open one event, not two.
+            tx.serialise()
+            stmt = select(DeviceEventRow).where(
+                DeviceEventRow.device_id == device_id, DeviceEventRow.closed_at.is_(None)
+            )
+            already = tx.session.scalars(stmt.order_by(DeviceEventRow.id.desc()).limit(1)).first()
+            if already is not None:
+                log.info(
+                    "device %r already has open offline event %d (another replica wrote it)", device_id, already.id
+                )
+                return _to_event(already)
             row = DeviceEventRow(
                 device_id=device_id,
                 cause=cause.value,

@@ -531,3 +531,30 @@ def test_device_supervision_writes_each_event_once_across_replicas_and_a_new_lea
     finally:
         for store in stores.values():
             store.close()
+
+
+def test_two_replicas_both_acting_as_leader_for_a_moment_open_one_offline_event(pg: str, registry: Registry) -> None:
+    """A leader that has not yet noticed its lock is gone and the new one both write a drop: one event."""
+    from dispatch.supervision import DeviceSupervisor, SupervisionPolicy
+
+    clock = _Clock()
+    policy = SupervisionPolicy(heartbeat_interval=timedelta(seconds=30))
+    stores = [Store(pg, replica=name) for name in ("a", "b")]
+    sups = [DeviceSupervisor(store, registry.devices, policy=policy, clock=clock).open() for store in stores]
+    for sup in sups:
+        sup.leading = lambda: True  # type: ignore[method-assign]
+    device = _devices(registry)[0]
+    try:
+        for sup in sups:
+            sup.heartbeat(device, json.dumps({"ts": clock.now.isoformat()}).encode())
+        clock.advance(5)
+        together([lambda s=s: s.report_status(device, b'{"state": "offline"}') for s in sups])
+        together([s.tick for s in sups])
+        events = sups[0].events(device_id=device)
+        assert len(events) == 1, events
+        offline = [e for e in stores[0].audit_entries() if e.action == "device_offline"]
+        assert len(offline) == 1
+        assert stores[0].verify_audit().ok
+    finally:
+        for store in stores:
+            store.close()
