@@ -177,6 +177,17 @@ class DeviceEvent:
         }
 
 
+def _already_written(stored: DeviceEvent, event: DeviceEvent, action: str) -> bool:
+    """Whether the stored event already says what ``action`` would write (read under its row lock)."""
+    if stored.closed_at is not None:
+        return True  # a closed outage is over: nothing more is written to it
+    if action == "device_online":
+        return stored.back_at is not None and stored.drops == event.drops
+    if action == "device_offline_again":
+        return stored.drops >= event.drops
+    return False
+
+
 def _to_event(row: DeviceEventRow) -> DeviceEvent:
     return DeviceEvent(
         id=row.id,
@@ -642,11 +653,15 @@ class DeviceSupervisor:
 
     def _write(self, event: DeviceEvent, action: str, extra: dict[str, Any]) -> None:
         with self.store.transaction(f"{action} of device {event.device_id!r}") as tx:
-            row = tx.session.get(DeviceEventRow, event.id)
+            row = tx.session.get(DeviceEventRow, event.id, with_for_update=True)
             if row is None:
                 msg = f"device event {event.id} is missing from the store"
                 raise StoreError(msg)
-            before = _to_event(row).to_json()
+            stored = _to_event(row)
+            if _already_written(stored, event, action):  # by another replica that led a moment ago
+                log.info("device event %d: %s was already written (another replica)", event.id, action)
+                return
+            before = stored.to_json()
             for name in ("drops", "last_drop_at", "last_cause", "back_at", "closed_at"):
                 setattr(row, name, getattr(event, name))
             after = {**event.to_json(), **extra}

@@ -533,8 +533,11 @@ def test_device_supervision_writes_each_event_once_across_replicas_and_a_new_lea
             store.close()
 
 
-def test_two_replicas_both_acting_as_leader_for_a_moment_open_one_offline_event(pg: str, registry: Registry) -> None:
-    """A leader that has not yet noticed its lock is gone and the new one both write a drop: one event."""
+def test_two_replicas_both_acting_as_leader_for_a_moment_write_one_offline_event_and_one_return(
+    pg: str, registry: Registry
+) -> None:
+    """A leader that has not yet noticed its lock is gone and the new one both write a drop and a return:
+    one event, one return."""
     from dispatch.supervision import DeviceSupervisor, SupervisionPolicy
 
     clock = _Clock()
@@ -554,6 +557,10 @@ def test_two_replicas_both_acting_as_leader_for_a_moment_open_one_offline_event(
         assert len(events) == 1, events
         offline = [e for e in stores[0].audit_entries() if e.action == "device_offline"]
         assert len(offline) == 1
+        clock.advance(5)  # back: both hear the heartbeat, one return is written
+        together([lambda s=s: s.heartbeat(device, json.dumps({"ts": clock.now.isoformat()}).encode()) for s in sups])
+        actions = [e.action for e in stores[0].audit_entries() if e.action.startswith("device_")]
+        assert actions == ["device_offline", "device_online"], actions
         assert stores[0].verify_audit().ok
     finally:
         for store in stores:
