@@ -20,6 +20,7 @@ is the newest-issued such plan that includes it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from fastapi import HTTPException, status
 from dispatch import DispatchService, PatrolPlan, PlanStop, UnitKind
 from web.jobs import JobStore
 
-__all__ = ["IssuedPlan", "current_issued", "issue_plan", "plan_layer", "unit_plan"]
+__all__ = ["IssuedPlan", "current_issued", "default_units", "issue_plan", "plan_layer", "unit_plan"]
 
 ISSUED = "issued.json"
 _UNPROCESSABLE = 422
@@ -75,16 +76,27 @@ def _patrols(collection: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
+def _reading_order(unit_id: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key of a unit id as people read it: ``foot-2`` before ``foot-10``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", unit_id) if part)
+
+
+def default_units(patrols: list[str], foot_units: list[str]) -> dict[str, str]:
+    """Patrols (``P01``, ``P02``, ...) to foot units in reading order, when the commander names none:
+    ``P01`` to ``foot-1``, ``P02`` to ``foot-2``, ``P10`` to ``foot-10`` (not ``foot-10`` second)."""
+    return dict(zip(sorted(patrols, key=_reading_order), sorted(foot_units, key=_reading_order), strict=False))
+
+
 def _mapping(service: DispatchService, patrols: list[str], given: dict[str, str] | None) -> dict[str, str]:
     if given is None:
-        foot = sorted(u.id for u in service.units() if u.kind is UnitKind.FOOT and not u.retired)
+        foot = [u.id for u in service.units() if u.kind is UnitKind.FOOT and not u.retired]
         if len(foot) < len(patrols):
             raise HTTPException(
                 _UNPROCESSABLE,
                 detail=f"the plan has {len(patrols)} patrols but only {len(foot)} foot units are registered: "
                 'map the patrols to units, e.g. {"units": {"P01": "foot-1"}}',
             )
-        return dict(zip(patrols, foot, strict=False))
+        return default_units(patrols, foot)
     missing = [p for p in patrols if p not in given]
     unknown = [p for p in given if p not in patrols]
     if missing or unknown:
