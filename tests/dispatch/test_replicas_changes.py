@@ -89,3 +89,20 @@ def test_changes_since_replays_the_current_state_from_the_table(
     assert [a.status for c in replay for a in c.alerts if a.id == first] == [AlertStatus.CANCELLED] * 2
     assert service.changes_since(replay[0].seq, limit=1) == replay[1:2]
     assert service.changes_since(replay[-1].seq) == []
+
+
+def test_a_replayed_alert_is_the_stored_alert_whole_with_its_recommendations_in_rank_order(
+    service: DispatchService, registry: Registry, clock: Clock
+) -> None:
+    """The stream reads alerts as Core rows (every replica reads every change): nothing may be lost."""
+    start = service.last_change_seq
+    ids = [ingest_press(service, device_of(registry, i), clock, f"whole-{i}") for i in range(3)]
+    service.assign(ids[0], service.get_alert(ids[0]).recommendations[0].unit_id, actor="dispatcher-1")
+    replayed = {a.id: a for c in service.changes_since(start, limit=100) for a in c.alerts}
+    assert set(replayed) == set(ids)
+    for alert_id in ids:
+        stored = service.get_alert(alert_id)
+        assert replayed[alert_id] == stored
+        assert len(stored.recommendations) > 1
+        assert [r.eta_s for r in replayed[alert_id].recommendations] == sorted(r.eta_s for r in stored.recommendations)
+    assert replayed[ids[0]].assigned_unit_id is not None and replayed[ids[0]].status is AlertStatus.ASSIGNED
