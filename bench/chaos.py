@@ -1458,7 +1458,8 @@ class ReplicaChaos(Chaos):
         """Press -> first accepted ack over the run, and around each fault."""
         presses = list(self.buttons.presses.values())
         acked = self.buttons.acked_at
-        delays = [(acked[p.event_id] - p.first_sent) * 1000 for p in presses if p.event_id in acked]
+        delay = {p.event_id: (acked[p.event_id] - p.first_sent) * 1000 for p in presses if p.event_id in acked}
+        delays = list(delay.values())
 
         def ms(x: float | None) -> float | None:
             return None if x is None else round(x, 1)
@@ -1477,15 +1478,15 @@ class ReplicaChaos(Chaos):
         outages = [(began, ended) for what, began, ended in self.fault_marks if what.startswith("broker")]
         overall["broker_up"] = stats(
             [
-                (acked[p.event_id] - p.first_sent) * 1000
+                delay[p.event_id]
                 for p in presses
-                if p.event_id in acked and not any(began <= p.first_sent <= ended for began, ended in outages)
+                if p.event_id in delay and not any(began <= p.first_sent <= ended for began, ended in outages)
             ]
         )
         windows = []
         for what, began, ended in self.fault_marks:
             around = [p for p in presses if began - FAULT_WINDOW_S <= p.first_sent <= ended + FAULT_WINDOW_S]
-            waits = [(acked[p.event_id] - p.first_sent) * 1000 for p in around if p.event_id in acked]
+            waits = [delay[p.event_id] for p in around if p.event_id in delay]
             windows.append(
                 {
                     "what": what,
@@ -1591,6 +1592,8 @@ def render_replicas(figures: dict[str, Any]) -> list[str]:
         return "n/a" if ms is None else f"{ms / 1000:.2f}"
 
     p99, mx = lat.get("p99"), lat.get("max")
+    up = lat.get("broker_up")  # the presses not made while the broker was down: shown when some were
+    up = up if up and up.get("n") != lat.get("n") else None
     cpu_s = cpu.get("cpu_s", {})
     return [
         f"## Faults with {f['replicas']} replicas: nothing lost, nothing doubled, orders once (`make chaos`, `--replicas`)",
@@ -1608,7 +1611,7 @@ def render_replicas(figures: dict[str, Any]) -> list[str]:
                 f"| the {up['n']:,} not made while the broker was down | {s(up.get('p50'))} | {s(up.get('p99'))} "
                 f"| {s(up.get('max'))} |"
             ]
-            if (up := lat.get("broker_up")) and up.get("n") != lat.get("n")
+            if up
             else []
         ),
         f"| around the {len(kills)} kills (largest of each: {', '.join(s(x) for x in kill_max) or 'n/a'}) | | | "
@@ -1654,7 +1657,7 @@ def render_replicas(figures: dict[str, Any]) -> list[str]:
             f"; without the presses made while the broker was down: p99 "
             f"**{'met' if (q := up.get('p99')) is not None and q < 1000 else 'not met'}** ({s(up.get('p99'))} s), "
             f"max **{'met' if (m := up.get('max')) is not None and m < 5000 else 'not met'}** ({s(up.get('max'))} s)."
-            if (up := lat.get("broker_up")) and up.get("n") != lat.get("n")
+            if up
             else "."
         ),
         "",

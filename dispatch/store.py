@@ -229,9 +229,7 @@ def _alerts_by_id(session: Session, ids: Collection[int]) -> dict[int, Alert]:
         .order_by(RecommendationRow.alert_id, RecommendationRow.rank)
     )
     for r in session.execute(stmt):
-        recommendations.setdefault(r.alert_id, []).append(
-            Recommendation(unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=r.eta_s, distance_m=r.distance_m)
-        )
+        recommendations.setdefault(r.alert_id, []).append(_recommendation(r))
     return {
         r.id: _from_row(Alert, r, row_type=AlertRow, recommendations=tuple(recommendations.get(r.id, ())))
         for r in session.execute(select(AlertRow.__table__).where(AlertRow.id.in_(ids)))
@@ -255,12 +253,13 @@ def _to_row(alert: Alert) -> AlertRow:
     return AlertRow(**_row_values(alert, AlertRow, skip=("id",)), recommendations=_rec_rows(alert.recommendations))
 
 
+def _recommendation(r: Any) -> Recommendation:
+    """A recommendation of its row (ORM or Core)."""
+    return Recommendation(unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=r.eta_s, distance_m=r.distance_m)
+
+
 def _to_alert(row: AlertRow) -> Alert:
-    recommendations = tuple(
-        Recommendation(unit_id=r.unit_id, unit_kind=r.unit_kind, eta_s=r.eta_s, distance_m=r.distance_m)
-        for r in row.recommendations
-    )
-    return _from_row(Alert, row, recommendations=recommendations)
+    return _from_row(Alert, row, recommendations=tuple(_recommendation(r) for r in row.recommendations))
 
 
 def _to_unit(row: UnitRow) -> Unit:
