@@ -522,13 +522,16 @@ def test_simulated_buttons_send_heartbeats_and_say_offline_when_they_stop(
     thread = threading.Thread(target=sim.run, args=(None,), kwargs={"stop": stop}, daemon=True)
     thread.start()  # before the service, as in the test above: a loaded start outlasts the 0.9 s silence limit
     try:
-        running = start_service(heartbeat_interval_s=0.3, flap_window_s=30.0)
+        # A 3 s silence limit (thirty heartbeats): the buttons' goodbye ("offline" on their status
+        # topic, sent after their last heartbeat) must reach a loaded service before their silence
+        # does, or the drop is recorded as "silent" (CI saw that once at a 0.9 s limit).
+        running = start_service(heartbeat_interval_s=1.0, flap_window_s=30.0)
         wait_for(
             lambda: all(_devices(running)[b.id]["state"] == "online" for b in buttons),
-            timeout_s=3,
+            timeout_s=10,
             what="the simulated buttons online",
         )
-        time.sleep(1.5)  # five silence limits: heartbeats keep them online
+        time.sleep(3.5)  # past the silence limit: heartbeats keep them online, the other goes offline
         devices = _devices(running)
         assert all(devices[b.id]["state"] == "online" for b in buttons)
         assert devices[OTHER]["state"] == "offline"  # not simulated: silent
