@@ -1152,19 +1152,24 @@ class Store:
         Rows of ``skip_origin`` are read but not returned. Returns the changes and the last
         ``seq`` read (``after`` when there was none).
         """
-        stmt = select(ChangeRow).where(ChangeRow.seq > after)
+        # Core rows, not ORM entities, here and for the objects: every replica reads every change
+        # (ORM entities were a fifth of a follower's samples at 150 presses/s).
+        stmt = select(ChangeRow.__table__).where(ChangeRow.seq > after)
         if until is not None:
             stmt = stmt.where(ChangeRow.seq <= until)
         stmt = stmt.order_by(ChangeRow.seq).limit(limit)
         with self._reachable(f"read the changes after {after}"), self._sessions() as session:
-            rows = list(session.scalars(stmt))
+            rows = list(session.execute(stmt))
             last = rows[-1].seq if rows else after
             rows = [r for r in rows if r.origin != skip_origin]
             alert_ids = {int(r.ref) for r in rows if r.kind == ChangeKind.ALERT.value}
             unit_ids = {r.ref for r in rows if r.kind == ChangeKind.UNIT.value}
             alerts = _alerts_by_id(session, alert_ids) if alert_ids else {}
             units = (
-                {u.id: _to_unit(u) for u in session.scalars(select(UnitRow).where(UnitRow.id.in_(unit_ids)))}
+                {
+                    u.id: _from_row(Unit, u, row_type=UnitRow)
+                    for u in session.execute(select(UnitRow.__table__).where(UnitRow.id.in_(unit_ids)))
+                }
                 if unit_ids
                 else {}
             )
