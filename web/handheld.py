@@ -13,7 +13,9 @@ map's feed (:class:`~web.live_feed.LiveFeed`), events meant for one unit only, e
   ``order_id``, ``reason``: ``reassigned`` | ``cancelled`` | ``closed``).
 
 Each is derived from the committed change alone (and the database), never from this replica's
-memory of the fleet, so every replica derives the same events for the same change.
+memory of the fleet, so every replica derives the same events for the same change. They are
+derived only for a unit whose handheld this replica is listened for (``LiveFeed.listened``): the
+reads and the route of an order are not spent on every change for units nobody watches here.
 
 The route is ``GET /unit/events`` (:mod:`web.routes.handheld`).
 """
@@ -123,12 +125,14 @@ class HandheldFeed:
         unit_id = alert.assigned_unit_id
         if unit_id is None or alert.id is None or alert.status not in OPEN:
             return
+        with self._lock:
+            self._held[unit_id] = alert.id
+        if not self._feed.listened(audience(unit_id)):
+            return  # no handheld of the unit here: it reads its order when it connects
         try:
             unit = self._service.get_unit(unit_id)
         except NotFound:
             return
-        with self._lock:
-            self._held[unit_id] = alert.id
         orders = [a for a in self._service.assignments(alert.id) if a.unit_id == unit_id]
         order = order_json(self._service, CurrentOrder(unit, alert, orders[-1] if orders else None))
         if order is not None:
@@ -141,7 +145,7 @@ class HandheldFeed:
                 self._held.pop(unit.id, None)
             else:
                 self._held[unit.id] = unit.alert_id
-        if before is None or before == unit.alert_id:
+        if before is None or before == unit.alert_id or not self._feed.listened(audience(unit.id)):
             return
         alert = self._service.store.get_alert(before)
         if alert is None:

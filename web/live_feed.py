@@ -29,6 +29,13 @@ follow from. Every replica derives them from the same stream in the same order, 
 gives at most one such event per audience, so their ids are the map's: replayed from memory on any
 replica that holds them; where memory cannot, the unit's stream is reset with its current order
 (they are not kept in the database). Only the stream of that audience sends them.
+
+Such events are derived only for an audience this replica is *listened* for: one of its streams is
+open, or was asked for (:meth:`LiveFeed.now`, :meth:`LiveFeed.resume`) or ended less than
+``listen_grace_s`` ago. Deriving a unit's order costs database reads and a route; every replica
+hears every change, and most units have no handheld open on a given replica. A reconnect is
+replayed from memory only from the point its audience has been listened for without a break
+(otherwise it is reset with the current order, as the handheld also reloads it on every connect).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import contextlib
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -132,16 +140,31 @@ class LiveFeed:
     max_replay
         The most changes a reconnect is replayed from the database; beyond, it is reset (default
         ``capacity``).
+    listen_grace_s
+        How long an audience stays listened for after its last stream ended or was asked for.
     """
 
-    def __init__(self, service: DispatchService, *, capacity: int = 20_000, max_replay: int | None = None) -> None:
+    def __init__(
+        self,
+        service: DispatchService,
+        *,
+        capacity: int = 20_000,
+        max_replay: int | None = None,
+        listen_grace_s: float = 300.0,
+    ) -> None:
         if capacity < 1:
             msg = f"capacity must be positive, got {capacity!r}"
             raise ValueError(msg)
         self._service = service
         self.capacity = capacity
         self.max_replay = capacity if max_replay is None else max_replay
+        self.listen_grace_s = listen_grace_s
         self._lock = threading.Lock()
+        # per audience: the seq from which its events were derived without a break, its open
+        # streams, and when it was last asked for or its last stream ended (time.monotonic())
+        self._listened_from: dict[str, int] = {}
+        self._open: dict[str, int] = {}
+        self._last_wanted: dict[str, float] = {}
         self._events: deque[_Event] = deque()
         self._pos = 0
         self._top = 0  # the newest seq filed (or the point the feed hears from)
@@ -235,10 +258,35 @@ class LiveFeed:
         with self._lock:
             return self._devices.get(device_id)
 
-    def now(self) -> Resume:
-        """A stream from now on (after a fresh snapshot)."""
+    def now(self, *, audience: str | None = None) -> Resume:
+        """A stream from now on (after a fresh snapshot); ``audience`` is listened for from here."""
         with self._lock:
+            if audience is not None:
+                self._want(audience)
             return Resume(self._top, self._pos, source="fresh")
+
+    def listened(self, audience: str) -> bool:
+        """Whether events for ``audience`` are wanted here (see the module's docstring)."""
+        with self._lock:
+            return self._listened(audience)
+
+    def _listened(self, audience: str) -> bool:
+        """:meth:`listened`, the lock held; forgets an audience whose grace has passed."""
+        if audience not in self._listened_from:
+            return False
+        if self._open.get(audience, 0) > 0:
+            return True
+        if time.monotonic() - self._last_wanted.get(audience, 0.0) < self.listen_grace_s:
+            return True
+        del self._listened_from[audience]
+        return False
+
+    def _want(self, audience: str) -> int:
+        """Listen for ``audience`` (lock held); the seq from which its events are complete."""
+        if not self._listened(audience):
+            self._listened_from[audience] = self._top
+        self._last_wanted[audience] = time.monotonic()
+        return self._listened_from[audience]
 
     def resume(self, last_event_id: str | None, *, audience: str | None = None) -> Resume | None:
         """Where a stream that saw ``last_event_id`` resumes, or None when it needs a fresh snapshot.
@@ -252,10 +300,15 @@ class LiveFeed:
             The database could not be reached when it was needed.
         """
         seq = parse_event_id(last_event_id)
+        with self._lock:
+            # a unit's events after ``seq`` are all here only if it was listened for since then
+            listened_from = None if audience is None else self._want(audience)
         if seq is None:
             return self._count(None)
         with self._lock:
             top, horizon, pos = self._top, self._horizon, self._pos
+            if listened_from is not None:
+                horizon = max(horizon, listened_from)
             memory = Resume(seq, self._position_after(seq)) if horizon <= seq <= top else None
         if memory is not None:
             return self._count(memory)
@@ -369,6 +422,10 @@ class LiveFeed:
         wake = asyncio.Event()
         self.subscribe(loop, wake)
         generation = self.generation
+        if audience is not None:
+            with self._lock:
+                self._want(audience)
+                self._open[audience] = self._open.get(audience, 0) + 1
         try:
             yield f"retry: {retry_ms}\n\n"
             if prelude:
@@ -394,3 +451,7 @@ class LiveFeed:
                     yield ": keep-alive\n\n"
         finally:
             self.unsubscribe(loop, wake)
+            if audience is not None:
+                with self._lock:
+                    self._open[audience] -= 1
+                    self._last_wanted[audience] = time.monotonic()

@@ -152,8 +152,9 @@ def test_a_units_events_carry_the_seq_of_their_change_and_replay_from_memory_onl
     feed = LiveFeed(service)
     feed.attach(HandheldFeed(service, feed))
     alert_id = ingest_press(service, device_of(registry), clock, "e-1")
-    seen = feed.last_seq
     unit_id = service.get_alert(alert_id).recommendations[0].unit_id
+    feed.now(audience=audience(unit_id))  # the unit's handheld connects
+    seen = feed.last_seq
     service.assign(alert_id, unit_id, actor="dispatcher-1")
     start = feed.resume(str(seen), audience=audience(unit_id))
     assert start is not None and start.source == "memory"
@@ -167,6 +168,39 @@ def test_a_units_events_carry_the_seq_of_their_change_and_replay_from_memory_onl
     later = LiveFeed(service)
     later.attach(HandheldFeed(service, later))
     assert later.resume(str(seen), audience=audience(unit_id)) is None  # not in the table: reset with the order
+
+
+def test_a_units_events_are_derived_only_while_its_handheld_is_listened_for_here(
+    service: DispatchService, registry: Registry, clock: Clock
+) -> None:
+    feed = LiveFeed(service, listen_grace_s=0.3)
+    feed.attach(HandheldFeed(service, feed))
+    routes: list[str] = []
+    route_to_alert = service.route_to_alert
+
+    def counted(alert_id: int, unit_id: str) -> tuple[tuple[float, float], ...]:
+        routes.append(unit_id)
+        return route_to_alert(alert_id, unit_id)
+
+    service.route_to_alert = counted  # type: ignore[method-assign]  # the order's costly part, counted
+    alert_id = ingest_press(service, device_of(registry), clock, "e-1")
+    first, second = (r.unit_id for r in service.get_alert(alert_id).recommendations[:2])
+    seen = feed.last_seq
+    service.assign(alert_id, first, actor="dispatcher-1")
+    assert routes == [] and not feed.listened(audience(first))  # no handheld of it here: nothing derived
+    # a reconnect with an id from before it was listened for is reset (the page reloads its order) ...
+    assert feed.resume(str(seen), audience=audience(first)) is None
+    assert feed.listened(audience(first))  # ... and from then on it is listened for
+    start = feed.now(audience=audience(first))
+    service.assign(alert_id, second, actor="dispatcher-1")  # the first unit's order is withdrawn
+    [withdrawn] = _events(feed, start, audience=audience(first), until=bool)
+    assert withdrawn["event"] == "withdrawn" and json.loads(withdrawn["data"])["reason"] == "reassigned"
+    assert routes == []  # the second unit has no handheld here either
+
+    wait_for(lambda: not feed.listened(audience(first)), timeout_s=5, what="the grace after the last ask to pass")
+    gone = feed.last_seq
+    service.assign(alert_id, first, actor="dispatcher-1")
+    assert routes == [] and feed.resume(str(gone), audience=audience(first)) is None
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -191,7 +191,7 @@ def unit_events(
     start = feed.resume(last_event_id, audience=audience(unit_id)) if last_event_id else None
     prelude = ""
     if start is None:
-        start = feed.now()  # before reading the order: later changes follow in the stream
+        start = feed.now(audience=audience(unit_id))  # before reading the order: later changes follow
         order = order_of(service, unit_id)
         event_id = str(start.after)
         if last_event_id:  # missed events are gone: tell the page what holds now
