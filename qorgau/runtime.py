@@ -3,7 +3,8 @@
 A start does only what a press and the API need before ``/healthz`` may say healthy: the street
 network (from its cache), the router with its compiled searches, the store at the schema's head,
 the MQTT lanes and the HTTP listener. What only later requests use is loaded by :func:`preload`
-in a background thread once HTTP is up (and, if a request comes first, by that request).
+in a background thread once HTTP is up and the SOS backlog the replica came back to is worked off
+(:func:`wait_until_idle`), and, if a request comes first, by that request.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dispatch.reports import Districts
 from dispatch.service import utc_now
 from dispatch.supervision import DeviceSupervisor
 from geo import Router, StreetNetwork, load_network
-from mqtt_bridge import MqttBridge
+from mqtt_bridge import Lane, MqttBridge
 from mqtt_bridge.telemetry import BridgeCollector
 from mqtt_bridge.telemetry import health as bridge_health
 from qorgau.replica import SqliteReplicaLock, sqlite_file_of
@@ -35,7 +36,7 @@ from web import MapOptions, PlanJobs, SiteJobs, context_of, create_app, preload_
 if TYPE_CHECKING:
     from patrol_planner import Booth, WalkGraph
 
-__all__ = ["QorgauService"]
+__all__ = ["QorgauService", "wait_until_idle"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,42 @@ def preload(app: FastAPI) -> None:
             step()
         except Exception:  # an optimisation: whatever failed here is done again by its first request
             log.exception("preloading after the start failed")
+
+
+def wait_until_idle(
+    backlog: Callable[[], int],
+    *,
+    quiet_s: float = 1.0,
+    max_s: float = 60.0,
+    tick_s: float = 0.1,
+    stop: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Wait until ``backlog()`` has answered 0 at every tick for ``quiet_s``; False after ``max_s`` (or ``stop()``).
+
+    A replica restarted under load comes back to the presses the broker kept for it; the page
+    renderers' imports (about 1.5 CPU-s) wait until those are answered, or ``max_s`` at most.
+
+    Examples
+    --------
+    >>> wait_until_idle(lambda: 0, quiet_s=0.02, tick_s=0.01)
+    True
+    >>> wait_until_idle(lambda: 3, quiet_s=0.02, max_s=0.05, tick_s=0.01)
+    False
+    """
+    deadline = time.monotonic() + max_s
+    quiet_since: float | None = None
+    while not stop():
+        now = time.monotonic()
+        if backlog() > 0:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= quiet_s:
+            return True
+        if now >= deadline:
+            return False
+        time.sleep(tick_s)
+    return False
 
 
 class _Phases:
@@ -287,7 +324,18 @@ class QorgauService:
         steps = ", ".join(f"{step} {s:.2f}" for step, s in took.items())
         since = "" if started_at is None else f"{started_at():.2f} s after the command started; "
         log.info("replica %s up: %sstart %.2f s (%s)", self.settings.replica, since, sum(took.values()), steps)
-        preload(self.app)
+        if not wait_until_idle(self._backlog, stop=lambda: not self._running):
+            log.info("preloading although SOS messages still wait (60 s after the start)")
+        if self._running:
+            preload(self.app)
+
+    def _backlog(self) -> int:
+        """Alert messages received and not yet answered (the SOS and 102 lanes' queues), or 1 while
+        the database is away."""
+        stats = self.bridge.stats()
+        if stats.store_waiting:
+            return 1
+        return sum(stats.queue_depth.get(lane.value, 0) for lane in (Lane.SOS, Lane.APP102))
 
     def _new_server(self) -> uvicorn.Server:
         config = uvicorn.Config(
