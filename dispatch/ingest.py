@@ -9,7 +9,9 @@ It holds no lock across the database: ranking takes the fleet's in-memory lock o
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -43,6 +45,9 @@ _M = TypeVar("_M", bound=Message)
 
 _RECHECK_S = 0.1
 """While a follower waits for the leader's commits, it checks this often that a leader still lives."""
+
+_REMEMBERED = 20_000
+"""Alerts other replicas committed, remembered from the change stream for the follower's hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +114,16 @@ class Intake:
     max_payload_bytes, max_clock_skew
         Larger payloads, and a ``ts`` further in the future, are rejected.
     catch_up
-        Called before each batch is ranked: applies the other replicas' changes not yet seen (the
-        duplicate grid, positions, replay windows), so a press on this replica meets an alert
-        another replica committed a moment ago.
+        Called before a batch's new events are ranked (after the hold): applies the other replicas'
+        changes not yet seen (the duplicate grid, positions, replay windows), so a press on this
+        replica meets an alert another replica committed a moment ago.
     hold
         Seconds this replica waits, from a press's receipt, for another replica to commit it before
         it ranks the press itself (0: it ranks at once; non-zero on a follower while a leader lives).
     heard, await_heard
         The generation of remote alert commits heard, and a wait for the next one
-        (``await_heard(generation, timeout_s)``), for the hold.
+        (``await_heard(generation, timeout_s)``), for the hold. The alerts of those commits reach
+        :meth:`remote_committed` before the generation moves on.
     """
 
     def __init__(
@@ -156,6 +162,40 @@ class Intake:
         self.hold = hold
         self.heard = heard
         self.await_heard = await_heard or _sleep_for
+        self._remote: OrderedDict[_Key, Alert] = OrderedDict()
+        self._remote_counters: OrderedDict[tuple[str, int], Alert] = OrderedDict()
+        self._remote_lock = threading.Lock()
+
+    def remote_committed(self, alert: Alert) -> None:
+        """An alert another replica committed (the change stream's): a held batch finds it here,
+        without asking the database at each remote commit (the last 20,000 are remembered)."""
+        key = (alert.source, alert.sender, alert.event_id)
+        with self._remote_lock:
+            self._remote[key] = alert
+            self._remote.move_to_end(key)
+            if len(self._remote) > _REMEMBERED:
+                self._remote.popitem(last=False)
+            if alert.device_counter is not None:
+                pair = (alert.sender, alert.device_counter)
+                self._remote_counters[pair] = alert
+                self._remote_counters.move_to_end(pair)
+                if len(self._remote_counters) > _REMEMBERED:
+                    self._remote_counters.popitem(last=False)
+
+    def _remote_found(self, valid: Sequence[_Valid]) -> tuple[dict[_Key, Alert], dict[tuple[str, int], Alert]]:
+        """:func:`_look_up` for ``valid`` among the remembered remote commits."""
+        found: dict[_Key, Alert] = {}
+        counters: dict[tuple[str, int], Alert] = {}
+        with self._remote_lock:
+            for _, m, message, _, press in valid:
+                key = (m.source, m.sender, message.event_id)
+                if key in self._remote:
+                    found[key] = self._remote[key]
+                if press is not None and press.counter is not None:
+                    alert = self._remote_counters.get((m.sender, press.counter))
+                    if alert is not None:
+                        counters[(m.sender, press.counter)] = alert
+        return found, counters
 
     # alerts -------------------------------------------------------------------------------
 
@@ -174,8 +214,6 @@ class Intake:
                 log.exception("internal error on a %s message from %r", m.source.value, m.sender)
                 rejections.append((i, Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"), _where(m)))
         try:
-            if valid:
-                self.catch_up()
             # Signed presses: the counters of the new presses are held until the batch commits
             # (a failed commit frees them, so the redelivery passes).
             with ExitStack() as held:
@@ -186,6 +224,8 @@ class Intake:
                 hold = self.hold() if valid else 0.0
                 if hold > 0:
                     self._wait_for_others(valid, stored_before, used_counters, hold, heard)
+                if any((m.source, m.sender, v[0].event_id) not in stored_before for _, m, *v in valid):
+                    self.catch_up()  # something to rank here: with what the others committed meanwhile
                 fresh, redelivered = self._prepare(valid, stored_before, used_counters, now, rejections, held)
                 committed = self.store.add_alerts([alert for _, alert in fresh])
         except StoreError:
@@ -242,7 +282,7 @@ class Intake:
         heard: int,
     ) -> None:
         """A follower: wait for the leader to commit the batch's presses that are not stored yet,
-        looking them up again after each remote commit heard.
+        looking for them among the remote commits heard (:meth:`remote_committed`) after each one.
 
         The wait lasts while another replica leads (``self.hold()`` stays non-zero: the leader's
         lock is held, see :class:`~dispatch.leader.Leadership`), at most ``hold`` seconds from the
@@ -265,7 +305,7 @@ class Intake:
             now_heard = self.await_heard(heard, min(left, _RECHECK_S))
             if now_heard != heard:
                 heard, rounds = now_heard, rounds + 1
-                found, counters = _look_up(self.store, waiting)
+                found, counters = self._remote_found(waiting)
                 stored_before.update(found)
                 used_counters.update(counters)
                 waiting = [
@@ -277,10 +317,10 @@ class Intake:
             if self.hold() <= 0:
                 break  # no other leader any more (it died, or this replica took over): rank the rest now
         log.debug(
-            "follower hold: %d of %d presses committed by another replica after %d look-ups, %d left to rank here",
+            "follower hold: %d of %d presses committed by another replica (%d remote commits heard), %d to rank here",
             len(valid) - len(waiting),
             len(valid),
-            rounds + 1,
+            rounds,
             len(waiting),
         )
 

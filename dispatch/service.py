@@ -316,6 +316,7 @@ class DispatchService:
         for unit in change.units:
             self._fleet.apply_remote(unit)
         for alert in change.alerts:
+            self._intake.remote_committed(alert)  # a batch held for the leader's commit finds it
             self._recent.add(alert)  # a new open alert is a duplicate candidate here too
             self._recent.changed(alert)  # a closed one is not
             if alert.device_counter is not None:
