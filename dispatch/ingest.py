@@ -289,8 +289,9 @@ class Intake:
         receipt of the oldest waiting press. Every replica receives every press; ranking one the
         leader commits a moment later is work in vain (and was most of a follower's CPU). What is
         committed meanwhile is answered from the stored alert; what is still not stored when the
-        wait ends (the leader died, or is more than ``hold`` behind) is ranked and committed here,
-        as without a hold.
+        wait ends (the leader died, or is more than ``hold`` behind) is looked up once more in the
+        database (this replica's stream may lag behind the leader's commits, under load) and the
+        rest is ranked and committed here, as without a hold.
         """
         waiting = [v for v in valid if (v[1].source, v[1].sender, v[2].event_id) not in stored_before]
         if not waiting:
@@ -298,6 +299,17 @@ class Intake:
         received = [m.received for _, m, *_ in waiting if m.received is not None]
         deadline = (min(received) if received else time.monotonic()) + hold
         rounds = 0
+
+        def found(found: dict[_Key, Alert], counters: dict[tuple[str, int], Alert]) -> list[_Valid]:
+            stored_before.update(found)
+            used_counters.update(counters)
+            return [
+                v
+                for v in waiting
+                if (v[1].source, v[1].sender, v[2].event_id) not in stored_before
+                and (v[4] is None or v[4].counter is None or (v[1].sender, v[4].counter) not in used_counters)
+            ]
+
         while waiting:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -305,17 +317,11 @@ class Intake:
             now_heard = self.await_heard(heard, min(left, _RECHECK_S))
             if now_heard != heard:
                 heard, rounds = now_heard, rounds + 1
-                found, counters = self._remote_found(waiting)
-                stored_before.update(found)
-                used_counters.update(counters)
-                waiting = [
-                    v
-                    for v in waiting
-                    if (v[1].source, v[1].sender, v[2].event_id) not in stored_before
-                    and (v[4] is None or v[4].counter is None or (v[1].sender, v[4].counter) not in used_counters)
-                ]
+                waiting = found(*self._remote_found(waiting))
             if self.hold() <= 0:
                 break  # no other leader any more (it died, or this replica took over): rank the rest now
+        if waiting:
+            waiting = found(*_look_up(self.store, waiting))
         log.debug(
             "follower hold: %d of %d presses committed by another replica (%d remote commits heard), %d to rank here",
             len(valid) - len(waiting),
