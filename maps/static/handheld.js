@@ -39,7 +39,7 @@
     connection: 'connecting',
     lastEventId: null,
     fix: null,
-    stats: { events: 0, alarms: 0, vibrations: 0, beeps: 0, sent: 0, replayed: 0, positions: 0, refreshes: 0 },
+    stats: { events: 0, alarms: 0, vibrations: 0, beeps: 0, sent: 0, replayed: 0, positions: 0, refreshes: 0, staleRefreshes: 0 },
   };
 
   function load(key, fallback) {
@@ -450,15 +450,22 @@
   }
 
   let refreshing = null;
+  // order and withdrawn events applied so far: a refresh asked before one and answered after it
+  // holds the state from before the event, so it is dropped and asked again
+  let orderEvents = 0;
 
   function refresh(how) {
     if (refreshing) return refreshing;
     state.stats.refreshes += 1;
+    const seen = orderEvents;
+    let stale = false;
     refreshing = fetch(C.urls.order, { credentials: 'same-origin', cache: 'no-store' })
       .then(async (r) => {
         if (r.status === 401) return signedOut();
         if (!r.ok) throw new Error('HTTP ' + r.status);
-        applyBody(await r.json(), how);
+        const body = await r.json();
+        if (orderEvents !== seen) { stale = true; state.stats.staleRefreshes += 1; return; }
+        applyBody(body, how);
       })
       .catch(() => {
         if (how === 'initial') {
@@ -466,7 +473,10 @@
           if (last) applyBody(last, how);
         }
       })
-      .finally(() => { refreshing = null; });
+      .finally(() => {
+        refreshing = null;
+        if (stale) refresh(how);
+      });
     return refreshing;
   }
 
@@ -616,6 +626,7 @@
     });
     source.addEventListener('order', (e) => {
       state.stats.events += 1;
+      orderEvents += 1;
       if (e.lastEventId) state.lastEventId = e.lastEventId;
       try {
         applyOrder(JSON.parse(e.data), 'event');
@@ -623,6 +634,7 @@
     });
     source.addEventListener('withdrawn', (e) => {
       state.stats.events += 1;
+      orderEvents += 1;
       if (e.lastEventId) state.lastEventId = e.lastEventId;
       try {
         withdraw(JSON.parse(e.data));

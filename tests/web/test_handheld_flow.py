@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import APIResponse, Browser, BrowserContext, Page, Route
 from support import PASSWORD, Registry, Running, add_user, report_payload, sign_in_page, wait_for
 
 from dispatch import Role
@@ -155,6 +155,35 @@ def test_a_reassigned_order_leaves_the_first_phone_and_no_one_sees_anothers_orde
     _poll(lambda: _on_phone(first) is None, what="the order leaving the first phone")
     assert first.locator("#u-msg").is_visible()  # and it says why
     _poll(lambda: _on_phone(second) == str(alert), what="the order on the second phone")
+
+
+def test_a_refresh_answered_after_the_order_event_does_not_take_the_order_away(
+    running: Running, registry: Registry, phones: Callable[[float, float], BrowserContext]
+) -> None:
+    """The page asks for its order on every connect; an answer from before an order event that
+    arrives after it is stale: dropped and asked again (CI once saw the order vanish so)."""
+    unit = [u for u in registry.units if u.kind.value == "foot"][3]
+    context = phones(unit.lat, unit.lon)
+    phone = _open(context, running.service.base_url, add_user(running.service, "officer-e", "unit", unit_id=unit.id))
+    held: list[tuple[Route, APIResponse]] = []
+    path = f"**/api/units/{unit.id}/order"
+    context.route(path, lambda route: held.append((route, route.fetch())))  # the answer as of now: no order
+    phone.evaluate("window.qorgau.refresh(); null")
+    _poll(lambda: phone.wait_for_timeout(20) or held, what="the refresh asked and held")
+    alert = _alert_near(running, unit.lat, unit.lon)
+    assert running.http.post(f"/api/alerts/{alert}/assign", json={"unit_id": unit.id}).status_code == 200
+    _poll(lambda: _on_phone(phone) == str(alert), what="the order event on the phone")
+    route, before_the_order = held[0]
+    assert len(held) == 1 and before_the_order.json()["order"] is None
+    route.fulfill(response=before_the_order)  # the old answer arrives after the event
+    context.unroute(path)
+    phone.wait_for_timeout(500)  # the page has taken the old answer in
+    assert _on_phone(phone) == str(alert)  # the order stays
+    assert phone.evaluate("window.qorgau.stats.staleRefreshes") == 1  # the old answer was dropped ...
+    _poll(
+        lambda: phone.evaluate("window.qorgau.stats.refreshes") >= 3, what="the order asked again"
+    )  # ... and asked anew
+    assert _on_phone(phone) == str(alert)
 
 
 def test_the_current_order_and_its_route_stay_on_the_phone_offline(
