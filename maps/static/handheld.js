@@ -246,11 +246,14 @@
     renderPlan();
   }
 
+  let planAsked = 0; // asks for the plan so far: only the newest ask's answer is shown
+
   function loadPlan() {
     if (!C.urls.plan) return Promise.resolve();
+    const mine = ++planAsked;
     return fetch(C.urls.plan, { credentials: 'same-origin', cache: 'no-store' })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error('plan: HTTP ' + r.status))))
-      .then((body) => applyPlan(body.plan))
+      .then((body) => { if (mine === planAsked) applyPlan(body.plan); })
       .catch(() => null); // offline: the plan kept from before stays shown
   }
 

@@ -821,12 +821,16 @@
 
   function hhmm(iso) { return local(iso, false).slice(0, 5); }
 
+  let planAsked = 0; // asks for the plan layer so far: only the newest ask's answer is drawn
+
   async function loadPlan() {
     if (!C.urls.plan) return;
+    const mine = ++planAsked;
     let resp;
     try { resp = await fetch(C.urls.plan, { credentials: 'same-origin', cache: 'no-store' }); } catch (err) { return; }
     if (!resp.ok) return;
     const data = await resp.json();
+    if (mine !== planAsked) return; // asked again meanwhile (a plan event): that answer is newer
     planLayer.clearLayers();
     plan.id = data.plan_id; plan.routes = 0; plan.stops = 0; plan.hotSpots = 0;
     const tag = (layer, attrs) => {
