@@ -81,6 +81,19 @@ _Key = tuple[AlertSource, str, str]
 """An event: ``(source, sender, event_id)``."""
 
 
+def _key(v: _Valid) -> _Key:
+    """The event of a message that parsed."""
+    return (v[1].source, v[1].sender, v[2].event_id)
+
+
+def _remember(seen: OrderedDict[Any, Alert], key: Any, alert: Alert) -> None:
+    """Put ``alert`` newest under ``key``, forgetting the oldest beyond :data:`_REMEMBERED`."""
+    seen[key] = alert
+    seen.move_to_end(key)
+    if len(seen) > _REMEMBERED:
+        seen.popitem(last=False)
+
+
 def _where(m: Inbound) -> str:
     """Where a message came from, for the rejection log."""
     return f"sos/{m.sender}" if m.source is AlertSource.SOS else "app102"
@@ -169,26 +182,18 @@ class Intake:
     def remote_committed(self, alert: Alert) -> None:
         """An alert another replica committed (the change stream's): a held batch finds it here,
         without asking the database at each remote commit (the last 20,000 are remembered)."""
-        key = (alert.source, alert.sender, alert.event_id)
         with self._remote_lock:
-            self._remote[key] = alert
-            self._remote.move_to_end(key)
-            if len(self._remote) > _REMEMBERED:
-                self._remote.popitem(last=False)
+            _remember(self._remote, (alert.source, alert.sender, alert.event_id), alert)
             if alert.device_counter is not None:
-                pair = (alert.sender, alert.device_counter)
-                self._remote_counters[pair] = alert
-                self._remote_counters.move_to_end(pair)
-                if len(self._remote_counters) > _REMEMBERED:
-                    self._remote_counters.popitem(last=False)
+                _remember(self._remote_counters, (alert.sender, alert.device_counter), alert)
 
     def _remote_found(self, valid: Sequence[_Valid]) -> tuple[dict[_Key, Alert], dict[tuple[str, int], Alert]]:
         """:func:`_look_up` for ``valid`` among the remembered remote commits."""
         found: dict[_Key, Alert] = {}
         counters: dict[tuple[str, int], Alert] = {}
         with self._remote_lock:
-            for _, m, message, _, press in valid:
-                key = (m.source, m.sender, message.event_id)
+            for v in valid:
+                key, m, press = _key(v), v[1], v[4]
                 if key in self._remote:
                     found[key] = self._remote[key]
                 if press is not None and press.counter is not None:
@@ -224,7 +229,7 @@ class Intake:
                 hold = self.hold() if valid else 0.0
                 if hold > 0:
                     self._wait_for_others(valid, stored_before, used_counters, hold, heard)
-                if any((m.source, m.sender, v[0].event_id) not in stored_before for _, m, *v in valid):
+                if any(_key(v) not in stored_before for v in valid):
                     self.catch_up()  # something to rank here: with what the others committed meanwhile
                 fresh, redelivered = self._prepare(valid, stored_before, used_counters, now, rejections, held)
                 committed = self.store.add_alerts([alert for _, alert in fresh])
@@ -293,20 +298,20 @@ class Intake:
         database (this replica's stream may lag behind the leader's commits, under load) and the
         rest is ranked and committed here, as without a hold.
         """
-        waiting = [v for v in valid if (v[1].source, v[1].sender, v[2].event_id) not in stored_before]
+        waiting = [v for v in valid if _key(v) not in stored_before]
         if not waiting:
             return
         received = [m.received for _, m, *_ in waiting if m.received is not None]
         deadline = (min(received) if received else time.monotonic()) + hold
         rounds = 0
 
-        def found(found: dict[_Key, Alert], counters: dict[tuple[str, int], Alert]) -> list[_Valid]:
-            stored_before.update(found)
+        def found(events: dict[_Key, Alert], counters: dict[tuple[str, int], Alert]) -> list[_Valid]:
+            stored_before.update(events)
             used_counters.update(counters)
             return [
                 v
                 for v in waiting
-                if (v[1].source, v[1].sender, v[2].event_id) not in stored_before
+                if _key(v) not in stored_before
                 and (v[4] is None or v[4].counter is None or (v[1].sender, v[4].counter) not in used_counters)
             ]
 
@@ -573,7 +578,7 @@ class Intake:
 def _look_up(store: Store, valid: Sequence[_Valid]) -> tuple[dict[_Key, Alert], dict[tuple[str, int], Alert]]:
     """The events (and signed presses' counters) of ``valid`` already stored: one query."""
     return store.stored_events(
-        ((m.source, m.sender, v[0].event_id) for _, m, *v in valid),
+        (_key(v) for v in valid),
         ((m.sender, v[2].counter) for _, m, *v in valid if v[2] is not None and v[2].counter is not None),
     )
 

@@ -301,15 +301,12 @@ class LiveFeed:
         """
         seq = parse_event_id(last_event_id)
         with self._lock:
-            # a unit's events after ``seq`` are all here only if it was listened for since then
-            listened_from = None if audience is None else self._want(audience)
+            top, horizon, pos = self._top, self._horizon, self._pos
+            if audience is not None:  # its events after ``seq`` are here only if listened for since then
+                horizon = max(horizon, self._want(audience))
+            memory = None if seq is None or not horizon <= seq <= top else Resume(seq, self._position_after(seq))
         if seq is None:
             return self._count(None)
-        with self._lock:
-            top, horizon, pos = self._top, self._horizon, self._pos
-            if listened_from is not None:
-                horizon = max(horizon, listened_from)
-            memory = Resume(seq, self._position_after(seq)) if horizon <= seq <= top else None
         if memory is not None:
             return self._count(memory)
         if seq > top:  # another replica may have committed it already: this one hears it within ms
